@@ -1,0 +1,106 @@
+//! Emergency controls, shared by the admin HTTP routes and `recall admin`.
+
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::events::{Envelope, Meta, RevokeCause};
+use crate::keys::generate_signing_key;
+use crate::service::Recall;
+use crate::store::{EventFilter, KeyRecord, SessionEnd, StoreError, UserRecord};
+use crate::sync::now_ms;
+
+/// Default admin lock: 24 hours.
+pub const DEFAULT_LOCK_SECS: i64 = 86_400;
+/// Longest lock an admin can set: ten years.
+const MAX_LOCK_SECS: i64 = 10 * 365 * 86_400;
+
+fn not_found_user(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound("no such user".into()),
+        e => e.into(),
+    }
+}
+
+impl Recall {
+    /// A user by id or username (`recall admin` accepts either).
+    pub async fn find_user(&self, who: &str) -> Result<UserRecord, ApiError> {
+        let found = match Uuid::parse_str(who) {
+            Ok(id) => self.store.user_by_id(id).await?,
+            Err(_) => self.store.user_by_name(&who.to_lowercase()).await?,
+        };
+        found.ok_or_else(|| ApiError::NotFound("no such user".into()))
+    }
+
+    /// Ends every session of a user; returns (how many, event).
+    pub async fn admin_revoke_sessions(&self, user_id: Uuid, reason: Option<String>, meta: &Meta) -> Result<(usize, Envelope), ApiError> {
+        let env = self
+            .end_all_sessions(user_id, RevokeCause::Admin, reason, meta)
+            .await?;
+        Ok((env.event.revoked_sessions().len(), env))
+    }
+
+    /// Locks a user for `duration_secs` (default 24 h) and ends every session.
+    pub async fn lock_user(&self, user_id: Uuid, duration_secs: Option<i64>, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+        let secs = duration_secs.unwrap_or(DEFAULT_LOCK_SECS);
+        if !(1..=MAX_LOCK_SECS).contains(&secs) {
+            return Err(ApiError::InvalidRequest(format!(
+                "duration_secs: 1 to {MAX_LOCK_SECS}"
+            )));
+        }
+        let now = now_ms();
+        let env = self
+            .store
+            .lock(user_id, now + secs * 1000, reason, meta, now)
+            .await
+            .map_err(not_found_user)?;
+        self.committed(std::slice::from_ref(&env)).await;
+        Ok(env)
+    }
+
+    /// Lifts a lock.
+    pub async fn unlock_user(&self, user_id: Uuid, meta: &Meta) -> Result<Envelope, ApiError> {
+        let env = self
+            .store
+            .unlock(user_id, meta, now_ms())
+            .await
+            .map_err(not_found_user)?;
+        self.committed(std::slice::from_ref(&env)).await;
+        Ok(env)
+    }
+
+    /// Ends any session.
+    pub async fn admin_revoke_session(&self, session_id: Uuid, reason: Option<String>, meta: &Meta) -> Result<(), ApiError> {
+        let how = SessionEnd::Revoked {
+            cause: RevokeCause::Admin,
+            reason,
+        };
+        self.end_session(session_id, None, how, meta).await
+    }
+
+    /// Rotates the signing key. Scheduled: the old key verifies until its
+    /// last token expires. Compromised: its tokens die everywhere at once;
+    /// sessions survive, so clients refresh onto the new key.
+    pub async fn rotate_key(&self, compromised: bool, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+        let now = now_ms();
+        let key = generate_signing_key(&self.settings.master_key, now)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let retire_after = now + self.settings.retention_ms();
+        let env = self
+            .store
+            .rotate_key(&key, compromised, retire_after, reason, meta, now)
+            .await?;
+        self.sync.reload_keys().await?;
+        self.committed(std::slice::from_ref(&env)).await;
+        Ok(env)
+    }
+
+    /// Every signing key with its status.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, ApiError> {
+        Ok(self.store.keys().await?)
+    }
+
+    /// The audit log, filtered.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, ApiError> {
+        Ok(self.store.events(filter).await?)
+    }
+}

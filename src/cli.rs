@@ -1,0 +1,198 @@
+//! The `recall` command line: `serve` (default), `migrate`, and `admin ...`,
+//! which runs the emergency controls against the same store and bus, for
+//! when the HTTP side is down.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+use crate::events::Meta;
+use crate::http::admin::event_json;
+use crate::server::Application;
+use crate::service::Recall;
+use crate::store::{EventFilter, Store};
+
+/// Recall: JWT auth with real logout.
+#[derive(Debug, Parser)]
+#[command(name = "recall", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP (the default): migrate, rebuild state, join the fleet.
+    Serve,
+    /// Only run the store migrations.
+    Migrate,
+    /// Emergency controls from a shell.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `recall admin ...`; USER is a user id or a username.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user; the password is read from stdin.
+    CreateUser {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Lock a user (default 24h) and revoke every session.
+    Lock {
+        user: String,
+        #[arg(long = "for", value_parser = humantime::parse_duration, default_value = "24h")]
+        duration: Duration,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a lock.
+    Unlock { user: String },
+    /// Revoke every session of a user.
+    RevokeSessions {
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Rotate the signing key; --compromised kills the old key's tokens now.
+    RotateKey {
+        #[arg(long)]
+        compromised: bool,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the audit log as JSON lines; --follow keeps printing new events.
+    Events {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// Structured logs: human-readable by default, JSON with RECALL_LOG_FORMAT=json.
+pub fn init_tracing(cli: &Cli) {
+    let default = match cli.command {
+        Some(Command::Admin(_)) => "warn",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("RECALL_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.config.into_settings()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let bind = settings.bind.clone();
+            let app = Application::build(settings, workers, true).await?;
+            tracing::info!(%bind, port = app.port(), "recall serving");
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path())?;
+            store.migrate().await?;
+            println!("migrated ({})", store.kind());
+            Ok(())
+        }
+        Command::Admin(cmd) => {
+            let (recall, tasks) = Recall::start(settings).await?;
+            let result = admin(&recall, cmd).await;
+            // Tell the fleet before exiting; instances that miss it poll the log.
+            recall.flush(Duration::from_secs(3)).await;
+            for t in tasks {
+                t.abort();
+            }
+            result
+        }
+    }
+}
+
+fn print(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
+    let meta = Meta {
+        actor: Some("cli".into()),
+        ip: None,
+    };
+    match cmd {
+        AdminCommand::CreateUser { name, admin } => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let roles = if admin { vec!["admin".to_owned()] } else { vec![] };
+            let (user_id, username) = recall.register(&name, password, &roles, &meta).await?;
+            print(serde_json::json!({ "user_id": user_id, "username": username, "roles": roles }));
+        }
+        AdminCommand::Lock { user, duration, reason } => {
+            let u = recall.find_user(&user).await?;
+            let secs = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
+            let env = recall.lock_user(u.id, Some(secs), reason, &meta).await?;
+            print(event_json(&env));
+        }
+        AdminCommand::Unlock { user } => {
+            let u = recall.find_user(&user).await?;
+            let env = recall.unlock_user(u.id, &meta).await?;
+            print(event_json(&env));
+        }
+        AdminCommand::RevokeSessions { user, reason } => {
+            let u = recall.find_user(&user).await?;
+            let (_, env) = recall.admin_revoke_sessions(u.id, reason, &meta).await?;
+            print(event_json(&env));
+        }
+        AdminCommand::RotateKey { compromised, reason } => {
+            let env = recall.rotate_key(compromised, reason, &meta).await?;
+            print(event_json(&env));
+        }
+        AdminCommand::Events { after, limit, follow } => {
+            let mut last = after;
+            loop {
+                let filter = EventFilter {
+                    after: last,
+                    limit: limit.clamp(1, 1000),
+                    ..EventFilter::default()
+                };
+                let page = recall.list_events(&filter).await?;
+                for env in &page {
+                    print(event_json(env));
+                    last = env.seq;
+                }
+                if page.len() as i64 >= filter.limit {
+                    continue;
+                }
+                if !follow {
+                    break;
+                }
+                // New events wake us through the bus; the timeout is the backstop.
+                let mut applied = recall.sync.applied();
+                let _ = tokio::time::timeout(Duration::from_millis(500), applied.recv()).await;
+            }
+        }
+    }
+    Ok(())
+}

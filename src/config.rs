@@ -1,0 +1,154 @@
+//! Configuration: the raw flags (each bound to its `RECALL_*` env var) and
+//! the validated runtime `Settings` built from them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::keys::{KeyError, MasterKey};
+use crate::store::LockoutPolicy;
+
+/// Raw flags and env vars, as API.md's configuration table lists them.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Listen address.
+    #[arg(long, env = "RECALL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// `postgres://...` for a fleet; unset: SQLite in the data dir.
+    #[arg(long, env = "RECALL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Embedded store and generated dev secrets.
+    #[arg(long, env = "RECALL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `redis://...` for a fleet; unset: in-process bus.
+    #[arg(long, env = "RECALL_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Pub/sub channel (isolates tenants and tests).
+    #[arg(long, env = "RECALL_REDIS_CHANNEL", default_value = "recall:notices")]
+    pub redis_channel: String,
+    /// Bootstrap admin bearer.
+    #[arg(long, env = "RECALL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// 32 bytes, base64: encrypts private signing keys.
+    #[arg(long, env = "RECALL_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// `iss` of access tokens.
+    #[arg(long, env = "RECALL_ISSUER", default_value = "recall")]
+    pub issuer: String,
+    /// `aud` of access tokens.
+    #[arg(long, env = "RECALL_AUDIENCE", default_value = "recall-api")]
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    #[arg(long, env = "RECALL_ACCESS_TTL_SECS", default_value_t = 300)]
+    pub access_ttl_secs: i64,
+    /// Refresh-token lifetime, seconds.
+    #[arg(long, env = "RECALL_REFRESH_TTL_SECS", default_value_t = 1_209_600)]
+    pub refresh_ttl_secs: i64,
+    /// Grace for honest concurrent refreshes, seconds.
+    #[arg(long, env = "RECALL_REFRESH_GRACE_SECS", default_value_t = 10)]
+    pub refresh_grace_secs: i64,
+    /// Log polling backstop (G4), milliseconds.
+    #[arg(long, env = "RECALL_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+    /// Fail-closed bound (G5), milliseconds.
+    #[arg(long, env = "RECALL_MAX_STALENESS_MS", default_value_t = 5000)]
+    pub max_staleness_ms: i64,
+    /// Public `POST /v1/users`.
+    #[arg(long, env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub open_registration: bool,
+}
+
+/// Configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("RECALL_MASTER_KEY is required with PostgreSQL (32 random bytes, base64)")]
+    MasterKeyRequired,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Validated runtime settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub redis_url: Option<String>,
+    pub redis_channel: String,
+    pub admin_token: Option<String>,
+    pub master_key: MasterKey,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub refresh_grace_secs: i64,
+    pub poll_interval_ms: u64,
+    pub max_staleness_ms: i64,
+    pub open_registration: bool,
+    pub lockout: LockoutPolicy,
+    /// Concurrent argon2 jobs (default: cores) and how many more may queue.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
+}
+
+impl Config {
+    /// Validates and resolves secrets (the SQLite default generates a
+    /// master key into the data dir on first start).
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let positive = [
+            ("RECALL_ACCESS_TTL_SECS", self.access_ttl_secs),
+            ("RECALL_REFRESH_TTL_SECS", self.refresh_ttl_secs),
+            ("RECALL_MAX_STALENESS_MS", self.max_staleness_ms),
+            ("RECALL_POLL_INTERVAL_MS", self.poll_interval_ms as i64),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be positive")));
+            }
+        }
+        if self.refresh_grace_secs < 0 {
+            return Err(ConfigError::Invalid("RECALL_REFRESH_GRACE_SECS must not be negative".into()));
+        }
+        let master_key = match (&self.master_key, &self.database_url) {
+            (Some(b64), _) => MasterKey::parse(b64)?,
+            (None, Some(_)) => return Err(ConfigError::MasterKeyRequired),
+            (None, None) => MasterKey::load_or_create(&self.data_dir)?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Settings {
+            bind: self.bind,
+            database_url: self.database_url.filter(|s| !s.is_empty()),
+            data_dir: self.data_dir,
+            redis_url: self.redis_url.filter(|s| !s.is_empty()),
+            redis_channel: self.redis_channel,
+            admin_token: self.admin_token.filter(|s| !s.is_empty()),
+            master_key,
+            issuer: self.issuer,
+            audience: self.audience,
+            access_ttl_secs: self.access_ttl_secs,
+            refresh_ttl_secs: self.refresh_ttl_secs,
+            refresh_grace_secs: self.refresh_grace_secs,
+            poll_interval_ms: self.poll_interval_ms,
+            max_staleness_ms: self.max_staleness_ms,
+            open_registration: self.open_registration,
+            lockout: LockoutPolicy::default(),
+            hash_workers: cores,
+            hash_queue: 32 * cores,
+        })
+    }
+}
+
+impl Settings {
+    /// How long a revocation must be remembered: the longest access-token
+    /// lifetime plus clock leeway (G8).
+    pub fn retention_ms(&self) -> i64 {
+        (self.access_ttl_secs + crate::tokens::LEEWAY_SECS as i64 + 5) * 1000
+    }
+
+    /// Path of the embedded database.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("recall.db")
+    }
+}

@@ -1,0 +1,220 @@
+//! Emergency controls over HTTP (admin only), the audit log and its live
+//! stream.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::extract::Admin;
+use super::rfc3339;
+use crate::error::ApiError;
+use crate::events::Envelope;
+use crate::service::Recall;
+use crate::store::EventFilter;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    username: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LockBody {
+    duration_secs: Option<i64>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    compromised: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+    user_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+fn user_id(path: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(path).map_err(|_| ApiError::NotFound("no such user".into()))
+}
+
+fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
+    match r {
+        Some(r) if r.len() > 1000 => Err(ApiError::InvalidRequest("reason: at most 1000 bytes".into())),
+        r => Ok(r),
+    }
+}
+
+/// Parses an optional JSON body: empty means all defaults.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+}
+
+/// `GET /v1/admin/users?username=NAME`
+pub async fn find_user(recall: web::Data<Recall>, _admin: Admin, q: web::Query<UserQuery>) -> Result<HttpResponse, ApiError> {
+    let u = recall
+        .store
+        .user_by_name(&q.username.to_lowercase())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let now = crate::sync::now_ms();
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": u.id,
+        "username": u.username,
+        "roles": u.roles,
+        "locked_until": u.locked_at(now).map(rfc3339),
+        "created_at": rfc3339(u.created_at),
+    })))
+}
+
+/// `POST /v1/admin/users/{user_id}/revoke-sessions`
+pub async fn revoke_sessions(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>, body: Bytes) -> Result<HttpResponse, ApiError> {
+    let body: ReasonBody = optional_json(&body)?;
+    let (n, env) = recall
+        .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "revoked_sessions": n, "seq": env.seq })))
+}
+
+/// `POST /v1/admin/users/{user_id}/lock`
+pub async fn lock(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>, body: Bytes) -> Result<HttpResponse, ApiError> {
+    let body: LockBody = optional_json(&body)?;
+    let env = recall
+        .lock_user(user_id(&path)?, body.duration_secs, reason(body.reason)?, &admin.meta(&req))
+        .await?;
+    let until = match env.event {
+        crate::events::Event::UserLocked { until, .. } => until,
+        _ => 0,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "locked_until": rfc3339(until), "seq": env.seq })))
+}
+
+/// `POST /v1/admin/users/{user_id}/unlock`
+pub async fn unlock(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let env = recall.unlock_user(user_id(&path)?, &admin.meta(&req)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "seq": env.seq })))
+}
+
+/// `DELETE /v1/admin/sessions/{session_id}`
+pub async fn delete_session(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
+    recall
+        .admin_revoke_session(id, None, &admin.meta(&req))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/admin/keys/rotate`
+pub async fn rotate_key(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, body: web::Json<RotateBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let env = recall
+        .rotate_key(body.compromised, reason(body.reason)?, &admin.meta(&req))
+        .await?;
+    match env.event {
+        crate::events::Event::KeyRotated { kid, previous_kid, .. } => Ok(HttpResponse::Ok().json(
+            json!({ "kid": kid, "previous_kid": previous_kid, "seq": env.seq }),
+        )),
+        _ => Err(ApiError::Internal("rotation returned another event".into())),
+    }
+}
+
+/// `GET /v1/admin/keys`
+pub async fn keys(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let keys: Vec<_> = recall
+        .list_keys()
+        .await?
+        .iter()
+        .map(|k| json!({ "kid": k.kid, "alg": k.alg, "status": k.status, "created_at": rfc3339(k.created_at) }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+/// The audit form of an event.
+pub fn event_json(env: &Envelope) -> Value {
+    let mut data = serde_json::to_value(&env.event).unwrap_or(Value::Null);
+    if let Some(map) = data.as_object_mut() {
+        map.remove("type");
+    }
+    json!({
+        "seq": env.seq,
+        "type": env.event.kind(),
+        "at": rfc3339(env.at),
+        "actor": env.actor,
+        "user_id": env.event.user_id(),
+        "session_id": env.event.session_id(),
+        "ip": env.ip,
+        "data": data,
+    })
+}
+
+/// `GET /v1/admin/events?after=&limit=&user_id=&type=`
+pub async fn events(recall: web::Data<Recall>, _admin: Admin, q: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
+    }
+    let after = q.after.unwrap_or(0).max(0);
+    let filter = EventFilter {
+        after,
+        limit,
+        user_id: q.user_id,
+        kind: q.kind.clone(),
+    };
+    let list = recall.list_events(&filter).await?;
+    let next_after = list.last().map_or(after, |e| e.seq);
+    let events: Vec<_> = list.iter().map(event_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_after": next_after })))
+}
+
+fn sse_frame(env: &Envelope) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        env.seq,
+        env.event.kind(),
+        event_json(env)
+    ))
+}
+
+/// `GET /v1/admin/events/stream`: live events as server-sent events.
+pub async fn stream(recall: web::Data<Recall>, _admin: Admin) -> HttpResponse {
+    let rx = recall.sync.applied();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let frame = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+            Ok(Ok(env)) => sse_frame(&env),
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                Bytes::from(format!(": {n} events skipped; read /v1/admin/events\n\n"))
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, actix_web::Error>(frame), rx))
+    });
+    let hello = futures_util::stream::once(async { Ok(Bytes::from_static(b": recall events\n\n")) });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures_util::StreamExt::chain(hello, body))
+}

@@ -1,0 +1,172 @@
+//! Signing-key material: generation, and encryption of the private half at
+//! rest under `RECALL_MASTER_KEY` (ChaCha20-Poly1305, kid as associated data).
+
+use std::path::Path;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use rand::RngCore;
+
+use crate::store::KeyRecord;
+
+/// The 32-byte key that encrypts private signing keys.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Errors of key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("RECALL_MASTER_KEY must be 32 bytes in base64: {0}")]
+    BadMasterKey(String),
+    #[error("cannot decrypt signing key {0}: wrong master key or corrupt row")]
+    Decrypt(String),
+    #[error("key file: {0}")]
+    Io(String),
+    #[error("key encoding: {0}")]
+    Encoding(String),
+}
+
+impl MasterKey {
+    /// Parses the base64 form of `RECALL_MASTER_KEY`.
+    pub fn parse(b64: &str) -> Result<Self, KeyError> {
+        let bytes = STANDARD
+            .decode(b64.trim())
+            .map_err(|e| KeyError::BadMasterKey(e.to_string()))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|v: Vec<u8>| KeyError::BadMasterKey(format!("got {} bytes", v.len())))?;
+        Ok(MasterKey(arr))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        MasterKey(k)
+    }
+
+    /// Reads `dir/master.key`, creating it (mode 0600) on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self, KeyError> {
+        let path = dir.join("master.key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return MasterKey::parse(&text);
+        }
+        std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(e.to_string()))?;
+        let key = MasterKey::generate();
+        write_private(&path, &key.to_base64()).map_err(|e| KeyError::Io(e.to_string()))?;
+        Ok(key)
+    }
+
+    /// The base64 form.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// nonce || ciphertext of `plain`, bound to `kid`.
+    pub fn seal(&self, kid: &str, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let payload = Payload {
+            msg: plain,
+            aad: kid.as_bytes(),
+        };
+        let ct = self
+            .cipher()
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend(ct);
+        out
+    }
+
+    /// Opens what `seal` made for `kid`.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        if sealed.len() < 12 + 16 {
+            return Err(KeyError::Decrypt(kid.to_owned()));
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| KeyError::Decrypt(kid.to_owned()))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// A new random key id.
+pub fn new_kid() -> String {
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Generates an Ed25519 key and returns its row, private half sealed.
+pub fn generate_signing_key(master: &MasterKey, now: i64) -> Result<KeyRecord, KeyError> {
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let der = signing
+        .to_pkcs8_der()
+        .map_err(|e| KeyError::Encoding(e.to_string()))?;
+    let kid = new_kid();
+    Ok(KeyRecord {
+        private_key_enc: master.seal(&kid, der.as_bytes()),
+        public_key: signing.verifying_key().to_bytes().to_vec(),
+        kid,
+        alg: "EdDSA".to_owned(),
+        status: "active".to_owned(),
+        created_at: now,
+        retire_after: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_the_same_master_key_and_kid() {
+        let master = MasterKey::generate();
+        let rec = generate_signing_key(&master, 1).unwrap();
+        let der = master.open(&rec.kid, &rec.private_key_enc).unwrap();
+        assert!(der.len() > 32);
+        assert!(MasterKey::generate().open(&rec.kid, &rec.private_key_enc).is_err());
+        assert!(master.open("other", &rec.private_key_enc).is_err());
+        assert!(master.open(&rec.kid, &rec.private_key_enc[..20]).is_err());
+        assert!(MasterKey::parse(&master.to_base64()).is_ok());
+        assert!(MasterKey::parse("c2hvcnQ=").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Recall: JWT auth with real logout. Access tokens are verified locally
+//! from an in-memory revocation state folded from an event log and kept
+//! current across a fleet by Redis notices and log catch-up.
+
+pub mod admin;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod passwords;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod sync;
+pub mod tokens;

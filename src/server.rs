@@ -1,0 +1,116 @@
+//! Builds the application: the Recall core plus an actix-web server on its
+//! own listener, so tests bind port 0 and ask for the port.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::service::Recall;
+
+/// A built, not yet running, application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    recall: Arc<Recall>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A running application (tests keep several).
+pub struct Running {
+    pub port: u16,
+    pub recall: Arc<Recall>,
+    handle: ServerHandle,
+    tasks: Vec<JoinHandle<()>>,
+    join: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The base URL on loopback.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and the background tasks (like a crash, minus the
+    /// half-written state: everything acknowledged is already committed).
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.handle.stop(false).await;
+        let _ = self.join.await;
+    }
+}
+
+impl Application {
+    /// Starts the core and binds `settings.bind`.
+    pub async fn build(settings: Settings, workers: usize, signals: bool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.bind)?;
+        let (recall, tasks) = Recall::start(settings).await?;
+        Application::with_core(listener, recall, tasks, workers, signals)
+    }
+
+    /// Serves an already started core on `listener`.
+    pub fn with_core(
+        listener: TcpListener,
+        recall: Arc<Recall>,
+        tasks: Vec<JoinHandle<()>>,
+        workers: usize,
+        signals: bool,
+    ) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let data = web::Data::from(recall.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").log_target("recall::http"))
+                .app_data(data.clone())
+                .configure(crate::http::routes)
+        })
+        .workers(workers.max(1))
+        .shutdown_timeout(5)
+        .listen(listener)?;
+        if !signals {
+            server = server.disable_signals();
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            recall,
+            tasks,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The core.
+    pub fn recall(&self) -> Arc<Recall> {
+        self.recall.clone()
+    }
+
+    /// Serves until the server stops (SIGTERM/SIGINT when signals are on).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        result
+    }
+
+    /// Serves in the background and returns a handle.
+    pub fn spawn(self) -> Running {
+        let handle = self.server.handle();
+        Running {
+            port: self.port,
+            recall: self.recall,
+            handle,
+            tasks: self.tasks,
+            join: tokio::spawn(self.server),
+        }
+    }
+}

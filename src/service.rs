@@ -1,0 +1,495 @@
+//! The Recall core: starts the store, keys, state, bus and sync, and runs
+//! every user-facing operation along the write path of DESIGN.md:
+//! check -> commit event(s) -> apply locally (G2) -> publish -> answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::bus::{redis::RedisBus, Bus, LocalBus};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::events::{Envelope, Meta, RevokeCause};
+use crate::keys::generate_signing_key;
+use crate::metrics::{inc, Metrics};
+use crate::passwords::Hasher;
+use crate::state::{Rejection, RevocationState};
+use crate::store::{NewSession, RefreshOutcome, SessionEnd, SessionRecord, Store, StoreError};
+use crate::sync::{now_ms, StateSync};
+use crate::tokens::{b64url, Claims, Keyring, TokenError};
+
+/// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Lowercases and checks a username.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let name = raw.to_lowercase();
+        let ok_len = (3..=64).contains(&name.chars().count());
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+        if !ok_len || !ok_chars {
+            return Err(ApiError::InvalidRequest(
+                "username: 3 to 64 characters of a-z 0-9 . _ -".into(),
+            ));
+        }
+        Ok(Username(name))
+    }
+
+    /// The lowercased name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password of 8 to 1024 bytes.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Checks a new password's length.
+    pub fn parse(raw: String, field: &str) -> Result<Self, ApiError> {
+        if !(8..=1024).contains(&raw.len()) {
+            return Err(ApiError::InvalidRequest(format!("{field}: 8 to 1024 bytes")));
+        }
+        Ok(Password(raw))
+    }
+}
+
+/// The three client types a session can have.
+pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
+    match raw.unwrap_or("web") {
+        t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
+        _ => Err(ApiError::InvalidRequest("client_type: web, mobile or service".into())),
+    }
+}
+
+/// An authenticated caller, resolved from an access token in memory.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub client_type: String,
+    pub claims: Claims,
+}
+
+/// The body of a login or refresh answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    pub session_id: Uuid,
+}
+
+/// Login input after JSON parsing.
+#[derive(Debug, Clone)]
+pub struct LoginInput {
+    pub username: String,
+    pub password: String,
+    pub client_type: Option<String>,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The running core shared by HTTP handlers and the CLI.
+pub struct Recall {
+    pub settings: Settings,
+    pub store: Store,
+    pub sync: Arc<StateSync>,
+    pub hasher: Hasher,
+    pub metrics: Arc<Metrics>,
+    pub bus: Arc<dyn Bus>,
+    publisher: mpsc::UnboundedSender<Envelope>,
+    /// Notices handed to the publisher and not yet sent.
+    unpublished: Arc<AtomicUsize>,
+}
+
+/// SHA-256 of a refresh token: the only form we store.
+pub fn refresh_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    b64url(&bytes)
+}
+
+impl Recall {
+    /// Migrates the store, makes sure a signing key exists, rebuilds the
+    /// state from the revocation window and starts sync and publishing.
+    pub async fn start(settings: Settings) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
+        let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path())?;
+        store.migrate().await?;
+        let bus: Arc<dyn Bus> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisBus::new(url, &settings.redis_channel)?),
+            None => Arc::new(LocalBus::default()),
+        };
+        Recall::start_with(settings, store, bus).await
+    }
+
+    /// `start` with a given store and bus (tests share a `LocalBus`).
+    pub async fn start_with(
+        settings: Settings,
+        store: Store,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
+        let now = now_ms();
+        let first_key = generate_signing_key(&settings.master_key, now)?;
+        if let Some(env) = store.ensure_active_key(&first_key, &Meta::system(), now).await? {
+            tracing::info!(kid = %first_key.kid, seq = env.seq, "generated the first signing key");
+        }
+        // Subscribe before reading, so nothing committed in between is missed (G4).
+        let notices = bus.subscribe();
+        let started = now_ms();
+        let snapshot = store.snapshot(started - settings.retention_ms(), started).await?;
+        let state = RevocationState::from_snapshot(&snapshot, settings.retention_ms(), started);
+        tracing::info!(
+            head = snapshot.head,
+            window_events = snapshot.events.len(),
+            store = store.kind(),
+            bus = bus.kind(),
+            "state rebuilt from the revocation window"
+        );
+        let keyring = Arc::new(Keyring::new(&settings.issuer, &settings.audience));
+        keyring.load(&snapshot.keys, &settings.master_key)?;
+        let metrics = Arc::new(Metrics::default());
+        let sync = Arc::new(StateSync::new(
+            state,
+            store.clone(),
+            keyring,
+            settings.master_key.clone(),
+            metrics.clone(),
+            settings.max_staleness_ms,
+            started,
+        ));
+        let mut tasks = sync.start(notices, Duration::from_millis(settings.poll_interval_ms));
+        let (publisher, mut outbox) = mpsc::unbounded_channel::<Envelope>();
+        let unpublished = Arc::new(AtomicUsize::new(0));
+        {
+            let bus = bus.clone();
+            let metrics = metrics.clone();
+            let unpublished = unpublished.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(env) = outbox.recv().await {
+                    if let Err(e) = bus.publish(&env).await {
+                        inc(&metrics.publish_failures);
+                        tracing::warn!(seq = env.seq, error = %e, "notice not published; others catch up from the log");
+                    }
+                    unpublished.fetch_sub(1, Ordering::AcqRel);
+                }
+            }));
+        }
+        let recall = Arc::new(Recall {
+            hasher: Hasher::new(settings.hash_workers, settings.hash_queue),
+            settings,
+            store,
+            sync,
+            metrics,
+            bus,
+            publisher,
+            unpublished,
+        });
+        Ok((recall, tasks))
+    }
+
+    /// After a commit: apply here before answering (G2), then tell the fleet.
+    pub async fn committed(&self, envs: &[Envelope]) {
+        if !self.sync.apply_local(envs) {
+            // We were behind the log; fill in what came before, in order.
+            let sync = self.sync.clone();
+            tokio::spawn(async move {
+                let _ = sync.catch_up().await;
+            });
+        }
+        for env in envs {
+            self.unpublished.fetch_add(1, Ordering::AcqRel);
+            if self.publisher.send(env.clone()).is_err() {
+                self.unpublished.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) until every notice handed to the publisher is sent.
+    pub async fn flush(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.unpublished.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Resolves a bearer token with no I/O: staleness, signature, claims, state.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = now_ms();
+        if !self.sync.is_fresh(now) {
+            inc(&self.metrics.stale_rejections);
+            return Err(ApiError::Unavailable(
+                "this instance is not caught up with the log; failing closed".into(),
+            ));
+        }
+        let (claims, kid) = self.sync.keyring().verify(token).map_err(|e| {
+            inc(&self.metrics.tokens_rejected);
+            ApiError::InvalidToken(token_error_text(&e).into())
+        })?;
+        let checked = self.sync.state().check(&kid, claims.sub, claims.sid, now);
+        if let Err(rejection) = checked {
+            inc(&self.metrics.tokens_rejected);
+            return Err(match rejection {
+                Rejection::UserLocked { until } => ApiError::locked(until),
+                Rejection::SessionRevoked => ApiError::InvalidToken("the session was revoked".into()),
+                Rejection::KeyRevoked => ApiError::InvalidToken("the signing key was revoked".into()),
+                Rejection::KeyRetired => ApiError::InvalidToken("the signing key was retired".into()),
+                Rejection::UnknownKey => ApiError::InvalidToken("unknown signing key".into()),
+            });
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            client_type: claims.ctype.clone(),
+            claims,
+        })
+    }
+
+    async fn access_token(&self, user_id: Uuid, session_id: Uuid, ctype: &str) -> Result<String, ApiError> {
+        let kid = self.sync.state().active_kid().map(str::to_owned);
+        let kid = kid.ok_or_else(|| ApiError::Unavailable("no active signing key".into()))?;
+        if !self.sync.keyring().can_sign(&kid) {
+            self.sync.reload_keys().await?;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            jti: Uuid::now_v7(),
+            iat: now,
+            nbf: now,
+            exp: now + self.settings.access_ttl_secs,
+            ctype: ctype.to_owned(),
+        };
+        self.sync
+            .keyring()
+            .issue(&kid, &claims)
+            .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
+    }
+
+    async fn token_response(&self, s: &SessionRecord, refresh_token: String) -> Result<TokenResponse, ApiError> {
+        let access_token = self.access_token(s.user_id, s.id, &s.client_type).await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_ttl_secs,
+            refresh_token,
+            refresh_expires_in: ((s.refresh_expires_at - now_ms()) / 1000).max(0),
+            session_id: s.id,
+        })
+    }
+
+    /// Creates a user. `roles` is empty or `["admin"]`.
+    pub async fn register(&self, username: &str, password: String, roles: &[String], meta: &Meta) -> Result<(Uuid, String), ApiError> {
+        let username = Username::parse(username)?;
+        let password = Password::parse(password, "password")?;
+        let hash = self.hasher.hash(password.0).await?;
+        let user_id = Uuid::now_v7();
+        let result = self
+            .store
+            .register(user_id, username.as_str(), &hash, roles, meta, now_ms())
+            .await;
+        match result {
+            Ok(env) => {
+                self.committed(&[env]).await;
+                Ok((user_id, username.0))
+            }
+            Err(StoreError::Conflict(_)) => Err(ApiError::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Username and password login; one answer for every failure.
+    pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, ApiError> {
+        let client_type = parse_client_type(input.client_type.as_deref())?;
+        if input.device_id.as_ref().is_some_and(|d| d.len() > 256) {
+            return Err(ApiError::InvalidRequest("device_id: at most 256 bytes".into()));
+        }
+        let now = now_ms();
+        let name = input.username.to_lowercase();
+        let Ok(username) = Username::parse(&name) else {
+            // Not a possible username: still pay for one verify (same timing).
+            self.hasher.verify(input.password, None).await?;
+            return Err(ApiError::InvalidCredentials);
+        };
+        let throttle = self.store.throttle(username.as_str()).await?;
+        if let Some(until) = throttle.locked_until.filter(|u| *u > now) {
+            return Err(ApiError::locked(until));
+        }
+        let user = self.store.user_by_name(username.as_str()).await?;
+        let ok = self
+            .hasher
+            .verify(input.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await?;
+        let Some(user) = user.filter(|_| ok) else {
+            inc(&self.metrics.logins_failed);
+            let env = self
+                .store
+                .login_failed(username.as_str(), None, &self.settings.lockout, meta, now)
+                .await?;
+            self.committed(&[env]).await;
+            return Err(ApiError::InvalidCredentials);
+        };
+        if let Some(until) = user.locked_at(now) {
+            return Err(ApiError::locked(until));
+        }
+        let refresh_token = new_refresh_token();
+        let session = NewSession {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            client_type,
+            device_id: input.device_id,
+            ip: meta.ip.clone(),
+            user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
+            refresh_hash: refresh_hash(&refresh_token),
+            refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
+        };
+        let login_meta = Meta::user(user.id, meta.ip.clone());
+        let env = self.store.login(&session, &login_meta, now).await?;
+        self.committed(&[env]).await;
+        inc(&self.metrics.logins_succeeded);
+        let record = SessionRecord {
+            id: session.id,
+            user_id: user.id,
+            client_type: session.client_type,
+            device_id: session.device_id,
+            ip: session.ip,
+            user_agent: session.user_agent,
+            created_at: now,
+            refresh_expires_at: session.refresh_expires_at,
+            revoked_at: None,
+        };
+        self.token_response(&record, refresh_token).await
+    }
+
+    /// Rotates a refresh token; reuse of a spent one revokes its session.
+    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, ApiError> {
+        if token.is_empty() || token.len() > 512 {
+            return Err(ApiError::InvalidGrant("unknown refresh token".into()));
+        }
+        let now = now_ms();
+        let next = new_refresh_token();
+        let outcome = self
+            .store
+            .refresh(
+                &refresh_hash(token),
+                &refresh_hash(&next),
+                now + self.settings.refresh_ttl_secs * 1000,
+                self.settings.refresh_grace_secs * 1000,
+                meta,
+                now,
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { session, event } => {
+                self.committed(&[event]).await;
+                inc(&self.metrics.refreshes);
+                self.token_response(&session, next).await
+            }
+            RefreshOutcome::Unknown => Err(ApiError::InvalidGrant("unknown refresh token".into())),
+            RefreshOutcome::Dead => Err(ApiError::InvalidGrant("the session has ended".into())),
+            RefreshOutcome::Grace => Err(ApiError::InvalidGrant(
+                "this refresh token was just used by a concurrent refresh".into(),
+            )),
+            RefreshOutcome::Reused { event } => {
+                tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
+                self.committed(&[event]).await;
+                Err(ApiError::InvalidGrant("refresh token reuse detected; the session is revoked".into()))
+            }
+            RefreshOutcome::Locked { until } => Err(ApiError::locked(until)),
+        }
+    }
+
+    /// Ends the caller's session. Idempotent.
+    pub async fn logout(&self, p: &Principal, meta: &Meta) -> Result<(), ApiError> {
+        self.end_session(p.session_id, Some(p.user_id), SessionEnd::Logout, meta)
+            .await
+    }
+
+    /// Ends one session: the owner's, or any when `owner` is None (admin).
+    pub async fn end_session(&self, session_id: Uuid, owner: Option<Uuid>, how: SessionEnd, meta: &Meta) -> Result<(), ApiError> {
+        match self
+            .store
+            .revoke_session(session_id, owner, how, meta, now_ms())
+            .await
+        {
+            Ok(Some(env)) => {
+                self.committed(&[env]).await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(StoreError::NotFound) => Err(ApiError::NotFound("no such session".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends every session of a user; returns the event.
+    pub async fn end_all_sessions(&self, user_id: Uuid, cause: RevokeCause, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+        let env = self
+            .store
+            .revoke_user_sessions(user_id, cause, reason, meta, now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::NotFound("no such user".into()),
+                e => e.into(),
+            })?;
+        self.committed(std::slice::from_ref(&env)).await;
+        Ok(env)
+    }
+
+    /// Changes the caller's password and ends their other sessions.
+    pub async fn change_password(&self, p: &Principal, current: String, new: String, meta: &Meta) -> Result<(), ApiError> {
+        let new = Password::parse(new, "new_password")?;
+        let user = self
+            .store
+            .user_by_id(p.user_id)
+            .await?
+            .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
+        if !self.hasher.verify(current, Some(user.password_hash)).await? {
+            return Err(ApiError::InvalidCredentials);
+        }
+        let hash = self.hasher.hash(new.0).await?;
+        let env = self
+            .store
+            .change_password(p.user_id, &hash, Some(p.session_id), meta, now_ms())
+            .await?;
+        self.committed(&[env]).await;
+        Ok(())
+    }
+}
+
+/// The human text for a token failure.
+pub fn token_error_text(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Expired => "the access token expired",
+        TokenError::UnknownKid => "unknown signing key",
+        TokenError::BadSignature => "bad signature",
+        TokenError::BadAlgorithm => "algorithm not allowed",
+        TokenError::BadType => "not an access token (typ must be at+jwt)",
+        TokenError::Critical => "unsupported critical header",
+        TokenError::NotYetValid => "the token is not valid yet",
+        TokenError::BadIssuer => "wrong issuer",
+        TokenError::BadAudience => "wrong audience",
+        TokenError::BadClaims => "invalid claims",
+        TokenError::Malformed => "malformed token",
+    }
+}

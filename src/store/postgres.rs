@@ -1,0 +1,197 @@
+//! PostgreSQL adapter (the fleet store): deadpool-postgres pool, refinery
+//! migrations under an advisory lock.
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::sql::{Db, Row, Tx, Val};
+use super::StoreError;
+
+mod embedded {
+    refinery::embed_migrations!("sql/postgres");
+}
+
+/// Arbitrary constant naming the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x5245_4341_4c4c; // "RECALL"
+
+/// A pooled PostgreSQL connection source.
+pub struct PgDb {
+    pool: Pool,
+}
+
+impl PgDb {
+    /// Builds a pool for `url`; connections are opened lazily.
+    pub fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("bad database url: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
+            .create_timeout(Some(std::time::Duration::from_secs(3)))
+            .build()
+            .map_err(|e| StoreError::Config(format!("pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    async fn object(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))
+    }
+
+    async fn begin_with(&self, begin: &str) -> Result<Box<dyn Tx>, StoreError> {
+        let obj = self.object().await?;
+        obj.batch_execute(begin).await.map_err(pg_err)?;
+        Ok(Box::new(PgTx { obj: Some(obj), done: false }))
+    }
+}
+
+#[async_trait]
+impl Db for PgDb {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut obj = self.object().await?;
+        obj.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let client: &mut tokio_postgres::Client = &mut obj;
+        let result = embedded::migrations::runner().run_async(client).await;
+        let unlock = obj
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        result.map_err(|e| StoreError::Migration(e.to_string()))?;
+        unlock.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
+        self.begin_with("BEGIN").await
+    }
+
+    async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+struct PgTx {
+    obj: Option<Object>,
+    done: bool,
+}
+
+impl PgTx {
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.obj
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("transaction already finished".into()))
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(obj) = self.obj.take() {
+                // An unfinished transaction must not go back to the pool:
+                // detaching closes the connection and the server rolls back.
+                drop(Object::take(obj));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        let client = self.client()?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+        client.execute(&stmt, &refs).await.map_err(pg_err)
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client()?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+        let rows = client.query(&stmt, &refs).await.map_err(pg_err)?;
+        rows.iter().map(read_row).collect()
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let client = self.client()?;
+        client.batch_execute("COMMIT").await.map_err(pg_err)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let ty = col.type_();
+        let v = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i).map(|v| v.map(Val::Int))
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|v| Val::Int(v.into())))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|v| Val::Int(v.into())))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Val::Blob))
+        } else {
+            row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::Text))
+        };
+        out.push(v.map_err(pg_err)?.unwrap_or(Val::Null));
+    }
+    Ok(Row(out))
+}
+
+impl ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Val::Null => Ok(IsNull::Yes),
+            Val::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            Val::Int(v) => v.to_sql(ty, out),
+            Val::Text(v) => v.to_sql(ty, out),
+            Val::Blob(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// Maps a driver error: unique violations are conflicts, lost connections
+/// are "unavailable" (503), anything else is a store failure.
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict(db.message().to_owned());
+        }
+        return StoreError::Query(db.message().to_owned());
+    }
+    StoreError::Unavailable(format!("postgres: {e}"))
+}

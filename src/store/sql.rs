@@ -1,0 +1,147 @@
+//! The small SQL surface both adapters share, so the domain queries in
+//! `store::Store` are written once: values are integers, text, bytes or null,
+//! and placeholders are `$1, $2, ...` (the SQLite adapter rewrites them).
+
+use async_trait::async_trait;
+
+use super::StoreError;
+
+/// One SQL value; the schema uses only these column kinds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_owned())
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<&String> for Val {
+    fn from(v: &String) -> Self {
+        Val::Text(v.clone())
+    }
+}
+impl From<uuid::Uuid> for Val {
+    fn from(v: uuid::Uuid) -> Self {
+        Val::Text(v.to_string())
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(v: Vec<u8>) -> Self {
+        Val::Blob(v)
+    }
+}
+impl From<&[u8]> for Val {
+    fn from(v: &[u8]) -> Self {
+        Val::Blob(v.to_vec())
+    }
+}
+impl<T: Into<Val>> From<Option<T>> for Val {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Val::Null, Into::into)
+    }
+}
+
+/// One result row, read by column index.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Val>);
+
+impl Row {
+    fn at(&self, i: usize) -> Result<&Val, StoreError> {
+        self.0
+            .get(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
+    }
+
+    /// An integer column.
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_int(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {i} is null")))
+    }
+
+    /// A nullable integer column.
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.at(i)? {
+            Val::Int(v) => Ok(Some(*v)),
+            Val::Null => Ok(None),
+            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not an integer"))),
+        }
+    }
+
+    /// A text column.
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.opt_text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {i} is null")))
+    }
+
+    /// A nullable text column.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.at(i)? {
+            Val::Text(v) => Ok(Some(v.clone())),
+            Val::Null => Ok(None),
+            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not text"))),
+        }
+    }
+
+    /// A byte column.
+    pub fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        match self.at(i)? {
+            Val::Blob(v) => Ok(v.clone()),
+            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not bytes"))),
+        }
+    }
+
+    /// A UUID stored as text.
+    pub fn uuid(&self, i: usize) -> Result<uuid::Uuid, StoreError> {
+        let text = self.text(i)?;
+        uuid::Uuid::parse_str(&text).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+    }
+
+    /// A nullable UUID stored as text.
+    pub fn opt_uuid(&self, i: usize) -> Result<Option<uuid::Uuid>, StoreError> {
+        match self.opt_text(i)? {
+            None => Ok(None),
+            Some(t) => uuid::Uuid::parse_str(&t)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}"))),
+        }
+    }
+}
+
+/// An open transaction. Dropping it without `commit` rolls it back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Runs a statement and returns the number of rows it changed.
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
+    /// Runs a query and returns its rows.
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
+    /// Commits; only after this returns is anything durable (G1).
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A database that hands out transactions: the port both adapters implement.
+#[async_trait]
+pub trait Db: Send + Sync {
+    /// Runs the embedded migrations; safe when several instances start at once.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Starts a read-write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// Starts a read-only transaction that sees one consistent snapshot.
+    async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// A short name for logs and readiness reasons ("postgres", "sqlite").
+    fn kind(&self) -> &'static str;
+}
