@@ -32,7 +32,12 @@ impl Recall {
     }
 
     /// Ends every session of a user; returns (how many, event).
-    pub async fn admin_revoke_sessions(&self, user_id: Uuid, reason: Option<String>, meta: &Meta) -> Result<(usize, Envelope), ApiError> {
+    pub async fn admin_revoke_sessions(
+        &self,
+        user_id: Uuid,
+        reason: Option<String>,
+        meta: &Meta,
+    ) -> Result<(usize, Envelope), ApiError> {
         let env = self
             .end_all_sessions(user_id, RevokeCause::Admin, reason, meta)
             .await?;
@@ -40,7 +45,13 @@ impl Recall {
     }
 
     /// Locks a user for `duration_secs` (default 24 h) and ends every session.
-    pub async fn lock_user(&self, user_id: Uuid, duration_secs: Option<i64>, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+    pub async fn lock_user(
+        &self,
+        user_id: Uuid,
+        duration_secs: Option<i64>,
+        reason: Option<String>,
+        meta: &Meta,
+    ) -> Result<Envelope, ApiError> {
         let secs = duration_secs.unwrap_or(DEFAULT_LOCK_SECS);
         if !(1..=MAX_LOCK_SECS).contains(&secs) {
             return Err(ApiError::InvalidRequest(format!(
@@ -69,7 +80,12 @@ impl Recall {
     }
 
     /// Ends any session.
-    pub async fn admin_revoke_session(&self, session_id: Uuid, reason: Option<String>, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn admin_revoke_session(
+        &self,
+        session_id: Uuid,
+        reason: Option<String>,
+        meta: &Meta,
+    ) -> Result<(), ApiError> {
         let how = SessionEnd::Revoked {
             cause: RevokeCause::Admin,
             reason,
@@ -80,7 +96,12 @@ impl Recall {
     /// Rotates the signing key. Scheduled: the old key verifies until its
     /// last token expires. Compromised: its tokens die everywhere at once;
     /// sessions survive, so clients refresh onto the new key.
-    pub async fn rotate_key(&self, compromised: bool, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+    pub async fn rotate_key(
+        &self,
+        compromised: bool,
+        reason: Option<String>,
+        meta: &Meta,
+    ) -> Result<Envelope, ApiError> {
         let now = now_ms();
         let key = generate_signing_key(&self.settings.master_key, now)
             .map_err(|e| ApiError::Internal(e.to_string()))?;

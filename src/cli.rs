@@ -145,11 +145,19 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
-            let roles = if admin { vec!["admin".to_owned()] } else { vec![] };
+            let roles = if admin {
+                vec!["admin".to_owned()]
+            } else {
+                vec![]
+            };
             let (user_id, username) = recall.register(&name, password, &roles, &meta).await?;
             print(serde_json::json!({ "user_id": user_id, "username": username, "roles": roles }));
         }
-        AdminCommand::Lock { user, duration, reason } => {
+        AdminCommand::Lock {
+            user,
+            duration,
+            reason,
+        } => {
             let u = recall.find_user(&user).await?;
             let secs = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
             let env = recall.lock_user(u.id, Some(secs), reason, &meta).await?;
@@ -165,11 +173,18 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             let (_, env) = recall.admin_revoke_sessions(u.id, reason, &meta).await?;
             print(event_json(&env));
         }
-        AdminCommand::RotateKey { compromised, reason } => {
+        AdminCommand::RotateKey {
+            compromised,
+            reason,
+        } => {
             let env = recall.rotate_key(compromised, reason, &meta).await?;
             print(event_json(&env));
         }
-        AdminCommand::Events { after, limit, follow } => {
+        AdminCommand::Events {
+            after,
+            limit,
+            follow,
+        } => {
             let mut last = after;
             loop {
                 let filter = EventFilter {

@@ -109,7 +109,9 @@ impl Config {
             }
         }
         if self.refresh_grace_secs < 0 {
-            return Err(ConfigError::Invalid("RECALL_REFRESH_GRACE_SECS must not be negative".into()));
+            return Err(ConfigError::Invalid(
+                "RECALL_REFRESH_GRACE_SECS must not be negative".into(),
+            ));
         }
         let master_key = match (&self.master_key, &self.database_url) {
             (Some(b64), _) => MasterKey::parse(b64)?,

@@ -198,7 +198,10 @@ impl Event {
         // Version 1 is the only version so far: the payload is today's shape.
         let event: Event = serde_json::from_str(data).map_err(|e| format!("{kind}: {e}"))?;
         if event.kind() != kind {
-            return Err(format!("type column {kind} disagrees with payload {}", event.kind()));
+            return Err(format!(
+                "type column {kind} disagrees with payload {}",
+                event.kind()
+            ));
         }
         Ok(event)
     }

@@ -163,7 +163,9 @@ mod tests {
         let rec = generate_signing_key(&master, 1).unwrap();
         let der = master.open(&rec.kid, &rec.private_key_enc).unwrap();
         assert!(der.len() > 32);
-        assert!(MasterKey::generate().open(&rec.kid, &rec.private_key_enc).is_err());
+        assert!(MasterKey::generate()
+            .open(&rec.kid, &rec.private_key_enc)
+            .is_err());
         assert!(master.open("other", &rec.private_key_enc).is_err());
         assert!(master.open(&rec.kid, &rec.private_key_enc[..20]).is_err());
         assert!(MasterKey::parse(&master.to_base64()).is_ok());

@@ -26,7 +26,8 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
@@ -84,17 +85,61 @@ impl Metrics {
             &mut out,
         );
         let counters: [(&str, &str, &AtomicU64); 11] = [
-            ("recall_notices_received_total", "Bus notices received.", &self.notices_received),
-            ("recall_gaps_detected_total", "Sequence gaps seen between notices.", &self.gaps_detected),
-            ("recall_catchup_reads_total", "Reads of the log to catch up.", &self.catchup_reads),
-            ("recall_catchup_events_total", "Events applied from catch-up reads.", &self.catchup_events),
-            ("recall_catchup_failures_total", "Catch-up reads that failed.", &self.catchup_failures),
-            ("recall_publish_failures_total", "Notices that could not be published.", &self.publish_failures),
-            ("recall_logins_succeeded_total", "Successful logins.", &self.logins_succeeded),
-            ("recall_logins_failed_total", "Failed logins.", &self.logins_failed),
-            ("recall_refreshes_total", "Successful refreshes.", &self.refreshes),
-            ("recall_tokens_rejected_total", "Bearer tokens rejected.", &self.tokens_rejected),
-            ("recall_stale_rejections_total", "Requests refused while stale (fail closed).", &self.stale_rejections),
+            (
+                "recall_notices_received_total",
+                "Bus notices received.",
+                &self.notices_received,
+            ),
+            (
+                "recall_gaps_detected_total",
+                "Sequence gaps seen between notices.",
+                &self.gaps_detected,
+            ),
+            (
+                "recall_catchup_reads_total",
+                "Reads of the log to catch up.",
+                &self.catchup_reads,
+            ),
+            (
+                "recall_catchup_events_total",
+                "Events applied from catch-up reads.",
+                &self.catchup_events,
+            ),
+            (
+                "recall_catchup_failures_total",
+                "Catch-up reads that failed.",
+                &self.catchup_failures,
+            ),
+            (
+                "recall_publish_failures_total",
+                "Notices that could not be published.",
+                &self.publish_failures,
+            ),
+            (
+                "recall_logins_succeeded_total",
+                "Successful logins.",
+                &self.logins_succeeded,
+            ),
+            (
+                "recall_logins_failed_total",
+                "Failed logins.",
+                &self.logins_failed,
+            ),
+            (
+                "recall_refreshes_total",
+                "Successful refreshes.",
+                &self.refreshes,
+            ),
+            (
+                "recall_tokens_rejected_total",
+                "Bearer tokens rejected.",
+                &self.tokens_rejected,
+            ),
+            (
+                "recall_stale_rejections_total",
+                "Requests refused while stale (fail closed).",
+                &self.stale_rejections,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -104,11 +149,31 @@ impl Metrics {
             );
         }
         let gauges: [(&str, &str, f64); 5] = [
-            ("recall_staleness_seconds", "Time since this instance last confirmed it is caught up with the log.", g.staleness_ms as f64 / 1000.0),
-            ("recall_last_seq", "Highest event seq applied in order.", g.last_seq as f64),
-            ("recall_revoked_sessions", "Revoked sessions held in memory.", g.revoked_sessions as f64),
-            ("recall_locked_users", "Locked users held in memory.", g.locks as f64),
-            ("recall_ready", "1 when ready (caught up within the staleness bound).", if g.ready { 1.0 } else { 0.0 }),
+            (
+                "recall_staleness_seconds",
+                "Time since this instance last confirmed it is caught up with the log.",
+                g.staleness_ms as f64 / 1000.0,
+            ),
+            (
+                "recall_last_seq",
+                "Highest event seq applied in order.",
+                g.last_seq as f64,
+            ),
+            (
+                "recall_revoked_sessions",
+                "Revoked sessions held in memory.",
+                g.revoked_sessions as f64,
+            ),
+            (
+                "recall_locked_users",
+                "Locked users held in memory.",
+                g.locks as f64,
+            ),
+            (
+                "recall_ready",
+                "1 when ready (caught up within the staleness bound).",
+                if g.ready { 1.0 } else { 0.0 },
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

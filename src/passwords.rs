@@ -81,7 +81,9 @@ impl Hasher {
         }
         let _admission = Admission(self.admitted.clone());
         let _permit = self.running.acquire().await.map_err(|_| Saturated)?;
-        tokio::task::spawn_blocking(job).await.map_err(|_| Saturated)
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|_| Saturated)
     }
 
     /// Hashes a new password.
@@ -118,7 +120,10 @@ mod tests {
         let hasher = Hasher::new(1, 1);
         let phc = hasher.hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("correct horse".into(), Some(phc.clone())).await.unwrap());
+        assert!(hasher
+            .verify("correct horse".into(), Some(phc.clone()))
+            .await
+            .unwrap());
         assert!(!hasher.verify("wrong".into(), Some(phc)).await.unwrap());
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
     }
@@ -129,7 +134,9 @@ mod tests {
         let mut jobs = Vec::new();
         for _ in 0..12 {
             let h = hasher.clone();
-            jobs.push(tokio::spawn(async move { h.hash("password1".into()).await }));
+            jobs.push(tokio::spawn(
+                async move { h.hash("password1".into()).await },
+            ));
         }
         let mut ok = 0;
         let mut saturated = 0;

@@ -59,7 +59,9 @@ impl Password {
     /// Checks a new password's length.
     pub fn parse(raw: String, field: &str) -> Result<Self, ApiError> {
         if !(8..=1024).contains(&raw.len()) {
-            return Err(ApiError::InvalidRequest(format!("{field}: 8 to 1024 bytes")));
+            return Err(ApiError::InvalidRequest(format!(
+                "{field}: 8 to 1024 bytes"
+            )));
         }
         Ok(Password(raw))
     }
@@ -69,7 +71,9 @@ impl Password {
 pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
     match raw.unwrap_or("web") {
         t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
-        _ => Err(ApiError::InvalidRequest("client_type: web, mobile or service".into())),
+        _ => Err(ApiError::InvalidRequest(
+            "client_type: web, mobile or service".into(),
+        )),
     }
 }
 
@@ -148,13 +152,18 @@ impl Recall {
     ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
         let now = now_ms();
         let first_key = generate_signing_key(&settings.master_key, now)?;
-        if let Some(env) = store.ensure_active_key(&first_key, &Meta::system(), now).await? {
+        if let Some(env) = store
+            .ensure_active_key(&first_key, &Meta::system(), now)
+            .await?
+        {
             tracing::info!(kid = %first_key.kid, seq = env.seq, "generated the first signing key");
         }
         // Subscribe before reading, so nothing committed in between is missed (G4).
         let notices = bus.subscribe();
         let started = now_ms();
-        let snapshot = store.snapshot(started - settings.retention_ms(), started).await?;
+        let snapshot = store
+            .snapshot(started - settings.retention_ms(), started)
+            .await?;
         let state = RevocationState::from_snapshot(&snapshot, settings.retention_ms(), started);
         tracing::info!(
             head = snapshot.head,
@@ -225,7 +234,8 @@ impl Recall {
     /// Waits (up to `limit`) until every notice handed to the publisher is sent.
     pub async fn flush(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.unpublished.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        while self.unpublished.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -248,9 +258,15 @@ impl Recall {
             inc(&self.metrics.tokens_rejected);
             return Err(match rejection {
                 Rejection::UserLocked { until } => ApiError::locked(until),
-                Rejection::SessionRevoked => ApiError::InvalidToken("the session was revoked".into()),
-                Rejection::KeyRevoked => ApiError::InvalidToken("the signing key was revoked".into()),
-                Rejection::KeyRetired => ApiError::InvalidToken("the signing key was retired".into()),
+                Rejection::SessionRevoked => {
+                    ApiError::InvalidToken("the session was revoked".into())
+                }
+                Rejection::KeyRevoked => {
+                    ApiError::InvalidToken("the signing key was revoked".into())
+                }
+                Rejection::KeyRetired => {
+                    ApiError::InvalidToken("the signing key was retired".into())
+                }
                 Rejection::UnknownKey => ApiError::InvalidToken("unknown signing key".into()),
             });
         }
@@ -262,7 +278,12 @@ impl Recall {
         })
     }
 
-    async fn access_token(&self, user_id: Uuid, session_id: Uuid, ctype: &str) -> Result<String, ApiError> {
+    async fn access_token(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        ctype: &str,
+    ) -> Result<String, ApiError> {
         let kid = self.sync.state().active_kid().map(str::to_owned);
         let kid = kid.ok_or_else(|| ApiError::Unavailable("no active signing key".into()))?;
         if !self.sync.keyring().can_sign(&kid) {
@@ -286,7 +307,11 @@ impl Recall {
             .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
     }
 
-    async fn token_response(&self, s: &SessionRecord, refresh_token: String) -> Result<TokenResponse, ApiError> {
+    async fn token_response(
+        &self,
+        s: &SessionRecord,
+        refresh_token: String,
+    ) -> Result<TokenResponse, ApiError> {
         let access_token = self.access_token(s.user_id, s.id, &s.client_type).await?;
         Ok(TokenResponse {
             access_token,
@@ -299,7 +324,13 @@ impl Recall {
     }
 
     /// Creates a user. `roles` is empty or `["admin"]`.
-    pub async fn register(&self, username: &str, password: String, roles: &[String], meta: &Meta) -> Result<(Uuid, String), ApiError> {
+    pub async fn register(
+        &self,
+        username: &str,
+        password: String,
+        roles: &[String],
+        meta: &Meta,
+    ) -> Result<(Uuid, String), ApiError> {
         let username = Username::parse(username)?;
         let password = Password::parse(password, "password")?;
         let hash = self.hasher.hash(password.0).await?;
@@ -322,7 +353,9 @@ impl Recall {
     pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, ApiError> {
         let client_type = parse_client_type(input.client_type.as_deref())?;
         if input.device_id.as_ref().is_some_and(|d| d.len() > 256) {
-            return Err(ApiError::InvalidRequest("device_id: at most 256 bytes".into()));
+            return Err(ApiError::InvalidRequest(
+                "device_id: at most 256 bytes".into(),
+            ));
         }
         let now = now_ms();
         let name = input.username.to_lowercase();
@@ -338,7 +371,10 @@ impl Recall {
         let user = self.store.user_by_name(username.as_str()).await?;
         let ok = self
             .hasher
-            .verify(input.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(
+                input.password,
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
             .await?;
         let Some(user) = user.filter(|_| ok) else {
             inc(&self.metrics.logins_failed);
@@ -413,7 +449,9 @@ impl Recall {
             RefreshOutcome::Reused { event } => {
                 tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
                 self.committed(&[event]).await;
-                Err(ApiError::InvalidGrant("refresh token reuse detected; the session is revoked".into()))
+                Err(ApiError::InvalidGrant(
+                    "refresh token reuse detected; the session is revoked".into(),
+                ))
             }
             RefreshOutcome::Locked { until } => Err(ApiError::locked(until)),
         }
@@ -426,7 +464,13 @@ impl Recall {
     }
 
     /// Ends one session: the owner's, or any when `owner` is None (admin).
-    pub async fn end_session(&self, session_id: Uuid, owner: Option<Uuid>, how: SessionEnd, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn end_session(
+        &self,
+        session_id: Uuid,
+        owner: Option<Uuid>,
+        how: SessionEnd,
+        meta: &Meta,
+    ) -> Result<(), ApiError> {
         match self
             .store
             .revoke_session(session_id, owner, how, meta, now_ms())
@@ -443,7 +487,13 @@ impl Recall {
     }
 
     /// Ends every session of a user; returns the event.
-    pub async fn end_all_sessions(&self, user_id: Uuid, cause: RevokeCause, reason: Option<String>, meta: &Meta) -> Result<Envelope, ApiError> {
+    pub async fn end_all_sessions(
+        &self,
+        user_id: Uuid,
+        cause: RevokeCause,
+        reason: Option<String>,
+        meta: &Meta,
+    ) -> Result<Envelope, ApiError> {
         let env = self
             .store
             .revoke_user_sessions(user_id, cause, reason, meta, now_ms())
@@ -457,14 +507,24 @@ impl Recall {
     }
 
     /// Changes the caller's password and ends their other sessions.
-    pub async fn change_password(&self, p: &Principal, current: String, new: String, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn change_password(
+        &self,
+        p: &Principal,
+        current: String,
+        new: String,
+        meta: &Meta,
+    ) -> Result<(), ApiError> {
         let new = Password::parse(new, "new_password")?;
         let user = self
             .store
             .user_by_id(p.user_id)
             .await?
             .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
-        if !self.hasher.verify(current, Some(user.password_hash)).await? {
+        if !self
+            .hasher
+            .verify(current, Some(user.password_hash))
+            .await?
+        {
             return Err(ApiError::InvalidCredentials);
         }
         let hash = self.hasher.hash(new.0).await?;

@@ -85,7 +85,9 @@ impl RevocationState {
         let mut state = RevocationState::new(retention_ms);
         for key in &snapshot.keys {
             if let Some(status) = KeyStatus::parse(&key.status) {
-                state.keys.insert(key.kid.clone(), (status, key.retire_after));
+                state
+                    .keys
+                    .insert(key.kid.clone(), (status, key.retire_after));
             }
         }
         for (user, until) in &snapshot.locks {
@@ -250,15 +252,26 @@ mod tests {
     #[test]
     fn logout_rejects_that_session_only() {
         let (u, s1, s2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let state = given(vec![Event::LoggedOut { user_id: u, session_id: s1 }]);
-        assert_eq!(state.check("k1", u, s1, 2_000), Err(Rejection::SessionRevoked));
+        let state = given(vec![Event::LoggedOut {
+            user_id: u,
+            session_id: s1,
+        }]);
+        assert_eq!(
+            state.check("k1", u, s1, 2_000),
+            Err(Rejection::SessionRevoked)
+        );
         assert_eq!(state.check("k1", u, s2, 2_000), Ok(()));
         assert_eq!(state.last_seq(), 1);
     }
 
     #[test]
     fn user_cut_off_rejects_every_listed_session() {
-        let (u, s1, s2, s3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (u, s1, s2, s3) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
         let state = given(vec![
             Event::UserSessionsRevoked {
                 user_id: u,
@@ -286,7 +299,10 @@ mod tests {
             revoked_session_ids: vec![],
             reason: None,
         }]);
-        assert_eq!(locked.check("k1", u, s, 4_999), Err(Rejection::UserLocked { until: 5_000 }));
+        assert_eq!(
+            locked.check("k1", u, s, 4_999),
+            Err(Rejection::UserLocked { until: 5_000 })
+        );
         assert_eq!(locked.check("k1", u, s, 5_000), Ok(()));
         let mut lifted = locked.clone();
         lifted.apply(&env(2, 1_000, Event::UserUnlocked { user_id: u }));
@@ -311,25 +327,44 @@ mod tests {
         assert_eq!(leaked.active_kid(), Some("k2"));
         let scheduled = rotated(false);
         assert_eq!(scheduled.check("k1", u, s, 2_000), Ok(()));
-        assert_eq!(scheduled.check("k1", u, s, 9_000), Err(Rejection::KeyRetired));
-        assert_eq!(scheduled.check("k9", u, s, 2_000), Err(Rejection::UnknownKey));
+        assert_eq!(
+            scheduled.check("k1", u, s, 9_000),
+            Err(Rejection::KeyRetired)
+        );
+        assert_eq!(
+            scheduled.check("k9", u, s, 2_000),
+            Err(Rejection::UnknownKey)
+        );
     }
 
     #[test]
     fn applying_twice_or_early_changes_nothing() {
         let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
-        let lock = env(3, 1_000, Event::UserLocked {
-            user_id: u,
-            until: 50_000,
-            revoked_session_ids: vec![s],
-            reason: None,
-        });
+        let lock = env(
+            3,
+            1_000,
+            Event::UserLocked {
+                user_id: u,
+                until: 50_000,
+                revoked_session_ids: vec![s],
+                reason: None,
+            },
+        );
         let mut early = given(vec![]);
         early.apply(&lock); // out of order: seq 3 before 1 and 2
         assert_eq!(early.last_seq(), 0);
         let unlock = env(1, 900, Event::UserUnlocked { user_id: u });
         early.apply(&unlock);
-        early.apply(&env(2, 950, Event::LoginFailed { username: "x".into(), user_id: None, failures: 1, locked_until: None }));
+        early.apply(&env(
+            2,
+            950,
+            Event::LoginFailed {
+                username: "x".into(),
+                user_id: None,
+                failures: 1,
+                locked_until: None,
+            },
+        ));
         early.apply(&lock);
         assert_eq!(early.last_seq(), 3);
         assert!(early.check("k1", u, s, 2_000).is_err());
@@ -339,7 +374,10 @@ mod tests {
     #[test]
     fn pruning_forgets_revocations_once_their_tokens_expired() {
         let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut state = given(vec![Event::LoggedOut { user_id: u, session_id: s }]);
+        let mut state = given(vec![Event::LoggedOut {
+            user_id: u,
+            session_id: s,
+        }]);
         state.prune(1_000 + RETENTION - 1);
         assert!(state.is_session_revoked(s));
         state.prune(1_000 + RETENTION);

@@ -164,7 +164,9 @@ impl StateSync {
         loop {
             let after = self.state.read().last_seq();
             let read = tokio::time::timeout(READ_TIMEOUT, self.store.read_after(after, PAGE)).await;
-            let page = match read.unwrap_or_else(|_| Err(StoreError::Unavailable("log read timed out".into()))) {
+            let page = match read
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("log read timed out".into())))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     inc(&self.metrics.catchup_failures);
@@ -208,12 +210,9 @@ impl StateSync {
     pub async fn housekeeping(&self) {
         let now = now_ms();
         self.state.write().prune(now);
-        let due = self
-            .state
-            .read()
-            .keys(now)
-            .iter()
-            .any(|(kid, s)| *s == crate::state::KeyStatus::Retired && self.is_verifying_in_log(kid));
+        let due = self.state.read().keys(now).iter().any(|(kid, s)| {
+            *s == crate::state::KeyStatus::Retired && self.is_verifying_in_log(kid)
+        });
         if due {
             match self.store.retire_keys(&Meta::system(), now).await {
                 Ok(envs) if !envs.is_empty() => {
@@ -234,7 +233,11 @@ impl StateSync {
     }
 
     /// Starts the notice listener and the poller; they stop when aborted.
-    pub fn start(self: &Arc<Self>, mut notices: mpsc::Receiver<BusMessage>, poll: Duration) -> Vec<JoinHandle<()>> {
+    pub fn start(
+        self: &Arc<Self>,
+        mut notices: mpsc::Receiver<BusMessage>,
+        poll: Duration,
+    ) -> Vec<JoinHandle<()>> {
         let listener = {
             let sync = self.clone();
             tokio::spawn(async move {

@@ -168,7 +168,12 @@ impl Keyring {
 
     /// Signs `claims` with `kid`.
     pub fn issue(&self, kid: &str, claims: &Claims) -> Result<String, TokenError> {
-        let material = self.keys.read().get(kid).cloned().ok_or(TokenError::UnknownKid)?;
+        let material = self
+            .keys
+            .read()
+            .get(kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKid)?;
         let encoding = material.encoding.as_ref().ok_or(TokenError::UnknownKid)?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TYP.to_owned());
@@ -201,7 +206,12 @@ impl Keyring {
             return Err(TokenError::Critical);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKid)?;
-        let material = self.keys.read().get(&kid).cloned().ok_or(TokenError::UnknownKid)?;
+        let material = self
+            .keys
+            .read()
+            .get(&kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKid)?;
         let data = jsonwebtoken::decode::<Claims>(token, &material.decoding, &self.validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::body::{JsonBody, RawBody};
 use super::extract::Admin;
 use super::rfc3339;
 use crate::error::ApiError;
@@ -59,21 +60,27 @@ fn user_id(path: &str) -> Result<Uuid, ApiError> {
 
 fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     match r {
-        Some(r) if r.len() > 1000 => Err(ApiError::InvalidRequest("reason: at most 1000 bytes".into())),
+        Some(r) if r.len() > 1000 => Err(ApiError::InvalidRequest(
+            "reason: at most 1000 bytes".into(),
+        )),
         r => Ok(r),
     }
 }
 
 /// Parses an optional JSON body: empty means all defaults.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+    super::body::parse_json(body)
 }
 
 /// `GET /v1/admin/users?username=NAME`
-pub async fn find_user(recall: web::Data<Recall>, _admin: Admin, q: web::Query<UserQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn find_user(
+    recall: web::Data<Recall>,
+    _admin: Admin,
+    q: web::Query<UserQuery>,
+) -> Result<HttpResponse, ApiError> {
     let u = recall
         .store
         .user_by_name(&q.username.to_lowercase())
@@ -90,8 +97,14 @@ pub async fn find_user(recall: web::Data<Recall>, _admin: Admin, q: web::Query<U
 }
 
 /// `POST /v1/admin/users/{user_id}/revoke-sessions`
-pub async fn revoke_sessions(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>, body: Bytes) -> Result<HttpResponse, ApiError> {
-    let body: ReasonBody = optional_json(&body)?;
+pub async fn revoke_sessions(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let body: ReasonBody = optional_json(&body.0)?;
     let (n, env) = recall
         .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
         .await?;
@@ -99,10 +112,21 @@ pub async fn revoke_sessions(req: HttpRequest, recall: web::Data<Recall>, admin:
 }
 
 /// `POST /v1/admin/users/{user_id}/lock`
-pub async fn lock(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>, body: Bytes) -> Result<HttpResponse, ApiError> {
-    let body: LockBody = optional_json(&body)?;
+pub async fn lock(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let body: LockBody = optional_json(&body.0)?;
     let env = recall
-        .lock_user(user_id(&path)?, body.duration_secs, reason(body.reason)?, &admin.meta(&req))
+        .lock_user(
+            user_id(&path)?,
+            body.duration_secs,
+            reason(body.reason)?,
+            &admin.meta(&req),
+        )
         .await?;
     let until = match env.event {
         crate::events::Event::UserLocked { until, .. } => until,
@@ -112,13 +136,25 @@ pub async fn lock(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, pat
 }
 
 /// `POST /v1/admin/users/{user_id}/unlock`
-pub async fn unlock(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let env = recall.unlock_user(user_id(&path)?, &admin.meta(&req)).await?;
+pub async fn unlock(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let env = recall
+        .unlock_user(user_id(&path)?, &admin.meta(&req))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "seq": env.seq })))
 }
 
 /// `DELETE /v1/admin/sessions/{session_id}`
-pub async fn delete_session(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_session(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
     recall
         .admin_revoke_session(id, None, &admin.meta(&req))
@@ -127,15 +163,21 @@ pub async fn delete_session(req: HttpRequest, recall: web::Data<Recall>, admin: 
 }
 
 /// `POST /v1/admin/keys/rotate`
-pub async fn rotate_key(req: HttpRequest, recall: web::Data<Recall>, admin: Admin, body: web::Json<RotateBody>) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+pub async fn rotate_key(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    body: JsonBody<RotateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
     let env = recall
         .rotate_key(body.compromised, reason(body.reason)?, &admin.meta(&req))
         .await?;
     match env.event {
-        crate::events::Event::KeyRotated { kid, previous_kid, .. } => Ok(HttpResponse::Ok().json(
-            json!({ "kid": kid, "previous_kid": previous_kid, "seq": env.seq }),
-        )),
+        crate::events::Event::KeyRotated {
+            kid, previous_kid, ..
+        } => Ok(HttpResponse::Ok()
+            .json(json!({ "kid": kid, "previous_kid": previous_kid, "seq": env.seq }))),
         _ => Err(ApiError::Internal("rotation returned another event".into())),
     }
 }
@@ -170,7 +212,11 @@ pub fn event_json(env: &Envelope) -> Value {
 }
 
 /// `GET /v1/admin/events?after=&limit=&user_id=&type=`
-pub async fn events(recall: web::Data<Recall>, _admin: Admin, q: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn events(
+    recall: web::Data<Recall>,
+    _admin: Admin,
+    q: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
@@ -211,7 +257,8 @@ pub async fn stream(recall: web::Data<Recall>, _admin: Admin) -> HttpResponse {
         };
         Some((Ok::<_, actix_web::Error>(frame), rx))
     });
-    let hello = futures_util::stream::once(async { Ok(Bytes::from_static(b": recall events\n\n")) });
+    let hello =
+        futures_util::stream::once(async { Ok(Bytes::from_static(b": recall events\n\n")) });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -11,9 +11,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidCredentials | ApiError::InvalidToken(_) | ApiError::InvalidGrant(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::InvalidCredentials
+            | ApiError::InvalidToken(_)
+            | ApiError::InvalidGrant(_) => StatusCode::UNAUTHORIZED,
             ApiError::AccountLocked { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UsernameTaken => StatusCode::CONFLICT,

@@ -28,10 +28,14 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .to_str()
         .map_err(|_| ApiError::InvalidToken("malformed authorization header".into()))?;
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
-        _ => Err(ApiError::InvalidToken("expected: Authorization: Bearer <token>".into())),
+        _ => Err(ApiError::InvalidToken(
+            "expected: Authorization: Bearer <token>".into(),
+        )),
     }
 }
 

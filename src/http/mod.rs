@@ -1,6 +1,7 @@
 //! HTTP: routes, body limits and the JSON error format of API.md.
 
 pub mod admin;
+pub mod body;
 pub mod errors;
 pub mod extract;
 pub mod openapi;
@@ -24,11 +25,15 @@ pub fn rfc3339(ms: i64) -> String {
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge
+        }
         JsonPayloadError::ContentType => {
             ApiError::InvalidRequest("expected Content-Type: application/json".into())
         }
-        JsonPayloadError::Deserialize(e) => ApiError::InvalidRequest(format!("invalid JSON body: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
+        }
         other => ApiError::InvalidRequest(format!("unreadable body: {other}")),
     };
     api.into()
@@ -60,12 +65,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/auth/verify", web::get().to(users::verify))
     .route("/v1/me", web::get().to(users::me))
     .route("/v1/sessions", web::get().to(users::sessions))
-    .route("/v1/sessions/{session_id}", web::delete().to(users::delete_session))
+    .route(
+        "/v1/sessions/{session_id}",
+        web::delete().to(users::delete_session),
+    )
     .route("/v1/admin/users", web::get().to(admin::find_user))
-    .route("/v1/admin/users/{user_id}/revoke-sessions", web::post().to(admin::revoke_sessions))
-    .route("/v1/admin/users/{user_id}/lock", web::post().to(admin::lock))
-    .route("/v1/admin/users/{user_id}/unlock", web::post().to(admin::unlock))
-    .route("/v1/admin/sessions/{session_id}", web::delete().to(admin::delete_session))
+    .route(
+        "/v1/admin/users/{user_id}/revoke-sessions",
+        web::post().to(admin::revoke_sessions),
+    )
+    .route(
+        "/v1/admin/users/{user_id}/lock",
+        web::post().to(admin::lock),
+    )
+    .route(
+        "/v1/admin/users/{user_id}/unlock",
+        web::post().to(admin::unlock),
+    )
+    .route(
+        "/v1/admin/sessions/{session_id}",
+        web::delete().to(admin::delete_session),
+    )
     .route("/v1/admin/keys/rotate", web::post().to(admin::rotate_key))
     .route("/v1/admin/keys", web::get().to(admin::keys))
     .route("/v1/admin/events", web::get().to(admin::events))

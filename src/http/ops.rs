@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::RawBody;
 use super::extract::{client_ip, Admin};
 use crate::error::ApiError;
 use crate::events::{Meta, RevokeCause};
@@ -102,7 +102,7 @@ pub struct TokenForm {
 }
 
 /// Reads an RFC 7009/7662 body: form-encoded, or JSON.
-fn token_form(req: &HttpRequest, body: &Bytes) -> Result<TokenForm, ApiError> {
+fn token_form(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -117,8 +117,12 @@ fn token_form(req: &HttpRequest, body: &Bytes) -> Result<TokenForm, ApiError> {
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whatever the token was.
-pub async fn revoke(req: HttpRequest, recall: web::Data<Recall>, body: Bytes) -> Result<HttpResponse, ApiError> {
-    let form = token_form(&req, &body)?;
+pub async fn revoke(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let form = token_form(&req, &body.0)?;
     let meta = Meta {
         actor: Some("token-holder".into()),
         ip: client_ip(&req),
@@ -129,7 +133,12 @@ pub async fn revoke(req: HttpRequest, recall: web::Data<Recall>, body: Bytes) ->
     };
     // An access token: its signature proves the holder may end its session.
     let session = if form.token.matches('.').count() == 2 {
-        recall.sync.keyring().verify(&form.token).ok().map(|(c, _)| c.sid)
+        recall
+            .sync
+            .keyring()
+            .verify(&form.token)
+            .ok()
+            .map(|(c, _)| c.sid)
     } else {
         recall
             .store
@@ -147,8 +156,13 @@ pub async fn revoke(req: HttpRequest, recall: web::Data<Recall>, body: Bytes) ->
 }
 
 /// `POST /oauth/introspect` (RFC 7662; admin).
-pub async fn introspect(req: HttpRequest, recall: web::Data<Recall>, _admin: Admin, body: Bytes) -> Result<HttpResponse, ApiError> {
-    let form = token_form(&req, &body)?;
+pub async fn introspect(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    _admin: Admin,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let form = token_form(&req, &body.0)?;
     let body = match recall.authenticate(&form.token) {
         Ok(p) => json!({
             "active": true,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::body::JsonBody;
 use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
 use super::rfc3339;
 use crate::error::ApiError;
@@ -48,7 +49,7 @@ pub struct PasswordBody {
 pub async fn register(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: web::Json<RegisterBody>,
+    body: JsonBody<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = if recall.settings.open_registration {
         Meta {
@@ -59,7 +60,7 @@ pub async fn register(
         let token = bearer(&req)?;
         resolve_admin(&recall, token).await?.meta(&req)
     };
-    let body = body.into_inner();
+    let body = body.0;
     let (user_id, username) = recall
         .register(&body.username, body.password, &[], &meta)
         .await?;
@@ -83,9 +84,9 @@ fn no_store(body: impl serde::Serialize) -> HttpResponse {
 pub async fn login(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: web::Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.0;
     let input = LoginInput {
         username: body.username,
         password: body.password,
@@ -104,23 +105,33 @@ pub async fn login(
 pub async fn refresh(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: web::Json<RefreshBody>,
+    body: JsonBody<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = Meta {
         actor: None,
         ip: client_ip(&req),
     };
-    Ok(no_store(recall.refresh(&body.refresh_token, &meta).await?))
+    Ok(no_store(
+        recall.refresh(&body.0.refresh_token, &meta).await?,
+    ))
 }
 
 /// `POST /v1/auth/logout`
-pub async fn logout(req: HttpRequest, recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     recall.logout(&auth.0, &auth.meta(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /v1/auth/logout-all`
-pub async fn logout_all(req: HttpRequest, recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn logout_all(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     recall
         .end_all_sessions(auth.0.user_id, RevokeCause::User, None, &auth.meta(&req))
         .await?;
@@ -132,11 +143,16 @@ pub async fn password(
     req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
-    body: web::Json<PasswordBody>,
+    body: JsonBody<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.0;
     recall
-        .change_password(&auth.0, body.current_password, body.new_password, &auth.meta(&req))
+        .change_password(
+            &auth.0,
+            body.current_password,
+            body.new_password,
+            &auth.meta(&req),
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -158,7 +174,10 @@ pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpRe
 }
 
 /// `GET /v1/sessions`
-pub async fn sessions(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn sessions(
+    recall: web::Data<Recall>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
     let list = recall.store.live_sessions(p.user_id, now_ms()).await?;
     let sessions: Vec<_> = list

@@ -113,7 +113,9 @@ impl LockoutPolicy {
     /// Lock length for the `nth` lock (1-based).
     pub fn lock_ms(&self, nth: i64) -> i64 {
         let doublings = (nth - 1).clamp(0, 30) as u32;
-        self.base_ms.saturating_mul(1i64 << doublings).min(self.max_ms)
+        self.base_ms
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_ms)
     }
 }
 
@@ -240,7 +242,12 @@ impl Store {
         let rows = tx
             .query(
                 &sql,
-                &[filter.after.into(), user.into(), kind.into(), filter.limit.into()],
+                &[
+                    filter.after.into(),
+                    user.into(),
+                    kind.into(),
+                    filter.limit.into(),
+                ],
             )
             .await?;
         rows.iter().map(envelope).collect()
@@ -250,7 +257,11 @@ impl Store {
     /// `window_start` plus the locks and keys that outlive the window (G8).
     pub async fn snapshot(&self, window_start: i64, now: i64) -> Result<Snapshot, StoreError> {
         let mut tx = self.db.begin_snapshot().await?;
-        let head = first(tx.query("SELECT last FROM recall_seq WHERE id = 1", &[]).await?)?.int(0)?;
+        let head = first(
+            tx.query("SELECT last FROM recall_seq WHERE id = 1", &[])
+                .await?,
+        )?
+        .int(0)?;
         let sql = format!("SELECT {EVENT_COLS} FROM events WHERE at >= $1 ORDER BY seq");
         let events = tx
             .query(&sql, &[window_start.into()])
@@ -382,7 +393,12 @@ impl Store {
     }
 
     /// Creates a session with its first refresh token; clears the failure count.
-    pub async fn login(&self, s: &NewSession, meta: &Meta, now: i64) -> Result<Envelope, StoreError> {
+    pub async fn login(
+        &self,
+        s: &NewSession,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
         tx.exec(
             "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
@@ -498,7 +514,10 @@ impl Store {
     }
 
     /// The session a refresh token belongs to, if the token was ever issued.
-    pub async fn session_by_refresh(&self, hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn session_by_refresh(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let mut tx = self.db.begin_snapshot().await?;
         let rows = tx
             .query(
@@ -519,7 +538,11 @@ impl Store {
     }
 
     /// The user's sessions that are neither revoked nor past their refresh lifetime.
-    pub async fn live_sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<SessionRecord>, StoreError> {
+    pub async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut tx = self.db.begin_snapshot().await?;
         let sql = format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
@@ -550,7 +573,10 @@ impl Store {
         revoke_session_rows(&mut *tx, &[session_id], now).await?;
         let user_id = found.user_id;
         let event = match how {
-            SessionEnd::Logout => Event::LoggedOut { user_id, session_id },
+            SessionEnd::Logout => Event::LoggedOut {
+                user_id,
+                session_id,
+            },
             SessionEnd::Revoked { cause, reason } => Event::SessionRevoked {
                 user_id,
                 session_id,
@@ -640,7 +666,12 @@ impl Store {
     }
 
     /// Lifts an admin lock (and any brute-force lock on the username).
-    pub async fn unlock(&self, user_id: Uuid, meta: &Meta, now: i64) -> Result<Envelope, StoreError> {
+    pub async fn unlock(
+        &self,
+        user_id: Uuid,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
         let n = tx
             .exec(
@@ -667,10 +698,16 @@ impl Store {
 
     /// Installs `key` as the first active key unless one exists already
     /// (instances starting together race here; one wins).
-    pub async fn ensure_active_key(&self, key: &KeyRecord, meta: &Meta, now: i64) -> Result<Option<Envelope>, StoreError> {
+    pub async fn ensure_active_key(
+        &self,
+        key: &KeyRecord,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Option<Envelope>, StoreError> {
         let mut tx = self.db.begin().await?;
         // Take the log lock first so two starting instances serialise here.
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[]).await?;
+        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+            .await?;
         let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
         if !active.is_empty() {
             return Ok(None);
@@ -698,7 +735,8 @@ impl Store {
         now: i64,
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[]).await?;
+        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+            .await?;
         let previous = query_keys(&mut *tx, "WHERE status = 'active'").await?;
         let previous_kid = previous.first().map(|k| k.kid.clone());
         let (status, retire) = if compromised {
@@ -746,7 +784,12 @@ impl Store {
 
     /// Appends raw events with no read-model change (tests and tools use it
     /// to make gaps and backdated history).
-    pub async fn append_raw(&self, events: Vec<Event>, meta: &Meta, at: i64) -> Result<Vec<Envelope>, StoreError> {
+    pub async fn append_raw(
+        &self,
+        events: Vec<Event>,
+        meta: &Meta,
+        at: i64,
+    ) -> Result<Vec<Envelope>, StoreError> {
         let mut tx = self.db.begin().await?;
         let envs = append(&mut *tx, events, meta, at).await?;
         tx.commit().await?;
@@ -777,7 +820,12 @@ pub enum SessionEnd {
     },
 }
 
-async fn commit_one(mut tx: Box<dyn Tx>, event: Event, meta: &Meta, now: i64) -> Result<Envelope, StoreError> {
+async fn commit_one(
+    mut tx: Box<dyn Tx>,
+    event: Event,
+    meta: &Meta,
+    now: i64,
+) -> Result<Envelope, StoreError> {
     let mut envs = append(&mut *tx, vec![event], meta, now).await?;
     tx.commit().await?;
     envs.pop()
@@ -786,7 +834,12 @@ async fn commit_one(mut tx: Box<dyn Tx>, event: Event, meta: &Meta, now: i64) ->
 
 /// Appends events, taking their sequence numbers last: the counter row stays
 /// locked until commit, so no later seq can become visible first (G6).
-async fn append(tx: &mut dyn Tx, events: Vec<Event>, meta: &Meta, at: i64) -> Result<Vec<Envelope>, StoreError> {
+async fn append(
+    tx: &mut dyn Tx,
+    events: Vec<Event>,
+    meta: &Meta,
+    at: i64,
+) -> Result<Vec<Envelope>, StoreError> {
     let n = events.len() as i64;
     let last = first(
         tx.query(
@@ -831,7 +884,12 @@ async fn append(tx: &mut dyn Tx, events: Vec<Event>, meta: &Meta, at: i64) -> Re
     Ok(out)
 }
 
-async fn insert_refresh(tx: &mut dyn Tx, hash: &[u8; 32], session_id: Uuid, now: i64) -> Result<(), StoreError> {
+async fn insert_refresh(
+    tx: &mut dyn Tx,
+    hash: &[u8; 32],
+    session_id: Uuid,
+    now: i64,
+) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
         &[hash.as_slice().into(), session_id.into(), now.into()],
@@ -903,7 +961,12 @@ async fn revoke_session_rows(tx: &mut dyn Tx, ids: &[Uuid], now: i64) -> Result<
 }
 
 /// Revokes every unrevoked session of a user but `keep`; returns their ids.
-async fn revoke_all_rows(tx: &mut dyn Tx, user_id: Uuid, keep: Option<Uuid>, now: i64) -> Result<Vec<Uuid>, StoreError> {
+async fn revoke_all_rows(
+    tx: &mut dyn Tx,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    now: i64,
+) -> Result<Vec<Uuid>, StoreError> {
     let keep = keep.map(|k| k.to_string()).unwrap_or_default();
     let rows = tx
         .query(
@@ -912,7 +975,10 @@ async fn revoke_all_rows(tx: &mut dyn Tx, user_id: Uuid, keep: Option<Uuid>, now
             &[user_id.into(), now.into(), keep.into()],
         )
         .await?;
-    let mut ids = rows.iter().map(|r| r.uuid(0)).collect::<Result<Vec<_>, _>>()?;
+    let mut ids = rows
+        .iter()
+        .map(|r| r.uuid(0))
+        .collect::<Result<Vec<_>, _>>()?;
     ids.sort();
     Ok(ids)
 }

@@ -55,7 +55,10 @@ impl PgDb {
     async fn begin_with(&self, begin: &str) -> Result<Box<dyn Tx>, StoreError> {
         let obj = self.object().await?;
         obj.batch_execute(begin).await.map_err(pg_err)?;
-        Ok(Box::new(PgTx { obj: Some(obj), done: false }))
+        Ok(Box::new(PgTx {
+            obj: Some(obj),
+            done: false,
+        }))
     }
 }
 
@@ -153,9 +156,11 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
             row.try_get::<_, Option<bool>>(i)
                 .map(|v| v.map(|v| Val::Int(v.into())))
         } else if *ty == Type::BYTEA {
-            row.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Val::Blob))
+            row.try_get::<_, Option<Vec<u8>>>(i)
+                .map(|v| v.map(Val::Blob))
         } else {
-            row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::Text))
+            row.try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Val::Text))
         };
         out.push(v.map_err(pg_err)?.unwrap_or(Val::Null));
     }

@@ -78,7 +78,9 @@ impl Row {
         match self.at(i)? {
             Val::Int(v) => Ok(Some(*v)),
             Val::Null => Ok(None),
-            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not an integer"))),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: {other:?} is not an integer"
+            ))),
         }
     }
 
@@ -93,7 +95,9 @@ impl Row {
         match self.at(i)? {
             Val::Text(v) => Ok(Some(v.clone())),
             Val::Null => Ok(None),
-            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not text"))),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: {other:?} is not text"
+            ))),
         }
     }
 
@@ -101,7 +105,9 @@ impl Row {
     pub fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError> {
         match self.at(i)? {
             Val::Blob(v) => Ok(v.clone()),
-            other => Err(StoreError::Corrupt(format!("column {i}: {other:?} is not bytes"))),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: {other:?} is not bytes"
+            ))),
         }
     }
 

@@ -44,7 +44,10 @@ impl SqliteDb {
     async fn begin_with(&self, begin: &str) -> Result<Box<dyn Tx>, StoreError> {
         let guard = self.conn.clone().lock_owned().await;
         guard.execute_batch(begin).map_err(sqlite_err)?;
-        Ok(Box::new(SqliteTx { conn: guard, done: false }))
+        Ok(Box::new(SqliteTx {
+            conn: guard,
+            done: false,
+        }))
     }
 }
 

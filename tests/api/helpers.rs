@@ -1,0 +1,364 @@
+//! Test harness: a real PostgreSQL database per test (created and dropped),
+//! a Redis channel per test, and in-process Recall instances on port 0.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use recall::bus::{redis::RedisBus, Bus, LocalBus};
+use recall::config::Settings;
+use recall::keys::MasterKey;
+use recall::server::{Application, Running};
+use recall::service::Recall;
+use recall::store::{LockoutPolicy, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The server that tests create databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("RECALL_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis server of the tests.
+pub fn redis_url() -> String {
+    std::env::var("RECALL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh PostgreSQL database, dropped when this is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+async fn pg_exec(sql: String) {
+    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must answer at RECALL_TEST_DATABASE_URL (scripts/test.sh starts it)");
+    tokio::spawn(conn);
+    client.batch_execute(&sql).await.expect(&sql);
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("recall_test_{}", Uuid::new_v4().simple());
+        pg_exec(format!("CREATE DATABASE {name}")).await;
+        let base = pg_admin_url();
+        let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
+        TestDb {
+            url: format!("{root}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside a runtime; a thread with its own runtime can block.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(pg_exec(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )));
+            }
+        })
+        .join();
+    }
+}
+
+/// A scratch directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("recall-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Which event store a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Sqlite,
+}
+
+/// A store a test (or several instances) can share.
+pub struct Backend {
+    pub db: Option<TestDb>,
+    pub dir: TempDir,
+    pub master: MasterKey,
+    pub channel: String,
+    pub local_bus: LocalBus,
+}
+
+impl Backend {
+    pub async fn new(kind: Kind) -> Self {
+        let db = match kind {
+            Kind::Postgres => Some(TestDb::new().await),
+            Kind::Sqlite => None,
+        };
+        Backend {
+            db,
+            dir: TempDir::new(),
+            master: MasterKey::generate(),
+            channel: format!("recall:test:{}", Uuid::new_v4().simple()),
+            local_bus: LocalBus::default(),
+        }
+    }
+
+    /// Settings for one instance on this backend.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            bind: "127.0.0.1:0".into(),
+            database_url: self.db.as_ref().map(|d| d.url.clone()),
+            data_dir: self.dir.0.clone(),
+            redis_url: None,
+            redis_channel: self.channel.clone(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            master_key: self.master.clone(),
+            issuer: "recall".into(),
+            audience: "recall-api".into(),
+            access_ttl_secs: 300,
+            refresh_ttl_secs: 1_209_600,
+            refresh_grace_secs: 10,
+            poll_interval_ms: 1000,
+            max_staleness_ms: 5000,
+            open_registration: true,
+            lockout: LockoutPolicy::default(),
+            hash_workers: 2,
+            hash_queue: 64,
+        }
+    }
+
+    /// A store handle on this backend.
+    pub async fn store(&self) -> Store {
+        let s = self.settings();
+        let store = Store::open(s.database_url.as_deref(), &s.sqlite_path()).unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Starts an instance with `settings`; `redis` picks the Redis bus at
+    /// that URL (a proxy, say) instead of the shared in-process one.
+    pub async fn spawn_with(&self, settings: Settings, redis: Option<String>) -> TestApp {
+        let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path()).unwrap();
+        store.migrate().await.unwrap();
+        let bus: Arc<dyn Bus> = match redis {
+            Some(url) => Arc::new(RedisBus::new(&url, &settings.redis_channel).unwrap()),
+            None => Arc::new(self.local_bus.clone()),
+        };
+        let (core, tasks) = Recall::start_with(settings, store, bus).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = Application::with_core(listener, core, tasks, 1, false).unwrap();
+        TestApp::new(app.spawn())
+    }
+
+    /// Starts `n` instances sharing this store and a Redis channel of their
+    /// own (each with its own pool, state and Redis connection).
+    pub async fn spawn_fleet(&self, n: usize) -> Vec<TestApp> {
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            apps.push(self.spawn_with(self.settings(), Some(redis_url())).await);
+        }
+        apps
+    }
+
+    /// Starts an instance with default test settings on the in-process bus.
+    pub async fn spawn(&self) -> TestApp {
+        self.spawn_with(self.settings(), None).await
+    }
+}
+
+/// A running instance and an HTTP client for it.
+pub struct TestApp {
+    pub running: Running,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// A response: status, headers and JSON body (Null when empty or not JSON).
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+/// A logged-in session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub user_id: String,
+}
+
+impl TestApp {
+    fn new(running: Running) -> Self {
+        TestApp {
+            base: running.url(),
+            running,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn recall(&self) -> &Arc<Recall> {
+        &self.running.recall
+    }
+
+    /// Sends a request with an optional bearer and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request failed");
+        Res::read(res).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+    ) -> Res {
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        Res::read(req.send().await.expect("request failed")).await
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Res {
+        self.call(Method::GET, path, bearer, None).await
+    }
+
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> Res {
+        self.call(Method::POST, path, bearer, Some(body)).await
+    }
+
+    pub async fn register(&self, username: &str) -> String {
+        let res = self
+            .post(
+                "/v1/users",
+                None,
+                json!({ "username": username, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status, 201, "register {username}: {}", res.body);
+        res.body["user_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login(&self, username: &str) -> Session {
+        self.login_with(username, PASSWORD).await
+    }
+
+    pub async fn login_with(&self, username: &str, password: &str) -> Session {
+        let res = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({ "username": username, "password": password }),
+            )
+            .await;
+        assert_eq!(res.status, 200, "login {username}: {}", res.body);
+        let me = self.get("/v1/me", res.body["access_token"].as_str()).await;
+        Session::from_body(&res.body, me.body["user_id"].as_str().unwrap_or_default())
+    }
+
+    /// GET /v1/me with this token: its status.
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get("/v1/me", Some(access)).await.status
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+impl Session {
+    pub fn from_body(body: &Value, user_id: &str) -> Self {
+        Session {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+            session_id: body["session_id"].as_str().unwrap().to_owned(),
+            user_id: user_id.to_owned(),
+        }
+    }
+}
+
+impl Res {
+    pub async fn read(res: reqwest::Response) -> Res {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Polls `check` every millisecond until it holds or `limit` passes;
+/// returns how long it took.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// A unique username.
+pub fn username(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
+}

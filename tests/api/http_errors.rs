@@ -1,0 +1,180 @@
+//! Bad input gets a clear error and changes nothing; operations endpoints.
+
+use serde_json::json;
+
+use crate::both_stores;
+use crate::helpers::{username, Backend, Kind};
+
+both_stores!(
+    bad_input_is_rejected_and_changes_nothing,
+    operations_endpoints_answer
+);
+
+async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("ivy");
+    app.register(&name).await;
+    let s = app.login(&name).await;
+    let head = app.recall().store.head().await.unwrap();
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "/v1/auth/login",
+            b"{\"username\": ".to_vec(),
+            400,
+            "invalid JSON",
+        ),
+        ("/v1/auth/login", b"[1,2,3]".to_vec(), 400, "invalid JSON"),
+        (
+            "/v1/auth/login",
+            br#"{"username": 5, "password": "x"}"#.to_vec(),
+            400,
+            "invalid type",
+        ),
+        (
+            "/v1/auth/login",
+            br#"{"username": "a"}"#.to_vec(),
+            400,
+            "password",
+        ),
+        (
+            "/v1/auth/login",
+            br#"{"username": "abc", "password": "abcdefgh", "admin": true}"#.to_vec(),
+            400,
+            "admin",
+        ),
+        (
+            "/v1/auth/login",
+            b"{\"username\": \"\xff\xfe\", \"password\": \"x\"}".to_vec(),
+            400,
+            "invalid JSON",
+        ),
+        ("/v1/users", vec![b' '; 70 * 1024], 413, "64 KiB"),
+        (
+            "/v1/auth/refresh",
+            br#"{"refresh_token": null}"#.to_vec(),
+            400,
+            "refresh_token",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let res = app.raw(path, "application/json", body, None).await;
+        assert_eq!(res.status, status, "{path}: {}", res.body);
+        let desc = res.body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            desc.contains(needle),
+            "{path}: {desc:?} should name {needle:?}"
+        );
+        assert!(res.body["error"].is_string());
+    }
+    let wrong_ct = app
+        .raw("/v1/auth/login", "text/plain", b"{}".to_vec(), None)
+        .await;
+    assert_eq!(wrong_ct.status, 400);
+    // Bearer problems: 401 with WWW-Authenticate, never a panic.
+    let none_alg = format!(
+        "{}.{}.",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"none","typ":"at+jwt"}"#
+        ),
+        s.access.split('.').nth(1).unwrap()
+    );
+    for bearer in [
+        None,
+        Some("garbage"),
+        Some(none_alg.as_str()),
+        Some(&s.access[..s.access.len() - 3]),
+    ] {
+        let res = app.get("/v1/me", bearer).await;
+        assert_eq!(res.status, 401, "{bearer:?}");
+        assert_eq!(res.error(), "invalid_token");
+        assert!(res.headers.contains_key("www-authenticate"));
+    }
+    let basic = app
+        .http
+        .get(format!("{}/v1/me", app.base))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    assert_eq!(app.get("/v1/nothing-here", None).await.error(), "not_found");
+    // Nothing above appended an event.
+    assert_eq!(app.recall().store.head().await.unwrap(), head);
+    assert_eq!(app.me_status(&s.access).await, 200);
+    app.stop().await;
+}
+
+async fn operations_endpoints_answer(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.body["ready"], true);
+    assert!(ready.body["caught_up_seq"].as_i64().unwrap() >= 1);
+    assert!(ready.body["staleness_ms"].is_i64());
+    let jwks = app.get("/.well-known/jwks.json", None).await;
+    let keys = jwks.body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert_eq!(keys[0]["crv"], "Ed25519");
+    assert_eq!(keys[0]["use"], "sig");
+    assert_eq!(keys[0]["alg"], "EdDSA");
+    assert!(keys[0].get("d").is_none(), "no private part");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "recall_propagation_lag_seconds_bucket",
+        "recall_gaps_detected_total",
+        "recall_catchup_reads_total",
+        "recall_notices_received_total",
+        "recall_staleness_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    let spec = app.get("/openapi.json", None).await;
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    for path in [
+        "/v1/auth/login",
+        "/v1/admin/keys/rotate",
+        "/readyz",
+        "/oauth/revoke",
+    ] {
+        assert!(
+            spec.body["paths"].get(path).is_some(),
+            "{path} missing from openapi"
+        );
+    }
+    let closed = {
+        let mut s = b.settings();
+        s.open_registration = false;
+        b.spawn_with(s, None).await
+    };
+    let anon = closed
+        .post(
+            "/v1/users",
+            None,
+            json!({ "username": username("x"), "password": "password123" }),
+        )
+        .await;
+    assert_eq!(anon.status, 401);
+    let admin = closed
+        .post(
+            "/v1/users",
+            Some(crate::helpers::ADMIN_TOKEN),
+            json!({ "username": username("x"), "password": "password123" }),
+        )
+        .await;
+    assert_eq!(admin.status, 201);
+    closed.stop().await;
+    app.stop().await;
+}

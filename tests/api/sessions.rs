@@ -1,0 +1,424 @@
+//! Users and sessions over HTTP, on both stores.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::both_stores;
+use crate::helpers::{username, Backend, Kind, Session, PASSWORD};
+
+both_stores!(
+    walkthrough_register_login_me_logout,
+    logout_all_and_password_change,
+    session_list_and_delete,
+    refresh_rotation_and_theft_detection,
+    concurrent_http_refreshes_one_wins,
+    wrong_password_and_unknown_user_look_the_same,
+    forward_auth_and_oauth_revoke,
+);
+
+async fn walkthrough_register_login_me_logout(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("alice");
+    let user_id = app.register(&name).await;
+    let s = app.login(&name).await;
+    let me = app.get("/v1/me", Some(&s.access)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["user_id"], user_id.as_str());
+    assert_eq!(me.body["username"], name.as_str());
+    assert_eq!(me.body["session_id"], s.session_id.as_str());
+    assert_eq!(me.body["client_type"], "web");
+    let out = app
+        .post("/v1/auth/logout", Some(&s.access), json!({}))
+        .await;
+    assert_eq!(out.status, 204);
+    let after = app.get("/v1/me", Some(&s.access)).await;
+    assert_eq!(after.status, 401);
+    assert_eq!(after.error(), "invalid_token");
+    assert_eq!(
+        after.headers["www-authenticate"].to_str().unwrap(),
+        r#"Bearer error="invalid_token""#
+    );
+    // The refresh token died with the session.
+    let r = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": s.refresh }),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "invalid_grant");
+    // The token claims carry ids only (G7).
+    let payload = s.access.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!claims.to_string().contains(&name));
+    app.stop().await;
+}
+
+async fn logout_all_and_password_change(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("bob");
+    app.register(&name).await;
+    let a = app.login(&name).await;
+    let c = app.login(&name).await;
+    let d = app.login(&name).await;
+    // Password change: every other session dies, this one lives.
+    let bad = app
+        .post(
+            "/v1/auth/password",
+            Some(&a.access),
+            json!({ "current_password": "nope-nope", "new_password": "another pass" }),
+        )
+        .await;
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        app.me_status(&c.access).await,
+        200,
+        "a failed change revokes nothing"
+    );
+    let short = app
+        .post(
+            "/v1/auth/password",
+            Some(&a.access),
+            json!({ "current_password": PASSWORD, "new_password": "short" }),
+        )
+        .await;
+    assert_eq!(short.status, 400);
+    let ok = app
+        .post(
+            "/v1/auth/password",
+            Some(&a.access),
+            json!({ "current_password": PASSWORD, "new_password": "another pass" }),
+        )
+        .await;
+    assert_eq!(ok.status, 204, "{}", ok.body);
+    assert_eq!(app.me_status(&a.access).await, 200);
+    assert_eq!(app.me_status(&c.access).await, 401);
+    assert_eq!(app.me_status(&d.access).await, 401);
+    let old = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(old.status, 401);
+    let e = app.login_with(&name, "another pass").await;
+    // Logout-all: every session, including the caller's.
+    let all = app
+        .post("/v1/auth/logout-all", Some(&e.access), json!({}))
+        .await;
+    assert_eq!(all.status, 204);
+    assert_eq!(app.me_status(&a.access).await, 401);
+    assert_eq!(app.me_status(&e.access).await, 401);
+    let r = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": a.refresh }),
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_grant");
+    app.stop().await;
+}
+
+async fn session_list_and_delete(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let (n1, n2) = (username("carol"), username("mallory"));
+    app.register(&n1).await;
+    app.register(&n2).await;
+    let web = app.login(&n1).await;
+    let mobile = app
+        .post("/v1/auth/login", None, json!({ "username": n1, "password": PASSWORD, "client_type": "mobile", "device_id": "pixel" }))
+        .await;
+    assert_eq!(mobile.status, 200);
+    let mobile = Session::from_body(&mobile.body, &web.user_id);
+    let other = app.login(&n2).await;
+    let list = app.get("/v1/sessions", Some(&web.access)).await;
+    assert_eq!(list.status, 200);
+    let sessions = list.body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["session_id"], web.session_id.as_str());
+    assert!(sessions.iter().any(|s| s["client_type"] == "mobile"));
+    assert!(sessions[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    // Another user's session and an unknown one: 404, nothing revoked.
+    let theirs = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{}", other.session_id),
+            Some(&web.access),
+            None,
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(app.me_status(&other.access).await, 200);
+    let unknown = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{}", uuid::Uuid::now_v7()),
+            Some(&web.access),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let garbage = app
+        .call(
+            Method::DELETE,
+            "/v1/sessions/not-a-uuid",
+            Some(&web.access),
+            None,
+        )
+        .await;
+    assert_eq!(garbage.status, 404);
+    let del = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{}", mobile.session_id),
+            Some(&web.access),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 204);
+    assert_eq!(app.me_status(&mobile.access).await, 401);
+    assert_eq!(app.me_status(&web.access).await, 200);
+    let bad_type = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "username": n1, "password": PASSWORD, "client_type": "fridge" }),
+        )
+        .await;
+    assert_eq!(bad_type.status, 400);
+    app.stop().await;
+}
+
+async fn refresh_rotation_and_theft_detection(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let mut settings = b.settings();
+    settings.refresh_grace_secs = 0;
+    let app = b.spawn_with(settings, None).await;
+    let name = username("dave");
+    app.register(&name).await;
+    let s = app.login(&name).await;
+    let r1 = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": s.refresh }),
+        )
+        .await;
+    assert_eq!(r1.status, 200, "{}", r1.body);
+    let s1 = Session::from_body(&r1.body, &s.user_id);
+    assert_eq!(s1.session_id, s.session_id, "same session");
+    assert_ne!(s1.refresh, s.refresh, "rotated");
+    assert_eq!(r1.body["token_type"], "Bearer");
+    assert_eq!(app.me_status(&s1.access).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The spent token comes back (a thief): the whole session dies.
+    let stolen = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": s.refresh }),
+        )
+        .await;
+    assert_eq!(stolen.status, 401);
+    assert_eq!(stolen.error(), "invalid_grant");
+    assert_eq!(app.me_status(&s1.access).await, 401);
+    let legit = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": s1.refresh }),
+        )
+        .await;
+    assert_eq!(legit.error(), "invalid_grant");
+    let junk = app
+        .post("/v1/auth/refresh", None, json!({ "refresh_token": "nope" }))
+        .await;
+    assert_eq!(junk.error(), "invalid_grant");
+    app.stop().await;
+}
+
+async fn concurrent_http_refreshes_one_wins(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = Arc::new(b.spawn().await);
+    let name = username("erin");
+    app.register(&name).await;
+    let s = app.login(&name).await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let app = app.clone();
+        let token = s.refresh.clone();
+        tasks.push(tokio::spawn(async move {
+            app.post("/v1/auth/refresh", None, json!({ "refresh_token": token }))
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let res = t.await.unwrap();
+        match res.status.as_u16() {
+            200 => winners.push(Session::from_body(&res.body, &s.user_id)),
+            401 => assert_eq!(res.error(), "invalid_grant"),
+            other => panic!("unexpected {other}: {}", res.body),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent refresh wins");
+    // Inside the grace window the loser did not kill the session.
+    assert_eq!(app.me_status(&winners[0].access).await, 200);
+    let next = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": winners[0].refresh }),
+        )
+        .await;
+    assert_eq!(next.status, 200);
+}
+
+async fn wrong_password_and_unknown_user_look_the_same(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("frank");
+    app.register(&name).await;
+    let wrong = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "username": name, "password": "wrong password" }),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "username": username("ghost"), "password": "wrong password" }),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.error(), "invalid_credentials");
+    // Case-insensitive usernames.
+    app.login(&name.to_uppercase()).await;
+    let taken = app
+        .post(
+            "/v1/users",
+            None,
+            json!({ "username": name.to_uppercase(), "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(taken.status, 409);
+    assert_eq!(taken.error(), "username_taken");
+    for bad in ["ab", "has space", "émile", &"x".repeat(65)] {
+        let res = app
+            .post(
+                "/v1/users",
+                None,
+                json!({ "username": bad, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status, 400, "{bad}");
+        assert!(res.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("username"));
+    }
+    let long = app
+        .post(
+            "/v1/users",
+            None,
+            json!({ "username": username("pw"), "password": "x".repeat(1025) }),
+        )
+        .await;
+    assert_eq!(long.status, 400);
+    app.stop().await;
+}
+
+async fn forward_auth_and_oauth_revoke(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("gina");
+    app.register(&name).await;
+    let s = app.login(&name).await;
+    let v = app.get("/v1/auth/verify", Some(&s.access)).await;
+    assert_eq!(v.status, 204);
+    assert_eq!(v.headers["x-user-id"].to_str().unwrap(), s.user_id);
+    assert_eq!(v.headers["x-session-id"].to_str().unwrap(), s.session_id);
+    assert_eq!(app.get("/v1/auth/verify", None).await.status, 401);
+    // RFC 7009 with a form body: a refresh token ends its session.
+    let form = format!("token={}&token_type_hint=refresh_token", s.refresh);
+    let r = app
+        .raw(
+            "/oauth/revoke",
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        app.get("/v1/auth/verify", Some(&s.access)).await.status,
+        401
+    );
+    // Unknown tokens: still 200.
+    let r = app
+        .raw(
+            "/oauth/revoke",
+            "application/x-www-form-urlencoded",
+            b"token=whatever".to_vec(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // An access token (JSON body) ends its session too.
+    let s2 = app.login(&name).await;
+    let r = app
+        .post("/oauth/revoke", None, json!({ "token": s2.access }))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.me_status(&s2.access).await, 401);
+    // Introspection is for admins.
+    let s3 = app.login(&name).await;
+    let form = format!("token={}", s3.access);
+    let denied = app
+        .raw(
+            "/oauth/introspect",
+            "application/x-www-form-urlencoded",
+            form.clone().into_bytes(),
+            Some(&s3.access),
+        )
+        .await;
+    assert_eq!(denied.status, 403);
+    let yes = app
+        .raw(
+            "/oauth/introspect",
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+            Some(crate::helpers::ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(yes.body["active"], true);
+    assert_eq!(yes.body["sid"], s3.session_id.as_str());
+    let no = app
+        .raw(
+            "/oauth/introspect",
+            "application/x-www-form-urlencoded",
+            format!("token={}", s2.access).into_bytes(),
+            Some(crate::helpers::ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(no.body, json!({ "active": false }));
+    app.stop().await;
+}

@@ -1,0 +1,57 @@
+//! Start-up rebuilds the state from the revocation window only, and a
+//! restarted instance rejects revoked tokens from its first request.
+
+use recall::events::{Event, Meta};
+use recall::sync::now_ms;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::both_stores;
+use crate::helpers::{username, Backend, Kind};
+
+both_stores!(restart_rejects_revoked_tokens_from_the_first_request);
+
+async fn restart_rejects_revoked_tokens_from_the_first_request(kind: Kind) {
+    let b = Backend::new(kind).await;
+    // A long history outside the window: start-up must not fold it.
+    let store = b.store().await;
+    let old: Vec<Event> = (0..2000)
+        .map(|_| Event::LoggedOut {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+        })
+        .collect();
+    store
+        .append_raw(old, &Meta::system(), now_ms() - 7 * 86_400_000)
+        .await
+        .unwrap();
+    let a = b.spawn().await;
+    let name = username("hank");
+    a.register(&name).await;
+    let kept = a.login(&name).await;
+    let gone = a.login(&name).await;
+    assert_eq!(
+        a.post("/v1/auth/logout", Some(&gone.access), json!({}))
+            .await
+            .status,
+        204
+    );
+    a.stop().await;
+    let again = b.spawn().await;
+    assert_eq!(
+        again.me_status(&gone.access).await,
+        401,
+        "revoked before the restart"
+    );
+    assert_eq!(
+        again.me_status(&kept.access).await,
+        200,
+        "same key, still valid"
+    );
+    let (revoked, _, _) = again.recall().sync.state().sizes();
+    assert_eq!(
+        revoked, 1,
+        "only the window was folded, not the 2000 old logouts"
+    );
+    again.stop().await;
+}

@@ -1,0 +1,428 @@
+//! The store contract: every adapter passes the same tests.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use recall::events::{Event, Meta, RevokeCause};
+use recall::keys::generate_signing_key;
+use recall::store::{
+    EventFilter, LockoutPolicy, NewSession, RefreshOutcome, SessionEnd, Store, StoreError,
+};
+use uuid::Uuid;
+
+use crate::both_stores;
+use crate::helpers::{Backend, Kind};
+
+both_stores!(
+    register_then_conflict,
+    refresh_rotates_once_and_reuse_revokes,
+    concurrent_refreshes_have_one_winner,
+    revocations_and_locks_update_read_models,
+    first_key_race_has_one_winner,
+    snapshot_reads_only_the_window,
+    brute_force_counter_locks_and_doubles,
+);
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn session(user: Uuid, n: u8) -> NewSession {
+    NewSession {
+        id: Uuid::now_v7(),
+        user_id: user,
+        client_type: "web".into(),
+        device_id: None,
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        refresh_hash: [n; 32],
+        refresh_expires_at: NOW + 3_600_000,
+    }
+}
+
+async fn user(store: &Store, name: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    store
+        .register(id, name, "$argon2id$fake", &[], &Meta::system(), NOW)
+        .await
+        .unwrap();
+    id
+}
+
+async fn register_then_conflict(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let id = user(&store, "alice").await;
+    let again = store
+        .register(Uuid::now_v7(), "alice", "h", &[], &Meta::system(), NOW)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let found = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    assert_eq!(
+        store.user_by_id(id).await.unwrap().unwrap().username,
+        "alice"
+    );
+    // The failed registration appended nothing.
+    let events = store.read_after(0, 100).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seq, 1);
+    assert_eq!(store.head().await.unwrap(), 1);
+}
+
+async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let u = user(&store, "bob").await;
+    let s = session(u, 1);
+    store.login(&s, &Meta::system(), NOW).await.unwrap();
+    let grace = 10_000;
+    let first = store
+        .refresh(
+            &[1; 32],
+            &[2; 32],
+            NOW + 7_200_000,
+            grace,
+            &Meta::system(),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, RefreshOutcome::Rotated { .. }), "{first:?}");
+    // Spent a moment ago: refused, but the session lives (honest race).
+    let racing = store
+        .refresh(&[1; 32], &[3; 32], NOW, grace, &Meta::system(), NOW + 2)
+        .await
+        .unwrap();
+    assert!(matches!(racing, RefreshOutcome::Grace), "{racing:?}");
+    assert!(store
+        .session(s.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    // Spent long ago: theft. The session dies, and so does the new token.
+    let stolen = store
+        .refresh(
+            &[1; 32],
+            &[4; 32],
+            NOW,
+            grace,
+            &Meta::system(),
+            NOW + grace + 10,
+        )
+        .await
+        .unwrap();
+    let RefreshOutcome::Reused { event } = stolen else {
+        panic!("expected reuse, got {stolen:?}");
+    };
+    assert_eq!(
+        event.event,
+        Event::RefreshTokenReused {
+            user_id: u,
+            session_id: s.id
+        }
+    );
+    assert!(store
+        .session(s.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    let after = store
+        .refresh(
+            &[2; 32],
+            &[5; 32],
+            NOW,
+            grace,
+            &Meta::system(),
+            NOW + grace + 20,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(after, RefreshOutcome::Dead), "{after:?}");
+    let unknown = store
+        .refresh(&[9; 32], &[6; 32], NOW, grace, &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(unknown, RefreshOutcome::Unknown));
+}
+
+async fn concurrent_refreshes_have_one_winner(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let u = user(&store, "carol").await;
+    store
+        .login(&session(u, 7), &Meta::system(), NOW)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .refresh(
+                    &[7; 32],
+                    &[100 + i; 32],
+                    NOW + 1,
+                    10_000,
+                    &Meta::system(),
+                    NOW + 1,
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut rotated = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RefreshOutcome::Rotated { .. } => rotated += 1,
+            RefreshOutcome::Grace => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one concurrent refresh may win");
+}
+
+async fn revocations_and_locks_update_read_models(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let (u, other) = (user(&store, "dave").await, user(&store, "erin").await);
+    let (s1, s2, s3) = (session(u, 1), session(u, 2), session(u, 3));
+    for s in [&s1, &s2, &s3] {
+        store.login(s, &Meta::system(), NOW).await.unwrap();
+    }
+    assert_eq!(store.live_sessions(u, NOW).await.unwrap().len(), 3);
+    // Someone else's session is not found, and nothing is appended.
+    let head = store.head().await.unwrap();
+    let foreign = store
+        .revoke_session(s1.id, Some(other), SessionEnd::Logout, &Meta::system(), NOW)
+        .await;
+    assert!(matches!(foreign, Err(StoreError::NotFound)));
+    assert_eq!(store.head().await.unwrap(), head);
+    let out = store
+        .revoke_session(s1.id, Some(u), SessionEnd::Logout, &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert!(out.is_some());
+    let twice = store
+        .revoke_session(s1.id, Some(u), SessionEnd::Logout, &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert!(twice.is_none(), "logout is idempotent");
+    let pw = store
+        .change_password(u, "newhash", Some(s2.id), &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(pw.event.revoked_sessions(), vec![s3.id]);
+    assert_eq!(
+        store.user_by_id(u).await.unwrap().unwrap().password_hash,
+        "newhash"
+    );
+    let all = store
+        .revoke_user_sessions(u, RevokeCause::Admin, None, &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(all.event.revoked_sessions(), vec![s2.id]);
+    assert!(store.live_sessions(u, NOW).await.unwrap().is_empty());
+    let lock = store
+        .lock(other, NOW + 60_000, None, &Meta::system(), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(lock.event, Event::UserLocked { until, .. } if until == NOW + 60_000));
+    let snap = store.snapshot(NOW - 1, NOW).await.unwrap();
+    assert_eq!(snap.locks, vec![(other, NOW + 60_000)]);
+    store.unlock(other, &Meta::system(), NOW).await.unwrap();
+    assert!(store.snapshot(NOW - 1, NOW).await.unwrap().locks.is_empty());
+    assert!(matches!(
+        store
+            .lock(Uuid::now_v7(), NOW, None, &Meta::system(), NOW)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // The audit log filters by user and type, oldest first, with a cursor.
+    let mine = store
+        .events(&EventFilter {
+            after: 0,
+            limit: 100,
+            user_id: Some(u),
+            kind: None,
+        })
+        .await
+        .unwrap();
+    assert!(mine.iter().all(|e| e.event.user_id() == Some(u)));
+    assert!(mine.windows(2).all(|w| w[0].seq < w[1].seq));
+    let logins = store
+        .events(&EventFilter {
+            after: 0,
+            limit: 2,
+            user_id: None,
+            kind: Some("login_succeeded".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(logins.len(), 2);
+    let rest = store
+        .events(&EventFilter {
+            after: logins[1].seq,
+            limit: 100,
+            user_id: None,
+            kind: Some("login_succeeded".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+}
+
+async fn first_key_race_has_one_winner(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = Arc::new(b.store().await);
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        let key = generate_signing_key(&b.master, NOW).unwrap();
+        tasks.push(tokio::spawn(async move {
+            store
+                .ensure_active_key(&key, &Meta::system(), NOW)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(created, 1);
+    let keys = store.keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.status == "active").count(), 1);
+}
+
+async fn snapshot_reads_only_the_window(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let old: Vec<Event> = (0..300)
+        .map(|_| Event::LoggedOut {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+        })
+        .collect();
+    store
+        .append_raw(old, &Meta::system(), NOW - 86_400_000)
+        .await
+        .unwrap();
+    let recent = Event::LoggedOut {
+        user_id: Uuid::now_v7(),
+        session_id: Uuid::now_v7(),
+    };
+    store
+        .append_raw(vec![recent.clone()], &Meta::system(), NOW - 1000)
+        .await
+        .unwrap();
+    let snap = store.snapshot(NOW - 330_000, NOW).await.unwrap();
+    assert_eq!(snap.head, 301);
+    assert_eq!(
+        snap.events.len(),
+        1,
+        "start-up reads the window, not the log"
+    );
+    assert_eq!(snap.events[0].event, recent);
+}
+
+async fn brute_force_counter_locks_and_doubles(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = b.store().await;
+    let policy = LockoutPolicy {
+        max_failures: 3,
+        base_ms: 1000,
+        max_ms: 3000,
+    };
+    let mut locks = Vec::new();
+    for round in 0..4 {
+        for i in 1..=3 {
+            let env = store
+                .login_failed("nobody", None, &policy, &Meta::system(), NOW)
+                .await
+                .unwrap();
+            let Event::LoginFailed {
+                locked_until,
+                failures,
+                ..
+            } = env.event
+            else {
+                panic!("wrong event");
+            };
+            assert_eq!(failures, i, "round {round}");
+            if i == 3 {
+                locks.push(locked_until.unwrap() - NOW);
+            } else {
+                assert!(locked_until.is_none());
+            }
+        }
+    }
+    assert_eq!(locks, vec![1000, 2000, 3000, 3000], "doubling, capped");
+    let t = store.throttle("nobody").await.unwrap();
+    assert_eq!(t.lock_count, 4);
+    let ids: HashSet<_> = store
+        .read_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(ids.len(), 12);
+}
+
+/// G6: 16 appenders x 500 events against a reader polling "after last
+/// seen": the reader sees every seq exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_appends_are_never_skipped() {
+    const WRITERS: usize = 16;
+    const EACH: usize = 500;
+    let b = Backend::new(Kind::Postgres).await;
+    let store = b.store().await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = store.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let page = store.read_after(last, 1000).await.unwrap();
+                for e in &page {
+                    seen.push(e.seq);
+                    last = e.seq;
+                }
+                if finished && page.is_empty() {
+                    return seen;
+                }
+            }
+        })
+    };
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..EACH {
+                let e = Event::LoggedOut {
+                    user_id: Uuid::now_v7(),
+                    session_id: Uuid::now_v7(),
+                };
+                store
+                    .append_raw(vec![e], &Meta::system(), NOW)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let seen = reader.await.unwrap();
+    let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
+    assert_eq!(seen.len(), expected.len(), "no event skipped or repeated");
+    assert_eq!(seen, expected);
+}
