@@ -1,5 +1,6 @@
 //! One integration test binary (one link), a module per feature.
 
+mod fleet;
 mod helpers;
 mod http_errors;
 mod sessions;

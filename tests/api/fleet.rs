@@ -1,0 +1,490 @@
+//! A fleet of three instances rejects revoked tokens together (G3-G5):
+//! Redis notices, gap fills from the log, polling, fail-closed staleness.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use recall::events::{Event, Meta};
+use recall::sync::now_ms;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::helpers::{
+    eventually, redis_url, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN,
+};
+
+/// A TCP proxy the test can cut (closing every connection and refusing
+/// new ones) and restore: stands between instances and Redis or PostgreSQL.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn new(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (cut, conns) = (cut.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    conns.lock().push(tokio::spawn(async move {
+                        if let Ok(mut out) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        }
+                    }));
+                }
+            })
+        };
+        Proxy {
+            port,
+            cut,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
+    fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+fn redis_addr() -> String {
+    redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Waits until `apps` all answer `status` for this token; returns the
+/// slowest instance's time.
+async fn all_reject(apps: &[&TestApp], access: &str, limit: Duration) -> Option<Duration> {
+    let mut slowest = Duration::ZERO;
+    let start = Instant::now();
+    for app in apps {
+        let left = limit.saturating_sub(start.elapsed());
+        eventually(left, || async { app.me_status(access).await == 401 }).await?;
+        slowest = slowest.max(start.elapsed());
+    }
+    Some(slowest)
+}
+
+async fn user_with_sessions(app: &TestApp, n: usize) -> (String, Vec<Session>) {
+    let name = username("fleet");
+    app.register(&name).await;
+    let mut sessions = Vec::new();
+    for _ in 0..n {
+        sessions.push(app.login(&name).await);
+    }
+    (name, sessions)
+}
+
+/// Case 1: logout, logout-all and password change through A; B and C
+/// reject within 100 ms on the Redis notice alone (polling is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_the_fleet_within_100ms() {
+    let b = Backend::new(Kind::Postgres).await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let mut s = b.settings();
+        s.poll_interval_ms = 3_600_000;
+        s.max_staleness_ms = 3_600_000;
+        apps.push(b.spawn_with(s, Some(redis_url())).await);
+    }
+    let (a, others) = (&apps[0], [&apps[1], &apps[2]]);
+    let (name, s) = user_with_sessions(a, 4).await;
+    // Every instance accepts the tokens before anything happens.
+    for app in &apps {
+        assert_eq!(app.me_status(&s[0].access).await, 200);
+    }
+    let limit = Duration::from_millis(100);
+    assert_eq!(
+        a.post("/v1/auth/logout", Some(&s[0].access), json!({}))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        a.me_status(&s[0].access).await,
+        401,
+        "G2: the serving instance first"
+    );
+    let t = all_reject(&others, &s[0].access, limit)
+        .await
+        .expect("logout did not reach B and C in 100 ms");
+    println!("logout propagated to B and C in {t:?}");
+    let pw = a
+        .post("/v1/auth/password", Some(&s[1].access), json!({ "current_password": crate::helpers::PASSWORD, "new_password": "new password 1" }))
+        .await;
+    assert_eq!(pw.status, 204);
+    let t = all_reject(&others, &s[2].access, limit)
+        .await
+        .expect("password change did not reach B and C in 100 ms");
+    println!("password change propagated to B and C in {t:?}");
+    for app in &apps {
+        assert_eq!(
+            app.me_status(&s[1].access).await,
+            200,
+            "the changing session lives"
+        );
+    }
+    let fresh = a.login_with(&name, "new password 1").await;
+    assert_eq!(
+        a.post("/v1/auth/logout-all", Some(&fresh.access), json!({}))
+            .await
+            .status,
+        204
+    );
+    let t = all_reject(&others, &s[1].access, limit)
+        .await
+        .expect("logout-all did not reach B and C in 100 ms");
+    println!("logout-all propagated to B and C in {t:?}");
+    // The metrics saw notices and measured their lag.
+    let m = apps[1]
+        .http
+        .get(format!("{}/metrics", apps[1].base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let received = m
+        .lines()
+        .find(|l| l.starts_with("recall_notices_received_total "))
+        .unwrap();
+    assert_ne!(received, "recall_notices_received_total 0");
+    assert!(!m.contains("recall_propagation_lag_seconds_count 0\n"));
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Case 2: Redis unreachable. A revocation still reaches B and C from the
+/// log within the poll interval plus a margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_log_poll_carries_revocations() {
+    let b = Backend::new(Kind::Postgres).await;
+    let proxy = Proxy::new(redis_addr()).await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let mut s = b.settings();
+        s.poll_interval_ms = 300;
+        apps.push(b.spawn_with(s, Some(proxy.redis_url())).await);
+    }
+    let (_, s) = user_with_sessions(&apps[0], 1).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    assert_eq!(
+        apps[0]
+            .post("/v1/auth/logout", Some(&s[0].access), json!({}))
+            .await
+            .status,
+        204
+    );
+    let t = all_reject(
+        &[&apps[1], &apps[2]],
+        &s[0].access,
+        Duration::from_millis(300 + 1200),
+    )
+    .await
+    .expect("the poll did not carry the revocation");
+    println!("with Redis cut, logout reached B and C in {t:?} (poll 300 ms)");
+    // Both stay ready: the log still confirms they are caught up.
+    for app in &apps {
+        let ready = app.get("/readyz", None).await;
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        assert_eq!(ready.body["bus"]["connected"], false, "{}", ready.body);
+    }
+    assert!(cut_at.elapsed() < Duration::from_secs(10));
+    proxy.restore();
+    // Reconnects by itself: notices flow again.
+    for app in &apps {
+        let up = eventually(Duration::from_secs(5), || async {
+            app.get("/readyz", None).await.body["bus"]["connected"] == true
+        })
+        .await;
+        assert!(up.is_some(), "bus did not reconnect");
+    }
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Case 3: a lost notice. An event is committed without a notice; the
+/// next notice shows a gap, which is filled from the log at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_between_notices_is_filled_from_the_log() {
+    let b = Backend::new(Kind::Postgres).await;
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let mut s = b.settings();
+        s.poll_interval_ms = 3_600_000;
+        s.max_staleness_ms = 3_600_000;
+        apps.push(b.spawn_with(s, Some(redis_url())).await);
+    }
+    let (_, s) = user_with_sessions(&apps[0], 2).await;
+    let user_id = Uuid::parse_str(&s[0].user_id).unwrap();
+    let silent = Uuid::parse_str(&s[0].session_id).unwrap();
+    // Committed, never announced: as if its notice were lost.
+    let store = b.store().await;
+    store
+        .append_raw(
+            vec![Event::LoggedOut {
+                user_id,
+                session_id: silent,
+            }],
+            &Meta::system(),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        apps[1].me_status(&s[0].access).await,
+        200,
+        "nobody told B yet"
+    );
+    // The next notice arrives with seq = last + 2.
+    assert_eq!(
+        apps[0]
+            .post("/v1/auth/logout", Some(&s[1].access), json!({}))
+            .await
+            .status,
+        204
+    );
+    let t = all_reject(&[&apps[1]], &s[0].access, Duration::from_secs(1))
+        .await
+        .expect("gap not filled");
+    println!("gap detected and filled in {t:?}");
+    let m = apps[1]
+        .http
+        .get(format!("{}/metrics", apps[1].base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("recall_gaps_detected_total 1"), "{m}");
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Case 4: an instance that reaches neither Redis nor the log fails closed
+/// after RECALL_MAX_STALENESS_MS, then recovers with what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_instance_fails_closed_and_recovers() {
+    let b = Backend::new(Kind::Postgres).await;
+    let db = b.db.as_ref().unwrap();
+    let pg_proxy = Proxy::new("127.0.0.1:5432".into()).await;
+    let redis_proxy = Proxy::new(redis_addr()).await;
+    let a = b.spawn_with(b.settings(), Some(redis_url())).await;
+    let mut s = b.settings();
+    s.database_url = Some(format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        pg_proxy.port, db.name
+    ));
+    s.poll_interval_ms = 200;
+    s.max_staleness_ms = 1500;
+    let c = b.spawn_with(s, Some(redis_proxy.redis_url())).await;
+    let (_, sessions) = user_with_sessions(&a, 2).await;
+    // Forward auth is purely in-memory: it shows the fail-closed rule itself
+    // (routes that read the store would 503 on the cut store anyway).
+    let verify = |token: String| {
+        let c = &c;
+        async move { c.get("/v1/auth/verify", Some(&token)).await.status.as_u16() }
+    };
+    assert_eq!(verify(sessions[0].access.clone()).await, 204);
+    pg_proxy.cut();
+    redis_proxy.cut();
+    let cut_at = Instant::now();
+    // A revocation C cannot hear about.
+    assert_eq!(
+        a.post("/v1/auth/logout", Some(&sessions[1].access), json!({}))
+            .await
+            .status,
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        verify(sessions[0].access.clone()).await,
+        204,
+        "still within the staleness bound"
+    );
+    let closed = eventually(Duration::from_secs(6), || async {
+        verify(sessions[0].access.clone()).await == 503
+    })
+    .await;
+    assert!(closed.is_some(), "C never failed closed");
+    println!(
+        "C failed closed {:?} after the cut (bound 1500 ms)",
+        cut_at.elapsed()
+    );
+    // Staleness counts from the last confirmed poll, at most one poll
+    // interval (200 ms) before the cut.
+    assert!(
+        cut_at.elapsed() >= Duration::from_millis(1250),
+        "not before the staleness bound"
+    );
+    let res = c.get("/v1/auth/verify", Some(&sessions[1].access)).await;
+    assert_eq!(res.status, 503, "fail closed, even for the revoked token");
+    assert_eq!(res.error(), "unavailable");
+    let ready = c.get("/readyz", None).await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.body["reason"].is_string());
+    pg_proxy.restore();
+    redis_proxy.restore();
+    let back = eventually(Duration::from_secs(10), || async {
+        c.get("/readyz", None).await.status == 200
+    })
+    .await;
+    assert!(back.is_some(), "C did not recover");
+    assert_eq!(
+        verify(sessions[0].access.clone()).await,
+        204,
+        "honoured again"
+    );
+    assert_eq!(
+        verify(sessions[1].access.clone()).await,
+        401,
+        "the missed revocation applied"
+    );
+    assert_eq!(c.me_status(&sessions[0].access).await, 200);
+    a.stop().await;
+    c.stop().await;
+}
+
+/// Case 5: an instance restarted after missing events rejects the revoked
+/// tokens from its very first request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_knows_what_it_missed() {
+    let b = Backend::new(Kind::Postgres).await;
+    let mut apps = b.spawn_fleet(3).await;
+    let (_, s) = user_with_sessions(&apps[0], 3).await;
+    let c = apps.pop().unwrap();
+    c.stop().await;
+    assert_eq!(
+        apps[0]
+            .post("/v1/auth/logout", Some(&s[0].access), json!({}))
+            .await
+            .status,
+        204
+    );
+    let admin = apps[1]
+        .post(
+            &format!("/v1/admin/users/{}/revoke-sessions", s[1].user_id),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(admin.status, 200);
+    assert_eq!(admin.body["revoked_sessions"], 2);
+    let c = b.spawn_with(b.settings(), Some(redis_url())).await;
+    assert_eq!(c.me_status(&s[0].access).await, 401);
+    assert_eq!(c.me_status(&s[2].access).await, 401);
+    for app in apps {
+        app.stop().await;
+    }
+    c.stop().await;
+}
+
+/// G7: notices carry ids and the event only; never a password hash or key
+/// material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_carry_no_secrets() {
+    let b = Backend::new(Kind::Postgres).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&b.channel).await.unwrap();
+    let app = b.spawn_with(b.settings(), Some(redis_url())).await;
+    let (name, s) = user_with_sessions(&app, 1).await;
+    let pw = app
+        .post("/v1/auth/password", Some(&s[0].access), json!({ "current_password": crate::helpers::PASSWORD, "new_password": "second password" }))
+        .await;
+    assert_eq!(pw.status, 204);
+    let rot = app
+        .post(
+            "/v1/admin/keys/rotate",
+            Some(ADMIN_TOKEN),
+            json!({ "compromised": true }),
+        )
+        .await;
+    assert_eq!(rot.status, 200);
+    let head = app.recall().store.head().await.unwrap();
+    let mut notices = Vec::new();
+    let mut stream = pubsub.on_message();
+    while notices.len() < head as usize - 1 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap();
+        notices.push(String::from_utf8(msg.get_payload_bytes().to_vec()).unwrap());
+    }
+    let keys = app.recall().store.keys().await.unwrap();
+    let user = app
+        .recall()
+        .store
+        .user_by_name(&name)
+        .await
+        .unwrap()
+        .unwrap();
+    for n in &notices {
+        let v: serde_json::Value = serde_json::from_str(n).unwrap();
+        assert!(v["seq"].is_i64(), "{n}");
+        assert!(!n.contains("$argon2"), "password hash in {n}");
+        assert!(!n.contains(&user.password_hash));
+        assert!(!n.contains(crate::helpers::PASSWORD) && !n.contains("second password"));
+        for k in &keys {
+            let der = b.master.open(&k.kid, &k.private_key_enc).unwrap();
+            let seed = &der[der.len() - 32..];
+            for form in [
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, seed),
+                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, seed),
+                seed.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &k.private_key_enc,
+                ),
+            ] {
+                assert!(!n.contains(&form), "key material in {n}");
+            }
+        }
+    }
+    assert!(notices.iter().any(|n| n.contains("password_changed")));
+    assert!(notices.iter().any(|n| n.contains("key_rotated")));
+    app.stop().await;
+}
