@@ -249,11 +249,16 @@ impl Recall {
                 "this instance is not caught up with the log; failing closed".into(),
             ));
         }
-        let (claims, kid) = self.sync.keyring().verify(token).map_err(|e| {
-            inc(&self.metrics.tokens_rejected);
-            ApiError::InvalidToken(token_error_text(&e).into())
-        })?;
-        let checked = self.sync.state().check(&kid, claims.sub, claims.sid, now);
+        let verified = self
+            .sync
+            .keyring()
+            .verify_cached(token, now / 1000)
+            .map_err(|e| {
+                inc(&self.metrics.tokens_rejected);
+                ApiError::InvalidToken(token_error_text(&e).into())
+            })?;
+        let (claims, kid) = (&verified.0, &verified.1);
+        let checked = self.sync.state().check(kid, claims.sub, claims.sid, now);
         if let Err(rejection) = checked {
             inc(&self.metrics.tokens_rejected);
             return Err(match rejection {
@@ -274,7 +279,7 @@ impl Recall {
             user_id: claims.sub,
             session_id: claims.sid,
             client_type: claims.ctype.clone(),
-            claims,
+            claims: claims.clone(),
         })
     }
 

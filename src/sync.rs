@@ -126,7 +126,13 @@ impl StateSync {
             return; // duplicate or our own
         }
         if env.seq == last + 1 {
-            self.apply_in_order(std::slice::from_ref(&env));
+            // A new signing key: load its material now, so its tokens verify
+            // here as soon as the notice lands.
+            if self.apply_in_order(std::slice::from_ref(&env)) {
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "key reload failed; the poller will retry");
+                }
+            }
             return;
         }
         inc(&self.metrics.gaps_detected);

@@ -20,6 +20,11 @@ pub const ACCESS_TYP: &str = "at+jwt";
 pub const LEEWAY_SECS: u64 = 10;
 /// Longest token we bother to parse.
 const MAX_TOKEN_LEN: usize = 4096;
+/// Verified tokens remembered (by exact bytes) to skip the signature check.
+const VERIFIED_CACHE: usize = 65_536;
+
+/// A token that passed header, signature and claims checks.
+pub type Verified = Arc<(Claims, String)>;
 
 /// Access-token claims: ids only (G7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +95,10 @@ pub struct Keyring {
     audience: String,
     validation: Validation,
     keys: RwLock<HashMap<String, Arc<KeyMaterial>>>,
+    /// Exact token -> its verified claims. Only the signature and the static
+    /// claim checks are skipped on a hit: expiry is checked again here, and
+    /// key status and revocation by the caller on every request.
+    verified: quick_cache::sync::Cache<String, Verified>,
 }
 
 impl Keyring {
@@ -106,6 +115,7 @@ impl Keyring {
             audience: audience.to_owned(),
             validation,
             keys: RwLock::new(HashMap::new()),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE),
         }
     }
 
@@ -179,6 +189,25 @@ impl Keyring {
         header.typ = Some(ACCESS_TYP.to_owned());
         header.kid = Some(kid.to_owned());
         jsonwebtoken::encode(&header, claims, encoding).map_err(|_| TokenError::Malformed)
+    }
+
+    /// `verify` through the cache of verified tokens, at `now` (seconds).
+    pub fn verify_cached(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        if let Some(hit) = self.verified.get(token) {
+            let leeway = LEEWAY_SECS as i64;
+            if hit.0.exp + leeway < now {
+                return Err(TokenError::Expired);
+            }
+            if hit.0.nbf - leeway > now {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(hit);
+        }
+        let verified: Verified = Arc::new(self.verify(token)?);
+        if verified.0.exp + (LEEWAY_SECS as i64) >= now {
+            self.verified.insert(token.to_owned(), verified.clone());
+        }
+        Ok(verified)
     }
 
     /// Verifies header, signature and claims; returns the claims and kid.

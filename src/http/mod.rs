@@ -8,7 +8,7 @@ pub mod openapi;
 pub mod ops;
 pub mod users;
 
-use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::error::QueryPayloadError;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
@@ -23,22 +23,6 @@ pub fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge
-        }
-        JsonPayloadError::ContentType => {
-            ApiError::InvalidRequest("expected Content-Type: application/json".into())
-        }
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
-        }
-        other => ApiError::InvalidRequest(format!("unreadable body: {other}")),
-    };
-    api.into()
-}
-
 fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidRequest(format!("invalid query: {err}")).into()
 }
@@ -49,53 +33,48 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// Every route of API.md.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(MAX_BODY)
-            .error_handler(json_error),
-    )
-    .app_data(web::PayloadConfig::new(MAX_BODY))
-    .app_data(web::QueryConfig::default().error_handler(query_error))
-    .route("/v1/users", web::post().to(users::register))
-    .route("/v1/auth/login", web::post().to(users::login))
-    .route("/v1/auth/refresh", web::post().to(users::refresh))
-    .route("/v1/auth/logout", web::post().to(users::logout))
-    .route("/v1/auth/logout-all", web::post().to(users::logout_all))
-    .route("/v1/auth/password", web::post().to(users::password))
-    .route("/v1/auth/verify", web::get().to(users::verify))
-    .route("/v1/me", web::get().to(users::me))
-    .route("/v1/sessions", web::get().to(users::sessions))
-    .route(
-        "/v1/sessions/{session_id}",
-        web::delete().to(users::delete_session),
-    )
-    .route("/v1/admin/users", web::get().to(admin::find_user))
-    .route(
-        "/v1/admin/users/{user_id}/revoke-sessions",
-        web::post().to(admin::revoke_sessions),
-    )
-    .route(
-        "/v1/admin/users/{user_id}/lock",
-        web::post().to(admin::lock),
-    )
-    .route(
-        "/v1/admin/users/{user_id}/unlock",
-        web::post().to(admin::unlock),
-    )
-    .route(
-        "/v1/admin/sessions/{session_id}",
-        web::delete().to(admin::delete_session),
-    )
-    .route("/v1/admin/keys/rotate", web::post().to(admin::rotate_key))
-    .route("/v1/admin/keys", web::get().to(admin::keys))
-    .route("/v1/admin/events", web::get().to(admin::events))
-    .route("/v1/admin/events/stream", web::get().to(admin::stream))
-    .route("/.well-known/jwks.json", web::get().to(ops::jwks))
-    .route("/oauth/revoke", web::post().to(ops::revoke))
-    .route("/oauth/introspect", web::post().to(ops::introspect))
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/openapi.json", web::get().to(openapi::openapi))
-    .default_service(web::to(not_found));
+    cfg.app_data(web::PayloadConfig::new(MAX_BODY))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/v1/users", web::post().to(users::register))
+        .route("/v1/auth/login", web::post().to(users::login))
+        .route("/v1/auth/refresh", web::post().to(users::refresh))
+        .route("/v1/auth/logout", web::post().to(users::logout))
+        .route("/v1/auth/logout-all", web::post().to(users::logout_all))
+        .route("/v1/auth/password", web::post().to(users::password))
+        .route("/v1/auth/verify", web::get().to(users::verify))
+        .route("/v1/me", web::get().to(users::me))
+        .route("/v1/sessions", web::get().to(users::sessions))
+        .route(
+            "/v1/sessions/{session_id}",
+            web::delete().to(users::delete_session),
+        )
+        .route("/v1/admin/users", web::get().to(admin::find_user))
+        .route(
+            "/v1/admin/users/{user_id}/revoke-sessions",
+            web::post().to(admin::revoke_sessions),
+        )
+        .route(
+            "/v1/admin/users/{user_id}/lock",
+            web::post().to(admin::lock),
+        )
+        .route(
+            "/v1/admin/users/{user_id}/unlock",
+            web::post().to(admin::unlock),
+        )
+        .route(
+            "/v1/admin/sessions/{session_id}",
+            web::delete().to(admin::delete_session),
+        )
+        .route("/v1/admin/keys/rotate", web::post().to(admin::rotate_key))
+        .route("/v1/admin/keys", web::get().to(admin::keys))
+        .route("/v1/admin/events", web::get().to(admin::events))
+        .route("/v1/admin/events/stream", web::get().to(admin::stream))
+        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
+        .route("/oauth/revoke", web::post().to(ops::revoke))
+        .route("/oauth/introspect", web::post().to(ops::introspect))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/openapi.json", web::get().to(openapi::openapi))
+        .default_service(web::to(not_found));
 }

@@ -470,7 +470,9 @@ async fn notices_carry_no_secrets() {
         assert!(!n.contains(crate::helpers::PASSWORD) && !n.contains("second password"));
         for k in &keys {
             let der = b.master.open(&k.kid, &k.private_key_enc).unwrap();
-            let seed = &der[der.len() - 32..];
+            let signing = <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der).unwrap();
+            assert_eq!(signing.verifying_key().to_bytes().to_vec(), k.public_key);
+            let seed = signing.to_bytes();
             for form in [
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, seed),
                 base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, seed),

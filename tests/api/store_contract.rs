@@ -426,3 +426,22 @@ async fn postgres_concurrent_appends_are_never_skipped() {
     assert_eq!(seen.len(), expected.len(), "no event skipped or repeated");
     assert_eq!(seen, expected);
 }
+
+/// Instances starting together all migrate the same fresh database safely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations_are_safe() {
+    let b = Backend::new(Kind::Postgres).await;
+    let url = b.db.as_ref().unwrap().url.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = Store::open(Some(&url), std::path::Path::new("/nonexistent")).unwrap();
+            store.migrate().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(b.store().await.head().await.unwrap(), 0);
+}

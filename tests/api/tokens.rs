@@ -199,3 +199,31 @@ fn unknown_crit_header_is_rejected_though_jsonwebtoken_accepts_it() {
     assert!(plain.is_ok(), "jsonwebtoken alone accepts crit: {plain:?}");
     assert_eq!(f.ring.verify(&token), Err(TokenError::Critical));
 }
+
+/// The verified-token cache skips only the signature: an expired token is
+/// refused on a hit, and failures are never cached.
+#[test]
+fn the_verified_cache_still_checks_expiry_and_never_caches_failures() {
+    let f = fixture();
+    let c: Claims = serde_json::from_value(claims()).unwrap();
+    let token = f.ring.issue(&f.kid, &c).unwrap();
+    let first = f.ring.verify_cached(&token, now()).unwrap();
+    let hit = f.ring.verify_cached(&token, now()).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &hit),
+        "second call is a cache hit"
+    );
+    assert_eq!(
+        f.ring.verify_cached(&token, c.exp + 11).err(),
+        Some(TokenError::Expired)
+    );
+    assert_eq!(
+        f.ring.verify_cached(&token, c.nbf - 11).err(),
+        Some(TokenError::NotYetValid)
+    );
+    let mut bad = token.clone();
+    bad.pop();
+    for _ in 0..2 {
+        assert!(f.ring.verify_cached(&bad, now()).is_err());
+    }
+}
