@@ -96,6 +96,8 @@ impl Application {
     /// Serves until the server stops (SIGTERM/SIGINT when signals are on).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // Send what is still queued; anything lost is read from the log anyway.
+        self.recall.flush(std::time::Duration::from_secs(2)).await;
         for t in &self.tasks {
             t.abort();
         }

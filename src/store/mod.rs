@@ -3,7 +3,10 @@
 //! Every write appends its event(s) and updates the read models in one
 //! transaction, and takes the sequence last so commit order is seq order.
 
+mod keys;
 pub mod postgres;
+mod records;
+mod rows;
 pub mod sql;
 pub mod sqlite;
 
@@ -11,8 +14,17 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::events::{Envelope, Event, Meta, RevokeCause, EVENT_VERSION};
-use sql::{Db, Row, Tx, Val};
+use crate::events::{Envelope, Event, Meta, RevokeCause};
+use rows::{
+    append, commit_one, envelope, first, insert_refresh, query_keys, require_user, revoke_all_rows,
+    revoke_session_rows, session, session_in, update_user, user,
+};
+use sql::{Db, Val};
+
+pub use records::{
+    EventFilter, KeyRecord, LockoutPolicy, NewSession, RefreshOutcome, SessionEnd, SessionRecord,
+    Snapshot, Throttle, UserRecord,
+};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -31,147 +43,6 @@ pub enum StoreError {
     Config(String),
     #[error("not found")]
     NotFound,
-}
-
-/// A registered user as the read model holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserRecord {
-    pub id: Uuid,
-    pub username: String,
-    pub password_hash: String,
-    pub roles: Vec<String>,
-    pub created_at: i64,
-    pub locked_until: Option<i64>,
-}
-
-impl UserRecord {
-    /// Whether an admin lock is in force at `now`.
-    pub fn locked_at(&self, now: i64) -> Option<i64> {
-        self.locked_until.filter(|until| *until > now)
-    }
-
-    /// Whether the user holds the `admin` role.
-    pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
-    }
-}
-
-/// A session (one login) as the read model holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionRecord {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub client_type: String,
-    pub device_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: i64,
-    pub refresh_expires_at: i64,
-    pub revoked_at: Option<i64>,
-}
-
-/// A signing key row; the private half is encrypted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRecord {
-    pub kid: String,
-    pub alg: String,
-    pub public_key: Vec<u8>,
-    pub private_key_enc: Vec<u8>,
-    pub status: String,
-    pub created_at: i64,
-    pub retire_after: Option<i64>,
-}
-
-/// Failed-login bookkeeping for one lowercased username.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Throttle {
-    pub failures: i64,
-    pub lock_count: i64,
-    pub locked_until: Option<i64>,
-}
-
-/// The brute-force policy: after `max_failures` consecutive failures lock
-/// for `base_ms`, doubling per repeat, capped at `max_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct LockoutPolicy {
-    pub max_failures: i64,
-    pub base_ms: i64,
-    pub max_ms: i64,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy {
-            max_failures: 10,
-            base_ms: 15 * 60 * 1000,
-            max_ms: 24 * 3600 * 1000,
-        }
-    }
-}
-
-impl LockoutPolicy {
-    /// Lock length for the `nth` lock (1-based).
-    pub fn lock_ms(&self, nth: i64) -> i64 {
-        let doublings = (nth - 1).clamp(0, 30) as u32;
-        self.base_ms
-            .saturating_mul(1i64 << doublings)
-            .min(self.max_ms)
-    }
-}
-
-/// A session to create at login.
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub client_type: String,
-    pub device_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub refresh_hash: [u8; 32],
-    pub refresh_expires_at: i64,
-}
-
-/// How a refresh attempt ended.
-#[derive(Debug, Clone)]
-pub enum RefreshOutcome {
-    /// The token was current: it is spent, the new one stored.
-    Rotated {
-        session: SessionRecord,
-        event: Envelope,
-    },
-    /// Never issued (or already pruned).
-    Unknown,
-    /// The session or its refresh lifetime ended.
-    Dead,
-    /// Spent moments ago by a concurrent refresh: refused, session kept.
-    Grace,
-    /// Spent earlier: theft assumed, the session is now revoked.
-    Reused { event: Envelope },
-    /// The user is locked until then.
-    Locked { until: i64 },
-}
-
-/// Events to rebuild the in-memory state from, read in one snapshot.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The last committed seq at the snapshot.
-    pub head: i64,
-    /// Events inside the revocation window, in seq order.
-    pub events: Vec<Envelope>,
-    /// Users whose admin lock is still in force: (user, until).
-    pub locks: Vec<(Uuid, i64)>,
-    /// Every signing key not yet retired.
-    pub keys: Vec<KeyRecord>,
-}
-
-/// Filters for the audit listing.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub after: i64,
-    pub limit: i64,
-    pub user_id: Option<Uuid>,
-    pub kind: Option<String>,
 }
 
 const EVENT_COLS: &str = "seq, stream, type, version, at, actor, ip, data";
@@ -618,15 +489,7 @@ impl Store {
         now: i64,
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .exec(
-                "UPDATE users SET password_hash = $2 WHERE id = $1",
-                &[user_id.into(), new_hash.into()],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
+        update_user(&mut *tx, "password_hash = $2", user_id, new_hash.into()).await?;
         let revoked = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
         let event = Event::PasswordChanged {
             user_id,
@@ -646,15 +509,7 @@ impl Store {
         now: i64,
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .exec(
-                "UPDATE users SET locked_until = $2 WHERE id = $1",
-                &[user_id.into(), until.into()],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
+        update_user(&mut *tx, "locked_until = $2", user_id, until.into()).await?;
         let revoked = revoke_all_rows(&mut *tx, user_id, None, now).await?;
         let event = Event::UserLocked {
             user_id,
@@ -673,113 +528,13 @@ impl Store {
         now: i64,
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .exec(
-                "UPDATE users SET locked_until = NULL WHERE id = $1",
-                &[user_id.into()],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
+        update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
         tx.exec(
             "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
             &[user_id.into()],
         )
         .await?;
         commit_one(tx, Event::UserUnlocked { user_id }, meta, now).await
-    }
-
-    /// Every signing key, newest first.
-    pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
-        query_keys(&mut *tx, "").await
-    }
-
-    /// Installs `key` as the first active key unless one exists already
-    /// (instances starting together race here; one wins).
-    pub async fn ensure_active_key(
-        &self,
-        key: &KeyRecord,
-        meta: &Meta,
-        now: i64,
-    ) -> Result<Option<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        // Take the log lock first so two starting instances serialise here.
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
-            .await?;
-        let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
-        if !active.is_empty() {
-            return Ok(None);
-        }
-        insert_key(&mut *tx, key).await?;
-        let event = Event::KeyRotated {
-            kid: key.kid.clone(),
-            previous_kid: None,
-            compromised: false,
-            previous_retire_after: None,
-            reason: Some("initial key".to_owned()),
-        };
-        commit_one(tx, event, meta, now).await.map(Some)
-    }
-
-    /// Makes `key` the active key. The previous one keeps verifying until
-    /// `retire_after`, or is revoked at once when `compromised`.
-    pub async fn rotate_key(
-        &self,
-        key: &KeyRecord,
-        compromised: bool,
-        retire_after: i64,
-        reason: Option<String>,
-        meta: &Meta,
-        now: i64,
-    ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
-            .await?;
-        let previous = query_keys(&mut *tx, "WHERE status = 'active'").await?;
-        let previous_kid = previous.first().map(|k| k.kid.clone());
-        let (status, retire) = if compromised {
-            ("revoked", None)
-        } else {
-            ("verifying", Some(retire_after))
-        };
-        tx.exec(
-            "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
-            &[status.into(), retire.into()],
-        )
-        .await?;
-        insert_key(&mut *tx, key).await?;
-        let event = Event::KeyRotated {
-            kid: key.kid.clone(),
-            previous_kid,
-            compromised,
-            previous_retire_after: retire,
-            reason,
-        };
-        commit_one(tx, event, meta, now).await
-    }
-
-    /// Retires verifying keys whose tokens have all expired; one event each.
-    pub async fn retire_keys(&self, meta: &Meta, now: i64) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let due = tx
-            .query(
-                "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \
-                 AND retire_after <= $1 RETURNING kid",
-                &[now.into()],
-            )
-            .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut events = Vec::new();
-        for row in &due {
-            events.push(Event::KeyRetired { kid: row.text(0)? });
-        }
-        let envs = append(&mut *tx, events, meta, now).await?;
-        tx.commit().await?;
-        Ok(envs)
     }
 
     /// Appends raw events with no read-model change (tests and tools use it
@@ -806,230 +561,4 @@ impl Store {
         .await?;
         tx.commit().await
     }
-}
-
-/// How one session ends.
-#[derive(Debug, Clone)]
-pub enum SessionEnd {
-    /// The user's own logout.
-    Logout,
-    /// Revoked by the user from elsewhere, an admin or RFC 7009.
-    Revoked {
-        cause: RevokeCause,
-        reason: Option<String>,
-    },
-}
-
-async fn commit_one(
-    mut tx: Box<dyn Tx>,
-    event: Event,
-    meta: &Meta,
-    now: i64,
-) -> Result<Envelope, StoreError> {
-    let mut envs = append(&mut *tx, vec![event], meta, now).await?;
-    tx.commit().await?;
-    envs.pop()
-        .ok_or_else(|| StoreError::Corrupt("append returned nothing".into()))
-}
-
-/// Appends events, taking their sequence numbers last: the counter row stays
-/// locked until commit, so no later seq can become visible first (G6).
-async fn append(
-    tx: &mut dyn Tx,
-    events: Vec<Event>,
-    meta: &Meta,
-    at: i64,
-) -> Result<Vec<Envelope>, StoreError> {
-    let n = events.len() as i64;
-    let last = first(
-        tx.query(
-            "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last",
-            &[n.into()],
-        )
-        .await?,
-    )?
-    .int(0)?;
-    let mut out = Vec::with_capacity(events.len());
-    for (i, event) in events.into_iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
-        let data = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let stream = event.stream();
-        tx.exec(
-            "INSERT INTO events (seq, stream, type, version, at, actor, ip, user_id, session_id, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                seq.into(),
-                stream.as_str().into(),
-                event.kind().into(),
-                EVENT_VERSION.into(),
-                at.into(),
-                meta.actor.clone().into(),
-                meta.ip.clone().into(),
-                event.user_id().into(),
-                event.session_id().into(),
-                data.into(),
-            ],
-        )
-        .await?;
-        out.push(Envelope {
-            seq,
-            stream,
-            version: EVENT_VERSION,
-            at,
-            actor: meta.actor.clone(),
-            ip: meta.ip.clone(),
-            event,
-        });
-    }
-    Ok(out)
-}
-
-async fn insert_refresh(
-    tx: &mut dyn Tx,
-    hash: &[u8; 32],
-    session_id: Uuid,
-    now: i64,
-) -> Result<(), StoreError> {
-    tx.exec(
-        "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
-        &[hash.as_slice().into(), session_id.into(), now.into()],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn insert_key(tx: &mut dyn Tx, k: &KeyRecord) -> Result<(), StoreError> {
-    tx.exec(
-        &format!("INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-        &[
-            k.kid.as_str().into(),
-            k.alg.as_str().into(),
-            k.public_key.clone().into(),
-            k.private_key_enc.clone().into(),
-            "active".into(),
-            k.created_at.into(),
-            Val::Null,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn query_keys(tx: &mut dyn Tx, filter: &str) -> Result<Vec<KeyRecord>, StoreError> {
-    let sql = format!("SELECT {KEY_COLS} FROM signing_keys {filter} ORDER BY created_at DESC, kid");
-    let rows = tx.query(&sql, &[]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(KeyRecord {
-                kid: r.text(0)?,
-                alg: r.text(1)?,
-                public_key: r.blob(2)?,
-                private_key_enc: r.blob(3)?,
-                status: r.text(4)?,
-                created_at: r.int(5)?,
-                retire_after: r.opt_int(6)?,
-            })
-        })
-        .collect()
-}
-
-async fn require_user(tx: &mut dyn Tx, user_id: Uuid) -> Result<(), StoreError> {
-    let rows = tx
-        .query("SELECT id FROM users WHERE id = $1", &[user_id.into()])
-        .await?;
-    if rows.is_empty() {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
-}
-
-async fn session_in(tx: &mut dyn Tx, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-    let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
-    let rows = tx.query(&sql, &[id.into()]).await?;
-    rows.first().map(session).transpose()
-}
-
-async fn revoke_session_rows(tx: &mut dyn Tx, ids: &[Uuid], now: i64) -> Result<(), StoreError> {
-    for id in ids {
-        tx.exec(
-            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-            &[(*id).into(), now.into()],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Revokes every unrevoked session of a user but `keep`; returns their ids.
-async fn revoke_all_rows(
-    tx: &mut dyn Tx,
-    user_id: Uuid,
-    keep: Option<Uuid>,
-    now: i64,
-) -> Result<Vec<Uuid>, StoreError> {
-    let keep = keep.map(|k| k.to_string()).unwrap_or_default();
-    let rows = tx
-        .query(
-            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
-             AND refresh_expires_at > $2 AND id <> $3 RETURNING id",
-            &[user_id.into(), now.into(), keep.into()],
-        )
-        .await?;
-    let mut ids = rows
-        .iter()
-        .map(|r| r.uuid(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    ids.sort();
-    Ok(ids)
-}
-
-fn first(rows: Vec<Row>) -> Result<Row, StoreError> {
-    rows.into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("expected a row".into()))
-}
-
-fn envelope(r: &Row) -> Result<Envelope, StoreError> {
-    let kind = r.text(2)?;
-    let version = r.int(3)?;
-    let event = Event::decode(&kind, version, &r.text(7)?).map_err(StoreError::Corrupt)?;
-    Ok(Envelope {
-        seq: r.int(0)?,
-        stream: r.text(1)?,
-        version,
-        at: r.int(4)?,
-        actor: r.opt_text(5)?,
-        ip: r.opt_text(6)?,
-        event,
-    })
-}
-
-fn user(r: &Row) -> Result<UserRecord, StoreError> {
-    let roles = r.text(3)?;
-    Ok(UserRecord {
-        id: r.uuid(0)?,
-        username: r.text(1)?,
-        password_hash: r.text(2)?,
-        roles: roles
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        created_at: r.int(4)?,
-        locked_until: r.opt_int(5)?,
-    })
-}
-
-fn session(r: &Row) -> Result<SessionRecord, StoreError> {
-    Ok(SessionRecord {
-        id: r.uuid(0)?,
-        user_id: r.uuid(1)?,
-        client_type: r.text(2)?,
-        device_id: r.opt_text(3)?,
-        ip: r.opt_text(4)?,
-        user_agent: r.opt_text(5)?,
-        created_at: r.int(6)?,
-        refresh_expires_at: r.int(7)?,
-        revoked_at: r.opt_int(8)?,
-    })
 }

@@ -1,0 +1,100 @@
+//! Signing-key rows: the first key, rotations and retirement. Each change
+//! takes the log lock first, so racing instances serialise.
+
+use super::rows::{append, commit_one, insert_key, query_keys};
+use super::{KeyRecord, Store, StoreError};
+use crate::events::{Envelope, Event, Meta};
+
+impl Store {
+    /// Every signing key, newest first.
+    pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut tx = self.db.begin_snapshot().await?;
+        query_keys(&mut *tx, "").await
+    }
+
+    /// Installs `key` as the first active key unless one exists already
+    /// (instances starting together race here; one wins).
+    pub async fn ensure_active_key(
+        &self,
+        key: &KeyRecord,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Take the log lock first so two starting instances serialise here.
+        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+            .await?;
+        let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
+        if !active.is_empty() {
+            return Ok(None);
+        }
+        insert_key(&mut *tx, key).await?;
+        let event = Event::KeyRotated {
+            kid: key.kid.clone(),
+            previous_kid: None,
+            compromised: false,
+            previous_retire_after: None,
+            reason: Some("initial key".to_owned()),
+        };
+        commit_one(tx, event, meta, now).await.map(Some)
+    }
+
+    /// Makes `key` the active key. The previous one keeps verifying until
+    /// `retire_after`, or is revoked at once when `compromised`.
+    pub async fn rotate_key(
+        &self,
+        key: &KeyRecord,
+        compromised: bool,
+        retire_after: i64,
+        reason: Option<String>,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+            .await?;
+        let previous = query_keys(&mut *tx, "WHERE status = 'active'").await?;
+        let previous_kid = previous.first().map(|k| k.kid.clone());
+        let (status, retire) = if compromised {
+            ("revoked", None)
+        } else {
+            ("verifying", Some(retire_after))
+        };
+        tx.exec(
+            "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
+            &[status.into(), retire.into()],
+        )
+        .await?;
+        insert_key(&mut *tx, key).await?;
+        let event = Event::KeyRotated {
+            kid: key.kid.clone(),
+            previous_kid,
+            compromised,
+            previous_retire_after: retire,
+            reason,
+        };
+        commit_one(tx, event, meta, now).await
+    }
+
+    /// Retires verifying keys whose tokens have all expired; one event each.
+    pub async fn retire_keys(&self, meta: &Meta, now: i64) -> Result<Vec<Envelope>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let due = tx
+            .query(
+                "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \
+                 AND retire_after <= $1 RETURNING kid",
+                &[now.into()],
+            )
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut events = Vec::new();
+        for row in &due {
+            events.push(Event::KeyRetired { kid: row.text(0)? });
+        }
+        let envs = append(&mut *tx, events, meta, now).await?;
+        tx.commit().await?;
+        Ok(envs)
+    }
+}

@@ -1,0 +1,158 @@
+//! The records the store reads and writes, and the outcomes of its commands.
+
+use uuid::Uuid;
+
+use crate::events::{Envelope, RevokeCause};
+
+/// A registered user as the read model holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub locked_until: Option<i64>,
+}
+
+impl UserRecord {
+    /// Whether an admin lock is in force at `now`.
+    pub fn locked_at(&self, now: i64) -> Option<i64> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    /// Whether the user holds the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// A session (one login) as the read model holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_type: String,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    pub refresh_expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A signing key row; the private half is encrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub public_key: Vec<u8>,
+    pub private_key_enc: Vec<u8>,
+    pub status: String,
+    pub created_at: i64,
+    pub retire_after: Option<i64>,
+}
+
+/// Failed-login bookkeeping for one lowercased username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throttle {
+    pub failures: i64,
+    pub lock_count: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// The brute-force policy: after `max_failures` consecutive failures lock
+/// for `base_ms`, doubling per repeat, capped at `max_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    pub max_failures: i64,
+    pub base_ms: i64,
+    pub max_ms: i64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            max_failures: 10,
+            base_ms: 15 * 60 * 1000,
+            max_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// Lock length for the `nth` lock (1-based).
+    pub fn lock_ms(&self, nth: i64) -> i64 {
+        let doublings = (nth - 1).clamp(0, 30) as u32;
+        self.base_ms
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_ms)
+    }
+}
+
+/// A session to create at login.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_type: String,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub refresh_hash: [u8; 32],
+    pub refresh_expires_at: i64,
+}
+
+/// How a refresh attempt ended.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// The token was current: it is spent, the new one stored.
+    Rotated {
+        session: SessionRecord,
+        event: Envelope,
+    },
+    /// Never issued (or already pruned).
+    Unknown,
+    /// The session or its refresh lifetime ended.
+    Dead,
+    /// Spent moments ago by a concurrent refresh: refused, session kept.
+    Grace,
+    /// Spent earlier: theft assumed, the session is now revoked.
+    Reused { event: Envelope },
+    /// The user is locked until then.
+    Locked { until: i64 },
+}
+
+/// Events to rebuild the in-memory state from, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The last committed seq at the snapshot.
+    pub head: i64,
+    /// Events inside the revocation window, in seq order.
+    pub events: Vec<Envelope>,
+    /// Users whose admin lock is still in force: (user, until).
+    pub locks: Vec<(Uuid, i64)>,
+    /// Every signing key not yet retired.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// Filters for the audit listing.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub after: i64,
+    pub limit: i64,
+    pub user_id: Option<Uuid>,
+    pub kind: Option<String>,
+}
+
+/// How one session ends.
+#[derive(Debug, Clone)]
+pub enum SessionEnd {
+    /// The user's own logout.
+    Logout,
+    /// Revoked by the user from elsewhere, an admin or RFC 7009.
+    Revoked {
+        cause: RevokeCause,
+        reason: Option<String>,
+    },
+}

@@ -1,0 +1,246 @@
+//! Row-level helpers of the store: appending events, reading rows into
+//! records, and the shared read-model updates.
+
+use uuid::Uuid;
+
+use super::sql::{Row, Tx, Val};
+use super::{KeyRecord, SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
+use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
+
+/// Sets one column of a user row; `NotFound` when there is no such user.
+pub(super) async fn update_user(
+    tx: &mut dyn Tx,
+    set: &str,
+    user_id: Uuid,
+    value: Val,
+) -> Result<(), StoreError> {
+    let sql = format!("UPDATE users SET {set} WHERE id = $1");
+    if tx.exec(&sql, &[user_id.into(), value]).await? == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) async fn commit_one(
+    mut tx: Box<dyn Tx>,
+    event: Event,
+    meta: &Meta,
+    now: i64,
+) -> Result<Envelope, StoreError> {
+    let mut envs = append(&mut *tx, vec![event], meta, now).await?;
+    tx.commit().await?;
+    envs.pop()
+        .ok_or_else(|| StoreError::Corrupt("append returned nothing".into()))
+}
+
+/// Appends events, taking their sequence numbers last: the counter row stays
+/// locked until commit, so no later seq can become visible first (G6).
+pub(super) async fn append(
+    tx: &mut dyn Tx,
+    events: Vec<Event>,
+    meta: &Meta,
+    at: i64,
+) -> Result<Vec<Envelope>, StoreError> {
+    let n = events.len() as i64;
+    let last = first(
+        tx.query(
+            "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last",
+            &[n.into()],
+        )
+        .await?,
+    )?
+    .int(0)?;
+    let mut out = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        let seq = last - n + 1 + i as i64;
+        let data = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stream = event.stream();
+        tx.exec(
+            "INSERT INTO events (seq, stream, type, version, at, actor, ip, user_id, session_id, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                seq.into(),
+                stream.as_str().into(),
+                event.kind().into(),
+                EVENT_VERSION.into(),
+                at.into(),
+                meta.actor.clone().into(),
+                meta.ip.clone().into(),
+                event.user_id().into(),
+                event.session_id().into(),
+                data.into(),
+            ],
+        )
+        .await?;
+        out.push(Envelope {
+            seq,
+            stream,
+            version: EVENT_VERSION,
+            at,
+            actor: meta.actor.clone(),
+            ip: meta.ip.clone(),
+            event,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn insert_refresh(
+    tx: &mut dyn Tx,
+    hash: &[u8; 32],
+    session_id: Uuid,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        &[hash.as_slice().into(), session_id.into(), now.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_key(tx: &mut dyn Tx, k: &KeyRecord) -> Result<(), StoreError> {
+    tx.exec(
+        &format!("INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &[
+            k.kid.as_str().into(),
+            k.alg.as_str().into(),
+            k.public_key.clone().into(),
+            k.private_key_enc.clone().into(),
+            "active".into(),
+            k.created_at.into(),
+            Val::Null,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn query_keys(
+    tx: &mut dyn Tx,
+    filter: &str,
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let sql = format!("SELECT {KEY_COLS} FROM signing_keys {filter} ORDER BY created_at DESC, kid");
+    let rows = tx.query(&sql, &[]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyRecord {
+                kid: r.text(0)?,
+                alg: r.text(1)?,
+                public_key: r.blob(2)?,
+                private_key_enc: r.blob(3)?,
+                status: r.text(4)?,
+                created_at: r.int(5)?,
+                retire_after: r.opt_int(6)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn require_user(tx: &mut dyn Tx, user_id: Uuid) -> Result<(), StoreError> {
+    let rows = tx
+        .query("SELECT id FROM users WHERE id = $1", &[user_id.into()])
+        .await?;
+    if rows.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) async fn session_in(
+    tx: &mut dyn Tx,
+    id: Uuid,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
+    let rows = tx.query(&sql, &[id.into()]).await?;
+    rows.first().map(session).transpose()
+}
+
+pub(super) async fn revoke_session_rows(
+    tx: &mut dyn Tx,
+    ids: &[Uuid],
+    now: i64,
+) -> Result<(), StoreError> {
+    for id in ids {
+        tx.exec(
+            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[(*id).into(), now.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Revokes every unrevoked session of a user but `keep`; returns their ids.
+pub(super) async fn revoke_all_rows(
+    tx: &mut dyn Tx,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    now: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let keep = keep.map(|k| k.to_string()).unwrap_or_default();
+    let rows = tx
+        .query(
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
+             AND refresh_expires_at > $2 AND id <> $3 RETURNING id",
+            &[user_id.into(), now.into(), keep.into()],
+        )
+        .await?;
+    let mut ids = rows
+        .iter()
+        .map(|r| r.uuid(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort();
+    Ok(ids)
+}
+
+pub(super) fn first(rows: Vec<Row>) -> Result<Row, StoreError> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("expected a row".into()))
+}
+
+pub(super) fn envelope(r: &Row) -> Result<Envelope, StoreError> {
+    let kind = r.text(2)?;
+    let version = r.int(3)?;
+    let event = Event::decode(&kind, version, &r.text(7)?).map_err(StoreError::Corrupt)?;
+    Ok(Envelope {
+        seq: r.int(0)?,
+        stream: r.text(1)?,
+        version,
+        at: r.int(4)?,
+        actor: r.opt_text(5)?,
+        ip: r.opt_text(6)?,
+        event,
+    })
+}
+
+pub(super) fn user(r: &Row) -> Result<UserRecord, StoreError> {
+    let roles = r.text(3)?;
+    Ok(UserRecord {
+        id: r.uuid(0)?,
+        username: r.text(1)?,
+        password_hash: r.text(2)?,
+        roles: roles
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at: r.int(4)?,
+        locked_until: r.opt_int(5)?,
+    })
+}
+
+pub(super) fn session(r: &Row) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: r.uuid(0)?,
+        user_id: r.uuid(1)?,
+        client_type: r.text(2)?,
+        device_id: r.opt_text(3)?,
+        ip: r.opt_text(4)?,
+        user_agent: r.opt_text(5)?,
+        created_at: r.int(6)?,
+        refresh_expires_at: r.int(7)?,
+        revoked_at: r.opt_int(8)?,
+    })
+}
