@@ -12,49 +12,94 @@ use crate::store::LockoutPolicy;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Listen address.
-    #[arg(long, env = "RECALL_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: String,
     /// `postgres://...` for a fleet; unset: SQLite in the data dir.
-    #[arg(long, env = "RECALL_DATABASE_URL")]
+    #[arg(long, global = true, env = "RECALL_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Embedded store and generated dev secrets.
-    #[arg(long, env = "RECALL_DATA_DIR", default_value = "./data")]
+    #[arg(long, global = true, env = "RECALL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// `redis://...` for a fleet; unset: in-process bus.
-    #[arg(long, env = "RECALL_REDIS_URL")]
+    #[arg(long, global = true, env = "RECALL_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Pub/sub channel (isolates tenants and tests).
-    #[arg(long, env = "RECALL_REDIS_CHANNEL", default_value = "recall:notices")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_REDIS_CHANNEL",
+        default_value = "recall:notices"
+    )]
     pub redis_channel: String,
     /// Bootstrap admin bearer.
-    #[arg(long, env = "RECALL_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// 32 bytes, base64: encrypts private signing keys.
-    #[arg(long, env = "RECALL_MASTER_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "RECALL_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
     /// `iss` of access tokens.
-    #[arg(long, env = "RECALL_ISSUER", default_value = "recall")]
+    #[arg(long, global = true, env = "RECALL_ISSUER", default_value = "recall")]
     pub issuer: String,
     /// `aud` of access tokens.
-    #[arg(long, env = "RECALL_AUDIENCE", default_value = "recall-api")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_AUDIENCE",
+        default_value = "recall-api"
+    )]
     pub audience: String,
     /// Access-token lifetime, seconds.
-    #[arg(long, env = "RECALL_ACCESS_TTL_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_ACCESS_TTL_SECS",
+        default_value_t = 300
+    )]
     pub access_ttl_secs: i64,
     /// Refresh-token lifetime, seconds.
-    #[arg(long, env = "RECALL_REFRESH_TTL_SECS", default_value_t = 1_209_600)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_REFRESH_TTL_SECS",
+        default_value_t = 1_209_600
+    )]
     pub refresh_ttl_secs: i64,
     /// Grace for honest concurrent refreshes, seconds.
-    #[arg(long, env = "RECALL_REFRESH_GRACE_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_REFRESH_GRACE_SECS",
+        default_value_t = 10
+    )]
     pub refresh_grace_secs: i64,
     /// Log polling backstop (G4), milliseconds.
-    #[arg(long, env = "RECALL_POLL_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_POLL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub poll_interval_ms: u64,
     /// Fail-closed bound (G5), milliseconds.
-    #[arg(long, env = "RECALL_MAX_STALENESS_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_MAX_STALENESS_MS",
+        default_value_t = 5000
+    )]
     pub max_staleness_ms: i64,
     /// Public `POST /v1/users`.
-    #[arg(long, env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
     pub open_registration: bool,
 }
 
