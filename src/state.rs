@@ -161,11 +161,13 @@ impl RevocationState {
             Some(KeyStatus::Retired) => return Err(Rejection::KeyRetired),
             Some(KeyStatus::Active | KeyStatus::Verifying) => {}
         }
-        if self.revoked.contains_key(&session) {
-            return Err(Rejection::SessionRevoked);
-        }
+        // Locked first: a lock also revokes the sessions, and the caller
+        // should learn the account is locked (403), not merely logged out.
         if let Some(until) = self.locked_until(user, now) {
             return Err(Rejection::UserLocked { until });
+        }
+        if self.revoked.contains_key(&session) {
+            return Err(Rejection::SessionRevoked);
         }
         Ok(())
     }

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 use rows::{
-    append, commit_one, envelope, first, insert_refresh, query_keys, require_user, revoke_all_rows,
-    revoke_session_rows, session, session_in, update_user, user,
+    append, commit_one, envelope, first, insert_refresh, locked_until, query_keys, require_user,
+    revoke_all_rows, revoke_session_rows, session, session_in, update_user, user,
 };
 use sql::{Db, Val};
 
@@ -333,6 +333,10 @@ impl Store {
             let Some(session) = session_in(&mut *tx, session_id).await? else {
                 return Ok(RefreshOutcome::Unknown);
             };
+            // A lock ends sessions too; say why (403 account_locked).
+            if let Some(until) = locked_until(&mut *tx, session.user_id, now).await? {
+                return Ok(RefreshOutcome::Locked { until });
+            }
             if session.revoked_at.is_some() {
                 return Ok(RefreshOutcome::Dead);
             }
@@ -352,17 +356,12 @@ impl Store {
         let Some(session) = session_in(&mut *tx, session_id).await? else {
             return Ok(RefreshOutcome::Unknown);
         };
+        // Returning without commit rolls the spend back.
+        if let Some(until) = locked_until(&mut *tx, session.user_id, now).await? {
+            return Ok(RefreshOutcome::Locked { until });
+        }
         if session.revoked_at.is_some() || session.refresh_expires_at <= now {
             return Ok(RefreshOutcome::Dead);
-        }
-        let locked = tx
-            .query(
-                "SELECT locked_until FROM users WHERE id = $1 AND locked_until > $2",
-                &[session.user_id.into(), now.into()],
-            )
-            .await?;
-        if let Some(row) = locked.first() {
-            return Ok(RefreshOutcome::Locked { until: row.int(0)? });
         }
         insert_refresh(&mut *tx, new_hash, session_id, now).await?;
         tx.exec(

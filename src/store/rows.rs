@@ -244,3 +244,18 @@ pub(super) fn session(r: &Row) -> Result<SessionRecord, StoreError> {
         revoked_at: r.opt_int(8)?,
     })
 }
+
+/// When the user's admin lock ends, if it is in force at `now`.
+pub(super) async fn locked_until(
+    tx: &mut dyn Tx,
+    user_id: Uuid,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT locked_until FROM users WHERE id = $1 AND locked_until > $2",
+            &[user_id.into(), now.into()],
+        )
+        .await?;
+    rows.first().map(|r| r.int(0)).transpose()
+}

@@ -1,5 +1,7 @@
 //! One integration test binary (one link), a module per feature.
 
+mod admin;
+mod cli;
 mod fleet;
 mod helpers;
 mod http_errors;
