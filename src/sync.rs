@@ -20,6 +20,8 @@ use crate::tokens::Keyring;
 
 /// Events read per catch-up query.
 const PAGE: i64 = 1000;
+/// How often spent refresh tokens of ended sessions are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// A log read that takes longer than this counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -269,12 +271,24 @@ impl StateSync {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(poll);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last_prune = std::time::Instant::now();
                 loop {
                     tick.tick().await;
                     if let Err(e) = sync.catch_up().await {
                         tracing::warn!(error = %e, "poll of the log failed");
                     }
                     sync.housekeeping().await;
+                    if last_prune.elapsed() >= PRUNE_EVERY {
+                        last_prune = std::time::Instant::now();
+                        match sync.store.prune_refresh_tokens(now_ms() - 86_400_000).await {
+                            Ok(n) if n > 0 => tracing::info!(
+                                deleted = n,
+                                "pruned refresh tokens of ended sessions"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "refresh-token pruning failed"),
+                        }
+                    }
                 }
             })
         };

@@ -550,14 +550,19 @@ impl Store {
         Ok(envs)
     }
 
-    /// Grants the admin role.
-    pub async fn grant_admin(&self, user_id: Uuid) -> Result<(), StoreError> {
+    /// Deletes refresh-token hashes of sessions that ended before `before`:
+    /// a token of an ended session is refused either way, so only live
+    /// sessions need their spent tokens for theft detection. Returns how many.
+    pub async fn prune_refresh_tokens(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.db.begin().await?;
-        tx.exec(
-            "UPDATE users SET roles = 'admin' WHERE id = $1",
-            &[user_id.into()],
-        )
-        .await?;
-        tx.commit().await
+        let n = tx
+            .exec(
+                "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
+                 WHERE revoked_at < $1 OR refresh_expires_at < $1)",
+                &[before.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

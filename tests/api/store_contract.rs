@@ -146,6 +146,28 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .await
         .unwrap();
     assert!(matches!(unknown, RefreshOutcome::Unknown));
+    // Pruning forgets the ended session's tokens: still refused, now unknown.
+    assert_eq!(
+        store.prune_refresh_tokens(NOW).await.unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(
+        store.prune_refresh_tokens(NOW + 86_400_000).await.unwrap(),
+        2
+    );
+    let pruned = store
+        .refresh(
+            &[2; 32],
+            &[7; 32],
+            NOW,
+            grace,
+            &Meta::system(),
+            NOW + 86_400_000,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(pruned, RefreshOutcome::Unknown));
 }
 
 async fn concurrent_refreshes_have_one_winner(kind: Kind) {
