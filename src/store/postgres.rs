@@ -108,12 +108,43 @@ impl PgTx {
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if !self.done {
-            if let Some(obj) = self.obj.take() {
-                // An unfinished transaction must not go back to the pool:
-                // detaching closes the connection and the server rolls back.
-                drop(Object::take(obj));
+        if self.done {
+            return;
+        }
+        let Some(obj) = self.obj.take() else {
+            return;
+        };
+        // An unfinished transaction (a read, or a write that returned early)
+        // must not go back to the pool open. Roll it back in the background
+        // and return the connection; if that cannot finish, the guard
+        // detaches the connection instead, and the server rolls back.
+        let guard = Detach(Some(obj));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let mut guard = guard;
+                    let rolled_back = match guard.0.as_ref() {
+                        Some(obj) => obj.batch_execute("ROLLBACK").await.is_ok(),
+                        None => false,
+                    };
+                    if rolled_back {
+                        drop(guard.0.take()); // back to the pool, clean
+                    }
+                });
             }
+            Err(_) => drop(guard),
+        }
+    }
+}
+
+/// Owns a connection whose transaction may still be open: dropped, it
+/// takes the connection out of the pool (closing it) rather than return it.
+struct Detach(Option<Object>);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if let Some(obj) = self.0.take() {
+            drop(Object::take(obj));
         }
     }
 }
