@@ -182,7 +182,7 @@ impl Config {
             open_registration: self.open_registration,
             lockout: LockoutPolicy::default(),
             hash_workers: cores,
-            hash_queue: 32 * cores,
+            hash_queue: 16 * cores,
         })
     }
 }

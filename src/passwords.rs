@@ -60,10 +60,10 @@ impl Hasher {
         }
     }
 
-    /// Sized for this machine: one worker per core, a queue of 32 per core.
+    /// Sized for this machine: one worker per core, a queue of 16 per core.
     pub fn for_this_machine() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Hasher::new(cores, 32 * cores)
+        Hasher::new(cores, 16 * cores)
     }
 
     /// How many hash jobs are running or waiting.
