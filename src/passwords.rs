@@ -60,12 +60,6 @@ impl Hasher {
         }
     }
 
-    /// Sized for this machine: one worker per core, a queue of 16 per core.
-    pub fn for_this_machine() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Hasher::new(cores, 16 * cores)
-    }
-
     /// How many hash jobs are running or waiting.
     pub fn in_flight(&self) -> usize {
         self.admitted.load(Ordering::Relaxed)
