@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Benchmarks of issue 5, all in one run: Recall's request path against no
+# auth, a naive JWT + Redis denylist and a PostgreSQL session lookup (wrk);
+# the cost of each step (criterion); propagation through a 3-instance fleet;
+# login throughput and overload; start-up with 1,000,000 events; memory per
+# revoked session. Prints one table, writes bench/results.json and
+# bench/RESULTS.md. Needs PostgreSQL and Redis (started here if they are
+# installed but down, as scripts/test.sh does) and wrk (installed with
+# apt-get if missing). Loopback only; every load is bounded in time.
+#
+# Knobs (env): BENCH_WRK_THREADS (2), BENCH_WRK_CONNS (64), BENCH_WRK_SECS (4)
+# x BENCH_WRK_ROUNDS (3) per guard, BENCH_WRK_MISS_SECS (10),
+# BENCH_MISS_TOKENS (240000), RECALL_TEST_DATABASE_URL, RECALL_TEST_REDIS_URL.
+set -euo pipefail
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+WAIT_SECS=30
+
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+WRK_CONNS=${BENCH_WRK_CONNS:-64}
+WRK_SECS=${BENCH_WRK_SECS:-4}
+WRK_ROUNDS=${BENCH_WRK_ROUNDS:-3}
+WRK_MISS_SECS=${BENCH_WRK_MISS_SECS:-10}
+MISS_TOKENS=${BENCH_MISS_TOKENS:-240000}
+
+log() { printf '==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() {
+  printf '==> [%s] FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
+  exit 1
+}
+
+# --- services (as scripts/test.sh) ---------------------------------------------
+
+pg_answers() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+  else
+    PGCONNECT_TIMEOUT=3 psql -X -w -q -h "$PG_HOST" -p "$PG_PORT" -U postgres \
+      -c 'select 1' >/dev/null 2>&1
+  fi
+}
+
+ensure_postgres() {
+  pg_answers && return
+  command -v pg_ctlcluster >/dev/null 2>&1 ||
+    die "PostgreSQL does not answer on $PG_HOST:$PG_PORT; start it yourself"
+  local version i
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$version" ] || die "PostgreSQL does not answer and /etc/postgresql holds no cluster"
+  log "starting PostgreSQL $version (cluster main)"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for ((i = 0; i < WAIT_SECS; i++)); do
+    pg_answers && return
+    sleep 1
+  done
+  die "PostgreSQL still does not answer on $PG_HOST:$PG_PORT after ${WAIT_SECS}s"
+}
+
+redis_answers() {
+  [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+}
+
+ensure_redis() {
+  command -v redis-cli >/dev/null 2>&1 || die "redis-cli is not installed"
+  redis_answers && return
+  command -v redis-server >/dev/null 2>&1 ||
+    die "Redis does not answer on $REDIS_HOST:$REDIS_PORT; start it yourself"
+  log "starting redis-server on $REDIS_HOST:$REDIS_PORT"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  local i
+  for ((i = 0; i < WAIT_SECS; i++)); do
+    redis_answers && return
+    sleep 1
+  done
+  die "Redis still does not answer on $REDIS_HOST:$REDIS_PORT after ${WAIT_SECS}s"
+}
+
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return
+  [ "$(id -u)" = 0 ] || die "wrk is missing; install Debian's wrk package"
+  log "installing wrk (apt-get)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  command -v wrk >/dev/null 2>&1 || die "wrk did not install"
+}
+
+# --- setup -------------------------------------------------------------------
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH"
+
+log "checking services and tools"
+ensure_postgres
+ensure_redis
+ensure_wrk
+export RECALL_TEST_DATABASE_URL=${RECALL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export RECALL_TEST_REDIS_URL=${RECALL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+if command -v psql >/dev/null 2>&1; then
+  PGCONNECT_TIMEOUT=5 psql -X -w -q "$RECALL_TEST_DATABASE_URL" -c 'select 1' >/dev/null ||
+    die "cannot connect with RECALL_TEST_DATABASE_URL"
+fi
+[ "$(redis-cli -u "$RECALL_TEST_REDIS_URL" ping 2>/dev/null)" = "PONG" ] ||
+  die "cannot PING with RECALL_TEST_REDIS_URL"
+log "PostgreSQL, Redis and wrk ready"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/recall-bench.XXXXXX")
+GUARDS_PID=
+cleanup() {
+  if [ -n "$GUARDS_PID" ] && kill -0 "$GUARDS_PID" 2>/dev/null; then
+    touch "$WORK/guards/stop"
+    sleep 2
+    kill "$GUARDS_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export BENCH_NPROC BENCH_CPU BENCH_MEM BENCH_LOAD BENCH_DATE BENCH_COMMIT
+BENCH_NPROC=$(nproc)
+BENCH_CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+BENCH_MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+BENCH_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+BENCH_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  BENCH_COMMIT="$BENCH_COMMIT (with local changes)"
+fi
+log "machine: $BENCH_NPROC cores ($BENCH_CPU), $BENCH_MEM; load average $BENCH_LOAD"
+
+total_started=$SECONDS
+FAILED=()
+
+# Runs one measure; a failure is reported and the run goes on.
+measure() {
+  local name=$1
+  shift
+  local started=$SECONDS
+  log "$name"
+  if "$@"; then
+    log "$name: done ($((SECONDS - started))s)"
+  else
+    printf '==> [%s] FAILED: %s (after %ds)\n' "$(date +%H:%M:%S)" "$name" $((SECONDS - started)) >&2
+    FAILED+=("$name")
+  fi
+}
+
+# --- build ---------------------------------------------------------------------
+
+log "build: cargo build --release --examples; cargo bench --no-run (a cold tree takes minutes)"
+build_started=$SECONDS
+cargo build --release --examples --quiet || die "build failed"
+cargo bench --bench extractor --no-run --quiet || die "bench build failed"
+export BENCH_BUILD_S=$((SECONDS - build_started))
+log "build: done (${BENCH_BUILD_S}s)"
+measure_started=$SECONDS
+
+SUITE="$ROOT/target/release/examples/bench_suite"
+GUARDS="$ROOT/target/release/examples/bench_guards"
+mkdir -p "$WORK/tmp"
+
+# --- 2. micro (criterion) --------------------------------------------------------
+
+micro() {
+  CRITERION_HOME="$WORK/criterion" cargo bench --quiet --bench extractor -- \
+    --warm-up-time 1 --measurement-time 3 --noplot >"$WORK/criterion.log" 2>&1 ||
+    { tail -n 20 "$WORK/criterion.log"; return 1; }
+  awk '/^request_path\//{ n = $1 } /time:/{ sub(/.*time:[ \t]*/, ""); printf "    %-32s %s\n", n, $0 }' \
+    "$WORK/criterion.log"
+}
+measure "2. micro: criterion, 1 s warm-up + 3 s per step" micro
+
+# --- 1. request path (wrk) -------------------------------------------------------
+
+port_of() { grep -o "\"$1\":[0-9]*" "$WORK/guards/ports.json" | cut -d: -f2; }
+
+run_wrk() { # port tokens-file secs slice
+  BENCH_TOKENS=$2 BENCH_THREADS=$WRK_THREADS BENCH_SLICE=$4 \
+    wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$3"s --timeout 5s --latency \
+    -s "$ROOT/bench/wrk_tokens.lua" "http://127.0.0.1:$1/"
+}
+
+show() { # name label file
+  printf '    %-12s %-8s %s\n' "$1" "$2" "$(grep '^WRK_JSON' "$3" |
+    sed -E 's/.*"rps":([0-9.]+).*"p50_us":([0-9]+).*"p99_us":([0-9]+).*"non2xx":([0-9]+),"socket_errors":([0-9]+).*/\1 req\/s  p50 \2 us  p99 \3 us  non-2xx \4  socket errors \5/')"
+}
+
+request_path() {
+  mkdir -p "$WORK/guards"
+  "$GUARDS" --dir "$WORK/guards" --miss-tokens "$MISS_TOKENS" --max-secs 420 \
+    >"$WORK/guards.log" 2>&1 &
+  GUARDS_PID=$!
+  local i
+  for ((i = 0; i < 240; i++)); do
+    [ -f "$WORK/guards/ready" ] && break
+    kill -0 "$GUARDS_PID" 2>/dev/null || { cat "$WORK/guards.log"; return 1; }
+    sleep 1
+  done
+  cat "$WORK/guards.log"
+  [ -f "$WORK/guards/ready" ] || return 1
+  cp "$WORK/guards/ports.json" "$WORK/ports.json"
+  local tokens="$WORK/guards/tokens.txt" sessions="$WORK/guards/sessions.txt"
+  local name port file round
+  local specs=("none:$tokens" "recall:$tokens" "naive:$tokens" "stateful:$sessions")
+  # Warm-up (connections, pools, caches); not recorded.
+  for spec in "${specs[@]}"; do
+    IFS=: read -r name file <<<"$spec"
+    run_wrk "$(port_of "$name")" "$file" 2 0 >/dev/null
+  done
+  # Interleaved rounds, so a burst of other work on the machine does not
+  # land on one guard only; the report takes each guard's median round.
+  for ((round = 1; round <= WRK_ROUNDS; round++)); do
+    for spec in "${specs[@]}"; do
+      IFS=: read -r name file <<<"$spec"
+      port=$(port_of "$name")
+      run_wrk "$port" "$file" "$WRK_SECS" 0 >"$WORK/wrk_${name}_r$round.txt"
+      show "$name" "round $round" "$WORK/wrk_${name}_r$round.txt"
+    done
+  done
+  # Every token new: each wrk thread sends its own slice once (cache misses).
+  run_wrk "$(port_of recall)" "$WORK/guards/miss_tokens.txt" "$WRK_MISS_SECS" 1 \
+    >"$WORK/wrk_recall_miss_r1.txt"
+  show recall_miss "" "$WORK/wrk_recall_miss_r1.txt"
+  touch "$WORK/guards/stop"
+  for ((i = 0; i < 30; i++)); do
+    kill -0 "$GUARDS_PID" 2>/dev/null || break
+    sleep 1
+  done
+  kill "$GUARDS_PID" 2>/dev/null || true
+  wait "$GUARDS_PID" 2>/dev/null || true
+  GUARDS_PID=
+  tail -n 1 "$WORK/guards.log"
+}
+measure "1. request path: wrk -t$WRK_THREADS -c$WRK_CONNS, $WRK_ROUNDS interleaved rounds of ${WRK_SECS}s per guard" request_path
+
+# --- 3-5. fleet, login, start-up, memory -----------------------------------------
+
+suite() { # name subcommand args...
+  local name=$1
+  shift
+  "$SUITE" --dir "$WORK/tmp" "$@" >"$WORK/$name.json"
+}
+measure "3. propagation: 1,000 revocations through A of a 3-instance fleet" suite fleet fleet
+measure "4. login: raw argon2id vs Recall::login, then 2x overload" suite login login
+measure "5. start-up: 1,000,000 events in the log (SQLite)" suite startup startup
+measure "5. memory: 100,000 revoked sessions" suite memory memory
+
+# --- report ------------------------------------------------------------------------
+
+export BENCH_MEASURE_S=$((SECONDS - measure_started))
+export BENCH_TOTAL_S=$((SECONDS - total_started))
+export BENCH_WRK_THREADS=$WRK_THREADS BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECS=$WRK_SECS
+export BENCH_WRK_ROUNDS=$WRK_ROUNDS BENCH_WRK_MISS_SECS=$WRK_MISS_SECS
+log "report (bench/results.json, bench/RESULTS.md)"
+"$SUITE" report --results "$WORK" --criterion "$WORK/criterion" --out "$ROOT/bench"
+log "finished in ${BENCH_TOTAL_S}s (build ${BENCH_BUILD_S}s, measurements ${BENCH_MEASURE_S}s)"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  die "measures that did not run: ${FAILED[*]}"
+fi
