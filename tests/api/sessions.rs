@@ -422,3 +422,43 @@ async fn forward_auth_and_oauth_revoke(kind: Kind) {
     assert_eq!(no.body, json!({ "active": false }));
     app.stop().await;
 }
+
+/// A saturated password pool answers 503 `unavailable` at once instead of
+/// queueing without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_password_pool_answers_503() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let mut settings = b.settings();
+    settings.hash_workers = 1;
+    settings.hash_queue = 1;
+    let app = Arc::new(b.spawn_with(settings, None).await);
+    let name = username("busy");
+    app.register(&name).await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (app, name) = (app.clone(), name.clone());
+        tasks.push(tokio::spawn(async move {
+            app.post(
+                "/v1/auth/login",
+                None,
+                json!({ "username": name, "password": PASSWORD }),
+            )
+            .await
+        }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        let res = t.await.unwrap();
+        match res.status.as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(res.error(), "unavailable");
+                assert!(res.headers.contains_key("retry-after"));
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {}", res.body),
+        }
+    }
+    assert!(ok >= 1, "the pool still served: {ok}");
+    assert!(busy >= 1, "excess logins were refused: {busy}");
+}
