@@ -1,0 +1,163 @@
+//! 3. Propagation through a three-instance fleet.
+
+use super::*;
+
+// --- 3. propagation ----------------------------------------------------------
+
+pub(super) async fn fleet(cli: &Cli, revocations: usize) -> anyhow::Result<Value> {
+    let db = BenchDb::create(&cli.pg).await?;
+    let result = fleet_on(cli, &db, revocations).await;
+    db.drop_db().await;
+    result
+}
+
+pub(super) async fn fleet_on(cli: &Cli, db: &BenchDb, revocations: usize) -> anyhow::Result<Value> {
+    let master = MasterKey::generate();
+    let channel = format!("recall:bench:{}", Uuid::new_v4().simple());
+    let mut nodes = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let mut s = settings(&cli.dir, Some(db.url.clone()), master.clone())?;
+        s.redis_url = Some(cli.redis.clone());
+        s.redis_channel = channel.clone();
+        let store = Store::open(Some(&db.url), &s.sqlite_path())?;
+        store.migrate().await?;
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::new(&cli.redis, &channel)?);
+        let (node, t) = Recall::start_with(s, store, bus).await?;
+        nodes.push(node);
+        tasks.extend(t);
+    }
+    let result = fleet_measure(&nodes, revocations).await;
+    stop(&tasks);
+    result
+}
+
+pub(super) async fn fleet_measure(
+    nodes: &[Arc<Recall>],
+    revocations: usize,
+) -> anyhow::Result<Value> {
+    let (a, b, c) = (nodes[0].clone(), nodes[1].clone(), nodes[2].clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes.iter().all(|n| n.sync.bus_connected()) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fleet never subscribed to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (user_id, _) = a
+        .register(
+            &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
+            PASSWORD.into(),
+            &[],
+            &Meta::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+    // The sessions to revoke, created through the store's login path (no
+    // argon2 needed for this measure), committed and published through A.
+    let started = Instant::now();
+    let mut sids = Vec::with_capacity(revocations);
+    for _ in 0..revocations {
+        let s = NewSession {
+            id: Uuid::now_v7(),
+            user_id,
+            client_type: "web".into(),
+            device_id: None,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
+            refresh_expires_at: now_ms() + 3_600_000,
+        };
+        let env = a
+            .store
+            .login(&s, &Meta::user(user_id, None), now_ms())
+            .await?;
+        a.committed(&[env]).await;
+        sids.push(s.id);
+    }
+    let head = a.sync.state().last_seq();
+    while b.sync.state().last_seq() < head || c.sync.state().last_seq() < head {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "B and C never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    progress(
+        "fleet",
+        &format!(
+            "3 instances on PostgreSQL + Redis; {revocations} sessions created in {:.1}s; revoking one at a time through A",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+
+    // One revocation at a time: A answers (committed, applied on A, notice
+    // handed to the publisher), then this thread polls B's and C's state
+    // until both reject the session.
+    let handle = tokio::runtime::Handle::current();
+    let limit = Duration::from_secs(2);
+    let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut both = Vec::with_capacity(sids.len());
+        let mut each = Vec::with_capacity(2 * sids.len());
+        let mut answer = Vec::with_capacity(sids.len());
+        let mut late = 0usize;
+        for (i, sid) in sids.iter().enumerate() {
+            let how = SessionEnd::Revoked {
+                cause: RevokeCause::Admin,
+                reason: None,
+            };
+            let asked = Instant::now();
+            handle
+                .block_on(a.end_session(*sid, None, how, &Meta::system()))
+                .map_err(|e| anyhow::anyhow!("revoke: {e}"))?;
+            let t0 = Instant::now();
+            answer.push((t0 - asked).as_secs_f64() * 1e3);
+            let (mut tb, mut tc) = (None, None);
+            loop {
+                if tb.is_none() && b.sync.state().is_session_revoked(*sid) {
+                    tb = Some(t0.elapsed());
+                }
+                if tc.is_none() && c.sync.state().is_session_revoked(*sid) {
+                    tc = Some(t0.elapsed());
+                }
+                if tb.is_some() && tc.is_some() {
+                    break;
+                }
+                if t0.elapsed() > limit {
+                    late += 1;
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let ms = |d: Option<Duration>| d.unwrap_or(limit).as_secs_f64() * 1e3;
+            each.push(ms(tb));
+            each.push(ms(tc));
+            both.push(ms(tb).max(ms(tc)));
+            if (i + 1) % 250 == 0 {
+                progress("fleet", &format!("{} revocations propagated", i + 1));
+            }
+        }
+        Ok((both, each, answer, late))
+    })
+    .await??;
+    let (both, each, answer, late) = measured;
+    let both = sorted(both);
+    let each = sorted(each);
+    let answer = sorted(answer);
+    Ok(json!({
+        "revocations": both.len(),
+        "instances": 3,
+        "store": "postgres",
+        "bus": "redis",
+        "p50_ms": round(pct(&both, 50.0), 3),
+        "p99_ms": round(pct(&both, 99.0), 3),
+        "max_ms": round(pct(&both, 100.0), 3),
+        "per_instance_p50_ms": round(pct(&each, 50.0), 3),
+        "per_instance_p99_ms": round(pct(&each, 99.0), 3),
+        "not_within_2s": late,
+        "a_answer_p50_ms": round(pct(&answer, 50.0), 3),
+        "a_answer_p99_ms": round(pct(&answer, 99.0), 3),
+        "measured_from": "A's answer (end_session returned: committed, applied on A, notice queued) until both B and C reject",
+    }))
+}

@@ -1,0 +1,258 @@
+//! In-process benchmarks of issue 5 that need no load generator, run by
+//! `scripts/bench.sh`, one subcommand per measure; each prints progress on
+//! stderr and its figures as one JSON line on stdout:
+//!
+//! - `fleet`: propagation of 1,000 revocations from instance A of a
+//!   three-instance fleet (PostgreSQL + Redis bus) until B and C reject;
+//! - `login`: raw argon2id verifies/s on all cores vs `Recall::login`
+//!   throughput, then p99 login latency at twice the sustainable rate;
+//! - `startup`: time to ready with 1,000,000 events in the log, 1,000 of
+//!   them inside the revocation window;
+//! - `memory`: RSS per revoked session with 100,000 folded in;
+//! - `report`: reads every result, prints the table, writes
+//!   `bench/results.json` and `bench/RESULTS.md`.
+
+mod fleet;
+mod login;
+mod report;
+mod startup;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use recall::bus::{redis::RedisBus, Bus, LocalBus};
+use recall::config::Settings;
+use recall::events::{Envelope, Event, Meta, RevokeCause};
+use recall::keys::MasterKey;
+use recall::passwords::{hash_blocking, verify_blocking};
+use recall::service::{refresh_hash, LoginInput, Recall};
+use recall::state::RevocationState;
+use recall::store::{NewSession, SessionEnd, Store};
+use recall::sync::now_ms;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+#[derive(Parser, Debug)]
+struct Cli {
+    /// PostgreSQL server to create scratch databases on.
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg: String,
+    /// Redis server of the fleet bus.
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_TEST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis: String,
+    /// Scratch directory (SQLite files).
+    #[arg(long, global = true, default_value = "target/bench-tmp")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    Fleet {
+        #[arg(long, default_value_t = 1000)]
+        revocations: usize,
+    },
+    Login {
+        /// Seconds of each raw / login phase; they alternate `rounds` times.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds of the overload run.
+        #[arg(long, default_value_t = 5.0)]
+        overload_secs: f64,
+        /// Concurrent callers at full load (default: 16 per hash worker,
+        /// well under the queue bound of 32 per worker).
+        #[arg(long)]
+        callers: Option<usize>,
+    },
+    Startup {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1000)]
+        in_window: usize,
+    },
+    Memory {
+        #[arg(long, default_value_t = 100_000)]
+        sessions: usize,
+    },
+    Report {
+        /// Directory holding the other subcommands' JSON and wrk's lines.
+        #[arg(long)]
+        results: PathBuf,
+        /// Criterion's output directory.
+        #[arg(long)]
+        criterion: PathBuf,
+        /// Where results.json and RESULTS.md go.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+    },
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+fn progress(what: &str, msg: &str) {
+    eprintln!("    [{what}] {msg}");
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Settings exactly as `recall serve` builds them from its flags (so the
+/// product's defaults apply), plus the given flags.
+#[derive(clap::Parser)]
+struct ProductFlags {
+    #[command(flatten)]
+    config: recall::config::Config,
+}
+
+fn product_settings(flags: &[String]) -> anyhow::Result<Settings> {
+    let args = std::iter::once("recall".to_owned()).chain(flags.iter().cloned());
+    let parsed = <ProductFlags as clap::Parser>::try_parse_from(args)?;
+    Ok(parsed.config.into_settings()?)
+}
+
+/// `RECALL_*` variables of the calling shell must not change what is measured.
+fn clear_recall_env() {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RECALL_") && !key.starts_with("RECALL_TEST_") {
+            std::env::remove_var(key);
+        }
+    }
+}
+
+fn settings(
+    dir: &Path,
+    database_url: Option<String>,
+    master: MasterKey,
+) -> anyhow::Result<Settings> {
+    let mut flags = vec![
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--master-key".into(),
+        master.to_base64(),
+        "--redis-channel".into(),
+        format!("recall:bench:{}", Uuid::new_v4().simple()),
+    ];
+    if let Some(url) = database_url {
+        flags.extend(["--database-url".into(), url]);
+    }
+    product_settings(&flags)
+}
+
+/// A scratch PostgreSQL database, dropped by `drop_db`.
+struct BenchDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+async fn pg_exec(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(conn);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+impl BenchDb {
+    async fn create(admin: &str) -> anyhow::Result<Self> {
+        let name = format!("recall_bench_{}", Uuid::new_v4().simple());
+        pg_exec(admin, &format!("CREATE DATABASE {name}")).await?;
+        let root = admin.rsplit_once('/').map_or(admin, |(r, _)| r);
+        Ok(BenchDb {
+            admin: admin.to_owned(),
+            url: format!("{root}/{name}"),
+            name,
+        })
+    }
+
+    async fn drop_db(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = pg_exec(&self.admin, &sql).await {
+            eprintln!("    could not drop {}: {e}", self.name);
+        }
+    }
+}
+
+fn stop(tasks: &[JoinHandle<()>]) {
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// Percentile (0..=100) of sorted values, nearest rank.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+fn main() -> anyhow::Result<()> {
+    clear_recall_env();
+    let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = match &cli.cmd {
+        Cmd::Fleet { revocations } => fleet::fleet(&cli, *revocations).await?,
+        Cmd::Login {
+            secs,
+            rounds,
+            overload_secs,
+            callers,
+        } => {
+            let phases = login::Phases {
+                secs: *secs,
+                rounds: *rounds,
+                overload_secs: *overload_secs,
+                callers: callers.unwrap_or(16 * cores()),
+            };
+            login::login(&cli, &phases).await?
+        }
+        Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
+        Cmd::Memory { sessions } => startup::memory(*sessions)?,
+        Cmd::Report {
+            results,
+            criterion,
+            out,
+        } => {
+            report::report(results, criterion, out)?;
+            return Ok(());
+        }
+    };
+    println!("{out}");
+    Ok(())
+}
