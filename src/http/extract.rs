@@ -39,8 +39,18 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     }
 }
 
-/// The client address (behind a proxy, its forwarded address) without port.
+/// The client address without port. Forwarded headers (`Forwarded`,
+/// `X-Forwarded-For`) are believed only from a loopback or private-network
+/// peer, i.e. a proxy in front of us; anyone else could forge them.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted_proxy = peer.is_some_and(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    });
+    if !trusted_proxy {
+        return peer.map(|ip| ip.to_string());
+    }
     let info = req.connection_info();
     let addr = info.realip_remote_addr()?;
     let ip = addr

@@ -462,3 +462,27 @@ async fn saturated_password_pool_answers_503() {
     assert!(ok >= 1, "the pool still served: {ok}");
     assert!(busy >= 1, "excess logins were refused: {busy}");
 }
+
+/// Behind a proxy on loopback, the forwarded client address is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_client_ip_from_a_local_proxy_is_recorded() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let name = username("proxied");
+    app.register(&name).await;
+    let res = app
+        .http
+        .post(format!("{}/v1/auth/login", app.base))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("user-agent", "recall-test/1")
+        .json(&json!({ "username": name, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let list = app.get("/v1/sessions", body["access_token"].as_str()).await;
+    let s = &list.body["sessions"][0];
+    assert_eq!(s["ip"], "203.0.113.7");
+    assert_eq!(s["user_agent"], "recall-test/1");
+    app.stop().await;
+}
