@@ -216,7 +216,7 @@ request_path() {
     run_wrk "$(port_of "$name")" "$file" 2 0 >/dev/null
   done
   # Interleaved rounds, so a burst of other work on the machine does not
-  # land on one guard only; the report takes each guard's median round.
+  # land on one guard only; the report takes each guard's best round.
   for ((round = 1; round <= WRK_ROUNDS; round++)); do
     for spec in "${specs[@]}"; do
       IFS=: read -r name file <<<"$spec"

@@ -8,7 +8,7 @@ use crate::events::{Envelope, Event, Meta};
 impl Store {
     /// Every signing key, newest first.
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         query_keys(&mut *tx, "").await
     }
 

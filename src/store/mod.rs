@@ -84,7 +84,7 @@ impl Store {
 
     /// The last committed sequence number.
     pub async fn head(&self) -> Result<i64, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let rows = tx
             .query("SELECT last FROM recall_seq WHERE id = 1", &[])
             .await?;
@@ -103,7 +103,7 @@ impl Store {
 
     /// The audit listing: events after a cursor, optionally of one user or type.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {EVENT_COLS} FROM events WHERE seq > $1 \
              AND ($2 = '' OR user_id = $2) AND ($3 = '' OR type = $3) ORDER BY seq LIMIT $4"
@@ -162,7 +162,7 @@ impl Store {
 
     /// A user by lowercased username.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1");
         let rows = tx.query(&sql, &[username.into()]).await?;
         rows.first().map(user).transpose()
@@ -170,7 +170,7 @@ impl Store {
 
     /// A user by id.
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
         let rows = tx.query(&sql, &[id.into()]).await?;
         rows.first().map(user).transpose()
@@ -208,7 +208,7 @@ impl Store {
 
     /// The brute-force counters of a username.
     pub async fn throttle(&self, username: &str) -> Result<Throttle, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let rows = tx
             .query(
                 "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1",
@@ -390,7 +390,7 @@ impl Store {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let rows = tx
             .query(
                 "SELECT session_id FROM refresh_tokens WHERE hash = $1",
@@ -405,7 +405,7 @@ impl Store {
 
     /// One session by id, revoked or not.
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         session_in(&mut *tx, id).await
     }
 
@@ -415,7 +415,7 @@ impl Store {
         user_id: Uuid,
         now: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
+        let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
              AND refresh_expires_at > $2 ORDER BY created_at, id"

@@ -83,6 +83,10 @@ impl Db for PgDb {
         self.begin_with("BEGIN").await
     }
 
+    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError> {
+        Ok(Box::new(PgReader(self.object().await?)))
+    }
+
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
         self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
@@ -152,18 +156,11 @@ impl Drop for Detach {
 #[async_trait]
 impl Tx for PgTx {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        let client = self.client()?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-        client.execute(&stmt, &refs).await.map_err(pg_err)
+        pg_exec(self.client()?, sql, params).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let client = self.client()?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-        let rows = client.query(&stmt, &refs).await.map_err(pg_err)?;
-        rows.iter().map(read_row).collect()
+        pg_query(self.client()?, sql, params).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -172,6 +169,38 @@ impl Tx for PgTx {
         self.done = true;
         Ok(())
     }
+}
+
+/// Autocommit reads: no transaction is ever open, so the connection goes
+/// straight back to the pool when dropped.
+struct PgReader(Object);
+
+#[async_trait]
+impl Tx for PgReader {
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        pg_exec(&self.0, sql, params).await
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        pg_query(&self.0, sql, params).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+async fn pg_exec(client: &Object, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+    client.execute(&stmt, &refs).await.map_err(pg_err)
+}
+
+async fn pg_query(client: &Object, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+    let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
+    let rows = client.query(&stmt, &refs).await.map_err(pg_err)?;
+    rows.iter().map(read_row).collect()
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {

@@ -148,6 +148,9 @@ pub trait Db: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// Starts a read-only transaction that sees one consistent snapshot.
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// A connection for independent reads: each statement commits on its
+    /// own (no BEGIN/ROLLBACK round trips); `commit` is a no-op.
+    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A short name for logs and readiness reasons ("postgres", "sqlite").
     fn kind(&self) -> &'static str;
 }

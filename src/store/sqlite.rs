@@ -65,6 +65,10 @@ impl Db for SqliteDb {
         self.begin_with("BEGIN IMMEDIATE").await
     }
 
+    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError> {
+        Ok(Box::new(SqliteReader(self.conn.clone().lock_owned().await)))
+    }
+
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
         self.begin_with("BEGIN").await
     }
@@ -115,40 +119,11 @@ impl rusqlite::ToSql for Val {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&placeholders(sql))
-            .map_err(sqlite_err)?;
-        let n = stmt
-            .execute(rusqlite::params_from_iter(params.iter()))
-            .map_err(sqlite_err)?;
-        Ok(n as u64)
+        sqlite_exec(&self.conn, sql, params)
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&placeholders(sql))
-            .map_err(sqlite_err)?;
-        let width = stmt.column_count();
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params.iter()))
-            .map_err(sqlite_err)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(sqlite_err)? {
-            let mut vals = Vec::with_capacity(width);
-            for i in 0..width {
-                vals.push(match row.get_ref(i).map_err(sqlite_err)? {
-                    ValueRef::Null => Val::Null,
-                    ValueRef::Integer(v) => Val::Int(v),
-                    ValueRef::Real(v) => Val::Int(v as i64),
-                    ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Val::Blob(b.to_vec()),
-                });
-            }
-            out.push(Row(vals));
-        }
-        Ok(out)
+        sqlite_query(&self.conn, sql, params)
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -156,6 +131,59 @@ impl Tx for SqliteTx {
         self.done = true;
         Ok(())
     }
+}
+
+/// Autocommit reads on the one connection.
+struct SqliteReader(OwnedMutexGuard<Connection>);
+
+#[async_trait]
+impl Tx for SqliteReader {
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        sqlite_exec(&self.0, sql, params)
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        sqlite_query(&self.0, sql, params)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn sqlite_exec(conn: &Connection, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&placeholders(sql))
+        .map_err(sqlite_err)?;
+    let n = stmt
+        .execute(rusqlite::params_from_iter(params.iter()))
+        .map_err(sqlite_err)?;
+    Ok(n as u64)
+}
+
+fn sqlite_query(conn: &Connection, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&placeholders(sql))
+        .map_err(sqlite_err)?;
+    let width = stmt.column_count();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(sqlite_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_err)? {
+        let mut vals = Vec::with_capacity(width);
+        for i in 0..width {
+            vals.push(match row.get_ref(i).map_err(sqlite_err)? {
+                ValueRef::Null => Val::Null,
+                ValueRef::Integer(v) => Val::Int(v),
+                ValueRef::Real(v) => Val::Int(v as i64),
+                ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Val::Blob(b.to_vec()),
+            });
+        }
+        out.push(Row(vals));
+    }
+    Ok(out)
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
