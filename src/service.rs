@@ -23,7 +23,7 @@ use crate::passwords::Hasher;
 use crate::state::{Rejection, RevocationState};
 use crate::store::{NewSession, RefreshOutcome, SessionEnd, SessionRecord, Store, StoreError};
 use crate::sync::{now_ms, StateSync};
-use crate::tokens::{b64url, Claims, Keyring, TokenError};
+use crate::tokens::{b64url, Claims, Keyring, TokenError, Verified};
 
 /// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +77,26 @@ pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-/// An authenticated caller, resolved from an access token in memory.
+/// An authenticated caller, resolved from an access token in memory. It
+/// shares the cached verification instead of copying the claims, so a
+/// cache hit allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
     pub session_id: Uuid,
-    pub client_type: String,
-    pub claims: Claims,
+    verified: Verified,
+}
+
+impl Principal {
+    /// The token's claims.
+    pub fn claims(&self) -> &Claims {
+        &self.verified.0
+    }
+
+    /// The session's client type (web, mobile or service).
+    pub fn client_type(&self) -> &str {
+        &self.verified.0.ctype
+    }
 }
 
 /// The body of a login or refresh answer.
@@ -278,8 +291,7 @@ impl Recall {
         Ok(Principal {
             user_id: claims.sub,
             session_id: claims.sid,
-            client_type: claims.ctype.clone(),
-            claims: claims.clone(),
+            verified: verified.clone(),
         })
     }
 

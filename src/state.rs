@@ -182,6 +182,14 @@ impl RevocationState {
         }
     }
 
+    /// Whether a verifying key is past its retirement time but its
+    /// `key_retired` event has not been folded yet.
+    pub fn retirement_due(&self, now: i64) -> bool {
+        self.keys
+            .values()
+            .any(|(s, t)| *s == KeyStatus::Verifying && t.is_some_and(|t| t <= now))
+    }
+
     /// Every key the state knows, with its effective status.
     pub fn keys(&self, now: i64) -> Vec<(String, KeyStatus)> {
         let mut out: Vec<_> = self

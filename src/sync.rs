@@ -218,9 +218,7 @@ impl StateSync {
     pub async fn housekeeping(&self) {
         let now = now_ms();
         self.state.write().prune(now);
-        let due = self.state.read().keys(now).iter().any(|(kid, s)| {
-            *s == crate::state::KeyStatus::Retired && self.is_verifying_in_log(kid)
-        });
+        let due = self.state.read().retirement_due(now);
         if due {
             match self.store.retire_keys(&Meta::system(), now).await {
                 Ok(envs) if !envs.is_empty() => {
@@ -231,13 +229,6 @@ impl StateSync {
                 Err(e) => tracing::warn!(error = %e, "key retirement failed"),
             }
         }
-    }
-
-    /// True while the key is effectively retired by time but no
-    /// `key_retired` event has been folded yet.
-    fn is_verifying_in_log(&self, kid: &str) -> bool {
-        // Effective status is Retired; the raw status tells whether the event landed.
-        self.state.read().key_status(kid, i64::MIN) == Some(crate::state::KeyStatus::Verifying)
     }
 
     /// Starts the notice listener and the poller; they stop when aborted.

@@ -169,7 +169,7 @@ pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpRe
         "user_id": p.user_id,
         "username": user.username,
         "session_id": p.session_id,
-        "client_type": p.client_type,
+        "client_type": p.client_type(),
     })))
 }
 

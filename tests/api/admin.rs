@@ -1054,6 +1054,8 @@ async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
     app.register(&name).await;
     let s = app.login(&name).await;
     let old_kid = kid_of(&s.access);
+    // Taken before the request: the rotation's own time lies inside it.
+    let rotated_at = recall::sync::now_ms();
     let res = app
         .post(
             "/v1/admin/keys/rotate",
@@ -1063,7 +1065,6 @@ async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let new_kid = res.body["kid"].as_str().unwrap().to_owned();
-    let rotated_at = recall::sync::now_ms();
     assert_eq!(
         status_of(&key_statuses(&app).await, &old_kid),
         Some("verifying")
