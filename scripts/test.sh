@@ -132,6 +132,14 @@ fi
   die "cannot PING with RECALL_TEST_REDIS_URL"
 log "RECALL_TEST_DATABASE_URL and RECALL_TEST_REDIS_URL answer"
 
+# A PostgreSQL with ssl = on and a Redis with a TLS port, certificates from a
+# throwaway CA made here: the TLS tests (tests/api/trust.rs) need them, so a
+# failure to start them fails the run.
+tls_exports=$(bash scripts/tls-services.sh start) ||
+  die "could not start the TLS PostgreSQL and Redis (scripts/tls-services.sh)"
+eval "$tls_exports"
+log "TLS PostgreSQL and Redis answer ($RECALL_TEST_TLS_DATABASE_URL, $RECALL_TEST_TLS_REDIS_URL)"
+
 total_started=$SECONDS
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --all-targets -- -D warnings

@@ -14,7 +14,7 @@ use crate::events::Meta;
 use crate::http::admin::event_json;
 use crate::server::Application;
 use crate::service::Recall;
-use crate::store::{EventFilter, Store};
+use crate::store::EventFilter;
 
 /// Recall: JWT auth with real logout.
 #[derive(Debug, Parser)]
@@ -112,7 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path())?;
+            let store = settings.open_store()?;
             store.migrate().await?;
             println!("migrated ({})", store.kind());
             Ok(())

@@ -25,9 +25,15 @@ pub struct Config {
     /// Embedded store and generated dev secrets.
     #[arg(long, global = true, env = "RECALL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// `redis://...` for a fleet; unset: in-process bus.
+    /// Extra CA (PEM) trusted for PostgreSQL TLS, besides the system roots.
+    #[arg(long, global = true, env = "RECALL_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    /// `redis://...` for a fleet (`rediss://` for TLS); unset: in-process bus.
     #[arg(long, global = true, env = "RECALL_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// CA (PEM) a `rediss://` server's certificate must chain to, instead of the system roots.
+    #[arg(long, global = true, env = "RECALL_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// Pub/sub channel (isolates tenants and tests).
     #[arg(
         long,
@@ -119,8 +125,10 @@ pub enum ConfigError {
 pub struct Settings {
     pub bind: String,
     pub database_url: Option<String>,
+    pub database_ca_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub redis_url: Option<String>,
+    pub redis_ca_file: Option<PathBuf>,
     pub redis_channel: String,
     pub admin_token: Option<String>,
     pub master_key: MasterKey,
@@ -167,8 +175,10 @@ impl Config {
         Ok(Settings {
             bind: self.bind,
             database_url: self.database_url.filter(|s| !s.is_empty()),
+            database_ca_file: self.database_ca_file,
             data_dir: self.data_dir,
             redis_url: self.redis_url.filter(|s| !s.is_empty()),
+            redis_ca_file: self.redis_ca_file,
             redis_channel: self.redis_channel,
             admin_token: self.admin_token.filter(|s| !s.is_empty()),
             master_key,
@@ -192,6 +202,21 @@ impl Settings {
     /// lifetime plus clock leeway (G8).
     pub fn retention_ms(&self) -> i64 {
         (self.access_ttl_secs + crate::tokens::LEEWAY_SECS as i64 + 5) * 1000
+    }
+
+    /// The event store these settings name (PostgreSQL with its TLS
+    /// options, or SQLite in the data dir); connections open lazily.
+    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        crate::store::Store::open_tls(
+            self.database_url.as_deref(),
+            &self.sqlite_path(),
+            self.database_ca_file.as_deref(),
+        )
+    }
+
+    /// The authenticator of this deployment's notices on its channel (G9).
+    pub fn notice_auth(&self) -> crate::bus::notice::NoticeAuth {
+        crate::bus::notice::NoticeAuth::new(&self.master_key, &self.redis_channel)
     }
 
     /// Path of the embedded database.

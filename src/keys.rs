@@ -72,6 +72,16 @@ impl MasterKey {
         STANDARD.encode(self.0)
     }
 
+    /// A 32-byte subkey for one purpose (HKDF-SHA256, RFC 5869): `salt`
+    /// names the purpose, `info` binds the context (a channel name, say), so
+    /// no two uses ever share a key and the master key itself never leaves.
+    pub fn derive(&self, salt: &[u8], info: &[u8]) -> [u8; 32] {
+        let mut okm = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 255 * 32 limit: expand cannot fail.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &self.0).expand(info, &mut okm);
+        okm
+    }
+
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new((&self.0).into())
     }
@@ -170,5 +180,16 @@ mod tests {
         assert!(master.open(&rec.kid, &rec.private_key_enc[..20]).is_err());
         assert!(MasterKey::parse(&master.to_base64()).is_ok());
         assert!(MasterKey::parse("c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_master_salt_and_info() {
+        let master = MasterKey::generate();
+        let a = master.derive(b"purpose", b"chan-a");
+        assert_eq!(a, master.derive(b"purpose", b"chan-a"));
+        assert_ne!(a, master.derive(b"purpose", b"chan-b"));
+        assert_ne!(a, master.derive(b"other", b"chan-a"));
+        assert_ne!(a, MasterKey::generate().derive(b"purpose", b"chan-a"));
+        assert_ne!(&a, &master.0);
     }
 }

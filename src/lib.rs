@@ -17,4 +17,5 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod tokens;

@@ -49,6 +49,8 @@ impl Histogram {
 pub struct Metrics {
     pub propagation_lag: Histogram,
     pub notices_received: AtomicU64,
+    pub notices_rejected: AtomicU64,
+    pub log_regressions: AtomicU64,
     pub gaps_detected: AtomicU64,
     pub catchup_reads: AtomicU64,
     pub catchup_events: AtomicU64,
@@ -84,11 +86,21 @@ impl Metrics {
             "Time from an event's commit to its apply on this instance.",
             &mut out,
         );
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "recall_notices_received_total",
-                "Bus notices received.",
+                "Authenticated bus notices received.",
                 &self.notices_received,
+            ),
+            (
+                "recall_notices_rejected_total",
+                "Bus notices dropped because they failed authentication (G9).",
+                &self.notices_rejected,
+            ),
+            (
+                "recall_log_regressions_total",
+                "Times the log's head was found behind the applied state (restore, wrong database).",
+                &self.log_regressions,
             ),
             (
                 "recall_gaps_detected_total",

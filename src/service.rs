@@ -148,10 +148,15 @@ impl Recall {
     /// Migrates the store, makes sure a signing key exists, rebuilds the
     /// state from the revocation window and starts sync and publishing.
     pub async fn start(settings: Settings) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
-        let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path())?;
+        let store = settings.open_store()?;
         store.migrate().await?;
         let bus: Arc<dyn Bus> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisBus::new(url, &settings.redis_channel)?),
+            Some(url) => Arc::new(RedisBus::new(
+                url,
+                &settings.redis_channel,
+                settings.notice_auth(),
+                settings.redis_ca_file.as_deref(),
+            )?),
             None => Arc::new(LocalBus::default()),
         };
         Recall::start_with(settings, store, bus).await

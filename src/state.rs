@@ -101,6 +101,11 @@ impl RevocationState {
         state
     }
 
+    /// How long a revocation is remembered (ms).
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
     /// The highest seq applied in order.
     pub fn last_seq(&self) -> i64 {
         self.last_seq

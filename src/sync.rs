@@ -1,6 +1,8 @@
 //! Keeps the revocation state current: applies notices in seq order, fills
 //! gaps from the log, catches up on every (re)connect and on a poll timer
 //! (G4), and keeps the staleness clock that makes an instance fail closed (G5).
+//! Only the log and authenticated notices move `last_seq`; a log whose head
+//! is behind what was applied makes the instance fail closed and rebuild (G9).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::bus::notice::NoticeRejected;
 use crate::bus::BusMessage;
 use crate::events::{Envelope, Event, Meta};
 use crate::keys::MasterKey;
@@ -22,8 +25,19 @@ use crate::tokens::Keyring;
 const PAGE: i64 = 1000;
 /// How often spent refresh tokens of ended sessions are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Refresh-token hashes of sessions that ended this long ago are deleted.
+const PRUNE_AFTER_MS: i64 = 86_400_000;
 /// A log read that takes longer than this counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Rejected notices are logged at most this often (a flood must not flood the log).
+const REJECTION_LOG_EVERY_MS: i64 = 60_000;
+
+fn regression_reason(head: i64, applied: i64) -> String {
+    format!(
+        "the log's head ({head}) is behind what this instance applied ({applied}): \
+         a restored backup or a wrong RECALL_DATABASE_URL; rebuilding from the log"
+    )
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -43,6 +57,11 @@ pub struct StateSync {
     bus_connected: AtomicBool,
     catch_up_lock: tokio::sync::Mutex<()>,
     applied: broadcast::Sender<Envelope>,
+    /// Set while the log is behind the state: fail closed until rebuilt (G9).
+    regression: parking_lot::Mutex<Option<String>>,
+    /// When a rejected notice was last logged (ms), and how many since.
+    rejection_logged_at: AtomicI64,
+    rejections_unlogged: AtomicI64,
 }
 
 impl StateSync {
@@ -67,6 +86,9 @@ impl StateSync {
             bus_connected: AtomicBool::new(false),
             catch_up_lock: tokio::sync::Mutex::new(()),
             applied: broadcast::channel(1024).0,
+            regression: parking_lot::Mutex::new(None),
+            rejection_logged_at: AtomicI64::new(i64::MIN / 2),
+            rejections_unlogged: AtomicI64::new(0),
         }
     }
 
@@ -90,9 +112,26 @@ impl StateSync {
         (now - self.confirmed_at.load(Ordering::Acquire)).max(0)
     }
 
-    /// Whether this instance may answer protected requests (G5).
+    /// Whether this instance may answer protected requests (G5, G9).
     pub fn is_fresh(&self, now: i64) -> bool {
-        self.staleness_ms(now) <= self.max_staleness_ms
+        self.staleness_ms(now) <= self.max_staleness_ms && self.regression.lock().is_none()
+    }
+
+    /// Why the state cannot be trusted right now: the log went backwards.
+    pub fn regression(&self) -> Option<String> {
+        self.regression.lock().clone()
+    }
+
+    /// Records that a read of the log (readiness, say) found its head
+    /// behind the state: fail closed now; the next catch-up rebuilds.
+    pub fn note_regression(&self, head: i64, applied: i64) {
+        let mut slot = self.regression.lock();
+        if slot.is_none() {
+            inc(&self.metrics.log_regressions);
+            let reason = regression_reason(head, applied);
+            tracing::error!(head, applied, "recall_log_regressions_total: {reason}");
+            *slot = Some(reason);
+        }
     }
 
     /// Whether the bus subscription is up.
@@ -144,6 +183,31 @@ impl StateSync {
         }
     }
 
+    /// Counts a notice that failed authentication and drops it: it moves
+    /// nothing and reads nothing, so forged notices cannot load the database.
+    pub fn on_rejected(&self, why: NoticeRejected) {
+        inc(&self.metrics.notices_rejected);
+        let now = now_ms();
+        let last = self.rejection_logged_at.load(Ordering::Relaxed);
+        if now - last >= REJECTION_LOG_EVERY_MS
+            && self
+                .rejection_logged_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let since = self.rejections_unlogged.swap(0, Ordering::AcqRel);
+            tracing::warn!(
+                reason = %why,
+                unlogged_since_last = since,
+                "dropped a notice that failed authentication: someone without this \
+                 deployment's master key publishes on the channel (logged at most once a minute; \
+                 see recall_notices_rejected_total)"
+            );
+        } else {
+            self.rejections_unlogged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn apply_in_order(&self, envs: &[Envelope]) -> bool {
         let now = now_ms();
         let mut key_event = false;
@@ -171,16 +235,7 @@ impl StateSync {
         let mut key_event = false;
         loop {
             let after = self.state.read().last_seq();
-            let read = tokio::time::timeout(READ_TIMEOUT, self.store.read_after(after, PAGE)).await;
-            let page = match read
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("log read timed out".into())))
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    inc(&self.metrics.catchup_failures);
-                    return Err(e);
-                }
-            };
+            let page = self.timed(self.store.read_after(after, PAGE)).await?;
             let n = page.len() as i64;
             self.metrics
                 .catchup_events
@@ -190,10 +245,69 @@ impl StateSync {
                 break;
             }
         }
+        // Everything applied so far was committed before this read of the
+        // head, so a sane log's head is at least `applied` (G9).
+        let applied = self.state.read().last_seq();
+        let head = self.timed(self.store.head()).await?;
+        if head < applied || self.regression.lock().is_some() {
+            self.rebuild(head, applied).await?;
+            return Ok(());
+        }
         if key_event || self.missing_key_material() {
             self.reload_keys().await?;
         }
         self.confirmed_at.fetch_max(started, Ordering::AcqRel);
+        Ok(())
+    }
+
+    async fn timed<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("log read timed out".into())));
+        if result.is_err() {
+            inc(&self.metrics.catchup_failures);
+        }
+        result
+    }
+
+    /// The log is behind the state (a restored backup, a wrong database):
+    /// fail closed, rebuild from the log's revocation window, and serve
+    /// again once the rebuilt state matches the log. Called under the
+    /// catch-up lock.
+    async fn rebuild(&self, head: i64, applied: i64) -> Result<(), StoreError> {
+        if head < applied {
+            self.note_regression(head, applied);
+        }
+        let started = now_ms();
+        let retention_ms = self.state.read().retention_ms();
+        let snapshot = self
+            .timed(self.store.snapshot(started - retention_ms, started))
+            .await?;
+        let rebuilt = RevocationState::from_snapshot(&snapshot, retention_ms, started);
+        self.keyring
+            .load(&snapshot.keys, &self.master)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        *self.state.write() = rebuilt;
+        // Events committed since the snapshot (this instance's own, say)
+        // are read before serving again, so none is forgotten (G2).
+        loop {
+            let after = self.state.read().last_seq();
+            let page = self.timed(self.store.read_after(after, PAGE)).await?;
+            self.apply_in_order(&page);
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+        }
+        self.confirmed_at.fetch_max(started, Ordering::AcqRel);
+        *self.regression.lock() = None;
+        tracing::info!(
+            head = snapshot.head,
+            window_events = snapshot.events.len(),
+            "state rebuilt after the log went backwards; serving again"
+        );
         Ok(())
     }
 
@@ -250,6 +364,7 @@ impl StateSync {
                             }
                         }
                         BusMessage::Notice(env) => sync.on_notice(*env).await,
+                        BusMessage::Rejected(why) => sync.on_rejected(why),
                         BusMessage::Disconnected => {
                             sync.bus_connected.store(false, Ordering::Relaxed);
                         }
@@ -271,7 +386,11 @@ impl StateSync {
                     sync.housekeeping().await;
                     if last_prune.elapsed() >= PRUNE_EVERY {
                         last_prune = std::time::Instant::now();
-                        match sync.store.prune_refresh_tokens(now_ms() - 86_400_000).await {
+                        match sync
+                            .store
+                            .prune_refresh_tokens(now_ms() - PRUNE_AFTER_MS)
+                            .await
+                        {
                             Ok(n) if n > 0 => tracing::info!(
                                 deleted = n,
                                 "pruned refresh tokens of ended sessions"

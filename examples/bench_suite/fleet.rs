@@ -22,7 +22,8 @@ pub(super) async fn fleet_on(cli: &Cli, db: &BenchDb, revocations: usize) -> any
         s.redis_channel = channel.clone();
         let store = Store::open(Some(&db.url), &s.sqlite_path())?;
         store.migrate().await?;
-        let bus: Arc<dyn Bus> = Arc::new(RedisBus::new(&cli.redis, &channel)?);
+        let bus: Arc<dyn Bus> =
+            Arc::new(RedisBus::new(&cli.redis, &channel, s.notice_auth(), None)?);
         let (node, t) = Recall::start_with(s, store, bus).await?;
         nodes.push(node);
         tasks.extend(t);

@@ -2,6 +2,7 @@
 //! event, so every other instance applies it at once (G3). Notices are
 //! at-most-once; `sync` covers losses from the log (G4).
 
+pub mod notice;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -14,8 +15,10 @@ use crate::events::Envelope;
 pub enum BusMessage {
     /// (Re)subscribed: anything sent while away is lost, read the log.
     Connected,
-    /// One notice: the committed event with its seq.
+    /// One authenticated notice: the committed event with its seq.
     Notice(Box<Envelope>),
+    /// A notice that failed authentication (G9): dropped, only counted.
+    Rejected(notice::NoticeRejected),
     /// The subscription dropped; a reconnect follows.
     Disconnected,
 }
@@ -34,16 +37,6 @@ pub trait Bus: Send + Sync {
     fn subscribe(&self) -> mpsc::Receiver<BusMessage>;
     /// "redis" or "local".
     fn kind(&self) -> &'static str;
-}
-
-/// Encodes a notice. Only the envelope: ids, seq, type, times (G7).
-pub fn encode_notice(env: &Envelope) -> String {
-    serde_json::to_string(env).unwrap_or_default()
-}
-
-/// Decodes a notice; `None` for anything malformed (ignored, the log covers it).
-pub fn decode_notice(payload: &[u8]) -> Option<Envelope> {
-    serde_json::from_slice(payload).ok()
 }
 
 /// In-process bus for a single instance (or several in one process).

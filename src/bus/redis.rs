@@ -1,5 +1,7 @@
 //! Redis pub/sub bus (fleet). Publishing uses a multiplexed connection that
 //! is rebuilt after an error; subscribing runs a reconnect loop with backoff.
+//! Every notice is authenticated (G9, `notice`); `rediss://` URLs use TLS
+//! (rustls) with the system roots, or only the CA in `RECALL_REDIS_CA_FILE`.
 
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use tokio::sync::{mpsc, Mutex};
 
-use super::{decode_notice, encode_notice, Bus, BusError, BusMessage};
+use super::notice::NoticeAuth;
+use super::{Bus, BusError, BusMessage};
 use crate::events::Envelope;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,16 +22,51 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub struct RedisBus {
     client: redis::Client,
     channel: String,
+    auth: NoticeAuth,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisBus {
-    /// A bus on `channel` of the server at `url` (connects lazily).
-    pub fn new(url: &str, channel: &str) -> Result<Self, BusError> {
-        let client = redis::Client::open(url).map_err(|e| BusError(e.to_string()))?;
+    /// A bus on `channel` of the server at `url` (connects lazily), its
+    /// notices authenticated by `auth`. With `ca_file`, a `rediss://` server
+    /// must present a certificate from that CA (instead of the system roots).
+    pub fn new(
+        url: &str,
+        channel: &str,
+        auth: NoticeAuth,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, BusError> {
+        crate::tls::install_crypto_provider();
+        let client = match ca_file {
+            Some(path) => {
+                if !url.starts_with("rediss://") {
+                    return Err(BusError(
+                        "RECALL_REDIS_CA_FILE is set but RECALL_REDIS_URL is not rediss://".into(),
+                    ));
+                }
+                let pem = std::fs::read(path).map_err(|e| {
+                    BusError(format!("RECALL_REDIS_CA_FILE {}: {e}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| BusError(format!("RECALL_REDIS_URL: {e}")))?;
+        if !url.starts_with("rediss://") && !crate::tls::url_host_is_loopback(url) {
+            tracing::warn!(
+                "RECALL_REDIS_URL is plaintext to a non-loopback host; use rediss:// across a network"
+            );
+        }
         Ok(RedisBus {
             client,
             channel: channel.to_owned(),
+            auth,
             publisher: Mutex::new(None),
         })
     }
@@ -49,13 +87,13 @@ impl Bus for RedisBus {
                 .client
                 .get_multiplexed_async_connection_with_config(&Self::config())
                 .await
-                .map_err(|e| BusError(e.to_string()))?;
+                .map_err(|e| BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE")))?;
             *guard = Some(conn);
         }
         let Some(conn) = guard.as_mut() else {
             return Err(BusError("no connection".into()));
         };
-        let payload = encode_notice(env);
+        let payload = self.auth.seal(env);
         let result: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(&self.channel)
             .arg(payload)
@@ -72,8 +110,11 @@ impl Bus for RedisBus {
         let (out, rx) = mpsc::channel(1024);
         let client = self.client.clone();
         let channel = self.channel.clone();
+        let auth = self.auth.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
+            // The first failure in a row is a warning; the retries are debug.
+            let mut failing = false;
             loop {
                 if out.is_closed() {
                     return;
@@ -82,18 +123,19 @@ impl Bus for RedisBus {
                     Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {
                             backoff = Duration::from_millis(50);
+                            failing = false;
                             // Subscribed first; the receiver now reads the log (G4).
                             if out.send(BusMessage::Connected).await.is_err() {
                                 return;
                             }
                             let mut stream = pubsub.on_message();
                             while let Some(msg) = stream.next().await {
-                                if let Some(env) = decode_notice(msg.get_payload_bytes()) {
-                                    if out.send(BusMessage::Notice(Box::new(env))).await.is_err() {
-                                        return;
-                                    }
-                                } else {
-                                    tracing::warn!(channel = %channel, "ignored a malformed notice");
+                                let msg = match auth.open(msg.get_payload_bytes()) {
+                                    Ok(env) => BusMessage::Notice(Box::new(env)),
+                                    Err(why) => BusMessage::Rejected(why),
+                                };
+                                if out.send(msg).await.is_err() {
+                                    return;
                                 }
                             }
                             tracing::warn!(channel = %channel, "redis subscription dropped");
@@ -103,7 +145,15 @@ impl Bus for RedisBus {
                         }
                         Err(e) => tracing::warn!(error = %e, "redis subscribe failed"),
                     },
-                    Ok(Err(e)) => tracing::debug!(error = %e, "redis connect failed"),
+                    Ok(Err(e)) => {
+                        let error = crate::tls::explain(&e, "RECALL_REDIS_CA_FILE");
+                        if failing {
+                            tracing::debug!(%error, "redis connect failed");
+                        } else {
+                            tracing::warn!(%error, "redis connect failed; retrying with backoff");
+                        }
+                        failing = true;
+                    }
                     Err(_) => tracing::debug!("redis connect timed out"),
                 }
                 tokio::time::sleep(backoff).await;

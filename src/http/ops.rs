@@ -34,11 +34,19 @@ pub async fn readyz(recall: web::Data<Recall>) -> HttpResponse {
         Ok(Ok(h)) => (Some(h), true),
         _ => (None, false),
     };
+    if let Some(h) = head.filter(|h| *h < caught_up) {
+        // Ahead of the log (G9): fail closed now; the poller rebuilds.
+        recall.sync.note_regression(h, caught_up);
+    }
     let fresh = recall.sync.is_fresh(now);
-    let reason = match (store_ok, fresh) {
-        (true, true) => None,
-        (false, _) => Some("the store does not answer"),
-        (true, false) => Some("not caught up with the log within RECALL_MAX_STALENESS_MS"),
+    let regression = recall.sync.regression();
+    let reason = match (store_ok, fresh, regression) {
+        (_, _, Some(r)) => Some(r),
+        (true, true, None) => None,
+        (false, _, None) => Some("the store does not answer".to_owned()),
+        (true, false, None) => {
+            Some("not caught up with the log within RECALL_MAX_STALENESS_MS".to_owned())
+        }
     };
     let body = json!({
         "ready": reason.is_none(),

@@ -65,8 +65,17 @@ impl Store {
 
     /// Opens PostgreSQL when `url` is set, else SQLite at `sqlite_path`.
     pub fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<Self, StoreError> {
+        Store::open_tls(url, sqlite_path, None)
+    }
+
+    /// `open`, trusting `ca_file` (`RECALL_DATABASE_CA_FILE`) for PostgreSQL TLS.
+    pub fn open_tls(
+        url: Option<&str>,
+        sqlite_path: &std::path::Path,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
         let db: Arc<dyn Db> = match url {
-            Some(url) => Arc::new(postgres::PgDb::connect(url, 16)?),
+            Some(url) => Arc::new(postgres::PgDb::connect_tls(url, 16, ca_file)?),
             None => Arc::new(sqlite::SqliteDb::open(sqlite_path)?),
         };
         Ok(Store::new(db))

@@ -1,5 +1,6 @@
 //! PostgreSQL adapter (the fleet store): deadpool-postgres pool, refinery
-//! migrations under an advisory lock.
+//! migrations under an advisory lock, TLS through rustls when the URL's
+//! `sslmode` asks for it.
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -22,19 +23,124 @@ pub struct PgDb {
     pool: Pool,
 }
 
+/// The libpq `sslmode` values Recall understands, and what each means here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SslMode {
+    /// No TLS (`disable`; also `allow`, `prefer` and no `sslmode`: plaintext,
+    /// as before, meant for loopback).
+    Plain,
+    /// TLS required; the chain is verified (`require`, `verify-ca`).
+    Chain,
+    /// TLS required; chain and hostname verified (`verify-full`).
+    Full,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL or key=value connection
+/// string (tokio-postgres parses neither `verify-*` nor `sslrootcert`).
+fn split_tls_options(url: &str) -> Result<(String, SslMode, Option<String>), StoreError> {
+    let mut mode = None;
+    let mut root = None;
+    let mut take = |key: &str, value: &str| -> bool {
+        match key {
+            "sslmode" => {
+                mode = Some(value.to_owned());
+                true
+            }
+            "sslrootcert" => {
+                root = Some(value.to_owned());
+                true
+            }
+            _ => false,
+        }
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        !take(k, v)
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                !take(k.trim(), v.trim())
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mode = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => SslMode::Plain,
+        Some("require" | "verify-ca") => SslMode::Chain,
+        Some("verify-full") => SslMode::Full,
+        Some(other) => {
+            return Err(StoreError::Config(format!(
+                "RECALL_DATABASE_URL: sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+            )))
+        }
+    };
+    Ok((rest, mode, root))
+}
+
 impl PgDb {
     /// Builds a pool for `url`; connections are opened lazily.
     pub fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        PgDb::connect_tls(url, max_size, None)
+    }
+
+    /// `connect`, trusting `ca_file` besides the system roots when the URL's
+    /// `sslmode` asks for TLS (`sslrootcert` in the URL serves too).
+    pub fn connect_tls(
+        url: &str,
+        max_size: usize,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
+        let (url, mode, root) = split_tls_options(url)?;
+        let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Config(format!("bad database url: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+            .map_err(|e| StoreError::Config(format!("bad RECALL_DATABASE_URL: {e}")))?;
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match mode {
+            SslMode::Plain => {
+                if !crate::tls::url_host_is_loopback(&url) && !url.contains("host=/") {
+                    tracing::warn!(
+                        "RECALL_DATABASE_URL is plaintext to a non-loopback host; add ?sslmode=verify-full"
+                    );
+                }
+                Manager::from_config(config, NoTls, manager_config())
+            }
+            SslMode::Chain | SslMode::Full => {
+                let root = root.map(std::path::PathBuf::from);
+                let ca = root.as_deref().or(ca_file);
+                let roots =
+                    crate::tls::roots(ca, "RECALL_DATABASE_CA_FILE").map_err(StoreError::Config)?;
+                let verify = if mode == SslMode::Full {
+                    crate::tls::Verify::Full
+                } else {
+                    crate::tls::Verify::Chain
+                };
+                let tls = crate::tls::client_config(roots, verify).map_err(StoreError::Config)?;
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(
+                    config,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    manager_config(),
+                )
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .runtime(Runtime::Tokio1)
@@ -46,10 +152,12 @@ impl PgDb {
     }
 
     async fn object(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))
+        self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "postgres: {}",
+                crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
+            ))
+        })
     }
 
     async fn begin_with(&self, begin: &str) -> Result<Box<dyn Tx>, StoreError> {
@@ -258,5 +366,39 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
         }
         return StoreError::Query(db.message().to_owned());
     }
-    StoreError::Unavailable(format!("postgres: {e}"))
+    StoreError::Unavailable(format!(
+        "postgres: {}",
+        crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_options_leave_the_url_and_pick_the_mode() {
+        let (url, mode, root) = split_tls_options(
+            "postgres://u:p@db:5432/recall?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u:p@db:5432/recall?application_name=x");
+        assert_eq!(mode, SslMode::Full);
+        assert_eq!(root.as_deref(), Some("/ca.pem"));
+        let (url, mode, _) = split_tls_options("postgres://db/recall?sslmode=require").unwrap();
+        assert_eq!(
+            (url.as_str(), mode),
+            ("postgres://db/recall", SslMode::Chain)
+        );
+        let (_, mode, _) = split_tls_options("postgres://127.0.0.1/recall").unwrap();
+        assert_eq!(mode, SslMode::Plain);
+        let (url, mode, _) =
+            split_tls_options("host=db user=u sslmode=verify-ca dbname=recall").unwrap();
+        assert_eq!(
+            (url.as_str(), mode),
+            ("host=db user=u dbname=recall", SslMode::Chain)
+        );
+        let err = split_tls_options("postgres://db/r?sslmode=sometimes").unwrap_err();
+        assert!(err.to_string().contains("RECALL_DATABASE_URL"), "{err}");
+    }
 }

@@ -463,7 +463,11 @@ async fn notices_carry_no_secrets() {
         .unwrap()
         .unwrap();
     for n in &notices {
-        let v: serde_json::Value = serde_json::from_str(n).unwrap();
+        // `tag.json`: authenticated under this deployment's key (G9).
+        let opened = b.settings().notice_auth().open(n.as_bytes());
+        assert!(opened.is_ok(), "{n}: {opened:?}");
+        let (_tag, json) = n.split_once('.').unwrap();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
         assert!(v["seq"].is_i64(), "{n}");
         assert!(!n.contains("$argon2"), "password hash in {n}");
         assert!(!n.contains(&user.password_hash));

@@ -34,10 +34,12 @@ pub fn redis_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The server's maintenance database, where it is created and dropped.
+    pub admin_url: String,
 }
 
-async fn pg_exec(sql: String) {
-    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+async fn pg_exec(admin_url: &str, sql: String) {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL must answer at RECALL_TEST_DATABASE_URL (scripts/test.sh starts it)");
     tokio::spawn(conn);
@@ -47,12 +49,22 @@ async fn pg_exec(sql: String) {
 impl TestDb {
     pub async fn new() -> Self {
         let name = format!("recall_test_{}", Uuid::new_v4().simple());
-        pg_exec(format!("CREATE DATABASE {name}")).await;
         let base = pg_admin_url();
+        pg_exec(&base, format!("CREATE DATABASE {name}")).await;
         let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
         TestDb {
             url: format!("{root}/{name}"),
             name,
+            admin_url: base,
+        }
+    }
+
+    /// Takes charge of a database created elsewhere (dropped when this is).
+    pub fn adopt(name: String, url: String, admin_url: String) -> Self {
+        TestDb {
+            name,
+            url,
+            admin_url,
         }
     }
 }
@@ -60,15 +72,17 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let admin_url = self.admin_url.clone();
         // Drop runs inside a runtime; a thread with its own runtime can block.
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(pg_exec(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )));
+                rt.block_on(pg_exec(
+                    &admin_url,
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ));
             }
         })
         .join();
@@ -128,8 +142,10 @@ impl Backend {
         Settings {
             bind: "127.0.0.1:0".into(),
             database_url: self.db.as_ref().map(|d| d.url.clone()),
+            database_ca_file: None,
             data_dir: self.dir.0.clone(),
             redis_url: None,
+            redis_ca_file: None,
             redis_channel: self.channel.clone(),
             admin_token: Some(ADMIN_TOKEN.into()),
             master_key: self.master.clone(),
@@ -158,10 +174,18 @@ impl Backend {
     /// Starts an instance with `settings`; `redis` picks the Redis bus at
     /// that URL (a proxy, say) instead of the shared in-process one.
     pub async fn spawn_with(&self, settings: Settings, redis: Option<String>) -> TestApp {
-        let store = Store::open(settings.database_url.as_deref(), &settings.sqlite_path()).unwrap();
+        let store = settings.open_store().unwrap();
         store.migrate().await.unwrap();
         let bus: Arc<dyn Bus> = match redis {
-            Some(url) => Arc::new(RedisBus::new(&url, &settings.redis_channel).unwrap()),
+            Some(url) => Arc::new(
+                RedisBus::new(
+                    &url,
+                    &settings.redis_channel,
+                    settings.notice_auth(),
+                    settings.redis_ca_file.as_deref(),
+                )
+                .unwrap(),
+            ),
             None => Arc::new(self.local_bus.clone()),
         };
         let (core, tasks) = Recall::start_with(settings, store, bus).await.unwrap();
@@ -176,6 +200,18 @@ impl Backend {
         let mut apps = Vec::new();
         for _ in 0..n {
             apps.push(self.spawn_with(self.settings(), Some(redis_url())).await);
+        }
+        apps
+    }
+
+    /// `spawn_fleet`, each instance's settings first changed by `tune`.
+    pub async fn spawn_fleet_with(&self, n: usize, tune: impl Fn(&mut Settings)) -> Vec<TestApp> {
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            let mut s = self.settings();
+            tune(&mut s);
+            let redis = s.redis_url.clone().unwrap_or_else(redis_url);
+            apps.push(self.spawn_with(s, Some(redis)).await);
         }
         apps
     }
@@ -304,6 +340,22 @@ impl TestApp {
         assert_eq!(res.status, 200, "login {username}: {}", res.body);
         let me = self.get("/v1/me", res.body["access_token"].as_str()).await;
         Session::from_body(&res.body, me.body["user_id"].as_str().unwrap_or_default())
+    }
+
+    /// One counter or gauge from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics request failed")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// GET /v1/me with this token: its status.

@@ -9,6 +9,7 @@ mod sessions;
 mod startup;
 mod store_contract;
 mod tokens;
+mod trust;
 
 /// Runs an `async fn(Kind)` test once per store.
 #[macro_export]
