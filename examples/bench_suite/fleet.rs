@@ -151,6 +151,7 @@ pub(super) async fn fleet_measure(
         "instances": 3,
         "store": "postgres",
         "bus": "redis",
+        "notices": "HMAC-SHA256 authenticated (G9)",
         "p50_ms": round(pct(&both, 50.0), 3),
         "p99_ms": round(pct(&both, 99.0), 3),
         "max_ms": round(pct(&both, 100.0), 3),

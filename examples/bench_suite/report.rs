@@ -318,8 +318,34 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         p99.map(|p| p <= 10.0),
         format!(
             "{} revocations one at a time through A; 3 in-process instances on PostgreSQL + Redis pub/sub; \
-             from A's answer until both B and C reject (busy-polled state); {} not within 2 s",
-            fleet["revocations"], fleet["not_within_2s"]
+             notices {}; from A's answer until both B and C reject (busy-polled state); {} not within 2 s",
+            fleet["revocations"],
+            fleet["notices"].as_str().unwrap_or("?"),
+            fleet["not_within_2s"]
+        ),
+    ));
+    // Before and after: the propagation of the run this one replaces.
+    let previous = read_json(&out.join("results.json"));
+    let before = &previous["propagation"];
+    rows.push(row(
+        "3. propagation, the previous run (before)",
+        match (
+            num(&before["p50_ms"]),
+            num(&before["p99_ms"]),
+            num(&before["max_ms"]),
+        ) {
+            (Some(p50), Some(p99), Some(max)) => format!("{p50:.2} / {p99:.2} / {max:.2} ms"),
+            _ => "no previous run".into(),
+        },
+        "p99 ≤ 10 ms",
+        num(&before["p99_ms"]).map(|p| p <= 10.0),
+        format!(
+            "bench/results.json as it stood: commit {}, {}; notices then {}",
+            previous["commit"].as_str().unwrap_or("?"),
+            previous["date"].as_str().unwrap_or("?"),
+            before["notices"]
+                .as_str()
+                .unwrap_or("plain JSON (unauthenticated)")
         ),
     ));
     let lr = num(&login["ratio"]);
