@@ -20,8 +20,16 @@ pub struct Config {
     )]
     pub bind: String,
     /// `postgres://...` for a fleet; unset: SQLite in the data dir.
-    #[arg(long, global = true, env = "RECALL_DATABASE_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
+    /// A file holding RECALL_DATABASE_URL (a secret: it may carry a password).
+    #[arg(long, global = true, env = "RECALL_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Embedded store and generated dev secrets.
     #[arg(long, global = true, env = "RECALL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -29,7 +37,7 @@ pub struct Config {
     #[arg(long, global = true, env = "RECALL_DATABASE_CA_FILE")]
     pub database_ca_file: Option<PathBuf>,
     /// `redis://...` for a fleet (`rediss://` for TLS); unset: in-process bus.
-    #[arg(long, global = true, env = "RECALL_REDIS_URL")]
+    #[arg(long, global = true, env = "RECALL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// CA (PEM) a `rediss://` server's certificate must chain to, instead of the system roots.
     #[arg(long, global = true, env = "RECALL_REDIS_CA_FILE")]
@@ -50,9 +58,15 @@ pub struct Config {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// A file holding RECALL_ADMIN_TOKEN.
+    #[arg(long, global = true, env = "RECALL_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// 32 bytes, base64: encrypts private signing keys.
     #[arg(long, global = true, env = "RECALL_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
+    /// A file holding RECALL_MASTER_KEY.
+    #[arg(long, global = true, env = "RECALL_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
     /// `iss` of access tokens.
     #[arg(long, global = true, env = "RECALL_ISSUER", default_value = "recall")]
     pub issuer: String,
@@ -107,6 +121,77 @@ pub struct Config {
     /// Public `POST /v1/users`.
     #[arg(long, global = true, env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
     pub open_registration: bool,
+    /// Absolute session lifetime, seconds: refresh never extends a session past it.
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_SESSION_MAX_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub session_max_secs: i64,
+    /// CIDRs whose `X-Forwarded-For` is believed (rightmost untrusted address wins).
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1"
+    )]
+    pub trusted_proxies: String,
+    /// Requests per minute per client address to login, registration, refresh and `/oauth/*`.
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_RATE_LIMIT_PER_MIN",
+        default_value_t = 60
+    )]
+    pub rate_limit_per_min: u32,
+}
+
+/// Most grace a concurrent refresh may get: longer would let a stolen
+/// refresh token be replayed without detection for that long.
+pub const MAX_REFRESH_GRACE_SECS: i64 = 60;
+/// Shortest accepted `RECALL_ADMIN_TOKEN` (256 bits of hex or base64 text).
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// A secret from its variable or from the file its `_FILE` variable names
+/// (one trailing newline dropped), never both.
+fn secret(
+    value: Option<String>,
+    file: Option<&std::path::Path>,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{name} and {name}_FILE are both set; use one"
+        ))),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Invalid(format!("{name}_FILE {}: {e}", path.display()))
+            })?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            Ok(Some(text.to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Parses `RECALL_TRUSTED_PROXIES`: comma-separated CIDRs or bare addresses.
+pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "RECALL_TRUSTED_PROXIES: {t:?} is not a CIDR (like 10.0.0.0/8) or an address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// Configuration that cannot work.
@@ -140,6 +225,12 @@ pub struct Settings {
     pub poll_interval_ms: u64,
     pub max_staleness_ms: i64,
     pub open_registration: bool,
+    pub session_max_secs: i64,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limit_per_min: u32,
+    /// Notices waiting to be published; past it the oldest is dropped (G4
+    /// covers the loss: the log has it).
+    pub publish_queue: usize,
     pub lockout: LockoutPolicy,
     /// Concurrent argon2 jobs (default: cores) and how many more may queue.
     pub hash_workers: usize,
@@ -161,12 +252,54 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
         }
-        if self.refresh_grace_secs < 0 {
+        if !(0..=MAX_REFRESH_GRACE_SECS).contains(&self.refresh_grace_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "RECALL_REFRESH_GRACE_SECS must be 0 to {MAX_REFRESH_GRACE_SECS}"
+            )));
+        }
+        if self.refresh_ttl_secs < self.access_ttl_secs {
             return Err(ConfigError::Invalid(
-                "RECALL_REFRESH_GRACE_SECS must not be negative".into(),
+                "RECALL_REFRESH_TTL_SECS must be at least RECALL_ACCESS_TTL_SECS".into(),
             ));
         }
-        let master_key = match (&self.master_key, &self.database_url) {
+        if self.session_max_secs < self.access_ttl_secs {
+            return Err(ConfigError::Invalid(
+                "RECALL_SESSION_MAX_SECS must be at least RECALL_ACCESS_TTL_SECS".into(),
+            ));
+        }
+        if self.rate_limit_per_min == 0 {
+            return Err(ConfigError::Invalid(
+                "RECALL_RATE_LIMIT_PER_MIN must be positive".into(),
+            ));
+        }
+        let trusted_proxies = parse_trusted_proxies(&self.trusted_proxies)?;
+        let database_url = secret(
+            self.database_url,
+            self.database_url_file.as_deref(),
+            "RECALL_DATABASE_URL",
+        )?
+        .filter(|s| !s.is_empty());
+        let admin_token = secret(
+            self.admin_token,
+            self.admin_token_file.as_deref(),
+            "RECALL_ADMIN_TOKEN",
+        )?
+        .filter(|s| !s.is_empty());
+        if admin_token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_ADMIN_TOKEN_BYTES)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "RECALL_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_BYTES} bytes \
+                 (e.g. head -c32 /dev/urandom | base64)"
+            )));
+        }
+        let master_key = secret(
+            self.master_key,
+            self.master_key_file.as_deref(),
+            "RECALL_MASTER_KEY",
+        )?;
+        let master_key = match (&master_key, &database_url) {
             (Some(b64), _) => MasterKey::parse(b64)?,
             (None, Some(_)) => return Err(ConfigError::MasterKeyRequired),
             (None, None) => MasterKey::load_or_create(&self.data_dir)?,
@@ -174,13 +307,13 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Settings {
             bind: self.bind,
-            database_url: self.database_url.filter(|s| !s.is_empty()),
+            database_url,
             database_ca_file: self.database_ca_file,
             data_dir: self.data_dir,
             redis_url: self.redis_url.filter(|s| !s.is_empty()),
             redis_ca_file: self.redis_ca_file,
             redis_channel: self.redis_channel,
-            admin_token: self.admin_token.filter(|s| !s.is_empty()),
+            admin_token,
             master_key,
             issuer: self.issuer,
             audience: self.audience,
@@ -190,6 +323,10 @@ impl Config {
             poll_interval_ms: self.poll_interval_ms,
             max_staleness_ms: self.max_staleness_ms,
             open_registration: self.open_registration,
+            session_max_secs: self.session_max_secs,
+            trusted_proxies,
+            rate_limit_per_min: self.rate_limit_per_min,
+            publish_queue: 4096,
             lockout: LockoutPolicy::default(),
             hash_workers: cores,
             hash_queue: 16 * cores,

@@ -25,6 +25,8 @@ pub enum ApiError {
     UsernameTaken,
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
+    #[error("too many requests from this address; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -44,6 +46,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UsernameTaken => "username_taken",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }

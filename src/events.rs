@@ -18,6 +18,8 @@ pub enum RevokeCause {
     Admin,
     /// RFC 7009 revocation of its refresh token.
     TokenRevocation,
+    /// Too many wrong current passwords on a password change from it.
+    PasswordGuesses,
 }
 
 /// Something that happened. Serialised with a `type` tag; payloads are

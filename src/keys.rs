@@ -61,7 +61,7 @@ impl MasterKey {
         if let Ok(text) = std::fs::read_to_string(&path) {
             return MasterKey::parse(&text);
         }
-        std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(e.to_string()))?;
+        private_dir(dir).map_err(|e| KeyError::Io(e.to_string()))?;
         let key = MasterKey::generate();
         write_private(&path, &key.to_base64()).map_err(|e| KeyError::Io(e.to_string()))?;
         Ok(key)
@@ -119,6 +119,40 @@ impl MasterKey {
             )
             .map_err(|_| KeyError::Decrypt(kid.to_owned()))
     }
+}
+
+/// Creates `dir` if needed and makes it owner-only (0700): it holds the
+/// embedded log and the generated master key.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` empty if missing and makes it owner-only (0600).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub publish_failures: AtomicU64,
     pub logins_succeeded: AtomicU64,
     pub logins_failed: AtomicU64,
+    pub guesses_refused: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub notices_dropped: AtomicU64,
     pub refreshes: AtomicU64,
     pub tokens_rejected: AtomicU64,
     pub stale_rejections: AtomicU64,
@@ -70,6 +73,13 @@ pub struct Gauges {
     pub revoked_sessions: usize,
     pub locks: usize,
     pub ready: bool,
+    /// The password-hash pool (G10).
+    pub hash_running: usize,
+    pub hash_running_max: usize,
+    pub hash_admitted: usize,
+    pub hash_workers: usize,
+    pub hash_rejected: u64,
+    pub hash_abandoned: u64,
 }
 
 /// Adds one to a counter.
@@ -86,7 +96,7 @@ impl Metrics {
             "Time from an event's commit to its apply on this instance.",
             &mut out,
         );
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "recall_notices_received_total",
                 "Authenticated bus notices received.",
@@ -138,6 +148,21 @@ impl Metrics {
                 &self.logins_failed,
             ),
             (
+                "recall_login_guesses_refused_total",
+                "Logins and password checks refused unhashed: the username is locked or its budget is spent (G10).",
+                &self.guesses_refused,
+            ),
+            (
+                "recall_rate_limited_total",
+                "Requests answered 429 by the per-address rate limit.",
+                &self.rate_limited,
+            ),
+            (
+                "recall_notices_dropped_total",
+                "Notices dropped from a full publish queue (the log covers them).",
+                &self.notices_dropped,
+            ),
+            (
                 "recall_refreshes_total",
                 "Successful refreshes.",
                 &self.refreshes,
@@ -160,7 +185,44 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        let gauges: [(&str, &str, f64); 5] = [
+        for (name, help, v) in [
+            (
+                "recall_hash_rejected_total",
+                "Password-hash jobs refused because the pool's queue was full (answered 503).",
+                g.hash_rejected,
+            ),
+            (
+                "recall_hash_abandoned_total",
+                "Password-hash jobs skipped because their client had gone.",
+                g.hash_abandoned,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let gauges: [(&str, &str, f64); 9] = [
+            (
+                "recall_hash_running",
+                "Password hashes running now (at most recall_hash_workers).",
+                g.hash_running as f64,
+            ),
+            (
+                "recall_hash_running_max",
+                "The most password hashes seen running at once since start.",
+                g.hash_running_max as f64,
+            ),
+            (
+                "recall_hash_admitted",
+                "Password-hash jobs admitted and not finished (running or queued).",
+                g.hash_admitted as f64,
+            ),
+            (
+                "recall_hash_workers",
+                "Password-hash threads (each with one preallocated argon2 memory block).",
+                g.hash_workers as f64,
+            ),
             (
                 "recall_staleness_seconds",
                 "Time since this instance last confirmed it is caught up with the log.",

@@ -1,26 +1,41 @@
 //! argon2id password hashing (OWASP: m=19456 KiB, t=2, p=1) on a bounded
-//! pool: at most one hash per core runs, a bounded queue waits, and beyond
-//! that callers are told to come back later (503) instead of waiting forever.
+//! pool (G10). `workers` threads of our own each own one preallocated
+//! argon2 memory block, so memory is `workers` x 19 MiB whatever clients do,
+//! and at most `workers` hashes ever run. A job holds its admission until
+//! its hash finishes: a client that resets its connection frees nothing
+//! early, and a job whose client is already gone is skipped, not hashed.
+//! Beyond `queue` waiting jobs, callers are told to come back (503).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine;
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
 
 /// The pool is saturated; answer 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("password hashing is saturated")]
 pub struct Saturated;
 
+/// OWASP's argon2id memory cost, KiB (one block is 1 KiB).
+const M_COST: u32 = 19_456;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+
 /// argon2id with the production parameters.
 pub fn argon2() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
+    let params = Params::new(M_COST, T_COST, P_COST, Some(OUTPUT_LEN)).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes a password to a PHC string (blocking; call through `Hasher`).
+/// Hashes a password to a PHC string, allocating its own memory (setup
+/// and tools; requests go through `Hasher`).
 pub fn hash_blocking(password: &[u8]) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon2()
@@ -29,7 +44,7 @@ pub fn hash_blocking(password: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Checks a password against a PHC string (blocking).
+/// Checks a password against a PHC string, allocating its own memory.
 pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
     match PasswordHash::new(phc) {
         Ok(parsed) => argon2().verify_password(password, &parsed).is_ok(),
@@ -37,52 +52,187 @@ pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
     }
 }
 
+/// One worker's argon2 memory, allocated once and reused for every hash.
+pub struct Memory(Vec<Block>);
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory(vec![Block::default(); M_COST as usize])
+    }
+}
+
+impl Memory {
+    /// At least `blocks` blocks: a stored hash with a higher cost than
+    /// today's grows this worker's memory once (stored hashes are ours).
+    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
+        if self.0.len() < blocks {
+            self.0.resize(blocks, Block::default());
+        }
+        &mut self.0[..blocks]
+    }
+
+    /// Hashes `password` with the production parameters into a PHC string.
+    pub fn hash(&mut self, password: &[u8]) -> String {
+        let salt: [u8; SALT_LEN] = rand::random();
+        let argon = argon2();
+        let mut out = [0u8; OUTPUT_LEN];
+        let blocks = argon.params().block_count();
+        if argon
+            .hash_password_into_with_memory(password, &salt, &mut out, self.blocks(blocks))
+            .is_err()
+        {
+            return String::new();
+        }
+        format!(
+            "$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}",
+            STANDARD_NO_PAD.encode(salt),
+            STANDARD_NO_PAD.encode(out)
+        )
+    }
+
+    /// Checks `password` against a PHC string with the parameters it names.
+    pub fn verify(&mut self, password: &[u8], phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Ok(algorithm), Ok(params)) = (
+            Algorithm::try_from(parsed.algorithm),
+            Params::try_from(&parsed),
+        ) else {
+            return false;
+        };
+        let version = match parsed.version.map(Version::try_from) {
+            None => Version::V0x13,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => return false,
+        };
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return false;
+        };
+        let mut salt_buf = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+            return false;
+        };
+        let argon = Argon2::new(algorithm, version, params);
+        let mut out = vec![0u8; expected.len()];
+        let blocks = argon.params().block_count();
+        if argon
+            .hash_password_into_with_memory(password, salt, &mut out, self.blocks(blocks))
+            .is_err()
+        {
+            return false;
+        }
+        bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+    }
+}
+
+enum Work {
+    Hash(String),
+    Verify { password: String, phc: String },
+}
+
+enum Done {
+    Hashed(String),
+    Verified(bool),
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Done>,
+}
+
+/// Counters the pool keeps (exported on `/metrics`).
+#[derive(Default)]
+pub struct PoolStats {
+    /// Jobs admitted and not yet finished (running or waiting).
+    pub admitted: AtomicUsize,
+    /// Hashes running right now.
+    pub running: AtomicUsize,
+    /// The most hashes ever seen running at once.
+    pub running_max: AtomicUsize,
+    /// Admissions refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Jobs skipped because their caller had gone (reset connections).
+    pub abandoned: AtomicU64,
+}
+
 /// The bounded hashing pool.
 #[derive(Clone)]
 pub struct Hasher {
-    running: Arc<Semaphore>,
-    admitted: Arc<AtomicUsize>,
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<PoolStats>,
     capacity: usize,
+    workers: usize,
     /// A real hash of a random password: unknown users cost one verify too.
     dummy: Arc<String>,
 }
 
 impl Hasher {
-    /// `workers` hashes at once (one per core), `queue` more may wait.
+    /// `workers` hash threads (one per core), `queue` more jobs may wait.
     pub fn new(workers: usize, queue: usize) -> Self {
         let workers = workers.max(1);
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let inbox = Arc::new(Mutex::new(inbox));
+        let stats = Arc::new(PoolStats::default());
+        let mut memory = Memory::default();
         let random: [u8; 16] = rand::random();
+        let dummy = Arc::new(memory.hash(&random));
+        drop(memory);
+        for n in 0..workers {
+            let (inbox, stats) = (inbox.clone(), stats.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("recall-argon2-{n}"))
+                .spawn(move || work(&inbox, &stats));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password-hashing thread");
+            }
+        }
         Hasher {
-            running: Arc::new(Semaphore::new(workers)),
-            admitted: Arc::new(AtomicUsize::new(0)),
+            jobs,
+            stats,
             capacity: workers + queue,
-            dummy: Arc::new(hash_blocking(&random)),
+            workers,
+            dummy,
         }
     }
 
     /// How many hash jobs are running or waiting.
     pub fn in_flight(&self) -> usize {
-        self.admitted.load(Ordering::Relaxed)
+        self.stats.admitted.load(Ordering::Acquire)
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Saturated> {
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
+    /// The pool's counters.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
+    /// How many hashes may run at once.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    async fn run(&self, work: Work) -> Result<Done, Saturated> {
+        if self.stats.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.stats.admitted.fetch_sub(1, Ordering::AcqRel);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Saturated);
         }
-        let _admission = Admission(self.admitted.clone());
-        let _permit = self.running.acquire().await.map_err(|_| Saturated)?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|_| Saturated)
+        // From here the admission belongs to the job: the worker releases it
+        // when the hash is done, whatever happens to this future.
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job { work, reply }).is_err() {
+            self.stats.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Saturated);
+        }
+        answer.await.map_err(|_| Saturated)
     }
 
     /// Hashes a new password.
     pub async fn hash(&self, password: String) -> Result<String, Saturated> {
-        self.run(move || hash_blocking(password.as_bytes())).await
+        match self.run(Work::Hash(password)).await? {
+            Done::Hashed(phc) => Ok(phc),
+            Done::Verified(_) => Err(Saturated),
+        }
     }
 
     /// Verifies `password` against `phc`, or against the dummy hash when
@@ -90,18 +240,41 @@ impl Hasher {
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, Saturated> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| (*self.dummy).clone());
-        let ok = self
-            .run(move || verify_blocking(password.as_bytes(), &phc))
-            .await?;
-        Ok(ok && known)
+        match self.run(Work::Verify { password, phc }).await? {
+            Done::Verified(ok) => Ok(ok && known),
+            Done::Hashed(_) => Err(Saturated),
+        }
     }
 }
 
-struct Admission(Arc<AtomicUsize>);
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// One hash thread: takes jobs until every `Hasher` is dropped.
+fn work(inbox: &Mutex<mpsc::Receiver<Job>>, stats: &PoolStats) {
+    let mut memory = Memory::default();
+    loop {
+        let job = match inbox.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        if job.reply.is_closed() {
+            // The caller is gone (connection reset): nobody waits for this.
+            stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            stats.admitted.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
+        let now_running = stats.running.fetch_add(1, Ordering::AcqRel) + 1;
+        stats.running_max.fetch_max(now_running, Ordering::AcqRel);
+        let done = match job.work {
+            Work::Hash(password) => Done::Hashed(memory.hash(password.as_bytes())),
+            Work::Verify { password, phc } => {
+                Done::Verified(memory.verify(password.as_bytes(), &phc))
+            }
+        };
+        stats.running.fetch_sub(1, Ordering::AcqRel);
+        stats.admitted.fetch_sub(1, Ordering::AcqRel);
+        let _ = job.reply.send(done);
     }
 }
 
@@ -120,6 +293,34 @@ mod tests {
             .unwrap());
         assert!(!hasher.verify("wrong".into(), Some(phc)).await.unwrap());
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn reused_memory_agrees_with_the_argon2_crate_both_ways() {
+        let mut memory = Memory::default();
+        let ours = memory.hash(b"pass word 1");
+        assert!(verify_blocking(b"pass word 1", &ours), "{ours}");
+        assert!(!verify_blocking(b"pass word 2", &ours));
+        let theirs = hash_blocking(b"pass word 1");
+        assert!(memory.verify(b"pass word 1", &theirs));
+        assert!(!memory.verify(b"pass word 2", &theirs));
+        // Other parameters stored earlier still verify (memory grows once).
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let phc = cheap.hash_password(b"x1234567", &salt).unwrap().to_string();
+        assert!(memory.verify(b"x1234567", &phc));
+        for garbage in [
+            "",
+            "$argon2id$",
+            "$argon2id$v=19$m=8,t=1,p=1$@@@$@@@",
+            "plain",
+        ] {
+            assert!(!memory.verify(b"x", garbage), "{garbage}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,5 +344,30 @@ mod tests {
         assert!(ok >= 3, "the worker and the queue were served: {ok}");
         assert!(saturated >= 1, "excess work was refused: {saturated}");
         assert_eq!(hasher.in_flight(), 0);
+        assert_eq!(hasher.stats().running_max.load(Ordering::Acquire), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_callers_keep_their_admission_until_the_hash_ends() {
+        let hasher = Hasher::new(2, 6);
+        // Eight callers that give up at once, as reset connections do.
+        for _ in 0..8 {
+            let h = hasher.clone();
+            let job = tokio::spawn(async move { h.hash("password1".into()).await });
+            tokio::task::yield_now().await;
+            job.abort();
+        }
+        // Slots come back only as jobs finish or are skipped, never early.
+        for _ in 0..200 {
+            if hasher.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(hasher.in_flight(), 0);
+        assert!(hasher.stats().running_max.load(Ordering::Acquire) <= 2);
+        let stats = hasher.stats();
+        let ran_or_skipped = stats.abandoned.load(Ordering::Acquire);
+        assert!(ran_or_skipped <= 8);
     }
 }

@@ -2,6 +2,9 @@
 //! every user-facing operation along the write path of DESIGN.md:
 //! check -> commit event(s) -> apply locally (G2) -> publish -> answer.
 
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,6 @@ use std::time::Duration;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -21,7 +23,10 @@ use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
 use crate::state::{Rejection, RevocationState};
-use crate::store::{NewSession, RefreshOutcome, SessionEnd, SessionRecord, Store, StoreError};
+use crate::store::{
+    Guess, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd, SessionRecord, Store,
+    StoreError,
+};
 use crate::sync::{now_ms, StateSync};
 use crate::tokens::{b64url, Claims, Keyring, TokenError, Verified};
 
@@ -128,9 +133,44 @@ pub struct Recall {
     pub hasher: Hasher,
     pub metrics: Arc<Metrics>,
     pub bus: Arc<dyn Bus>,
-    publisher: mpsc::UnboundedSender<Envelope>,
-    /// Notices handed to the publisher and not yet sent.
-    unpublished: Arc<AtomicUsize>,
+    outbox: Arc<Outbox>,
+    /// Per client address: login, registration, refresh, `/oauth/*` (G10).
+    limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+/// Notices waiting to be published: bounded, dropping the oldest when full
+/// (the log covers a dropped notice, G4), so a stalled Redis cannot grow
+/// memory without end.
+struct Outbox {
+    queue: parking_lot::Mutex<VecDeque<Envelope>>,
+    capacity: usize,
+    ready: tokio::sync::Notify,
+    /// Queued plus being sent.
+    unpublished: AtomicUsize,
+}
+
+impl Outbox {
+    fn push(&self, env: Envelope, metrics: &Metrics) {
+        {
+            let mut queue = self.queue.lock();
+            if queue.len() >= self.capacity && queue.pop_front().is_some() {
+                self.unpublished.fetch_sub(1, Ordering::AcqRel);
+                inc(&metrics.notices_dropped);
+            }
+            queue.push_back(env);
+            self.unpublished.fetch_add(1, Ordering::AcqRel);
+        }
+        self.ready.notify_one();
+    }
+
+    async fn next(&self) -> Envelope {
+        loop {
+            if let Some(env) = self.queue.lock().pop_front() {
+                return env;
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// SHA-256 of a refresh token: the only form we store.
@@ -203,19 +243,41 @@ impl Recall {
             started,
         ));
         let mut tasks = sync.start(notices, Duration::from_millis(settings.poll_interval_ms));
-        let (publisher, mut outbox) = mpsc::unbounded_channel::<Envelope>();
-        let unpublished = Arc::new(AtomicUsize::new(0));
+        let outbox = Arc::new(Outbox {
+            queue: parking_lot::Mutex::new(VecDeque::new()),
+            capacity: settings.publish_queue.max(1),
+            ready: tokio::sync::Notify::new(),
+            unpublished: AtomicUsize::new(0),
+        });
         {
             let bus = bus.clone();
             let metrics = metrics.clone();
-            let unpublished = unpublished.clone();
+            let outbox = outbox.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some(env) = outbox.recv().await {
+                loop {
+                    let env = outbox.next().await;
                     if let Err(e) = bus.publish(&env).await {
                         inc(&metrics.publish_failures);
                         tracing::warn!(seq = env.seq, error = %e, "notice not published; others catch up from the log");
                     }
-                    unpublished.fetch_sub(1, Ordering::AcqRel);
+                    outbox.unpublished.fetch_sub(1, Ordering::AcqRel);
+                }
+            }));
+        }
+        let per_min = NonZeroU32::new(settings.rate_limit_per_min).unwrap_or(NonZeroU32::MIN);
+        let limiter = Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+            per_min,
+        )));
+        {
+            // Forget addresses whose budget is full again, so memory follows
+            // the addresses of the last minute, not every address ever seen.
+            let limiter = limiter.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
                 }
             }));
         }
@@ -226,8 +288,8 @@ impl Recall {
             sync,
             metrics,
             bus,
-            publisher,
-            unpublished,
+            outbox,
+            limiter,
         });
         Ok((recall, tasks))
     }
@@ -242,9 +304,26 @@ impl Recall {
             });
         }
         for env in envs {
-            self.unpublished.fetch_add(1, Ordering::AcqRel);
-            if self.publisher.send(env.clone()).is_err() {
-                self.unpublished.fetch_sub(1, Ordering::AcqRel);
+            self.outbox.push(env.clone(), &self.metrics);
+        }
+    }
+
+    /// Counts one request of a rate-limited kind from `ip` (G10); past
+    /// `RECALL_RATE_LIMIT_PER_MIN` the answer is 429 with `Retry-After`.
+    pub fn rate_limit(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        match self.limiter.check_key(&ip) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                inc(&self.metrics.rate_limited);
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                Err(ApiError::RateLimited {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })
             }
         }
     }
@@ -252,7 +331,8 @@ impl Recall {
     /// Waits (up to `limit`) until every notice handed to the publisher is sent.
     pub async fn flush(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.unpublished.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+        while self.outbox.unpublished.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -386,30 +466,49 @@ impl Recall {
             self.hasher.verify(input.password, None).await?;
             return Err(ApiError::InvalidCredentials);
         };
-        let throttle = self.store.throttle(username.as_str()).await?;
-        if let Some(until) = throttle.locked_until.filter(|u| *u > now) {
+        // The guess is counted before its hash is checked (G10).
+        let reservation = self
+            .store
+            .reserve_guess(username.as_str(), &self.settings.lockout, meta, now)
+            .await?;
+        if let Guess::Locked { until, event } = reservation {
+            inc(&self.metrics.guesses_refused);
+            if let Some(env) = event {
+                self.committed(&[env]).await;
+            }
             return Err(ApiError::locked(until));
         }
-        let user = self.store.user_by_name(username.as_str()).await?;
-        let ok = self
+        let user = match self.store.user_by_name(username.as_str()).await {
+            Ok(user) => user,
+            Err(e) => {
+                let _ = self.store.release_guess(username.as_str()).await;
+                return Err(e.into());
+            }
+        };
+        let verified = self
             .hasher
             .verify(
                 input.password,
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await?;
+            .await;
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(saturated) => {
+                // Never checked: the guess goes back to the budget.
+                let _ = self.store.release_guess(username.as_str()).await;
+                return Err(saturated.into());
+            }
+        };
         let Some(user) = user.filter(|_| ok) else {
             inc(&self.metrics.logins_failed);
             let env = self
                 .store
-                .login_failed(username.as_str(), None, &self.settings.lockout, meta, now)
+                .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
                 .await?;
             self.committed(&[env]).await;
             return Err(ApiError::InvalidCredentials);
         };
-        if let Some(until) = user.locked_at(now) {
-            return Err(ApiError::locked(until));
-        }
         let refresh_token = new_refresh_token();
         let session = NewSession {
             id: Uuid::now_v7(),
@@ -422,7 +521,11 @@ impl Recall {
             refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
         };
         let login_meta = Meta::user(user.id, meta.ip.clone());
-        let env = self.store.login(&session, &login_meta, now).await?;
+        let env = match self.store.login(&session, &login_meta, now_ms()).await? {
+            Login::Created(env) => env,
+            // A lock committed while the hash ran: the lock wins.
+            Login::Locked { until } => return Err(ApiError::locked(until)),
+        };
         self.committed(&[env]).await;
         inc(&self.metrics.logins_succeeded);
         let record = SessionRecord {
@@ -451,8 +554,11 @@ impl Recall {
             .refresh(
                 &refresh_hash(token),
                 &refresh_hash(&next),
-                now + self.settings.refresh_ttl_secs * 1000,
-                self.settings.refresh_grace_secs * 1000,
+                RefreshTerms {
+                    expires_at: now + self.settings.refresh_ttl_secs * 1000,
+                    grace_ms: self.settings.refresh_grace_secs * 1000,
+                    session_max_ms: self.settings.session_max_secs * 1000,
+                },
                 meta,
                 now,
             )
@@ -542,11 +648,38 @@ impl Recall {
             .user_by_id(p.user_id)
             .await?
             .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
-        if !self
-            .hasher
-            .verify(current, Some(user.password_hash))
-            .await?
-        {
+        // `current_password` is a guess like a login's (API.md, G10).
+        let reservation = self
+            .store
+            .reserve_guess(&user.username, &self.settings.lockout, meta, now_ms())
+            .await?;
+        if let Guess::Locked { until, event } = reservation {
+            inc(&self.metrics.guesses_refused);
+            if let Some(env) = event {
+                self.committed(&[env]).await;
+            }
+            return Err(ApiError::locked(until));
+        }
+        let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
+            Ok(ok) => ok,
+            Err(saturated) => {
+                let _ = self.store.release_guess(&user.username).await;
+                return Err(saturated.into());
+            }
+        };
+        if !ok {
+            let envs = self
+                .store
+                .password_guess_failed(
+                    &user.username,
+                    p.user_id,
+                    p.session_id,
+                    &self.settings.lockout,
+                    meta,
+                    now_ms(),
+                )
+                .await?;
+            self.committed(&envs).await;
             return Err(ApiError::InvalidCredentials);
         }
         let hash = self.hasher.hash(new.0).await?;

@@ -70,10 +70,13 @@ pub(super) async fn fleet_measure(
             refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
             refresh_expires_at: now_ms() + 3_600_000,
         };
-        let env = a
+        let recall::store::Login::Created(env) = a
             .store
             .login(&s, &Meta::user(user_id, None), now_ms())
-            .await?;
+            .await?
+        else {
+            anyhow::bail!("a fresh user was locked");
+        };
         a.committed(&[env]).await;
         sids.push(s.id);
     }

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
-use super::extract::Admin;
+use super::extract::{resolve_admin, Admin};
 use super::rfc3339;
 use crate::error::ApiError;
 use crate::events::Envelope;
@@ -243,19 +243,63 @@ fn sse_frame(env: &Envelope) -> Bytes {
     ))
 }
 
+/// How often a live stream re-checks its caller's rights.
+const STREAM_RECHECK: Duration = Duration::from_secs(1);
+/// A comment line at least this often keeps proxies from closing the stream.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+
+struct StreamState {
+    rx: broadcast::Receiver<crate::events::Envelope>,
+    recall: web::Data<Recall>,
+    /// The caller's bearer when it is a user's access token: re-checked
+    /// every second, so the stream ends when the token expires, is revoked,
+    /// the user is locked or loses the admin role.
+    bearer: Option<String>,
+    checked: tokio::time::Instant,
+    last_frame: tokio::time::Instant,
+    ended: bool,
+}
+
 /// `GET /v1/admin/events/stream`: live events as server-sent events.
-pub async fn stream(recall: web::Data<Recall>, _admin: Admin) -> HttpResponse {
-    let rx = recall.sync.applied();
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        let frame = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-            Ok(Ok(env)) => sse_frame(&env),
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                Bytes::from(format!(": {n} events skipped; read /v1/admin/events\n\n"))
+pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
+    let now = tokio::time::Instant::now();
+    let state = StreamState {
+        rx: recall.sync.applied(),
+        recall: recall.clone(),
+        bearer: admin.bearer,
+        checked: now,
+        last_frame: now,
+        ended: false,
+    };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
+        loop {
+            if st.checked.elapsed() >= STREAM_RECHECK {
+                st.checked = tokio::time::Instant::now();
+                if let Some(token) = &st.bearer {
+                    if let Err(e) = resolve_admin(&st.recall, token).await {
+                        st.ended = true;
+                        let text = format!("event: end\ndata: {}\n\n", e.code());
+                        return Some((Ok::<_, actix_web::Error>(Bytes::from(text)), st));
+                    }
+                }
             }
-            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-        };
-        Some((Ok::<_, actix_web::Error>(frame), rx))
+            let frame = match tokio::time::timeout(STREAM_RECHECK, st.rx.recv()).await {
+                Ok(Ok(env)) => sse_frame(&env),
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                    Bytes::from(format!(": {n} events skipped; read /v1/admin/events\n\n"))
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Err(_) if st.last_frame.elapsed() >= STREAM_KEEPALIVE => {
+                    Bytes::from_static(b": keep-alive\n\n")
+                }
+                Err(_) => continue,
+            };
+            st.last_frame = tokio::time::Instant::now();
+            return Some((Ok::<_, actix_web::Error>(frame), st));
+        }
     });
     let hello =
         futures_util::stream::once(async { Ok(Bytes::from_static(b": recall events\n\n")) });

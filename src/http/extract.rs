@@ -2,6 +2,7 @@
 //! (bootstrap token or `admin` role), and who/where for the audit log.
 
 use std::future::{ready, Future, Ready};
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -39,25 +40,56 @@ pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     }
 }
 
-/// The client address without port. Forwarded headers (`Forwarded`,
-/// `X-Forwarded-For`) are believed only from a loopback or private-network
-/// peer, i.e. a proxy in front of us; anyone else could forge them.
+/// The client address without port, as a string for the audit log.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let trusted_proxy = peer.is_some_and(|ip| match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-    });
-    if !trusted_proxy {
-        return peer.map(|ip| ip.to_string());
+    client_addr(req).map(|ip| ip.to_string())
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy
+/// (`RECALL_TRUSTED_PROXIES`); then the rightmost `X-Forwarded-For` entry
+/// that is not a trusted proxy. Proxies such as nginx append the address
+/// they saw on the right, so everything left of it is the client's own
+/// writing. An unparsable entry falls back to the peer; `Forwarded` is
+/// ignored.
+pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip())?;
+    let trusted: &[ipnet::IpNet] = match req.app_data::<web::Data<Recall>>() {
+        Some(r) => &r.settings.trusted_proxies,
+        None => &[],
+    };
+    let values: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(rightmost_untrusted(peer, &values, trusted))
+}
+
+/// The rule of `client_addr` on plain values (unit-tested).
+pub fn rightmost_untrusted(
+    peer: IpAddr,
+    forwarded_for: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
     }
-    let info = req.connection_info();
-    let addr = info.realip_remote_addr()?;
-    let ip = addr
-        .parse::<std::net::SocketAddr>()
-        .map(|s| s.ip().to_string())
-        .unwrap_or_else(|_| addr.to_owned());
-    Some(ip.chars().take(64).collect())
+    let mut client = peer;
+    let entries = forwarded_for
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    for entry in entries.collect::<Vec<_>>().into_iter().rev() {
+        let Ok(ip) = entry.parse::<IpAddr>() else {
+            return peer;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// A caller authenticated by an access token.
@@ -87,6 +119,8 @@ impl FromRequest for Authenticated {
 pub struct Admin {
     /// `admin-token` or `admin:<user id>`.
     pub actor: String,
+    /// The user's access token, for an admin by role (rights can end).
+    pub bearer: Option<String>,
 }
 
 impl Admin {
@@ -105,6 +139,7 @@ pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiErr
         if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
             return Ok(Admin {
                 actor: "admin-token".into(),
+                bearer: None,
             });
         }
     }
@@ -113,6 +148,7 @@ pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiErr
     match user {
         Some(u) if u.is_admin() => Ok(Admin {
             actor: format!("admin:{}", u.id),
+            bearer: Some(token.to_owned()),
         }),
         _ => Err(ApiError::Forbidden("admin rights required".into())),
     }
@@ -128,5 +164,55 @@ impl FromRequest for Admin {
             let (recall, token) = found?;
             resolve_admin(&recall, &token).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(text: &str) -> Vec<ipnet::IpNet> {
+        crate::config::parse_trusted_proxies(text).unwrap()
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_forwarded_address_wins() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let lo = nets("127.0.0.0/8,::1");
+        // nginx appended the real address on the right; the left is forged.
+        assert_eq!(
+            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6, 203.0.113.5"], &lo),
+            ip("203.0.113.5")
+        );
+        // Chains of trusted proxies are skipped.
+        let chain = nets("127.0.0.0/8,10.0.0.0/8");
+        assert_eq!(
+            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6, 203.0.113.5, 10.1.1.1"], &chain),
+            ip("203.0.113.5")
+        );
+        // Several header lines read as one list, in order.
+        assert_eq!(
+            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6", "198.51.100.7"], &lo),
+            ip("198.51.100.7")
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            rightmost_untrusted(ip("127.0.0.2"), &["6.6.6.6"], &nets("127.0.0.1/32")),
+            ip("127.0.0.2")
+        );
+        // Unparsable entries fall back to the peer; no header: the peer.
+        for bad in ["not-an-ip", "203.0.113.5:4711", "", "6.6.6.6, "] {
+            assert_eq!(
+                rightmost_untrusted(ip("127.0.0.1"), &[bad], &lo),
+                ip("127.0.0.1"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(rightmost_untrusted(ip("::1"), &[], &lo), ip("::1"));
+        // All trusted: the leftmost (an internal client).
+        assert_eq!(
+            rightmost_untrusted(ip("127.0.0.1"), &["10.2.3.4, 10.1.1.1"], &chain),
+            ip("10.2.3.4")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Operations and standards: health, readiness, metrics, JWKS, OAuth token
 //! revocation (RFC 7009) and introspection (RFC 7662).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -70,12 +71,19 @@ pub async fn readyz(recall: web::Data<Recall>) -> HttpResponse {
 pub async fn metrics(recall: web::Data<Recall>) -> HttpResponse {
     let now = now_ms();
     let (revoked, locks, _) = recall.sync.state().sizes();
+    let pool = recall.hasher.stats();
     let gauges = Gauges {
         staleness_ms: recall.sync.staleness_ms(now),
         last_seq: recall.sync.state().last_seq(),
         revoked_sessions: revoked,
         locks,
         ready: recall.sync.is_fresh(now),
+        hash_running: pool.running.load(Ordering::Relaxed),
+        hash_running_max: pool.running_max.load(Ordering::Relaxed),
+        hash_admitted: pool.admitted.load(Ordering::Relaxed),
+        hash_workers: recall.hasher.workers(),
+        hash_rejected: pool.rejected.load(Ordering::Relaxed),
+        hash_abandoned: pool.abandoned.load(Ordering::Relaxed),
     };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -139,13 +147,20 @@ pub async fn revoke(
         cause: RevokeCause::TokenRevocation,
         reason: None,
     };
-    // An access token: its signature proves the holder may end its session.
+    // An access token: its signature proves the holder may end its session,
+    // if its key still counts (a revoked or retired key proves nothing).
     let session = if form.token.matches('.').count() == 2 {
         recall
             .sync
             .keyring()
             .verify(&form.token)
             .ok()
+            .filter(|(_, kid)| {
+                matches!(
+                    recall.sync.state().key_status(kid, now_ms()),
+                    Some(KeyStatus::Active | KeyStatus::Verifying)
+                )
+            })
             .map(|(c, _)| c.sid)
     } else {
         recall

@@ -22,9 +22,69 @@ use rows::{
 use sql::{Db, Val};
 
 pub use records::{
-    EventFilter, KeyRecord, LockoutPolicy, NewSession, RefreshOutcome, SessionEnd, SessionRecord,
-    Snapshot, Throttle, UserRecord,
+    EventFilter, Guess, KeyRecord, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms,
+    SessionEnd, SessionRecord, Snapshot, Throttle, UserRecord,
 };
+
+/// Wrong current passwords in a row that revoke the session sending them.
+pub const PASSWORD_FAILURES_PER_SESSION: i64 = 5;
+
+/// Locks a username for the `nth` time; returns until when.
+async fn lock_throttle(
+    tx: &mut dyn sql::Tx,
+    username: &str,
+    nth: i64,
+    policy: &LockoutPolicy,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let until = now + policy.lock_ms(nth);
+    tx.exec(
+        "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
+        &[username.into(), nth.into(), until.into()],
+    )
+    .await?;
+    Ok(until)
+}
+
+/// The event of a reserved guess that failed; locks the username when the
+/// reserved count has reached the budget and no lock is in force.
+async fn guess_failed_in(
+    tx: &mut dyn sql::Tx,
+    username: &str,
+    policy: &LockoutPolicy,
+    now: i64,
+) -> Result<Event, StoreError> {
+    // Row-locking read of the counts as they stand now.
+    let rows = tx
+        .query(
+            "UPDATE login_throttle SET failures = failures WHERE username = $1 \
+             RETURNING failures, lock_count, locked_until",
+            &[username.into()],
+        )
+        .await?;
+    let (failures, lock_count, in_force) = match rows.first() {
+        Some(r) => (r.int(0)?, r.int(1)?, r.opt_int(2)?.is_some_and(|u| u > now)),
+        // A success cleared the counts meanwhile; count this one afresh.
+        None => {
+            tx.exec(
+                "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0)",
+                &[username.into()],
+            )
+            .await?;
+            (1, 0, false)
+        }
+    };
+    let mut locked_until = None;
+    if failures >= policy.max_failures && !in_force {
+        locked_until = Some(lock_throttle(tx, username, lock_count + 1, policy, now).await?);
+    }
+    Ok(Event::LoginFailed {
+        username: username.to_owned(),
+        user_id: None,
+        failures,
+        locked_until,
+    })
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -234,54 +294,141 @@ impl Store {
         }
     }
 
-    /// Counts a failed login; the tenth in a row locks the username.
-    pub async fn login_failed(
+    /// Reserves one guess of `username`'s brute-force budget before its
+    /// hash is checked (G10): the count goes up first, atomically, so
+    /// parallel guesses on any number of instances cannot all slip in. A
+    /// lock in force refuses; a guess past the budget locks the username
+    /// now and refuses too. Known and unknown usernames alike.
+    pub async fn reserve_guess(
         &self,
         username: &str,
-        user_id: Option<Uuid>,
         policy: &LockoutPolicy,
         meta: &Meta,
         now: i64,
-    ) -> Result<Envelope, StoreError> {
+    ) -> Result<Guess, StoreError> {
         let mut tx = self.db.begin().await?;
         let row = first(
             tx.query(
                 "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
                  ON CONFLICT (username) DO UPDATE SET failures = login_throttle.failures + 1 \
-                 RETURNING failures, lock_count",
+                 RETURNING failures, lock_count, locked_until",
                 &[username.into()],
             )
             .await?,
         )?;
-        let failures = row.int(0)?;
-        let mut locked_until = None;
-        if failures >= policy.max_failures {
-            let nth = row.int(1)? + 1;
-            let until = now + policy.lock_ms(nth);
-            tx.exec(
-                "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
-                &[username.into(), nth.into(), until.into()],
-            )
-            .await?;
-            locked_until = Some(until);
+        if let Some(until) = row.opt_int(2)?.filter(|u| *u > now) {
+            // Dropping the transaction rolls the increment back.
+            return Ok(Guess::Locked { until, event: None });
         }
+        let failures = row.int(0)?;
+        if failures <= policy.max_failures {
+            tx.commit().await?;
+            return Ok(Guess::Reserved);
+        }
+        let until = lock_throttle(&mut *tx, username, row.int(1)? + 1, policy, now).await?;
         let event = Event::LoginFailed {
             username: username.to_owned(),
-            user_id,
+            user_id: None,
             failures,
-            locked_until,
+            locked_until: Some(until),
         };
-        commit_one(tx, event, meta, now).await
+        let event = commit_one(tx, event, meta, now).await?;
+        Ok(Guess::Locked {
+            until,
+            event: Some(event),
+        })
     }
 
-    /// Creates a session with its first refresh token; clears the failure count.
-    pub async fn login(
+    /// Gives back a reserved guess that was never checked (the hash pool
+    /// was saturated).
+    pub async fn release_guess(&self, username: &str) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0",
+            &[username.into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Records a reserved guess that failed. The guess was counted when it
+    /// was reserved; the one that fills the budget locks the username,
+    /// unless a lock is already in force.
+    pub async fn guess_failed(
         &self,
-        s: &NewSession,
+        username: &str,
+        policy: &LockoutPolicy,
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
+        let event = guess_failed_in(&mut *tx, username, policy, now).await?;
+        commit_one(tx, event, meta, now).await
+    }
+
+    /// A wrong `current_password` on a password change: a failed guess of
+    /// the username's budget, and the fifth in a row from one session
+    /// revokes that session.
+    pub async fn password_guess_failed(
+        &self,
+        username: &str,
+        user_id: Uuid,
+        session_id: Uuid,
+        policy: &LockoutPolicy,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let mut events = vec![guess_failed_in(&mut *tx, username, policy, now).await?];
+        let rows = tx
+            .query(
+                "UPDATE sessions SET password_failures = password_failures + 1 \
+                 WHERE id = $1 AND revoked_at IS NULL RETURNING password_failures",
+                &[session_id.into()],
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            if row.int(0)? >= PASSWORD_FAILURES_PER_SESSION {
+                revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                events.push(Event::SessionRevoked {
+                    user_id,
+                    session_id,
+                    cause: RevokeCause::PasswordGuesses,
+                    reason: Some(format!(
+                        "{PASSWORD_FAILURES_PER_SESSION} wrong current passwords in a row"
+                    )),
+                });
+            }
+        }
+        let envs = append(&mut *tx, events, meta, now).await?;
+        tx.commit().await?;
+        Ok(envs)
+    }
+
+    /// Creates a session with its first refresh token; clears the failure count.
+    /// A lock (brute-force or admin) that committed while the hash ran
+    /// wins: both are checked again inside this transaction, and a lock in
+    /// force is never cleared by a success.
+    pub async fn login(&self, s: &NewSession, meta: &Meta, now: i64) -> Result<Login, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // Row-locking read: waits for a concurrent lock to commit, then sees it.
+        let throttle = tx
+            .query(
+                "UPDATE login_throttle SET failures = 0 \
+                 WHERE username IN (SELECT username FROM users WHERE id = $1) RETURNING locked_until",
+                &[s.user_id.into()],
+            )
+            .await?;
+        let throttled = match throttle.first() {
+            Some(r) => r.opt_int(0)?.filter(|u| *u > now),
+            None => None,
+        };
+        if let Some(until) = throttled {
+            return Ok(Login::Locked { until });
+        }
+        if let Some(until) = locked_until(&mut *tx, s.user_id, now).await? {
+            return Ok(Login::Locked { until });
+        }
         tx.exec(
             "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
             &[s.user_id.into()],
@@ -308,7 +455,7 @@ impl Store {
             client_type: s.client_type.clone(),
             device_id: s.device_id.clone(),
         };
-        commit_one(tx, event, meta, now).await
+        Ok(Login::Created(commit_one(tx, event, meta, now).await?))
     }
 
     /// Spends a refresh token by compare-and-swap and stores its successor.
@@ -316,11 +463,15 @@ impl Store {
         &self,
         old_hash: &[u8; 32],
         new_hash: &[u8; 32],
-        new_expires_at: i64,
-        grace_ms: i64,
+        terms: RefreshTerms,
         meta: &Meta,
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
+        let RefreshTerms {
+            expires_at: new_expires_at,
+            grace_ms,
+            session_max_ms,
+        } = terms;
         let mut tx = self.db.begin().await?;
         // The CAS: only one transaction can move spent_at from NULL.
         let spent = tx
@@ -371,9 +522,13 @@ impl Store {
         if let Some(until) = locked_until(&mut *tx, session.user_id, now).await? {
             return Ok(RefreshOutcome::Locked { until });
         }
-        if session.revoked_at.is_some() || session.refresh_expires_at <= now {
+        // A session ends at the latest `session_max_ms` after its login,
+        // however often it is refreshed.
+        let ends_at = session.created_at.saturating_add(session_max_ms);
+        if session.revoked_at.is_some() || session.refresh_expires_at <= now || ends_at <= now {
             return Ok(RefreshOutcome::Dead);
         }
+        let new_expires_at = new_expires_at.min(ends_at);
         insert_refresh(&mut *tx, new_hash, session_id, now).await?;
         tx.exec(
             "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
@@ -500,6 +655,21 @@ impl Store {
     ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
         update_user(&mut *tx, "password_hash = $2", user_id, new_hash.into()).await?;
+        // The right current password: a success clears the counts (but
+        // never a brute-force lock in force).
+        tx.exec(
+            "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1) \
+             AND (locked_until IS NULL OR locked_until <= $2)",
+            &[user_id.into(), now.into()],
+        )
+        .await?;
+        if let Some(kept) = keep {
+            tx.exec(
+                "UPDATE sessions SET password_failures = 0 WHERE id = $1",
+                &[kept.into()],
+            )
+            .await?;
+        }
         let revoked = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
         let event = Event::PasswordChanged {
             user_id,

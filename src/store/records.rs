@@ -123,6 +123,35 @@ pub enum RefreshOutcome {
     Locked { until: i64 },
 }
 
+/// What a refresh may grant.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshTerms {
+    /// The new refresh token's expiry (ms), before the session's cap.
+    pub expires_at: i64,
+    /// How long a just-spent token is refused without theft detection.
+    pub grace_ms: i64,
+    /// Absolute session lifetime from login (ms).
+    pub session_max_ms: i64,
+}
+
+/// The answer to a guess reservation (brute-force budget, G10).
+#[derive(Debug, Clone)]
+pub enum Guess {
+    /// Within the budget: check the hash.
+    Reserved,
+    /// Locked until then; `event` when this reservation set the lock.
+    Locked { until: i64, event: Option<Envelope> },
+}
+
+/// The outcome of committing a login whose password was right.
+#[derive(Debug, Clone)]
+pub enum Login {
+    /// The session exists; its event.
+    Created(Envelope),
+    /// A lock committed while the hash ran: no session.
+    Locked { until: i64 },
+}
+
 /// Events to rebuild the in-memory state from, read in one snapshot.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

@@ -25,10 +25,14 @@ pub struct SqliteDb {
 impl SqliteDb {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Config(format!("create {}: {e}", dir.display())))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::keys::private_dir(dir)
+                .map_err(|e| StoreError::Config(format!("data dir {}: {e}", dir.display())))?;
         }
+        // The log holds password hashes and sealed keys: owner only, made
+        // so before SQLite writes a byte (its WAL and shm follow the mode).
+        crate::keys::private_file(path)
+            .map_err(|e| StoreError::Config(format!("database {}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(sqlite_err)?;
         // WAL for concurrent readers; FULL sync so an acknowledged commit
         // survives a crash (G1).
@@ -36,6 +40,15 @@ impl SqliteDb {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(sqlite_err)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                crate::keys::private_file(&side)
+                    .map_err(|e| StoreError::Config(format!("database {}: {e}", side.display())))?;
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

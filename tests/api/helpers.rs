@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 pub const PASSWORD: &str = "correct horse battery";
 
 /// The server that tests create databases on.
@@ -157,6 +157,11 @@ impl Backend {
             poll_interval_ms: 1000,
             max_staleness_ms: 5000,
             open_registration: true,
+            session_max_secs: 2_592_000,
+            trusted_proxies: recall::config::parse_trusted_proxies("127.0.0.0/8,::1").unwrap(),
+            // Tests log in many times from 127.0.0.1; the rate-limit tests set their own.
+            rate_limit_per_min: 1_000_000,
+            publish_queue: 4096,
             lockout: LockoutPolicy::default(),
             hash_workers: 2,
             hash_queue: 64,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use recall::events::{Event, Meta, RevokeCause};
 use recall::keys::generate_signing_key;
 use recall::store::{
-    EventFilter, LockoutPolicy, NewSession, RefreshOutcome, SessionEnd, Store, StoreError,
+    EventFilter, Guess, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
+    Store, StoreError,
 };
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use crate::both_stores;
 use crate::helpers::{Backend, Kind};
 
 both_stores!(
+    guesses_are_reserved_before_hashing,
     register_then_conflict,
     refresh_rotates_once_and_reuse_revokes,
     concurrent_refreshes_have_one_winner,
@@ -24,6 +26,16 @@ both_stores!(
 );
 
 const NOW: i64 = 1_800_000_000_000;
+/// Absolute session lifetime in the store tests (30 days, ms).
+const SESSION_MAX: i64 = 2_592_000_000;
+
+fn terms(expires_at: i64, grace_ms: i64) -> RefreshTerms {
+    RefreshTerms {
+        expires_at,
+        grace_ms,
+        session_max_ms: SESSION_MAX,
+    }
+}
 
 fn session(user: Uuid, n: u8) -> NewSession {
     NewSession {
@@ -79,8 +91,7 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .refresh(
             &[1; 32],
             &[2; 32],
-            NOW + 7_200_000,
-            grace,
+            terms(NOW + 7_200_000, grace),
             &Meta::system(),
             NOW + 1,
         )
@@ -89,7 +100,13 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
     assert!(matches!(first, RefreshOutcome::Rotated { .. }), "{first:?}");
     // Spent a moment ago: refused, but the session lives (honest race).
     let racing = store
-        .refresh(&[1; 32], &[3; 32], NOW, grace, &Meta::system(), NOW + 2)
+        .refresh(
+            &[1; 32],
+            &[3; 32],
+            terms(NOW, grace),
+            &Meta::system(),
+            NOW + 2,
+        )
         .await
         .unwrap();
     assert!(matches!(racing, RefreshOutcome::Grace), "{racing:?}");
@@ -105,8 +122,7 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .refresh(
             &[1; 32],
             &[4; 32],
-            NOW,
-            grace,
+            terms(NOW, grace),
             &Meta::system(),
             NOW + grace + 10,
         )
@@ -133,8 +149,7 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .refresh(
             &[2; 32],
             &[5; 32],
-            NOW,
-            grace,
+            terms(NOW, grace),
             &Meta::system(),
             NOW + grace + 20,
         )
@@ -142,7 +157,7 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .unwrap();
     assert!(matches!(after, RefreshOutcome::Dead), "{after:?}");
     let unknown = store
-        .refresh(&[9; 32], &[6; 32], NOW, grace, &Meta::system(), NOW)
+        .refresh(&[9; 32], &[6; 32], terms(NOW, grace), &Meta::system(), NOW)
         .await
         .unwrap();
     assert!(matches!(unknown, RefreshOutcome::Unknown));
@@ -160,8 +175,7 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         .refresh(
             &[2; 32],
             &[7; 32],
-            NOW,
-            grace,
+            terms(NOW, grace),
             &Meta::system(),
             NOW + 86_400_000,
         )
@@ -187,8 +201,7 @@ async fn concurrent_refreshes_have_one_winner(kind: Kind) {
                 .refresh(
                     &[7; 32],
                     &[100 + i; 32],
-                    NOW + 1,
-                    10_000,
+                    terms(NOW + 1, 10_000),
                     &Meta::system(),
                     NOW + 1,
                 )
@@ -361,9 +374,19 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
     };
     let mut locks = Vec::new();
     for round in 0..4 {
+        // Each round starts after the previous lock ended.
+        let now = NOW + round * 10_000;
         for i in 1..=3 {
+            let reserved = store
+                .reserve_guess("nobody", &policy, &Meta::system(), now)
+                .await
+                .unwrap();
+            assert!(
+                matches!(reserved, Guess::Reserved),
+                "round {round} guess {i}"
+            );
             let env = store
-                .login_failed("nobody", None, &policy, &Meta::system(), NOW)
+                .guess_failed("nobody", &policy, &Meta::system(), now)
                 .await
                 .unwrap();
             let Event::LoginFailed {
@@ -376,11 +399,17 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
             };
             assert_eq!(failures, i, "round {round}");
             if i == 3 {
-                locks.push(locked_until.unwrap() - NOW);
+                locks.push(locked_until.unwrap() - now);
             } else {
                 assert!(locked_until.is_none());
             }
         }
+        // Locked: the next guess is refused without counting.
+        let refused = store
+            .reserve_guess("nobody", &policy, &Meta::system(), now + 1)
+            .await
+            .unwrap();
+        assert!(matches!(refused, Guess::Locked { event: None, .. }));
     }
     assert_eq!(locks, vec![1000, 2000, 3000, 3000], "doubling, capped");
     let t = store.throttle("nobody").await.unwrap();
@@ -393,6 +422,70 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(ids.len(), 12);
+}
+
+/// G10: parallel reservations of one username's budget: exactly the budget
+/// is reserved, the first one past it locks, every other is refused; a
+/// right password then cannot log in through the lock, nor clear it.
+async fn guesses_are_reserved_before_hashing(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let store = Arc::new(b.store().await);
+    let policy = LockoutPolicy {
+        max_failures: 10,
+        base_ms: 60_000,
+        max_ms: 600_000,
+    };
+    let user_id = Uuid::now_v7();
+    store
+        .register(user_id, "victim", "$argon2id$x", &[], &Meta::system(), NOW)
+        .await
+        .unwrap();
+    let mut racers = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .reserve_guess("victim", &policy, &Meta::system(), NOW)
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut reserved, mut locked_here, mut refused) = (0, 0, 0);
+    for r in racers {
+        match r.await.unwrap() {
+            Guess::Reserved => reserved += 1,
+            Guess::Locked { event: Some(_), .. } => locked_here += 1,
+            Guess::Locked { event: None, .. } => refused += 1,
+        }
+    }
+    assert_eq!((reserved, locked_here, refused), (10, 1, 29));
+    let t = store.throttle("victim").await.unwrap();
+    assert_eq!(t.locked_until, Some(NOW + 60_000));
+    // The right password, hashed meanwhile: the lock wins, and stays.
+    let s = session(user_id, 42);
+    let login = store.login(&s, &Meta::system(), NOW + 5).await.unwrap();
+    assert!(matches!(login, Login::Locked { until } if until == NOW + 60_000));
+    assert_eq!(
+        store.throttle("victim").await.unwrap().locked_until,
+        Some(NOW + 60_000)
+    );
+    assert!(store
+        .live_sessions(user_id, NOW + 5)
+        .await
+        .unwrap()
+        .is_empty());
+    // After the lock: a guess is reserved again, and a success clears counts.
+    let later = NOW + 60_001;
+    assert!(matches!(
+        store
+            .reserve_guess("victim", &policy, &Meta::system(), later)
+            .await
+            .unwrap(),
+        Guess::Reserved
+    ));
+    let login = store.login(&s, &Meta::system(), later).await.unwrap();
+    assert!(matches!(login, Login::Created(_)));
+    assert_eq!(store.throttle("victim").await.unwrap().failures, 0);
 }
 
 /// G6: 16 appenders x 500 events against a reader polling "after last
