@@ -157,7 +157,7 @@ measure() {
 
 log "build: cargo build --release --examples; cargo bench --no-run (a cold tree takes minutes)"
 build_started=$SECONDS
-cargo build --release --examples --quiet || die "build failed"
+cargo build --release --examples --bin recall --quiet || die "build failed"
 cargo bench --bench extractor --no-run --quiet || die "bench build failed"
 export BENCH_BUILD_S=$((SECONDS - build_started))
 log "build: done (${BENCH_BUILD_S}s)"
@@ -252,6 +252,8 @@ measure "3. propagation: 1,000 revocations through A of a 3-instance fleet" suit
 measure "4. login: raw argon2id vs Recall::login, then 2x overload" suite login login
 measure "5. start-up: 1,000,000 events in the log (SQLite)" suite startup startup
 measure "5. memory: 100,000 revoked sessions" suite memory memory
+measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 400 reset" \
+  suite flood flood --binary "$ROOT/target/release/recall"
 
 # --- report ------------------------------------------------------------------------
 

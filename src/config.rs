@@ -361,3 +361,94 @@ impl Settings {
         self.data_dir.join("recall.db")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("recall-cfg-{}", uuid::Uuid::new_v4()));
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let mut all = vec!["recall", "--data-dir", &dir_arg];
+        all.extend_from_slice(args);
+        let result = Flags::try_parse_from(all).unwrap().config.into_settings();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn error(args: &[&str]) -> String {
+        settings(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_config_error_names_its_variable() {
+        let cases: [(&[&str], &str); 8] = [
+            (&["--refresh-grace-secs", "61"], "RECALL_REFRESH_GRACE_SECS"),
+            (&["--refresh-grace-secs=-1"], "RECALL_REFRESH_GRACE_SECS"),
+            (
+                &["--access-ttl-secs", "600", "--refresh-ttl-secs", "300"],
+                "RECALL_REFRESH_TTL_SECS",
+            ),
+            (&["--admin-token", "short"], "RECALL_ADMIN_TOKEN"),
+            (
+                &["--trusted-proxies", "10.0.0.0/8,nonsense"],
+                "RECALL_TRUSTED_PROXIES",
+            ),
+            (&["--rate-limit-per-min", "0"], "RECALL_RATE_LIMIT_PER_MIN"),
+            (&["--session-max-secs", "10"], "RECALL_SESSION_MAX_SECS"),
+            (&["--master-key", "c2hvcnQ="], "RECALL_MASTER_KEY"),
+        ];
+        for (args, var) in cases {
+            let text = error(args);
+            assert!(text.contains(var), "{args:?}: {text}");
+        }
+        assert!(settings(&["--refresh-grace-secs", "60"]).is_ok());
+        let s = settings(&["--trusted-proxies", "10.0.0.0/8, 192.0.2.1"]).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.session_max_secs, 2_592_000);
+        assert_eq!(s.rate_limit_per_min, 60);
+    }
+
+    #[test]
+    fn secrets_come_from_files_but_never_from_both() {
+        let dir = std::env::temp_dir().join(format!("recall-secrets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let master = MasterKey::generate().to_base64();
+        let token = "t".repeat(40);
+        let url = "postgres://recall:s3cret@db.internal/recall";
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("{text}\n")).unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let (mk, at, du) = (
+            write("master", &master),
+            write("admin", &token),
+            write("db", url),
+        );
+        let s = settings(&[
+            "--master-key-file",
+            &mk,
+            "--admin-token-file",
+            &at,
+            "--database-url-file",
+            &du,
+        ])
+        .unwrap();
+        assert_eq!(s.master_key.to_base64(), master);
+        assert_eq!(s.admin_token.as_deref(), Some(token.as_str()));
+        assert_eq!(s.database_url.as_deref(), Some(url));
+        let both = error(&["--admin-token", &token, "--admin-token-file", &at]);
+        assert!(both.contains("RECALL_ADMIN_TOKEN_FILE"), "{both}");
+        let missing = error(&["--master-key-file", "/nonexistent/master"]);
+        assert!(missing.contains("RECALL_MASTER_KEY_FILE"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -451,6 +451,25 @@ impl Recall {
         }
     }
 
+    /// Counts a password guess against `username`'s budget before its hash
+    /// is checked (G10); a lock in force, or one this guess sets, refuses.
+    async fn reserve_guess(&self, username: &str, meta: &Meta) -> Result<(), ApiError> {
+        let reservation = self
+            .store
+            .reserve_guess(username, &self.settings.lockout, meta, now_ms())
+            .await?;
+        match reservation {
+            Guess::Reserved => Ok(()),
+            Guess::Locked { until, event } => {
+                inc(&self.metrics.guesses_refused);
+                if let Some(env) = event {
+                    self.committed(&[env]).await;
+                }
+                Err(ApiError::locked(until))
+            }
+        }
+    }
+
     /// Username and password login; one answer for every failure.
     pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, ApiError> {
         let client_type = parse_client_type(input.client_type.as_deref())?;
@@ -466,18 +485,7 @@ impl Recall {
             self.hasher.verify(input.password, None).await?;
             return Err(ApiError::InvalidCredentials);
         };
-        // The guess is counted before its hash is checked (G10).
-        let reservation = self
-            .store
-            .reserve_guess(username.as_str(), &self.settings.lockout, meta, now)
-            .await?;
-        if let Guess::Locked { until, event } = reservation {
-            inc(&self.metrics.guesses_refused);
-            if let Some(env) = event {
-                self.committed(&[env]).await;
-            }
-            return Err(ApiError::locked(until));
-        }
+        self.reserve_guess(username.as_str(), meta).await?;
         let user = match self.store.user_by_name(username.as_str()).await {
             Ok(user) => user,
             Err(e) => {
@@ -649,17 +657,7 @@ impl Recall {
             .await?
             .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
         // `current_password` is a guess like a login's (API.md, G10).
-        let reservation = self
-            .store
-            .reserve_guess(&user.username, &self.settings.lockout, meta, now_ms())
-            .await?;
-        if let Guess::Locked { until, event } = reservation {
-            inc(&self.metrics.guesses_refused);
-            if let Some(env) = event {
-                self.committed(&[env]).await;
-            }
-            return Err(ApiError::locked(until));
-        }
+        self.reserve_guess(&user.username, meta).await?;
         let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
             Ok(ok) => ok,
             Err(saturated) => {

@@ -9,10 +9,13 @@
 //! - `startup`: time to ready with 1,000,000 events in the log, 1,000 of
 //!   them inside the revocation window;
 //! - `memory`: RSS per revoked session with 100,000 folded in;
+//! - `flood`: peak RSS of the `recall` binary under 400 concurrent logins
+//!   and under 400 logins whose connections are reset;
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 
 mod fleet;
+mod flood;
 mod login;
 mod report;
 mod startup;
@@ -89,6 +92,14 @@ enum Cmd {
     Memory {
         #[arg(long, default_value_t = 100_000)]
         sessions: usize,
+    },
+    /// Peak RSS of the `recall` binary under concurrent and reset logins.
+    Flood {
+        /// The release binary to run.
+        #[arg(long, default_value = "target/release/recall")]
+        binary: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
     },
     Report {
         /// Directory holding the other subcommands' JSON and wrk's lines.
@@ -244,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,
+        Cmd::Flood { binary, requests } => flood::floods(binary, &cli.dir, *requests).await?,
         Cmd::Report {
             results,
             criterion,

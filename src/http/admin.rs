@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::events::Envelope;
 use crate::service::Recall;
 use crate::store::EventFilter;
+use crate::sync::now_ms;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +87,7 @@ pub async fn find_user(
         .user_by_name(&q.username.to_lowercase())
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    let now = crate::sync::now_ms();
+    let now = now_ms();
     Ok(HttpResponse::Ok().json(json!({
         "user_id": u.id,
         "username": u.username,
@@ -255,6 +256,7 @@ struct StreamState {
     /// every second, so the stream ends when the token expires, is revoked,
     /// the user is locked or loses the admin role.
     bearer: Option<String>,
+    expires_at: Option<i64>,
     checked: tokio::time::Instant,
     last_frame: tokio::time::Instant,
     ended: bool,
@@ -267,6 +269,7 @@ pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
         rx: recall.sync.applied(),
         recall: recall.clone(),
         bearer: admin.bearer,
+        expires_at: admin.expires_at,
         checked: now,
         last_frame: now,
         ended: false,
@@ -278,15 +281,36 @@ pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
         loop {
             if st.checked.elapsed() >= STREAM_RECHECK {
                 st.checked = tokio::time::Instant::now();
-                if let Some(token) = &st.bearer {
-                    if let Err(e) = resolve_admin(&st.recall, token).await {
-                        st.ended = true;
-                        let text = format!("event: end\ndata: {}\n\n", e.code());
-                        return Some((Ok::<_, actix_web::Error>(Bytes::from(text)), st));
-                    }
+                let expired = st.expires_at.is_some_and(|exp| now_ms() / 1000 >= exp);
+                let why = match &st.bearer {
+                    _ if expired => Some("token_expired"),
+                    Some(token) => resolve_admin(&st.recall, token)
+                        .await
+                        .err()
+                        .map(|e| e.code()),
+                    None => None,
+                };
+                if let Some(why) = why {
+                    st.ended = true;
+                    let text = format!("event: end\ndata: {why}\n\n");
+                    return Some((Ok::<_, actix_web::Error>(Bytes::from(text)), st));
                 }
             }
-            let frame = match tokio::time::timeout(STREAM_RECHECK, st.rx.recv()).await {
+            // Wake at the recheck or the token's expiry, whichever is first.
+            let mut wait = STREAM_RECHECK.saturating_sub(st.checked.elapsed());
+            if let Some(exp) = st.expires_at {
+                let left = (exp * 1000 - now_ms()).max(0) as u64;
+                wait = wait.min(Duration::from_millis(left));
+            }
+            if wait.is_zero() {
+                // The token just expired: the next turn ends the stream.
+                st.checked = tokio::time::Instant::now()
+                    .checked_sub(STREAM_RECHECK)
+                    .unwrap_or(st.checked);
+                st.expires_at = st.expires_at.map(|_| 0);
+                continue;
+            }
+            let frame = match tokio::time::timeout(wait, st.rx.recv()).await {
                 Ok(Ok(env)) => sse_frame(&env),
                 Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
                     Bytes::from(format!(": {n} events skipped; read /v1/admin/events\n\n"))

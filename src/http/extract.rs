@@ -121,6 +121,8 @@ pub struct Admin {
     pub actor: String,
     /// The user's access token, for an admin by role (rights can end).
     pub bearer: Option<String>,
+    /// When that token expires (Unix seconds, no leeway).
+    pub expires_at: Option<i64>,
 }
 
 impl Admin {
@@ -140,6 +142,7 @@ pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiErr
             return Ok(Admin {
                 actor: "admin-token".into(),
                 bearer: None,
+                expires_at: None,
             });
         }
     }
@@ -149,6 +152,7 @@ pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiErr
         Some(u) if u.is_admin() => Ok(Admin {
             actor: format!("admin:{}", u.id),
             bearer: Some(token.to_owned()),
+            expires_at: Some(principal.claims().exp),
         }),
         _ => Err(ApiError::Forbidden("admin rights required".into())),
     }

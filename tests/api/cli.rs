@@ -455,3 +455,54 @@ async fn cli_events_follow_shows_new_events() {
     child.kill().await.unwrap();
     app.stop().await;
 }
+
+/// `--help` never prints a secret value, passwords inside URLs included,
+/// for the top level and every subcommand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_never_prints_secrets() {
+    let secrets = [
+        (
+            "RECALL_DATABASE_URL",
+            "postgres://recall:pg-hunter2@db/recall",
+            "pg-hunter2",
+        ),
+        (
+            "RECALL_REDIS_URL",
+            "redis://:redis-hunter2@redis:6379",
+            "redis-hunter2",
+        ),
+        (
+            "RECALL_ADMIN_TOKEN",
+            "admin-hunter2-0123456789abcdefghijkl",
+            "admin-hunter2",
+        ),
+        (
+            "RECALL_MASTER_KEY",
+            "bWFzdGVyLWh1bnRlcjItMDEyMzQ1Njc4OWFiY2RlZg==",
+            "bWFzdGVy",
+        ),
+    ];
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["admin", "--help"],
+        vec!["admin", "lock", "--help"],
+        vec!["migrate", "--help"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_recall"));
+        cmd.env_clear().args(&args);
+        for (var, value, _) in secrets {
+            cmd.env(var, value);
+        }
+        let out = cmd.output().await.unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("RECALL_DATABASE_URL"), "{args:?}: {text}");
+        for (var, _, needle) in secrets {
+            assert!(!text.contains(needle), "{args:?} printed {var}: {text}");
+        }
+    }
+}

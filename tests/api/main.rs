@@ -1,5 +1,6 @@
 //! One integration test binary (one link), a module per feature.
 
+mod abuse;
 mod admin;
 mod cli;
 mod fleet;

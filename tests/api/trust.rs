@@ -125,6 +125,19 @@ async fn forged_notices_change_nothing() {
             "instance never reached seq {head}"
         );
     }
+    // Let every real notice land (an instance hears its own too) before
+    // taking the counts the forgeries must not move.
+    for app in &apps {
+        let mut last = -1.0;
+        loop {
+            let now = app.metric("recall_notices_received_total").await;
+            if now == last {
+                break;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
     let before: Vec<(f64, f64, f64)> =
         futures_util::future::join_all(apps.iter().map(|app| async {
             (
