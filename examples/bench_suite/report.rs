@@ -8,6 +8,10 @@ pub(super) fn read_json(path: &Path) -> Value {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| {
+            // A whole document (results.json), or else...
+            if let Ok(v) = serde_json::from_str(&t) {
+                return Some(v);
+            }
             // The last JSON line (wrk lines start with WRK_JSON).
             t.lines()
                 .rev()

@@ -306,26 +306,45 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Guess, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let row = first(
-            tx.query(
-                "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
-                 ON CONFLICT (username) DO UPDATE SET failures = login_throttle.failures + 1 \
-                 RETURNING failures, lock_count, locked_until",
-                &[username.into()],
-            )
-            .await?,
-        )?;
-        if let Some(until) = row.opt_int(2)?.filter(|u| *u > now) {
-            // Dropping the transaction rolls the increment back.
+        // The common case is one autocommit statement: count the guess
+        // unless a lock is in force (the upsert locks the row, so parallel
+        // guesses each get their own count).
+        let row = {
+            let mut conn = self.db.reader().await?;
+            first(
+                conn.query(
+                    "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
+                     ON CONFLICT (username) DO UPDATE SET failures = CASE \
+                     WHEN login_throttle.locked_until > $2 THEN login_throttle.failures \
+                     ELSE login_throttle.failures + 1 END \
+                     RETURNING failures, locked_until",
+                    &[username.into(), now.into()],
+                )
+                .await?,
+            )?
+        };
+        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
             return Ok(Guess::Locked { until, event: None });
         }
         let failures = row.int(0)?;
         if failures <= policy.max_failures {
-            tx.commit().await?;
             return Ok(Guess::Reserved);
         }
-        let until = lock_throttle(&mut *tx, username, row.int(1)? + 1, policy, now).await?;
+        // Past the budget: lock the username, once. Of several guesses past
+        // it at once, the first here sets the lock and logs it.
+        let mut tx = self.db.begin().await?;
+        let row = first(
+            tx.query(
+                "UPDATE login_throttle SET failures = failures WHERE username = $1 \
+                 RETURNING lock_count, locked_until",
+                &[username.into()],
+            )
+            .await?,
+        )?;
+        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
+            return Ok(Guess::Locked { until, event: None });
+        }
+        let until = lock_throttle(&mut *tx, username, row.int(0)? + 1, policy, now).await?;
         let event = Event::LoginFailed {
             username: username.to_owned(),
             user_id: None,
@@ -411,10 +430,12 @@ impl Store {
     /// force is never cleared by a success.
     pub async fn login(&self, s: &NewSession, meta: &Meta, now: i64) -> Result<Login, StoreError> {
         let mut tx = self.db.begin().await?;
-        // Row-locking read: waits for a concurrent lock to commit, then sees it.
+        // A success clears the counts. The delete locks the row (waiting for
+        // a concurrent lock to commit, then seeing it); a lock in force
+        // returns before commit, which rolls the delete back.
         let throttle = tx
             .query(
-                "UPDATE login_throttle SET failures = 0 \
+                "DELETE FROM login_throttle \
                  WHERE username IN (SELECT username FROM users WHERE id = $1) RETURNING locked_until",
                 &[s.user_id.into()],
             )
@@ -429,11 +450,6 @@ impl Store {
         if let Some(until) = locked_until(&mut *tx, s.user_id, now).await? {
             return Ok(Login::Locked { until });
         }
-        tx.exec(
-            "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
-            &[s.user_id.into()],
-        )
-        .await?;
         tx.exec(
             &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"),
             &[
