@@ -642,6 +642,23 @@ impl Recall {
         Ok(env)
     }
 
+    /// Ends every session of the caller but the one making the call.
+    pub async fn logout_others(&self, p: &Principal, meta: &Meta) -> Result<(), ApiError> {
+        let env = self
+            .store
+            .revoke_other_sessions(
+                p.user_id,
+                Some(p.session_id),
+                RevokeCause::User,
+                None,
+                meta,
+                now_ms(),
+            )
+            .await?;
+        self.committed(&[env]).await;
+        Ok(())
+    }
+
     /// Changes the caller's password and ends their other sessions.
     pub async fn change_password(
         &self,

@@ -11,6 +11,7 @@ pub mod users;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::QueryPayloadError;
+use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 
@@ -47,9 +48,26 @@ async fn rate_limit(
     next.call(req).await
 }
 
-/// A resource whose requests are rate limited per client address.
+/// 405 with `Allow` for a method the resource does not serve.
+async fn not_allowed(allow: Method) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "error": "method_not_allowed",
+            "error_description": format!("this route answers {allow} only"),
+        }))
+}
+
+/// A resource that serves one `method`; any other gets 405 with `Allow`.
+fn one(path: &str, method: Method) -> Resource {
+    web::resource(path).default_service(web::to(move || not_allowed(method.clone())))
+}
+
+/// `one`, with requests rate limited per client address.
 fn limited(
     path: &str,
+    method: Method,
 ) -> Resource<
     impl ServiceFactory<
         ServiceRequest,
@@ -59,53 +77,57 @@ fn limited(
         InitError = (),
     >,
 > {
-    web::resource(path).wrap(from_fn(rate_limit))
+    one(path, method).wrap(from_fn(rate_limit))
 }
 
 /// Every route of API.md.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
         .app_data(web::QueryConfig::default().error_handler(query_error))
-        .service(limited("/v1/users").route(web::post().to(users::register)))
-        .service(limited("/v1/auth/login").route(web::post().to(users::login)))
-        .service(limited("/v1/auth/refresh").route(web::post().to(users::refresh)))
-        .route("/v1/auth/logout", web::post().to(users::logout))
-        .route("/v1/auth/logout-all", web::post().to(users::logout_all))
-        .route("/v1/auth/password", web::post().to(users::password))
-        .route("/v1/auth/verify", web::get().to(users::verify))
-        .route("/v1/me", web::get().to(users::me))
-        .route("/v1/sessions", web::get().to(users::sessions))
-        .route(
-            "/v1/sessions/{session_id}",
-            web::delete().to(users::delete_session),
+        .service(limited("/v1/users", Method::POST).route(web::post().to(users::register)))
+        .service(limited("/v1/auth/login", Method::POST).route(web::post().to(users::login)))
+        .service(limited("/v1/auth/refresh", Method::POST).route(web::post().to(users::refresh)))
+        .service(one("/v1/auth/logout", Method::POST).route(web::post().to(users::logout)))
+        .service(one("/v1/auth/logout-all", Method::POST).route(web::post().to(users::logout_all)))
+        .service(
+            one("/v1/auth/logout-others", Method::POST).route(web::post().to(users::logout_others)),
         )
-        .route("/v1/admin/users", web::get().to(admin::find_user))
-        .route(
-            "/v1/admin/users/{user_id}/revoke-sessions",
-            web::post().to(admin::revoke_sessions),
+        .service(one("/v1/auth/password", Method::POST).route(web::post().to(users::password)))
+        .service(one("/v1/auth/verify", Method::GET).route(web::get().to(users::verify)))
+        .service(one("/v1/me", Method::GET).route(web::get().to(users::me)))
+        .service(one("/v1/sessions", Method::GET).route(web::get().to(users::sessions)))
+        .service(
+            one("/v1/sessions/{session_id}", Method::DELETE)
+                .route(web::delete().to(users::delete_session)),
         )
-        .route(
-            "/v1/admin/users/{user_id}/lock",
-            web::post().to(admin::lock),
+        .service(one("/v1/admin/users", Method::GET).route(web::get().to(admin::find_user)))
+        .service(
+            one("/v1/admin/users/{user_id}/revoke-sessions", Method::POST)
+                .route(web::post().to(admin::revoke_sessions)),
         )
-        .route(
-            "/v1/admin/users/{user_id}/unlock",
-            web::post().to(admin::unlock),
+        .service(
+            one("/v1/admin/users/{user_id}/lock", Method::POST).route(web::post().to(admin::lock)),
         )
-        .route(
-            "/v1/admin/sessions/{session_id}",
-            web::delete().to(admin::delete_session),
+        .service(
+            one("/v1/admin/users/{user_id}/unlock", Method::POST)
+                .route(web::post().to(admin::unlock)),
         )
-        .route("/v1/admin/keys/rotate", web::post().to(admin::rotate_key))
-        .route("/v1/admin/keys", web::get().to(admin::keys))
-        .route("/v1/admin/events", web::get().to(admin::events))
-        .route("/v1/admin/events/stream", web::get().to(admin::stream))
-        .route("/.well-known/jwks.json", web::get().to(ops::jwks))
-        .service(limited("/oauth/revoke").route(web::post().to(ops::revoke)))
-        .service(limited("/oauth/introspect").route(web::post().to(ops::introspect)))
-        .route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics))
-        .route("/openapi.json", web::get().to(openapi::openapi))
+        .service(
+            one("/v1/admin/sessions/{session_id}", Method::DELETE)
+                .route(web::delete().to(admin::delete_session)),
+        )
+        .service(
+            one("/v1/admin/keys/rotate", Method::POST).route(web::post().to(admin::rotate_key)),
+        )
+        .service(one("/v1/admin/keys", Method::GET).route(web::get().to(admin::keys)))
+        .service(one("/v1/admin/events", Method::GET).route(web::get().to(admin::events)))
+        .service(one("/v1/admin/events/stream", Method::GET).route(web::get().to(admin::stream)))
+        .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))
+        .service(limited("/oauth/revoke", Method::POST).route(web::post().to(ops::revoke)))
+        .service(limited("/oauth/introspect", Method::POST).route(web::post().to(ops::introspect)))
+        .service(one("/healthz", Method::GET).route(web::get().to(ops::healthz)))
+        .service(one("/readyz", Method::GET).route(web::get().to(ops::readyz)))
+        .service(one("/metrics", Method::GET).route(web::get().to(ops::metrics)))
+        .service(one("/openapi.json", Method::GET).route(web::get().to(openapi::openapi)))
         .default_service(web::to(not_found));
 }

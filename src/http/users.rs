@@ -138,6 +138,16 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `POST /v1/auth/logout-others`
+pub async fn logout_others(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    recall.logout_others(&auth.0, &auth.meta(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// `POST /v1/auth/password`
 pub async fn password(
     req: HttpRequest,

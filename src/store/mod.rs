@@ -648,9 +648,23 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
+        self.revoke_other_sessions(user_id, None, cause, reason, meta, now)
+            .await
+    }
+
+    /// Ends every live session of a user but `keep` (logout-others).
+    pub async fn revoke_other_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        cause: RevokeCause,
+        reason: Option<String>,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
         let mut tx = self.db.begin().await?;
         require_user(&mut *tx, user_id).await?;
-        let session_ids = revoke_all_rows(&mut *tx, user_id, None, now).await?;
+        let session_ids = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
         let event = Event::UserSessionsRevoked {
             user_id,
             session_ids,

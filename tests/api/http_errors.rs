@@ -10,6 +10,62 @@ both_stores!(
     operations_endpoints_answer
 );
 
+/// Every route answers any method it does not serve with 405 and `Allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_methods_get_405_with_allow() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let id = uuid::Uuid::now_v7();
+    let routes = [
+        ("POST", "/v1/users".to_owned()),
+        ("POST", "/v1/auth/login".to_owned()),
+        ("POST", "/v1/auth/refresh".to_owned()),
+        ("POST", "/v1/auth/logout".to_owned()),
+        ("POST", "/v1/auth/logout-all".to_owned()),
+        ("POST", "/v1/auth/logout-others".to_owned()),
+        ("POST", "/v1/auth/password".to_owned()),
+        ("GET", "/v1/auth/verify".to_owned()),
+        ("GET", "/v1/me".to_owned()),
+        ("GET", "/v1/sessions".to_owned()),
+        ("DELETE", format!("/v1/sessions/{id}")),
+        ("GET", "/v1/admin/users".to_owned()),
+        ("POST", format!("/v1/admin/users/{id}/revoke-sessions")),
+        ("POST", format!("/v1/admin/users/{id}/lock")),
+        ("POST", format!("/v1/admin/users/{id}/unlock")),
+        ("DELETE", format!("/v1/admin/sessions/{id}")),
+        ("POST", "/v1/admin/keys/rotate".to_owned()),
+        ("GET", "/v1/admin/keys".to_owned()),
+        ("GET", "/v1/admin/events".to_owned()),
+        ("GET", "/v1/admin/events/stream".to_owned()),
+        ("GET", "/.well-known/jwks.json".to_owned()),
+        ("POST", "/oauth/revoke".to_owned()),
+        ("POST", "/oauth/introspect".to_owned()),
+        ("GET", "/healthz".to_owned()),
+        ("GET", "/readyz".to_owned()),
+        ("GET", "/metrics".to_owned()),
+        ("GET", "/openapi.json".to_owned()),
+    ];
+    for (allowed, path) in &routes {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if method == *allowed {
+                continue;
+            }
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let res = app.call(m, path, None, None).await;
+            assert_eq!(res.status, 405, "{method} {path}");
+            assert_eq!(
+                res.headers["allow"].to_str().unwrap(),
+                *allowed,
+                "{method} {path}"
+            );
+            assert_eq!(res.error(), "method_not_allowed", "{method} {path}");
+        }
+    }
+    // Unknown paths stay 404.
+    assert_eq!(app.get("/v1/nothing-here", None).await.status, 404);
+    app.stop().await;
+}
+
 async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
     let b = Backend::new(kind).await;
     let app = b.spawn().await;

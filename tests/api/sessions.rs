@@ -9,6 +9,7 @@ use crate::both_stores;
 use crate::helpers::{username, Backend, Kind, Session, PASSWORD};
 
 both_stores!(
+    logout_others_keeps_only_the_caller,
     walkthrough_register_login_me_logout,
     logout_all_and_password_change,
     session_list_and_delete,
@@ -127,6 +128,34 @@ async fn logout_all_and_password_change(kind: Kind) {
         )
         .await;
     assert_eq!(r.error(), "invalid_grant");
+    app.stop().await;
+}
+
+async fn logout_others_keeps_only_the_caller(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("others");
+    app.register(&name).await;
+    let me = app.login(&name).await;
+    let a = app.login(&name).await;
+    let c = app.login(&name).await;
+    let res = app
+        .post("/v1/auth/logout-others", Some(&me.access), json!({}))
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    assert_eq!(app.me_status(&me.access).await, 200);
+    assert_eq!(app.me_status(&a.access).await, 401);
+    assert_eq!(app.me_status(&c.access).await, 401);
+    let refresh = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": a.refresh }),
+        )
+        .await;
+    assert_eq!(refresh.status, 401);
+    let list = app.get("/v1/sessions", Some(&me.access)).await;
+    assert_eq!(list.body["sessions"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
 
