@@ -174,7 +174,7 @@ async fn the_brute_force_budget_holds_across_the_fleet() {
     let (ghost_statuses, ghost_right, ghost_after) = burst(&apps, &ghost).await;
     assert_eq!(ghost_statuses, statuses, "unknown and known answer alike");
     assert_eq!((ghost_right, ghost_after), (403, 403));
-    // And their events match, type for type, with no user id in either.
+    // And their events are alike, with no user id in either.
     let events_of = |name: String| {
         let app = &apps[0];
         async move {
@@ -199,13 +199,19 @@ async fn the_brute_force_budget_holds_across_the_fleet() {
         events_of(known.clone()).await,
         events_of(ghost.clone()).await,
     );
-    assert_eq!(k, g);
-    assert!(k.iter().all(|(_, user)| user.is_null()));
-    assert_eq!(
-        k.iter().filter(|(open, _)| !open).count(),
-        1,
-        "one lock each"
-    );
+    // Whether the lock comes from the 10th failed hash or from the 11th
+    // reservation depends on arrival timing, not on the user existing: so
+    // each has one lock event, no user id, and 9 or 10 other failures.
+    for (who, events) in [("known", &k), ("unknown", &g)] {
+        assert!(
+            events.iter().all(|(_, user)| user.is_null()),
+            "{who}: {events:?}"
+        );
+        let locks = events.iter().filter(|(open, _)| !open).count();
+        assert_eq!(locks, 1, "{who}: one lock: {events:?}");
+        let failures = events.len() - locks;
+        assert!((9..=10).contains(&failures), "{who}: {events:?}");
+    }
     for app in apps {
         app.stop().await;
     }
