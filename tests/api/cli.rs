@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
-use crate::admin::{events, kid_of};
+use crate::helpers::{events, kid_of};
 use crate::helpers::{
     eventually, redis_url, username, Backend, Kind, TestApp, ADMIN_TOKEN, PASSWORD,
 };

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::helpers::{
-    eventually, redis_url, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN,
+    all_reject, eventually, redis_url, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN,
 };
 
 /// A TCP proxy the test can cut (closing every connection and refusing
@@ -86,19 +86,6 @@ fn redis_addr() -> String {
         .trim_start_matches("redis://")
         .trim_end_matches('/')
         .to_owned()
-}
-
-/// Waits until `apps` all answer `status` for this token; returns the
-/// slowest instance's time.
-async fn all_reject(apps: &[&TestApp], access: &str, limit: Duration) -> Option<Duration> {
-    let mut slowest = Duration::ZERO;
-    let start = Instant::now();
-    for app in apps {
-        let left = limit.saturating_sub(start.elapsed());
-        eventually(left, || async { app.me_status(access).await == 401 }).await?;
-        slowest = slowest.max(start.elapsed());
-    }
-    Some(slowest)
 }
 
 async fn user_with_sessions(app: &TestApp, n: usize) -> (String, Vec<Session>) {

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use recall::bus::{redis::RedisBus, Bus, LocalBus};
 use recall::config::Settings;
+use recall::events::Meta;
 use recall::keys::MasterKey;
 use recall::server::{Application, Running};
 use recall::service::Recall;
@@ -415,7 +418,158 @@ where
     None
 }
 
+/// Waits until `apps` all answer 401 for this token; returns the slowest
+/// instance's time.
+pub async fn all_reject(apps: &[&TestApp], access: &str, limit: Duration) -> Option<Duration> {
+    let mut slowest = Duration::ZERO;
+    let start = std::time::Instant::now();
+    for app in apps {
+        let left = limit.saturating_sub(start.elapsed());
+        eventually(left, || async { app.me_status(access).await == 401 }).await?;
+        slowest = slowest.max(start.elapsed());
+    }
+    Some(slowest)
+}
+
 /// A unique username.
 pub fn username(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+// ------------------------------------------------- shared by the admin tests
+
+/// How long a fleet has to apply a revocation in these tests.
+pub const FLEET: Duration = Duration::from_secs(2);
+
+/// The `kid` in an access token's header.
+pub fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// Events of the audit log (admin token), after a query string.
+pub async fn events(app: &TestApp, query: &str) -> Vec<Value> {
+    let res = app
+        .get(
+            &format!("/v1/admin/events?limit=1000&{query}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(res.status, 200, "events?{query}: {}", res.body);
+    res.body["events"].as_array().unwrap().clone()
+}
+
+/// The `at` of an audit event, in ms.
+pub fn at_ms(event: &Value) -> i64 {
+    rfc3339_ms(event["at"].as_str().unwrap())
+}
+
+pub fn rfc3339_ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp_millis()
+}
+
+/// `kid -> status` from `GET /v1/admin/keys`.
+pub async fn key_statuses(app: &TestApp) -> Vec<(String, String)> {
+    let res = app.get("/v1/admin/keys", Some(ADMIN_TOKEN)).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(k["alg"], "EdDSA");
+            rfc3339_ms(k["created_at"].as_str().unwrap());
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn status_of<'a>(keys: &'a [(String, String)], kid: &str) -> Option<&'a str> {
+    keys.iter().find(|(k, _)| k == kid).map(|(_, s)| s.as_str())
+}
+
+/// The kids JWKS publishes.
+pub async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let res = app.get("/.well-known/jwks.json", None).await;
+    assert_eq!(res.status, 200);
+    res.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(k["kty"], "OKP");
+            assert_eq!(k["crv"], "Ed25519");
+            assert_eq!(k["use"], "sig");
+            assert_eq!(k["alg"], "EdDSA");
+            k["kid"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+pub async fn login_res(app: &TestApp, name: &str, password: &str) -> Res {
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({ "username": name, "password": password }),
+    )
+    .await
+}
+
+pub async fn refresh_res(app: &TestApp, refresh: &str) -> Res {
+    app.post(
+        "/v1/auth/refresh",
+        None,
+        json!({ "refresh_token": refresh }),
+    )
+    .await
+}
+
+/// Asserts every app answers `GET /v1/me` with this token with `status`
+/// and `error` within the fleet bound.
+pub async fn answers_everywhere(apps: &[&TestApp], token: &str, status: u16, error: &str) {
+    for (i, app) in apps.iter().enumerate() {
+        let took = eventually(FLEET, || async move {
+            let res = app.get("/v1/me", Some(token)).await;
+            res.status == status && (error.is_empty() || res.error() == error)
+        })
+        .await;
+        let last = app.get("/v1/me", Some(token)).await;
+        assert!(
+            took.is_some(),
+            "instance {i}: expected {status} {error} within {FLEET:?}, got {} {}",
+            last.status,
+            last.body
+        );
+    }
+}
+
+pub fn assert_error(res: &Res, status: u16, error: &str) {
+    assert_eq!(res.status, status, "{}", res.body);
+    assert_eq!(res.error(), error, "{}", res.body);
+    assert!(
+        res.body["error_description"].is_string(),
+        "error_description: {}",
+        res.body
+    );
+}
+
+/// Registers a user with the admin role on this instance's core.
+pub async fn register_admin(app: &TestApp, name: &str) -> String {
+    let (id, _) = app
+        .recall()
+        .register(
+            name,
+            PASSWORD.to_owned(),
+            &["admin".into()],
+            &Meta::system(),
+        )
+        .await
+        .unwrap();
+    id.to_string()
 }

@@ -1,14 +1,20 @@
 //! One integration test binary (one link), a module per feature.
 
 mod abuse;
-mod admin;
+mod admin_auth;
+mod admin_fleet;
+mod audit;
+mod brute_force;
 mod cli;
 mod fleet;
 mod helpers;
 mod http_errors;
+mod keys;
+mod limits;
 mod sessions;
 mod startup;
 mod store_contract;
+mod tls;
 mod tokens;
 mod trust;
 

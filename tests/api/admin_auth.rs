@@ -1,0 +1,196 @@
+//! Emergency controls: who is an admin, and looking users up.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_stores;
+use crate::helpers::*;
+
+both_stores!(admin_auth_and_user_lookup,);
+
+// ------------------------------------------------------------ admin auth
+
+async fn admin_auth_and_user_lookup(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("ursula");
+    let user_id = app.register(&name).await;
+    let user = app.login(&name).await;
+    let victim_name = username("victor");
+    let victim_id = app.register(&victim_name).await;
+    let victim = app.login(&victim_name).await;
+    let keys_before = key_statuses(&app).await;
+
+    let lookup = format!("/v1/admin/users?username={name}");
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, lookup.clone(), None),
+        (
+            Method::POST,
+            format!("/v1/admin/users/{victim_id}/revoke-sessions"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/admin/users/{victim_id}/lock"),
+            Some(json!({ "duration_secs": 60 })),
+        ),
+        (
+            Method::POST,
+            format!("/v1/admin/users/{victim_id}/unlock"),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/admin/sessions/{}", victim.session_id),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/admin/keys/rotate".into(),
+            Some(json!({ "compromised": true })),
+        ),
+        (Method::GET, "/v1/admin/keys".into(), None),
+        (Method::GET, "/v1/admin/events".into(), None),
+        (Method::GET, "/v1/admin/events/stream".into(), None),
+    ];
+    let almost = format!("{ADMIN_TOKEN}x");
+    let prefix = &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1];
+    for (method, path, body) in &routes {
+        // No bearer, garbage, near misses of the admin token: 401.
+        for bearer in [None, Some("garbage"), Some(almost.as_str()), Some(prefix)] {
+            let res = app.call(method.clone(), path, bearer, body.clone()).await;
+            assert_error(&res, 401, "invalid_token");
+            assert_eq!(
+                res.headers["www-authenticate"].to_str().unwrap(),
+                r#"Bearer error="invalid_token""#,
+                "{method} {path}"
+            );
+        }
+        // A normal user: 403 forbidden.
+        let res = app
+            .call(method.clone(), path, Some(&user.access), body.clone())
+            .await;
+        assert_error(&res, 403, "forbidden");
+    }
+    // None of the refused calls did anything.
+    assert_eq!(app.me_status(&victim.access).await, 200);
+    assert_eq!(key_statuses(&app).await, keys_before);
+    assert!(events(&app, &format!("user_id={victim_id}"))
+        .await
+        .iter()
+        .all(|e| e["type"] == "user_registered" || e["type"] == "login_succeeded"));
+
+    // The bootstrap token works; the lookup has the documented shape.
+    let res = app.get(&lookup, Some(ADMIN_TOKEN)).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["user_id"], user_id.as_str());
+    assert_eq!(res.body["username"], name.as_str());
+    assert_eq!(res.body["roles"], json!([]));
+    assert_eq!(res.body["locked_until"], Value::Null);
+    let created = rfc3339_ms(res.body["created_at"].as_str().unwrap());
+    assert!((created - recall::sync::now_ms()).abs() < 60_000);
+    let mut keys: Vec<_> = res.body.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["created_at", "locked_until", "roles", "user_id", "username"]
+    );
+    // Usernames compare lowercased.
+    let upper = app
+        .get(
+            &format!("/v1/admin/users?username={}", name.to_uppercase()),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(upper.status, 200);
+    assert_eq!(upper.body["user_id"], user_id.as_str());
+    // Unknown users and ids: 404.
+    let unknown = app
+        .get(
+            &format!("/v1/admin/users?username={}", username("nobody")),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_error(&unknown, 404, "not_found");
+    let stranger = uuid::Uuid::now_v7();
+    for path in [
+        format!("/v1/admin/users/{stranger}/revoke-sessions"),
+        format!("/v1/admin/users/{stranger}/lock"),
+        format!("/v1/admin/users/{stranger}/unlock"),
+        "/v1/admin/users/not-a-uuid/lock".into(),
+    ] {
+        let res = app.post(&path, Some(ADMIN_TOKEN), json!({})).await;
+        assert_error(&res, 404, "not_found");
+    }
+    for path in [
+        format!("/v1/admin/sessions/{stranger}"),
+        "/v1/admin/sessions/not-a-uuid".into(),
+    ] {
+        let res = app
+            .call(Method::DELETE, &path, Some(ADMIN_TOKEN), None)
+            .await;
+        assert_error(&res, 404, "not_found");
+    }
+    let missing = app.get("/v1/admin/users", Some(ADMIN_TOKEN)).await;
+    assert_error(&missing, 400, "invalid_request");
+
+    // A user with the admin role is an admin too.
+    let boss_name = username("boss");
+    let boss_id = register_admin(&app, &boss_name).await;
+    let boss = app.login(&boss_name).await;
+    let res = app
+        .get(
+            &format!("/v1/admin/users?username={boss_name}"),
+            Some(&boss.access),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["user_id"], boss_id.as_str());
+    assert_eq!(res.body["roles"], json!(["admin"]));
+    assert_eq!(
+        app.get("/v1/admin/keys", Some(&boss.access)).await.status,
+        200
+    );
+    let res = app
+        .post(
+            &format!("/v1/admin/users/{victim_id}/revoke-sessions"),
+            Some(&boss.access),
+            json!({ "reason": "phished" }),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["revoked_sessions"], 1);
+    assert_eq!(app.me_status(&victim.access).await, 401);
+    let seq = res.body["seq"].as_i64().unwrap();
+    let logged = events(&app, "type=user_sessions_revoked").await;
+    let event = logged.iter().find(|e| e["seq"] == seq).unwrap();
+    assert_eq!(event["actor"], format!("admin:{boss_id}"));
+    assert_eq!(event["user_id"], victim_id.as_str());
+    assert_eq!(event["data"]["reason"], "phished");
+    assert_eq!(event["data"]["cause"], "admin");
+    // The bootstrap token's actions are recorded as such.
+    let res = app
+        .post(
+            &format!("/v1/admin/users/{user_id}/revoke-sessions"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let seq = res.body["seq"].as_i64().unwrap();
+    let logged = events(&app, &format!("user_id={user_id}")).await;
+    let event = logged.iter().find(|e| e["seq"] == seq).unwrap();
+    assert_eq!(event["actor"], "admin-token");
+    // An admin whose sessions are revoked is no admin any more.
+    let res = app
+        .post(
+            &format!("/v1/admin/users/{boss_id}/revoke-sessions"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let res = app.get("/v1/admin/keys", Some(&boss.access)).await;
+    assert_error(&res, 401, "invalid_token");
+    app.stop().await;
+}
