@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -28,102 +27,15 @@ use crate::store::{
     StoreError,
 };
 use crate::sync::{now_ms, StateSync};
-use crate::tokens::{b64url, Claims, Keyring, TokenError, Verified};
+use crate::tokens::{b64url, Claims, Keyring};
 
-/// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
+mod inputs;
+mod outbox;
 
-impl Username {
-    /// Lowercases and checks a username.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let name = raw.to_lowercase();
-        let ok_len = (3..=64).contains(&name.chars().count());
-        let ok_chars = name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
-        if !ok_len || !ok_chars {
-            return Err(ApiError::InvalidRequest(
-                "username: 3 to 64 characters of a-z 0-9 . _ -".into(),
-            ));
-        }
-        Ok(Username(name))
-    }
-
-    /// The lowercased name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A password of 8 to 1024 bytes.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// Checks a new password's length.
-    pub fn parse(raw: String, field: &str) -> Result<Self, ApiError> {
-        if !(8..=1024).contains(&raw.len()) {
-            return Err(ApiError::InvalidRequest(format!(
-                "{field}: 8 to 1024 bytes"
-            )));
-        }
-        Ok(Password(raw))
-    }
-}
-
-/// The three client types a session can have.
-pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
-    match raw.unwrap_or("web") {
-        t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
-        _ => Err(ApiError::InvalidRequest(
-            "client_type: web, mobile or service".into(),
-        )),
-    }
-}
-
-/// An authenticated caller, resolved from an access token in memory. It
-/// shares the cached verification instead of copying the claims, so a
-/// cache hit allocates nothing.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    verified: Verified,
-}
-
-impl Principal {
-    /// The token's claims.
-    pub fn claims(&self) -> &Claims {
-        &self.verified.0
-    }
-
-    /// The session's client type (web, mobile or service).
-    pub fn client_type(&self) -> &str {
-        &self.verified.0.ctype
-    }
-}
-
-/// The body of a login or refresh answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    pub refresh_token: String,
-    pub refresh_expires_in: i64,
-    pub session_id: Uuid,
-}
-
-/// Login input after JSON parsing.
-#[derive(Debug, Clone)]
-pub struct LoginInput {
-    pub username: String,
-    pub password: String,
-    pub client_type: Option<String>,
-    pub device_id: Option<String>,
-    pub user_agent: Option<String>,
-}
+pub use inputs::{
+    parse_client_type, token_error_text, LoginInput, Password, Principal, TokenResponse, Username,
+};
+use outbox::Outbox;
 
 /// The running core shared by HTTP handlers and the CLI.
 pub struct Recall {
@@ -136,41 +48,6 @@ pub struct Recall {
     outbox: Arc<Outbox>,
     /// Per client address: login, registration, refresh, `/oauth/*` (G10).
     limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-/// Notices waiting to be published: bounded, dropping the oldest when full
-/// (the log covers a dropped notice, G4), so a stalled Redis cannot grow
-/// memory without end.
-struct Outbox {
-    queue: parking_lot::Mutex<VecDeque<Envelope>>,
-    capacity: usize,
-    ready: tokio::sync::Notify,
-    /// Queued plus being sent.
-    unpublished: AtomicUsize,
-}
-
-impl Outbox {
-    fn push(&self, env: Envelope, metrics: &Metrics) {
-        {
-            let mut queue = self.queue.lock();
-            if queue.len() >= self.capacity && queue.pop_front().is_some() {
-                self.unpublished.fetch_sub(1, Ordering::AcqRel);
-                inc(&metrics.notices_dropped);
-            }
-            queue.push_back(env);
-            self.unpublished.fetch_add(1, Ordering::AcqRel);
-        }
-        self.ready.notify_one();
-    }
-
-    async fn next(&self) -> Envelope {
-        loop {
-            if let Some(env) = self.queue.lock().pop_front() {
-                return env;
-            }
-            self.ready.notified().await;
-        }
-    }
 }
 
 /// SHA-256 of a refresh token: the only form we store.
@@ -704,22 +581,5 @@ impl Recall {
             .await?;
         self.committed(&[env]).await;
         Ok(())
-    }
-}
-
-/// The human text for a token failure.
-pub fn token_error_text(e: &TokenError) -> &'static str {
-    match e {
-        TokenError::Expired => "the access token expired",
-        TokenError::UnknownKid => "unknown signing key",
-        TokenError::BadSignature => "bad signature",
-        TokenError::BadAlgorithm => "algorithm not allowed",
-        TokenError::BadType => "not an access token (typ must be at+jwt)",
-        TokenError::Critical => "unsupported critical header",
-        TokenError::NotYetValid => "the token is not valid yet",
-        TokenError::BadIssuer => "wrong issuer",
-        TokenError::BadAudience => "wrong audience",
-        TokenError::BadClaims => "invalid claims",
-        TokenError::Malformed => "malformed token",
     }
 }

@@ -1,0 +1,120 @@
+//! What callers hand the core and get back: checked usernames and
+//! passwords, login input, the token answer, and the resolved principal.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::tokens::{Claims, TokenError, Verified};
+
+/// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(pub(super) String);
+
+impl Username {
+    /// Lowercases and checks a username.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let name = raw.to_lowercase();
+        let ok_len = (3..=64).contains(&name.chars().count());
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+        if !ok_len || !ok_chars {
+            return Err(ApiError::InvalidRequest(
+                "username: 3 to 64 characters of a-z 0-9 . _ -".into(),
+            ));
+        }
+        Ok(Username(name))
+    }
+
+    /// The lowercased name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password of 8 to 1024 bytes.
+#[derive(Clone)]
+pub struct Password(pub(super) String);
+
+impl Password {
+    /// Checks a new password's length.
+    pub fn parse(raw: String, field: &str) -> Result<Self, ApiError> {
+        if !(8..=1024).contains(&raw.len()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "{field}: 8 to 1024 bytes"
+            )));
+        }
+        Ok(Password(raw))
+    }
+}
+
+/// The three client types a session can have.
+pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
+    match raw.unwrap_or("web") {
+        t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
+        _ => Err(ApiError::InvalidRequest(
+            "client_type: web, mobile or service".into(),
+        )),
+    }
+}
+
+/// An authenticated caller, resolved from an access token in memory. It
+/// shares the cached verification instead of copying the claims, so a
+/// cache hit allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub(super) verified: Verified,
+}
+
+impl Principal {
+    /// The token's claims.
+    pub fn claims(&self) -> &Claims {
+        &self.verified.0
+    }
+
+    /// The session's client type (web, mobile or service).
+    pub fn client_type(&self) -> &str {
+        &self.verified.0.ctype
+    }
+}
+
+/// The body of a login or refresh answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    pub session_id: Uuid,
+}
+
+/// Login input after JSON parsing.
+#[derive(Debug, Clone)]
+pub struct LoginInput {
+    pub username: String,
+    pub password: String,
+    pub client_type: Option<String>,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The human text for a token failure.
+pub fn token_error_text(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Expired => "the access token expired",
+        TokenError::UnknownKid => "unknown signing key",
+        TokenError::BadSignature => "bad signature",
+        TokenError::BadAlgorithm => "algorithm not allowed",
+        TokenError::BadType => "not an access token (typ must be at+jwt)",
+        TokenError::Critical => "unsupported critical header",
+        TokenError::NotYetValid => "the token is not valid yet",
+        TokenError::BadIssuer => "wrong issuer",
+        TokenError::BadAudience => "wrong audience",
+        TokenError::BadClaims => "invalid claims",
+        TokenError::Malformed => "malformed token",
+    }
+}

@@ -1,0 +1,42 @@
+//! The bounded queue of notices waiting to be published.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::events::Envelope;
+use crate::metrics::{inc, Metrics};
+
+/// Notices waiting to be published: bounded, dropping the oldest when full
+/// (the log covers a dropped notice, G4), so a stalled Redis cannot grow
+/// memory without end.
+pub(super) struct Outbox {
+    pub(super) queue: parking_lot::Mutex<VecDeque<Envelope>>,
+    pub(super) capacity: usize,
+    pub(super) ready: tokio::sync::Notify,
+    /// Queued plus being sent.
+    pub(super) unpublished: AtomicUsize,
+}
+
+impl Outbox {
+    pub(super) fn push(&self, env: Envelope, metrics: &Metrics) {
+        {
+            let mut queue = self.queue.lock();
+            if queue.len() >= self.capacity && queue.pop_front().is_some() {
+                self.unpublished.fetch_sub(1, Ordering::AcqRel);
+                inc(&metrics.notices_dropped);
+            }
+            queue.push_back(env);
+            self.unpublished.fetch_add(1, Ordering::AcqRel);
+        }
+        self.ready.notify_one();
+    }
+
+    pub(super) async fn next(&self) -> Envelope {
+        loop {
+            if let Some(env) = self.queue.lock().pop_front() {
+                return env;
+            }
+            self.ready.notified().await;
+        }
+    }
+}

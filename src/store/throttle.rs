@@ -1,0 +1,222 @@
+//! The brute-force budget (G10): guesses are reserved before their hash is
+//! checked, failures recorded, and a username locked once its budget of
+//! consecutive failures is spent; a password change's wrong guesses count
+//! the same way and revoke the session that sends too many.
+
+use uuid::Uuid;
+
+use super::rows::{append, commit_one, first, revoke_session_rows};
+use super::sql::Tx;
+use super::{Guess, LockoutPolicy, Store, StoreError, Throttle};
+use crate::events::{Envelope, Event, Meta, RevokeCause};
+
+/// Wrong current passwords in a row that revoke the session sending them.
+pub const PASSWORD_FAILURES_PER_SESSION: i64 = 5;
+
+/// Locks a username for the `nth` time; returns until when.
+async fn lock_throttle(
+    tx: &mut dyn Tx,
+    username: &str,
+    nth: i64,
+    policy: &LockoutPolicy,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let until = now + policy.lock_ms(nth);
+    tx.exec(
+        "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
+        &[username.into(), nth.into(), until.into()],
+    )
+    .await?;
+    Ok(until)
+}
+
+/// The event of a reserved guess that failed; locks the username when the
+/// reserved count has reached the budget and no lock is in force.
+async fn guess_failed_in(
+    tx: &mut dyn Tx,
+    username: &str,
+    policy: &LockoutPolicy,
+    now: i64,
+) -> Result<Event, StoreError> {
+    // Row-locking read of the counts as they stand now.
+    let rows = tx
+        .query(
+            "UPDATE login_throttle SET failures = failures WHERE username = $1 \
+             RETURNING failures, lock_count, locked_until",
+            &[username.into()],
+        )
+        .await?;
+    let (failures, lock_count, in_force) = match rows.first() {
+        Some(r) => (r.int(0)?, r.int(1)?, r.opt_int(2)?.is_some_and(|u| u > now)),
+        // A success cleared the counts meanwhile; count this one afresh.
+        None => {
+            tx.exec(
+                "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0)",
+                &[username.into()],
+            )
+            .await?;
+            (1, 0, false)
+        }
+    };
+    let mut locked_until = None;
+    if failures >= policy.max_failures && !in_force {
+        locked_until = Some(lock_throttle(tx, username, lock_count + 1, policy, now).await?);
+    }
+    Ok(Event::LoginFailed {
+        username: username.to_owned(),
+        user_id: None,
+        failures,
+        locked_until,
+    })
+}
+
+impl Store {
+    /// The brute-force counters of a username.
+    pub async fn throttle(&self, username: &str) -> Result<Throttle, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let rows = tx
+            .query(
+                "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1",
+                &[username.into()],
+            )
+            .await?;
+        match rows.first() {
+            None => Ok(Throttle::default()),
+            Some(r) => Ok(Throttle {
+                failures: r.int(0)?,
+                lock_count: r.int(1)?,
+                locked_until: r.opt_int(2)?,
+            }),
+        }
+    }
+
+    /// Reserves one guess of `username`'s brute-force budget before its
+    /// hash is checked (G10): the count goes up first, atomically, so
+    /// parallel guesses on any number of instances cannot all slip in. A
+    /// lock in force refuses; a guess past the budget locks the username
+    /// now and refuses too. Known and unknown usernames alike.
+    pub async fn reserve_guess(
+        &self,
+        username: &str,
+        policy: &LockoutPolicy,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Guess, StoreError> {
+        // The common case is one autocommit statement: count the guess
+        // unless a lock is in force (the upsert locks the row, so parallel
+        // guesses each get their own count).
+        let row = {
+            let mut conn = self.db.reader().await?;
+            first(
+                conn.query(
+                    "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
+                     ON CONFLICT (username) DO UPDATE SET failures = CASE \
+                     WHEN login_throttle.locked_until > $2 THEN login_throttle.failures \
+                     ELSE login_throttle.failures + 1 END \
+                     RETURNING failures, locked_until",
+                    &[username.into(), now.into()],
+                )
+                .await?,
+            )?
+        };
+        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
+            return Ok(Guess::Locked { until, event: None });
+        }
+        let failures = row.int(0)?;
+        if failures <= policy.max_failures {
+            return Ok(Guess::Reserved);
+        }
+        // Past the budget: lock the username, once. Of several guesses past
+        // it at once, the first here sets the lock and logs it.
+        let mut tx = self.db.begin().await?;
+        let row = first(
+            tx.query(
+                "UPDATE login_throttle SET failures = failures WHERE username = $1 \
+                 RETURNING lock_count, locked_until",
+                &[username.into()],
+            )
+            .await?,
+        )?;
+        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
+            return Ok(Guess::Locked { until, event: None });
+        }
+        let until = lock_throttle(&mut *tx, username, row.int(0)? + 1, policy, now).await?;
+        let event = Event::LoginFailed {
+            username: username.to_owned(),
+            user_id: None,
+            failures,
+            locked_until: Some(until),
+        };
+        let event = commit_one(tx, event, meta, now).await?;
+        Ok(Guess::Locked {
+            until,
+            event: Some(event),
+        })
+    }
+
+    /// Gives back a reserved guess that was never checked (the hash pool
+    /// was saturated).
+    pub async fn release_guess(&self, username: &str) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0",
+            &[username.into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Records a reserved guess that failed. The guess was counted when it
+    /// was reserved; the one that fills the budget locks the username,
+    /// unless a lock is already in force.
+    pub async fn guess_failed(
+        &self,
+        username: &str,
+        policy: &LockoutPolicy,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let event = guess_failed_in(&mut *tx, username, policy, now).await?;
+        commit_one(tx, event, meta, now).await
+    }
+
+    /// A wrong `current_password` on a password change: a failed guess of
+    /// the username's budget, and the fifth in a row from one session
+    /// revokes that session.
+    pub async fn password_guess_failed(
+        &self,
+        username: &str,
+        user_id: Uuid,
+        session_id: Uuid,
+        policy: &LockoutPolicy,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let mut events = vec![guess_failed_in(&mut *tx, username, policy, now).await?];
+        let rows = tx
+            .query(
+                "UPDATE sessions SET password_failures = password_failures + 1 \
+                 WHERE id = $1 AND revoked_at IS NULL RETURNING password_failures",
+                &[session_id.into()],
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            if row.int(0)? >= PASSWORD_FAILURES_PER_SESSION {
+                revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                events.push(Event::SessionRevoked {
+                    user_id,
+                    session_id,
+                    cause: RevokeCause::PasswordGuesses,
+                    reason: Some(format!(
+                        "{PASSWORD_FAILURES_PER_SESSION} wrong current passwords in a row"
+                    )),
+                });
+            }
+        }
+        let envs = append(&mut *tx, events, meta, now).await?;
+        tx.commit().await?;
+        Ok(envs)
+    }
+}
