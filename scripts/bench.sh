@@ -13,12 +13,6 @@
 # BENCH_MISS_TOKENS (240000), RECALL_TEST_DATABASE_URL, RECALL_TEST_REDIS_URL.
 set -euo pipefail
 
-PG_HOST=127.0.0.1
-PG_PORT=5432
-REDIS_HOST=127.0.0.1
-REDIS_PORT=6379
-WAIT_SECS=30
-
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 WRK_CONNS=${BENCH_WRK_CONNS:-64}
 WRK_SECS=${BENCH_WRK_SECS:-4}
@@ -26,59 +20,8 @@ WRK_ROUNDS=${BENCH_WRK_ROUNDS:-3}
 WRK_MISS_SECS=${BENCH_WRK_MISS_SECS:-10}
 MISS_TOKENS=${BENCH_MISS_TOKENS:-240000}
 
-log() { printf '==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() {
-  printf '==> [%s] FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
-  exit 1
-}
-
-# --- services (as scripts/test.sh) ---------------------------------------------
-
-pg_answers() {
-  if command -v pg_isready >/dev/null 2>&1; then
-    pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
-  else
-    PGCONNECT_TIMEOUT=3 psql -X -w -q -h "$PG_HOST" -p "$PG_PORT" -U postgres \
-      -c 'select 1' >/dev/null 2>&1
-  fi
-}
-
-ensure_postgres() {
-  pg_answers && return
-  command -v pg_ctlcluster >/dev/null 2>&1 ||
-    die "PostgreSQL does not answer on $PG_HOST:$PG_PORT; start it yourself"
-  local version i
-  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$version" ] || die "PostgreSQL does not answer and /etc/postgresql holds no cluster"
-  log "starting PostgreSQL $version (cluster main)"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for ((i = 0; i < WAIT_SECS; i++)); do
-    pg_answers && return
-    sleep 1
-  done
-  die "PostgreSQL still does not answer on $PG_HOST:$PG_PORT after ${WAIT_SECS}s"
-}
-
-redis_answers() {
-  [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
-}
-
-ensure_redis() {
-  command -v redis-cli >/dev/null 2>&1 || die "redis-cli is not installed"
-  redis_answers && return
-  command -v redis-server >/dev/null 2>&1 ||
-    die "Redis does not answer on $REDIS_HOST:$REDIS_PORT; start it yourself"
-  log "starting redis-server on $REDIS_HOST:$REDIS_PORT"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
-    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
-  local i
-  for ((i = 0; i < WAIT_SECS; i++)); do
-    redis_answers && return
-    sleep 1
-  done
-  die "Redis still does not answer on $REDIS_HOST:$REDIS_PORT after ${WAIT_SECS}s"
-}
+# shellcheck source=scripts/services.sh
+source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
 
 ensure_wrk() {
   command -v wrk >/dev/null 2>&1 && return
@@ -102,14 +45,7 @@ log "checking services and tools"
 ensure_postgres
 ensure_redis
 ensure_wrk
-export RECALL_TEST_DATABASE_URL=${RECALL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-export RECALL_TEST_REDIS_URL=${RECALL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
-if command -v psql >/dev/null 2>&1; then
-  PGCONNECT_TIMEOUT=5 psql -X -w -q "$RECALL_TEST_DATABASE_URL" -c 'select 1' >/dev/null ||
-    die "cannot connect with RECALL_TEST_DATABASE_URL"
-fi
-[ "$(redis-cli -u "$RECALL_TEST_REDIS_URL" ping 2>/dev/null)" = "PONG" ] ||
-  die "cannot PING with RECALL_TEST_REDIS_URL"
+ensure_test_urls
 log "PostgreSQL, Redis and wrk ready"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/recall-bench.XXXXXX")

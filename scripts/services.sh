@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Shared by scripts/test.sh and scripts/bench.sh (source it): make sure the
+# local PostgreSQL and Redis answer, starting them if they are installed but
+# down, and check the URLs the tests and benchmarks connect with. A service
+# that cannot be reached is a failure with a clear message, never a skip.
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+WAIT_SECS=30
+
+log() { printf '==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() {
+  printf '==> [%s] FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
+  exit 1
+}
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+pg_answers() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+  else
+    # -w: never prompt for a password, a prompt would hang CI.
+    PGCONNECT_TIMEOUT=3 psql -X -w -q -h "$PG_HOST" -p "$PG_PORT" -U postgres \
+      -c 'select 1' >/dev/null 2>&1
+  fi
+}
+
+start_postgres() {
+  command -v pg_ctlcluster >/dev/null 2>&1 ||
+    die "PostgreSQL does not answer on $PG_HOST:$PG_PORT and pg_ctlcluster is missing; start it yourself"
+  local version
+  # The newest installed cluster, if several are.
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$version" ] || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT and /etc/postgresql holds no cluster"
+  log "starting PostgreSQL $version (cluster main)"
+  # Not fatal by itself: the cluster may be starting already; the wait decides.
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+    log "pg_ctlcluster returned non-zero; waiting anyway"
+}
+
+ensure_postgres() {
+  if pg_answers; then
+    log "PostgreSQL answers on $PG_HOST:$PG_PORT"
+    return
+  fi
+  start_postgres
+  local i
+  for ((i = 0; i < WAIT_SECS; i++)); do
+    if pg_answers; then
+      log "PostgreSQL answers on $PG_HOST:$PG_PORT"
+      return
+    fi
+    sleep 1
+  done
+  die "PostgreSQL still does not answer on $PG_HOST:$PG_PORT after ${WAIT_SECS}s"
+}
+
+# --- Redis --------------------------------------------------------------------
+
+redis_answers() {
+  [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+}
+
+ensure_redis() {
+  command -v redis-cli >/dev/null 2>&1 || die "redis-cli is not installed"
+  if redis_answers; then
+    log "Redis answers on $REDIS_HOST:$REDIS_PORT"
+    return
+  fi
+  command -v redis-server >/dev/null 2>&1 ||
+    die "Redis does not answer on $REDIS_HOST:$REDIS_PORT and redis-server is missing; start it yourself"
+  log "starting redis-server on $REDIS_HOST:$REDIS_PORT"
+  mkdir -p /var/lib/redis /var/log/redis
+  # Pub/sub only: no persistence needed.
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log ||
+    log "redis-server returned non-zero; waiting anyway"
+  local i
+  for ((i = 0; i < WAIT_SECS; i++)); do
+    if redis_answers; then
+      log "Redis answers on $REDIS_HOST:$REDIS_PORT"
+      return
+    fi
+    sleep 1
+  done
+  die "Redis still does not answer on $REDIS_HOST:$REDIS_PORT after ${WAIT_SECS}s (log: /var/log/redis/ci.log)"
+}
+
+# Exports RECALL_TEST_DATABASE_URL and RECALL_TEST_REDIS_URL (defaults: the
+# local services) and checks that both answer with them.
+ensure_test_urls() {
+  export RECALL_TEST_DATABASE_URL=${RECALL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  export RECALL_TEST_REDIS_URL=${RECALL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+  # The server answering is not enough: a wrong user or password should fail
+  # here, with a clear message, not in a test.
+  if command -v psql >/dev/null 2>&1; then
+    PGCONNECT_TIMEOUT=5 psql -X -w -q "$RECALL_TEST_DATABASE_URL" -c 'select 1' >/dev/null ||
+      die "cannot connect with RECALL_TEST_DATABASE_URL (user, password or database wrong?)"
+  fi
+  [ "$(redis-cli -u "$RECALL_TEST_REDIS_URL" ping 2>/dev/null)" = "PONG" ] ||
+    die "cannot PING with RECALL_TEST_REDIS_URL"
+  log "RECALL_TEST_DATABASE_URL and RECALL_TEST_REDIS_URL answer"
+}
