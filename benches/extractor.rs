@@ -31,13 +31,6 @@ use uuid::Uuid;
 /// Revoked sessions in the state while measuring (a busy window).
 const REVOKED: usize = 10_000;
 
-/// Settings as `recall serve` builds them from flags (product defaults).
-#[derive(clap::Parser)]
-struct ProductFlags {
-    #[command(flatten)]
-    config: recall::config::Config,
-}
-
 struct Fixture {
     _rt: tokio::runtime::Runtime,
     dir: PathBuf,
@@ -63,8 +56,7 @@ impl Fixture {
             .expect("runtime");
         let dir = std::env::temp_dir().join(format!("recall-bench-{}", Uuid::new_v4().simple()));
         let flags = [
-            "recall".to_owned(),
-            "--data-dir".into(),
+            "--data-dir".to_owned(),
             dir.display().to_string(),
             "--master-key".into(),
             MasterKey::generate().to_base64(),
@@ -73,11 +65,7 @@ impl Fixture {
             "--max-staleness-ms".into(),
             "3600000".into(),
         ];
-        let settings = <ProductFlags as clap::Parser>::try_parse_from(flags)
-            .expect("flags")
-            .config
-            .into_settings()
-            .expect("settings");
+        let settings = recall::config::Settings::from_flags(flags).expect("settings");
         let recall = rt.block_on(async {
             let store = Store::open(None, &settings.sqlite_path()).expect("store");
             store.migrate().await.expect("migrate");

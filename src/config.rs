@@ -334,7 +334,38 @@ impl Config {
     }
 }
 
+/// Parses `recall`'s configuration flags into `Config`.
+#[derive(clap::Parser)]
+#[command(name = "recall")]
+struct Flags {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// A configuration that cannot be parsed or cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagsError {
+    #[error(transparent)]
+    Parse(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
 impl Settings {
+    /// Settings exactly as `recall` builds them from these flags (and its
+    /// `RECALL_*` environment): the product's defaults and checks apply.
+    /// Tools, benchmarks and tests build their settings here.
+    pub fn from_flags<I, T>(flags: I) -> Result<Settings, FlagsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = std::iter::once(std::ffi::OsString::from("recall"))
+            .chain(flags.into_iter().map(Into::into));
+        let flags = <Flags as clap::Parser>::try_parse_from(args)?;
+        Ok(flags.config.into_settings()?)
+    }
+
     /// How long a revocation must be remembered: the longest access-token
     /// lifetime plus clock leeway (G8).
     pub fn retention_ms(&self) -> i64 {
@@ -365,20 +396,13 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        config: Config,
-    }
-
-    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+    fn settings(args: &[&str]) -> Result<Settings, FlagsError> {
         let dir = std::env::temp_dir().join(format!("recall-cfg-{}", uuid::Uuid::new_v4()));
         let dir_arg = dir.to_string_lossy().into_owned();
-        let mut all = vec!["recall", "--data-dir", &dir_arg];
+        let mut all = vec!["--data-dir", &dir_arg];
         all.extend_from_slice(args);
-        let result = Flags::try_parse_from(all).unwrap().config.into_settings();
+        let result = Settings::from_flags(all);
         let _ = std::fs::remove_dir_all(&dir);
         result
     }

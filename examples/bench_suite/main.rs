@@ -124,18 +124,8 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Settings exactly as `recall serve` builds them from its flags (so the
-/// product's defaults apply), plus the given flags.
-#[derive(clap::Parser)]
-struct ProductFlags {
-    #[command(flatten)]
-    config: recall::config::Config,
-}
-
 fn product_settings(flags: &[String]) -> anyhow::Result<Settings> {
-    let args = std::iter::once("recall".to_owned()).chain(flags.iter().cloned());
-    let parsed = <ProductFlags as clap::Parser>::try_parse_from(args)?;
-    Ok(parsed.config.into_settings()?)
+    Ok(Settings::from_flags(flags)?)
 }
 
 /// `RECALL_*` variables of the calling shell must not change what is measured.

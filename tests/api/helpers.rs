@@ -14,7 +14,7 @@ use recall::events::Meta;
 use recall::keys::MasterKey;
 use recall::server::{Application, Running};
 use recall::service::Recall;
-use recall::store::{LockoutPolicy, Store};
+use recall::store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -142,33 +142,26 @@ impl Backend {
 
     /// Settings for one instance on this backend.
     pub fn settings(&self) -> Settings {
-        Settings {
-            bind: "127.0.0.1:0".into(),
-            database_url: self.db.as_ref().map(|d| d.url.clone()),
-            database_ca_file: None,
-            data_dir: self.dir.0.clone(),
-            redis_url: None,
-            redis_ca_file: None,
-            redis_channel: self.channel.clone(),
-            admin_token: Some(ADMIN_TOKEN.into()),
-            master_key: self.master.clone(),
-            issuer: "recall".into(),
-            audience: "recall-api".into(),
-            access_ttl_secs: 300,
-            refresh_ttl_secs: 1_209_600,
-            refresh_grace_secs: 10,
-            poll_interval_ms: 1000,
-            max_staleness_ms: 5000,
-            open_registration: true,
-            session_max_secs: 2_592_000,
-            trusted_proxies: recall::config::parse_trusted_proxies("127.0.0.0/8,::1").unwrap(),
-            // Tests log in many times from 127.0.0.1; the rate-limit tests set their own.
-            rate_limit_per_min: 1_000_000,
-            publish_queue: 4096,
-            lockout: LockoutPolicy::default(),
-            hash_workers: 2,
-            hash_queue: 64,
-        }
+        // The product's defaults (as `recall` parses its flags), then what
+        // tests need: this backend, and room for many logins from 127.0.0.1.
+        let mut s = Settings::from_flags([
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            &self.dir.0.to_string_lossy(),
+            "--master-key",
+            &self.master.to_base64(),
+            "--redis-channel",
+            &self.channel,
+            "--admin-token",
+            ADMIN_TOKEN,
+        ])
+        .expect("test settings");
+        s.database_url = self.db.as_ref().map(|d| d.url.clone());
+        s.rate_limit_per_min = 1_000_000;
+        s.hash_workers = 2;
+        s.hash_queue = 64;
+        s
     }
 
     /// A store handle on this backend.

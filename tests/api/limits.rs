@@ -283,15 +283,8 @@ fn mode(path: &std::path::Path) -> u32 {
 async fn secrets_at_rest_are_owner_only() {
     let dir = crate::helpers::TempDir::new();
     let data = dir.0.join("data");
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[command(flatten)]
-        config: recall::config::Config,
-    }
-    let flags =
-        <Flags as clap::Parser>::try_parse_from(["recall", "--data-dir", data.to_str().unwrap()])
-            .unwrap();
-    let settings = flags.config.into_settings().unwrap();
+    let settings =
+        recall::config::Settings::from_flags(["--data-dir", data.to_str().unwrap()]).unwrap();
     let store = settings.open_store().unwrap();
     store.migrate().await.unwrap();
     let name = username("perm");
