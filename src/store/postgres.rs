@@ -195,6 +195,10 @@ impl Db for PgDb {
         Ok(Box::new(PgReader(self.object().await?)))
     }
 
+    async fn autocommit(&self) -> Result<Box<dyn Tx>, StoreError> {
+        self.reader().await
+    }
+
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
         self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await

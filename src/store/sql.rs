@@ -151,6 +151,9 @@ pub trait Db: Send + Sync {
     /// A connection for independent reads: each statement commits on its
     /// own (no BEGIN/ROLLBACK round trips); `commit` is a no-op.
     async fn reader(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// A connection for single-statement writes that commit on their own
+    /// (the guess reservation: one round trip, no BEGIN/COMMIT).
+    async fn autocommit(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A short name for logs and readiness reasons ("postgres", "sqlite").
     fn kind(&self) -> &'static str;
 }

@@ -106,7 +106,7 @@ impl Store {
         // unless a lock is in force (the upsert locks the row, so parallel
         // guesses each get their own count).
         let row = {
-            let mut conn = self.db.reader().await?;
+            let mut conn = self.db.autocommit().await?;
             first(
                 conn.query(
                     "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \

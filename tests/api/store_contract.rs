@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use recall::events::{Event, Meta, RevokeCause};
 use recall::keys::generate_signing_key;
+use recall::store::sql::Db;
+use recall::store::sqlite::SqliteDb;
 use recall::store::{
     EventFilter, Guess, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
     Store, StoreError,
@@ -559,4 +561,35 @@ async fn postgres_concurrent_migrations_are_safe() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(b.store().await.head().await.unwrap(), 0);
+}
+
+/// SQLite: reads do not wait behind an open write transaction (WAL readers
+/// on their own connections), and they see only what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_readers_do_not_wait_for_the_writer() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let db: Arc<dyn Db> = Arc::new(SqliteDb::open(&b.settings().sqlite_path()).unwrap());
+    let store = Store::new(db.clone());
+    store.migrate().await.unwrap();
+    let head = store.head().await.unwrap();
+    // A writer holds its transaction (and SQLite's write lock) open.
+    let mut tx = db.begin().await.unwrap();
+    tx.exec("UPDATE recall_seq SET last = last + 1 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(5), store.head())
+        .await
+        .expect("a read waited behind the writer")
+        .unwrap();
+    let snapshot = store.snapshot(NOW - 1000, NOW).await.unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(500),
+        "reads took {:?} beside the writer",
+        t.elapsed()
+    );
+    assert_eq!(seen, head, "an uncommitted write was visible");
+    assert_eq!(snapshot.head, head);
+    tx.commit().await.unwrap();
+    assert_eq!(store.head().await.unwrap(), head + 1, "the write committed");
 }
