@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::domain::LockoutPolicy;
 use crate::keys::{KeyError, MasterKey};
-use crate::store::LockoutPolicy;
 
 /// Raw flags and env vars, as API.md's configuration table lists them.
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::domain::{decide_refresh, may_log_in, RefreshDecision, RefreshFacts, SessionFacts};
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 use rows::{
     append, commit_one, envelope, first, insert_refresh, locked_until, query_keys, require_user,
@@ -22,9 +23,11 @@ use rows::{
 };
 use sql::{Db, Val};
 
+/// The lockout policy is a domain rule; re-exported where it was.
+pub use crate::domain::LockoutPolicy;
 pub use records::{
-    EventFilter, Guess, KeyRecord, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms,
-    SessionEnd, SessionRecord, Snapshot, Throttle, UserRecord,
+    EventFilter, Guess, KeyRecord, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
+    SessionRecord, Snapshot, Throttle, UserRecord,
 };
 pub use throttle::PASSWORD_FAILURES_PER_SESSION;
 
@@ -234,13 +237,11 @@ impl Store {
             )
             .await?;
         let throttled = match throttle.first() {
-            Some(r) => r.opt_int(0)?.filter(|u| *u > now),
+            Some(r) => r.opt_int(0)?,
             None => None,
         };
-        if let Some(until) = throttled {
-            return Ok(Login::Locked { until });
-        }
-        if let Some(until) = locked_until(&mut *tx, s.user_id, now).await? {
+        let admin_lock = locked_until(&mut *tx, s.user_id, now).await?;
+        if let Err(until) = may_log_in(throttled, admin_lock, now) {
             return Ok(Login::Locked { until });
         }
         tx.exec(
@@ -276,11 +277,6 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
-        let RefreshTerms {
-            expires_at: new_expires_at,
-            grace_ms,
-            session_max_ms,
-        } = terms;
         let mut tx = self.db.begin().await?;
         // The CAS: only one transaction can move spent_at from NULL.
         let spent = tx
@@ -289,73 +285,78 @@ impl Store {
                 &[old_hash.as_slice().into(), now.into()],
             )
             .await?;
-        if spent.is_empty() {
-            let rows = tx
-                .query(
-                    "SELECT session_id, spent_at FROM refresh_tokens WHERE hash = $1",
-                    &[old_hash.as_slice().into()],
-                )
-                .await?;
-            let Some(row) = rows.first() else {
-                return Ok(RefreshOutcome::Unknown);
-            };
-            let session_id = row.uuid(0)?;
-            let spent_at = row.int(1)?;
-            let Some(session) = session_in(&mut *tx, session_id).await? else {
-                return Ok(RefreshOutcome::Unknown);
-            };
-            // A lock ends sessions too; say why (403 account_locked).
-            if let Some(until) = locked_until(&mut *tx, session.user_id, now).await? {
-                return Ok(RefreshOutcome::Locked { until });
+        let spent_now = !spent.is_empty();
+        let (session_id, spent_at) = match spent.first() {
+            Some(row) => (Some(row.uuid(0)?), None),
+            None => {
+                let rows = tx
+                    .query(
+                        "SELECT session_id, spent_at FROM refresh_tokens WHERE hash = $1",
+                        &[old_hash.as_slice().into()],
+                    )
+                    .await?;
+                match rows.first() {
+                    Some(r) => (Some(r.uuid(0)?), Some(r.int(1)?)),
+                    None => (None, None),
+                }
             }
-            if session.revoked_at.is_some() {
-                return Ok(RefreshOutcome::Dead);
-            }
-            if now - spent_at <= grace_ms {
-                return Ok(RefreshOutcome::Grace);
-            }
-            // Theft detection: a token spent earlier came back. Kill the session.
-            revoke_session_rows(&mut *tx, &[session_id], now).await?;
-            let event = Event::RefreshTokenReused {
-                user_id: session.user_id,
-                session_id,
-            };
-            let event = commit_one(tx, event, meta, now).await?;
-            return Ok(RefreshOutcome::Reused { event });
-        }
-        let session_id = first(spent)?.uuid(0)?;
-        let Some(session) = session_in(&mut *tx, session_id).await? else {
-            return Ok(RefreshOutcome::Unknown);
         };
-        // Returning without commit rolls the spend back.
-        if let Some(until) = locked_until(&mut *tx, session.user_id, now).await? {
-            return Ok(RefreshOutcome::Locked { until });
-        }
-        // A session ends at the latest `session_max_ms` after its login,
-        // however often it is refreshed.
-        let ends_at = session.created_at.saturating_add(session_max_ms);
-        if session.revoked_at.is_some() || session.refresh_expires_at <= now || ends_at <= now {
-            return Ok(RefreshOutcome::Dead);
-        }
-        let new_expires_at = new_expires_at.min(ends_at);
-        insert_refresh(&mut *tx, new_hash, session_id, now).await?;
+        let session = match session_id {
+            Some(id) => session_in(&mut *tx, id).await?,
+            None => None,
+        };
+        let facts = match &session {
+            Some(s) => Some(SessionFacts {
+                created_at: s.created_at,
+                refresh_expires_at: s.refresh_expires_at,
+                revoked_at: s.revoked_at,
+                locked_until: locked_until(&mut *tx, s.user_id, now).await?,
+            }),
+            None => None,
+        };
+        let decision = decide_refresh(
+            &RefreshFacts {
+                spent_now,
+                spent_at,
+                session: facts,
+            },
+            terms.expires_at,
+            terms.grace_ms,
+            terms.session_max_ms,
+            now,
+        );
+        // Every refusal returns without commit, which rolls the spend back.
+        let session = match (decision, session) {
+            (RefreshDecision::Unknown, _) | (_, None) => return Ok(RefreshOutcome::Unknown),
+            (RefreshDecision::Dead, _) => return Ok(RefreshOutcome::Dead),
+            (RefreshDecision::Grace, _) => return Ok(RefreshOutcome::Grace),
+            (RefreshDecision::Locked { until }, _) => return Ok(RefreshOutcome::Locked { until }),
+            (RefreshDecision::Reuse, Some(session)) => {
+                revoke_session_rows(&mut *tx, &[session.id], now).await?;
+                let event = Event::RefreshTokenReused {
+                    user_id: session.user_id,
+                    session_id: session.id,
+                };
+                let event = commit_one(tx, event, meta, now).await?;
+                return Ok(RefreshOutcome::Reused { event });
+            }
+            (RefreshDecision::Rotate { expires_at }, Some(session)) => SessionRecord {
+                refresh_expires_at: expires_at,
+                ..session
+            },
+        };
+        insert_refresh(&mut *tx, new_hash, session.id, now).await?;
         tx.exec(
             "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
-            &[session_id.into(), new_expires_at.into()],
+            &[session.id.into(), session.refresh_expires_at.into()],
         )
         .await?;
         let event = Event::SessionRefreshed {
             user_id: session.user_id,
-            session_id,
+            session_id: session.id,
         };
         let event = commit_one(tx, event, meta, now).await?;
-        Ok(RefreshOutcome::Rotated {
-            session: SessionRecord {
-                refresh_expires_at: new_expires_at,
-                ..session
-            },
-            event,
-        })
+        Ok(RefreshOutcome::Rotated { session, event })
     }
 
     /// The session a refresh token belongs to, if the token was ever issued.

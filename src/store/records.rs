@@ -61,35 +61,6 @@ pub struct Throttle {
     pub locked_until: Option<i64>,
 }
 
-/// The brute-force policy: after `max_failures` consecutive failures lock
-/// for `base_ms`, doubling per repeat, capped at `max_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct LockoutPolicy {
-    pub max_failures: i64,
-    pub base_ms: i64,
-    pub max_ms: i64,
-}
-
-impl Default for LockoutPolicy {
-    fn default() -> Self {
-        LockoutPolicy {
-            max_failures: 10,
-            base_ms: 15 * 60 * 1000,
-            max_ms: 24 * 3600 * 1000,
-        }
-    }
-}
-
-impl LockoutPolicy {
-    /// Lock length for the `nth` lock (1-based).
-    pub fn lock_ms(&self, nth: i64) -> i64 {
-        let doublings = (nth - 1).clamp(0, 30) as u32;
-        self.base_ms
-            .saturating_mul(1i64 << doublings)
-            .min(self.max_ms)
-    }
-}
-
 /// A session to create at login.
 #[derive(Debug, Clone)]
 pub struct NewSession {

@@ -8,26 +8,25 @@ use uuid::Uuid;
 use super::rows::{append, commit_one, first, revoke_session_rows};
 use super::sql::Tx;
 use super::{Guess, LockoutPolicy, Store, StoreError, Throttle};
+use crate::domain::{after_failure, after_reservation, Reservation};
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 
 /// Wrong current passwords in a row that revoke the session sending them.
 pub const PASSWORD_FAILURES_PER_SESSION: i64 = 5;
 
-/// Locks a username for the `nth` time; returns until when.
+/// Locks a username for the `nth` time, until `until`.
 async fn lock_throttle(
     tx: &mut dyn Tx,
     username: &str,
     nth: i64,
-    policy: &LockoutPolicy,
-    now: i64,
-) -> Result<i64, StoreError> {
-    let until = now + policy.lock_ms(nth);
+    until: i64,
+) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
         &[username.into(), nth.into(), until.into()],
     )
     .await?;
-    Ok(until)
+    Ok(())
 }
 
 /// The event of a reserved guess that failed; locks the username when the
@@ -46,8 +45,8 @@ async fn guess_failed_in(
             &[username.into()],
         )
         .await?;
-    let (failures, lock_count, in_force) = match rows.first() {
-        Some(r) => (r.int(0)?, r.int(1)?, r.opt_int(2)?.is_some_and(|u| u > now)),
+    let (failures, lock_count, current_lock) = match rows.first() {
+        Some(r) => (r.int(0)?, r.int(1)?, r.opt_int(2)?),
         // A success cleared the counts meanwhile; count this one afresh.
         None => {
             tx.exec(
@@ -55,12 +54,13 @@ async fn guess_failed_in(
                 &[username.into()],
             )
             .await?;
-            (1, 0, false)
+            (1, 0, None)
         }
     };
     let mut locked_until = None;
-    if failures >= policy.max_failures && !in_force {
-        locked_until = Some(lock_throttle(tx, username, lock_count + 1, policy, now).await?);
+    if let Some((nth, until)) = after_failure(failures, lock_count, current_lock, policy, now) {
+        lock_throttle(tx, username, nth, until).await?;
+        locked_until = Some(until);
     }
     Ok(Event::LoginFailed {
         username: username.to_owned(),
@@ -119,28 +119,29 @@ impl Store {
                 .await?,
             )?
         };
-        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
-            return Ok(Guess::Locked { until, event: None });
-        }
         let failures = row.int(0)?;
-        if failures <= policy.max_failures {
-            return Ok(Guess::Reserved);
-        }
-        // Past the budget: lock the username, once. Of several guesses past
-        // it at once, the first here sets the lock and logs it.
-        let mut tx = self.db.begin().await?;
+        // Past the budget, lock (once: of several guesses past it at once,
+        // the first to lock the row decides, the others see its lock).
+        let mut tx = match after_reservation(failures, 0, row.opt_int(1)?, policy, now) {
+            Reservation::Reserved => return Ok(Guess::Reserved),
+            Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
+            Reservation::LockNow { .. } => self.db.begin().await?,
+        };
         let row = first(
             tx.query(
                 "UPDATE login_throttle SET failures = failures WHERE username = $1 \
-                 RETURNING lock_count, locked_until",
+                 RETURNING failures, lock_count, locked_until",
                 &[username.into()],
             )
             .await?,
         )?;
-        if let Some(until) = row.opt_int(1)?.filter(|u| *u > now) {
-            return Ok(Guess::Locked { until, event: None });
-        }
-        let until = lock_throttle(&mut *tx, username, row.int(0)? + 1, policy, now).await?;
+        let (nth, until) =
+            match after_reservation(failures, row.int(1)?, row.opt_int(2)?, policy, now) {
+                Reservation::LockNow { nth, until } => (nth, until),
+                Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
+                Reservation::Reserved => return Ok(Guess::Reserved),
+            };
+        lock_throttle(&mut *tx, username, nth, until).await?;
         let event = Event::LoginFailed {
             username: username.to_owned(),
             user_id: None,

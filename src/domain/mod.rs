@@ -1,0 +1,10 @@
+//! The decisions: pure functions from what a command read to what happens
+//! (events to append, rows to change) or a refusal. No I/O: the store reads
+//! the rows inside its transaction, asks here, and carries out the answer,
+//! so every rule is tested in microseconds, given / when / then.
+
+pub mod brute_force;
+pub mod refresh;
+
+pub use brute_force::{after_failure, after_reservation, may_log_in, LockoutPolicy, Reservation};
+pub use refresh::{decide_refresh, RefreshDecision, RefreshFacts, SessionFacts};

@@ -1,0 +1,193 @@
+//! The refresh decision (rotating refresh tokens with theft detection):
+//! every branch of what presenting a refresh token comes to.
+
+/// The session a presented refresh token belongs to, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub created_at: i64,
+    pub refresh_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    /// The user's admin lock, if any.
+    pub locked_until: Option<i64>,
+}
+
+/// What the store found for a presented refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshFacts {
+    /// This request spent the token (its compare-and-swap won).
+    pub spent_now: bool,
+    /// When it was spent before, if it was.
+    pub spent_at: Option<i64>,
+    /// Its session, if the token was ever issued and the session exists.
+    pub session: Option<SessionFacts>,
+}
+
+/// What a refresh comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// Store the successor, expiring then (capped at the session's end).
+    Rotate { expires_at: i64 },
+    /// Never issued, or pruned.
+    Unknown,
+    /// The session was revoked, or its refresh or absolute lifetime ended.
+    Dead,
+    /// Spent moments ago by a concurrent refresh: refuse, keep the session.
+    Grace,
+    /// Spent earlier: theft assumed; revoke the session.
+    Reuse,
+    /// The user is locked until then.
+    Locked { until: i64 },
+}
+
+/// Decides a refresh at `now`. `expires_at` is the successor's expiry
+/// before the cap; `grace_ms` the concurrent-refresh grace; `session_max_ms`
+/// the absolute session lifetime from login.
+pub fn decide_refresh(
+    facts: &RefreshFacts,
+    expires_at: i64,
+    grace_ms: i64,
+    session_max_ms: i64,
+    now: i64,
+) -> RefreshDecision {
+    let Some(s) = facts.session else {
+        return RefreshDecision::Unknown;
+    };
+    // A lock ends sessions too; say why (403 account_locked).
+    if let Some(until) = s.locked_until.filter(|u| *u > now) {
+        return RefreshDecision::Locked { until };
+    }
+    let ends_at = s.created_at.saturating_add(session_max_ms);
+    if facts.spent_now {
+        if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now {
+            return RefreshDecision::Dead;
+        }
+        return RefreshDecision::Rotate {
+            expires_at: expires_at.min(ends_at),
+        };
+    }
+    let Some(spent_at) = facts.spent_at else {
+        return RefreshDecision::Unknown;
+    };
+    if s.revoked_at.is_some() {
+        return RefreshDecision::Dead;
+    }
+    if now - spent_at <= grace_ms {
+        return RefreshDecision::Grace;
+    }
+    RefreshDecision::Reuse
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 10_000_000;
+    const GRACE: i64 = 10_000;
+    const MAX: i64 = 1_000_000;
+
+    fn session() -> SessionFacts {
+        SessionFacts {
+            created_at: NOW - 1000,
+            refresh_expires_at: NOW + 5000,
+            revoked_at: None,
+            locked_until: None,
+        }
+    }
+
+    fn when(
+        spent_now: bool,
+        spent_at: Option<i64>,
+        session: Option<SessionFacts>,
+    ) -> RefreshDecision {
+        let facts = RefreshFacts {
+            spent_now,
+            spent_at,
+            session,
+        };
+        decide_refresh(&facts, NOW + 50_000, GRACE, MAX, NOW)
+    }
+
+    #[test]
+    fn given_a_current_token_when_refreshed_then_it_rotates() {
+        assert_eq!(
+            when(true, None, Some(session())),
+            RefreshDecision::Rotate {
+                expires_at: NOW + 50_000
+            }
+        );
+    }
+
+    #[test]
+    fn given_a_session_near_its_absolute_end_then_the_successor_is_capped() {
+        let old = SessionFacts {
+            created_at: NOW - MAX + 100,
+            ..session()
+        };
+        assert_eq!(
+            when(true, None, Some(old)),
+            RefreshDecision::Rotate {
+                expires_at: NOW + 100
+            }
+        );
+        let ended = SessionFacts {
+            created_at: NOW - MAX,
+            ..session()
+        };
+        assert_eq!(when(true, None, Some(ended)), RefreshDecision::Dead);
+    }
+
+    #[test]
+    fn given_a_revoked_or_expired_session_when_refreshed_then_it_is_dead() {
+        let revoked = SessionFacts {
+            revoked_at: Some(NOW - 1),
+            ..session()
+        };
+        let expired = SessionFacts {
+            refresh_expires_at: NOW,
+            ..session()
+        };
+        assert_eq!(when(true, None, Some(revoked)), RefreshDecision::Dead);
+        assert_eq!(when(true, None, Some(expired)), RefreshDecision::Dead);
+        // A spent token of a revoked session is dead, not theft.
+        assert_eq!(
+            when(false, Some(NOW - 60_000), Some(revoked)),
+            RefreshDecision::Dead
+        );
+    }
+
+    #[test]
+    fn given_an_unknown_token_then_unknown() {
+        assert_eq!(when(false, None, None), RefreshDecision::Unknown);
+        assert_eq!(when(true, None, None), RefreshDecision::Unknown);
+    }
+
+    #[test]
+    fn given_a_token_spent_moments_ago_then_grace_and_the_session_lives() {
+        assert_eq!(
+            when(false, Some(NOW - GRACE), Some(session())),
+            RefreshDecision::Grace
+        );
+    }
+
+    #[test]
+    fn given_a_token_spent_long_ago_then_reuse_revokes_the_session() {
+        assert_eq!(
+            when(false, Some(NOW - GRACE - 1), Some(session())),
+            RefreshDecision::Reuse
+        );
+    }
+
+    #[test]
+    fn given_a_locked_user_then_locked_whatever_the_token() {
+        let locked = SessionFacts {
+            locked_until: Some(NOW + 5),
+            ..session()
+        };
+        for (spent_now, spent_at) in [(true, None), (false, Some(NOW - 1)), (false, Some(0))] {
+            assert_eq!(
+                when(spent_now, spent_at, Some(locked)),
+                RefreshDecision::Locked { until: NOW + 5 }
+            );
+        }
+    }
+}
