@@ -91,6 +91,9 @@ pub fn init_tracing(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // One access-log line per request when its span closes: method,
+        // route, status, request id and time taken.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("RECALL_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

@@ -4,12 +4,33 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use tokio::task::JoinHandle;
+use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::config::Settings;
 use crate::service::Recall;
+
+/// Answers with the request's id (`X-Request-Id`), the one its log lines carry.
+async fn request_id_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    // Middleware inside answers refusals as responses (not errors), so
+    // they carry the id too.
+    let mut res = next.call(req).await?;
+    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}
 
 /// A built, not yet running, application.
 pub struct Application {
@@ -65,7 +86,10 @@ impl Application {
         let data = web::Data::from(recall.clone());
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").log_target("recall::http"))
+                .wrap(from_fn(request_id_header))
+                // A span per request, with a request id in every log line
+                // logged while it is served.
+                .wrap(TracingLogger::default())
                 .app_data(data.clone())
                 .configure(crate::http::routes)
         })

@@ -8,7 +8,7 @@ pub mod openapi;
 pub mod ops;
 pub mod users;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::QueryPayloadError;
 use actix_web::http::Method;
@@ -41,11 +41,13 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Some(recall) = req.app_data::<web::Data<Recall>>() {
-        recall.rate_limit(extract::client_addr(req.request()))?;
+        if let Err(e) = recall.rate_limit(extract::client_addr(req.request())) {
+            return Ok(req.error_response(e).map_into_right_body());
+        }
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// 405 with `Allow` for a method the resource does not serve.

@@ -61,6 +61,18 @@ async fn undeclared_methods_get_405_with_allow() {
             assert_eq!(res.error(), "method_not_allowed", "{method} {path}");
         }
     }
+    // Every answer, errors included, carries a request id, a new one each time.
+    let a = app.get("/healthz", None).await;
+    let b2 = app.get("/v1/me", None).await;
+    let c = app.call(reqwest::Method::PUT, "/v1/me", None, None).await;
+    let ids: Vec<String> = [&a, &b2, &c]
+        .iter()
+        .map(|r| r.headers["x-request-id"].to_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2]);
     // Unknown paths stay 404.
     assert_eq!(app.get("/v1/nothing-here", None).await.status, 404);
     app.stop().await;
