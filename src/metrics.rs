@@ -1,72 +1,84 @@
-//! Prometheus metrics, kept as atomics and rendered as text on `/metrics`.
+//! Prometheus metrics through `prometheus-client`: counters, gauges and
+//! histograms in one registry, labelled by outcome, reason and route, and
+//! rendered as OpenMetrics text on `/metrics`.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// Upper bounds (ms) of the propagation-lag histogram buckets.
-const LAG_BUCKETS_MS: [f64; 13] = [
-    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+/// Upper bounds (s) of the propagation-lag histogram buckets.
+const LAG_BUCKETS_S: [f64; 13] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Upper bounds (s) of the HTTP request-duration buckets.
+const HTTP_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// A fixed-bucket histogram.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LAG_BUCKETS_MS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
+/// How a login ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
 }
 
-impl Histogram {
-    /// Records one observation in milliseconds.
-    pub fn observe_ms(&self, ms: f64) {
-        let ms = ms.max(0.0);
-        for (i, bound) in LAG_BUCKETS_MS.iter().enumerate() {
-            if ms <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, bound) in LAG_BUCKETS_MS.iter().enumerate() {
-            let secs = bound / 1000.0;
-            let n = self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{secs}\"}} {n}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
+/// Why a bearer token was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
 }
 
-/// Every counter Recall exports.
-#[derive(Default)]
+/// One HTTP request: its route pattern, method and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Route {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// The build this process runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: &'static str,
+}
+
+/// Every metric Recall exports, and the registry that renders them.
 pub struct Metrics {
+    registry: Registry,
     pub propagation_lag: Histogram,
-    pub notices_received: AtomicU64,
-    pub notices_rejected: AtomicU64,
-    pub log_regressions: AtomicU64,
-    pub gaps_detected: AtomicU64,
-    pub catchup_reads: AtomicU64,
-    pub catchup_events: AtomicU64,
-    pub catchup_failures: AtomicU64,
-    pub publish_failures: AtomicU64,
-    pub logins_succeeded: AtomicU64,
-    pub logins_failed: AtomicU64,
-    pub guesses_refused: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub notices_dropped: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub tokens_rejected: AtomicU64,
-    pub stale_rejections: AtomicU64,
+    pub http_requests: Family<Route, Histogram>,
+    pub notices_received: Counter,
+    pub notices_rejected: Counter,
+    pub log_regressions: Counter,
+    pub gaps_detected: Counter,
+    pub catchup_reads: Counter,
+    pub catchup_events: Counter,
+    pub catchup_failures: Counter,
+    pub publish_failures: Counter,
+    pub logins: Family<Outcome, Counter>,
+    pub guesses_refused: Counter,
+    pub rate_limited: Counter,
+    pub notices_dropped: Counter,
+    pub refreshes: Counter,
+    pub tokens_rejected: Family<Reason, Counter>,
+    pub stale_rejections: Counter,
+    // Gauges, set from their sources when `/metrics` is read.
+    staleness_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_seq: Gauge,
+    revoked_sessions: Gauge,
+    locked_users: Gauge,
+    ready: Gauge,
+    hash_running: Gauge,
+    hash_running_max: Gauge,
+    hash_admitted: Gauge,
+    hash_workers: Gauge,
+    hash_rejected: Counter,
+    hash_abandoned: Counter,
 }
 
-/// Gauges read at render time.
+/// Values read from their sources at render time.
 pub struct Gauges {
     pub staleness_ms: i64,
     pub last_seq: i64,
@@ -83,175 +95,250 @@ pub struct Gauges {
 }
 
 /// Adds one to a counter.
-pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub fn inc(counter: &Counter) {
+    counter.inc();
+}
+
+fn histogram(buckets: &'static [f64]) -> Histogram {
+    Histogram::new(buckets.iter().copied())
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::default();
+        let propagation_lag = histogram(&LAG_BUCKETS_S);
+        r.register(
+            "recall_propagation_lag_seconds",
+            "Time from an event's commit to its apply on this instance",
+            propagation_lag.clone(),
+        );
+        let http_requests =
+            Family::<Route, Histogram>::new_with_constructor(|| histogram(&HTTP_BUCKETS_S));
+        r.register(
+            "recall_http_request_duration_seconds",
+            "HTTP requests by route pattern, method and status",
+            http_requests.clone(),
+        );
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register(name, help, g.clone());
+            g
+        };
+        let logins = Family::<Outcome, Counter>::default();
+        r.register(
+            "recall_logins",
+            "Logins by outcome: succeeded, failed (a checked wrong password), locked (refused by a lock)",
+            logins.clone(),
+        );
+        let tokens_rejected = Family::<Reason, Counter>::default();
+        r.register(
+            "recall_tokens_rejected",
+            "Bearer tokens rejected, by reason",
+            tokens_rejected.clone(),
+        );
+        let staleness_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "recall_staleness_seconds",
+            "Time since this instance last confirmed it is caught up with the log",
+            staleness_seconds.clone(),
+        );
+        let build = Family::<Build, Gauge>::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("recall_build_info", "The running build (always 1)", build);
+        Metrics {
+            propagation_lag,
+            http_requests,
+            notices_received: counter(&mut r, "recall_notices_received", "Authenticated bus notices received"),
+            notices_rejected: counter(
+                &mut r,
+                "recall_notices_rejected",
+                "Bus notices dropped because they failed authentication (G9)",
+            ),
+            log_regressions: counter(
+                &mut r,
+                "recall_log_regressions",
+                "Times the log's head was found behind the applied state (restore, wrong database)",
+            ),
+            gaps_detected: counter(&mut r, "recall_gaps_detected", "Sequence gaps seen between notices"),
+            catchup_reads: counter(&mut r, "recall_catchup_reads", "Reads of the log to catch up"),
+            catchup_events: counter(&mut r, "recall_catchup_events", "Events applied from catch-up reads"),
+            catchup_failures: counter(&mut r, "recall_catchup_failures", "Catch-up reads that failed"),
+            publish_failures: counter(&mut r, "recall_publish_failures", "Notices that could not be published"),
+            logins,
+            guesses_refused: counter(
+                &mut r,
+                "recall_login_guesses_refused",
+                "Logins and password checks refused unhashed: the username is locked or its budget is spent (G10)",
+            ),
+            rate_limited: counter(
+                &mut r,
+                "recall_rate_limited",
+                "Requests answered 429 by the per-address rate limit",
+            ),
+            notices_dropped: counter(
+                &mut r,
+                "recall_notices_dropped",
+                "Notices dropped from a full publish queue (the log covers them)",
+            ),
+            refreshes: counter(&mut r, "recall_refreshes", "Successful refreshes"),
+            tokens_rejected,
+            stale_rejections: counter(
+                &mut r,
+                "recall_stale_rejections",
+                "Requests refused while stale (fail closed)",
+            ),
+            staleness_seconds,
+            last_seq: gauge(&mut r, "recall_last_seq", "Highest event seq applied in order"),
+            revoked_sessions: gauge(&mut r, "recall_revoked_sessions", "Revoked sessions held in memory"),
+            locked_users: gauge(&mut r, "recall_locked_users", "Locked users held in memory"),
+            ready: gauge(
+                &mut r,
+                "recall_ready",
+                "1 when ready (caught up within the staleness bound)",
+            ),
+            hash_running: gauge(
+                &mut r,
+                "recall_hash_running",
+                "Password hashes running now (at most recall_hash_workers)",
+            ),
+            hash_running_max: gauge(
+                &mut r,
+                "recall_hash_running_max",
+                "The most password hashes seen running at once since start",
+            ),
+            hash_admitted: gauge(
+                &mut r,
+                "recall_hash_admitted",
+                "Password-hash jobs admitted and not finished (running or queued)",
+            ),
+            hash_workers: gauge(
+                &mut r,
+                "recall_hash_workers",
+                "Password-hash threads (each with one preallocated argon2 memory block)",
+            ),
+            hash_rejected: counter(
+                &mut r,
+                "recall_hash_rejected",
+                "Password-hash jobs refused because the pool's queue was full (answered 503)",
+            ),
+            hash_abandoned: counter(
+                &mut r,
+                "recall_hash_abandoned",
+                "Password-hash jobs skipped because their client had gone",
+            ),
+            registry: r,
+        }
+    }
+}
+
+/// Sets a counter mirrored from another source to that source's value.
+fn mirror(counter: &Counter, value: u64) {
+    let now = counter.get();
+    if value > now {
+        counter.inc_by(value - now);
+    }
 }
 
 impl Metrics {
-    /// The Prometheus text exposition.
+    /// Counts one login outcome.
+    pub fn login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts one refused bearer token.
+    pub fn token_rejected(&self, reason: &'static str) {
+        self.tokens_rejected.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Records a propagation lag in milliseconds.
+    pub fn observe_lag_ms(&self, ms: f64) {
+        self.propagation_lag.observe(ms.max(0.0) / 1000.0);
+    }
+
+    /// The OpenMetrics text exposition, gauges first set from `g`.
     pub fn render(&self, g: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        self.propagation_lag.render(
-            "recall_propagation_lag_seconds",
-            "Time from an event's commit to its apply on this instance.",
-            &mut out,
-        );
-        let counters: [(&str, &str, &AtomicU64); 16] = [
-            (
-                "recall_notices_received_total",
-                "Authenticated bus notices received.",
-                &self.notices_received,
-            ),
-            (
-                "recall_notices_rejected_total",
-                "Bus notices dropped because they failed authentication (G9).",
-                &self.notices_rejected,
-            ),
-            (
-                "recall_log_regressions_total",
-                "Times the log's head was found behind the applied state (restore, wrong database).",
-                &self.log_regressions,
-            ),
-            (
-                "recall_gaps_detected_total",
-                "Sequence gaps seen between notices.",
-                &self.gaps_detected,
-            ),
-            (
-                "recall_catchup_reads_total",
-                "Reads of the log to catch up.",
-                &self.catchup_reads,
-            ),
-            (
-                "recall_catchup_events_total",
-                "Events applied from catch-up reads.",
-                &self.catchup_events,
-            ),
-            (
-                "recall_catchup_failures_total",
-                "Catch-up reads that failed.",
-                &self.catchup_failures,
-            ),
-            (
-                "recall_publish_failures_total",
-                "Notices that could not be published.",
-                &self.publish_failures,
-            ),
-            (
-                "recall_logins_succeeded_total",
-                "Successful logins.",
-                &self.logins_succeeded,
-            ),
-            (
-                "recall_logins_failed_total",
-                "Failed logins.",
-                &self.logins_failed,
-            ),
-            (
-                "recall_login_guesses_refused_total",
-                "Logins and password checks refused unhashed: the username is locked or its budget is spent (G10).",
-                &self.guesses_refused,
-            ),
-            (
-                "recall_rate_limited_total",
-                "Requests answered 429 by the per-address rate limit.",
-                &self.rate_limited,
-            ),
-            (
-                "recall_notices_dropped_total",
-                "Notices dropped from a full publish queue (the log covers them).",
-                &self.notices_dropped,
-            ),
-            (
-                "recall_refreshes_total",
-                "Successful refreshes.",
-                &self.refreshes,
-            ),
-            (
-                "recall_tokens_rejected_total",
-                "Bearer tokens rejected.",
-                &self.tokens_rejected,
-            ),
-            (
-                "recall_stale_rejections_total",
-                "Requests refused while stale (fail closed).",
-                &self.stale_rejections,
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, v) in [
-            (
-                "recall_hash_rejected_total",
-                "Password-hash jobs refused because the pool's queue was full (answered 503).",
-                g.hash_rejected,
-            ),
-            (
-                "recall_hash_abandoned_total",
-                "Password-hash jobs skipped because their client had gone.",
-                g.hash_abandoned,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
-        let gauges: [(&str, &str, f64); 9] = [
-            (
-                "recall_hash_running",
-                "Password hashes running now (at most recall_hash_workers).",
-                g.hash_running as f64,
-            ),
-            (
-                "recall_hash_running_max",
-                "The most password hashes seen running at once since start.",
-                g.hash_running_max as f64,
-            ),
-            (
-                "recall_hash_admitted",
-                "Password-hash jobs admitted and not finished (running or queued).",
-                g.hash_admitted as f64,
-            ),
-            (
-                "recall_hash_workers",
-                "Password-hash threads (each with one preallocated argon2 memory block).",
-                g.hash_workers as f64,
-            ),
-            (
-                "recall_staleness_seconds",
-                "Time since this instance last confirmed it is caught up with the log.",
-                g.staleness_ms as f64 / 1000.0,
-            ),
-            (
-                "recall_last_seq",
-                "Highest event seq applied in order.",
-                g.last_seq as f64,
-            ),
-            (
-                "recall_revoked_sessions",
-                "Revoked sessions held in memory.",
-                g.revoked_sessions as f64,
-            ),
-            (
-                "recall_locked_users",
-                "Locked users held in memory.",
-                g.locks as f64,
-            ),
-            (
-                "recall_ready",
-                "1 when ready (caught up within the staleness bound).",
-                if g.ready { 1.0 } else { 0.0 },
-            ),
-        ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        self.staleness_seconds.set(g.staleness_ms as f64 / 1000.0);
+        self.last_seq.set(g.last_seq);
+        self.revoked_sessions.set(g.revoked_sessions as i64);
+        self.locked_users.set(g.locks as i64);
+        self.ready.set(i64::from(g.ready));
+        self.hash_running.set(g.hash_running as i64);
+        self.hash_running_max.set(g.hash_running_max as i64);
+        self.hash_admitted.set(g.hash_admitted as i64);
+        self.hash_workers.set(g.hash_workers as i64);
+        mirror(&self.hash_rejected, g.hash_rejected);
+        mirror(&self.hash_abandoned, g.hash_abandoned);
+        let mut out = String::with_capacity(8192);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            staleness_ms: 1500,
+            last_seq: 42,
+            revoked_sessions: 3,
+            locks: 1,
+            ready: true,
+            hash_running: 1,
+            hash_running_max: 2,
+            hash_admitted: 1,
+            hash_workers: 2,
+            hash_rejected: 7,
+            hash_abandoned: 0,
+        }
+    }
+
+    #[test]
+    fn renders_labelled_counters_gauges_and_histograms() {
+        let m = Metrics::default();
+        m.login("failed");
+        m.login("failed");
+        m.login("succeeded");
+        m.token_rejected("revoked");
+        inc(&m.notices_rejected);
+        m.observe_lag_ms(3.0);
+        m.http_requests
+            .get_or_create(&Route {
+                route: "/v1/me".into(),
+                method: "GET".into(),
+                status: 200,
+            })
+            .observe(0.002);
+        let text = m.render(&gauges());
+        for line in [
+            "recall_logins_total{outcome=\"failed\"} 2",
+            "recall_logins_total{outcome=\"succeeded\"} 1",
+            "recall_tokens_rejected_total{reason=\"revoked\"} 1",
+            "recall_notices_rejected_total 1",
+            "recall_hash_rejected_total 7",
+            "recall_last_seq 42",
+            "recall_ready 1",
+            "recall_staleness_seconds 1.5",
+            "recall_propagation_lag_seconds_count 1",
+            "recall_build_info{version=\"",
+            "recall_http_request_duration_seconds_count{route=\"/v1/me\",method=\"GET\",status=\"200\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // Mirrored counters never go down or double count.
+        let text = m.render(&gauges());
+        assert!(text.contains("recall_hash_rejected_total 7"));
     }
 }

@@ -32,6 +32,32 @@ async fn request_id_header(
     Ok(res)
 }
 
+/// Times each request into `recall_http_request_duration_seconds`, by
+/// route pattern (never the raw path: ids would explode the labels).
+async fn record_http(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<Recall>>()
+        .map(|r| r.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        metrics
+            .http_requests
+            .get_or_create(&crate::metrics::Route {
+                route,
+                method,
+                status: res.status().as_u16(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
 /// A built, not yet running, application.
 pub struct Application {
     port: u16,
@@ -86,6 +112,7 @@ impl Application {
         let data = web::Data::from(recall.clone());
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(record_http))
                 .wrap(from_fn(request_id_header))
                 // A span per request, with a request id in every log line
                 // logged while it is served.

@@ -217,9 +217,7 @@ impl StateSync {
                 continue;
             }
             state.apply(env);
-            self.metrics
-                .propagation_lag
-                .observe_ms((now - env.at) as f64);
+            self.metrics.observe_lag_ms((now - env.at) as f64);
             key_event |= matches!(env.event, Event::KeyRotated { .. });
             let _ = self.applied.send(env.clone());
         }
@@ -237,9 +235,7 @@ impl StateSync {
             let after = self.state.read().last_seq();
             let page = self.timed(self.store.read_after(after, PAGE)).await?;
             let n = page.len() as i64;
-            self.metrics
-                .catchup_events
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.metrics.catchup_events.inc_by(n as u64);
             key_event |= self.apply_in_order(&page);
             if n < PAGE {
                 break;

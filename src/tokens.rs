@@ -70,6 +70,25 @@ pub enum TokenError {
     BadClaims,
 }
 
+impl TokenError {
+    /// A metric label for the failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "expired",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::BadAlgorithm => "bad_algorithm",
+            TokenError::BadType => "bad_type",
+            TokenError::Critical => "critical_header",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::BadIssuer => "bad_issuer",
+            TokenError::BadAudience => "bad_audience",
+            TokenError::BadClaims => "bad_claims",
+            TokenError::Malformed => "malformed",
+        }
+    }
+}
+
 /// The raw JOSE header, read strictly before any signature work.
 #[derive(Deserialize)]
 struct RawHeader {

@@ -148,7 +148,7 @@ async fn flood(binary: &Path, dir: &Path, n: usize, reset: bool) -> anyhow::Resu
         "hash_workers": metric(&text, "recall_hash_workers"),
         "hash_rejected": metric(&text, "recall_hash_rejected_total"),
         "hash_abandoned": metric(&text, "recall_hash_abandoned_total"),
-        "hashes_checked": metric(&text, "recall_logins_failed_total"),
+        "hashes_checked": metric(&text, "recall_logins_total{outcome=\"failed\"}"),
     }))
 }
 

@@ -86,7 +86,7 @@ pub async fn metrics(recall: web::Data<Recall>) -> HttpResponse {
         hash_abandoned: pool.abandoned.load(Ordering::Relaxed),
     };
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(recall.metrics.render(&gauges))
 }
 

@@ -229,13 +229,19 @@ impl Recall {
             .keyring()
             .verify_cached(token, now / 1000)
             .map_err(|e| {
-                inc(&self.metrics.tokens_rejected);
+                self.metrics.token_rejected(e.reason());
                 ApiError::InvalidToken(token_error_text(&e).into())
             })?;
         let (claims, kid) = (&verified.0, &verified.1);
         let checked = self.sync.state().check(kid, claims.sub, claims.sid, now);
         if let Err(rejection) = checked {
-            inc(&self.metrics.tokens_rejected);
+            self.metrics.token_rejected(match rejection {
+                Rejection::UserLocked { .. } => "user_locked",
+                Rejection::SessionRevoked => "session_revoked",
+                Rejection::KeyRevoked => "key_revoked",
+                Rejection::KeyRetired => "key_retired",
+                Rejection::UnknownKey => "unknown_key",
+            });
             return Err(match rejection {
                 Rejection::UserLocked { until } => ApiError::locked(until),
                 Rejection::SessionRevoked => {
@@ -386,7 +392,7 @@ impl Recall {
             }
         };
         let Some(user) = user.filter(|_| ok) else {
-            inc(&self.metrics.logins_failed);
+            self.metrics.login("failed");
             let env = self
                 .store
                 .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
@@ -412,7 +418,7 @@ impl Recall {
             Login::Locked { until } => return Err(ApiError::locked(until)),
         };
         self.committed(&[env]).await;
-        inc(&self.metrics.logins_succeeded);
+        self.metrics.login("succeeded");
         let record = SessionRecord {
             id: session.id,
             user_id: user.id,

@@ -137,8 +137,10 @@ async fn burst(apps: &[TestApp], name: &str) -> (Vec<u16>, u16, u16) {
 async fn hashed_guesses(apps: &[TestApp]) -> f64 {
     let mut n = 0.0;
     for app in apps {
-        n += app.metric("recall_logins_failed_total").await
-            + app.metric("recall_logins_succeeded_total").await;
+        n += app.metric("recall_logins_total{outcome=\"failed\"}").await
+            + app
+                .metric("recall_logins_total{outcome=\"succeeded\"}")
+                .await;
     }
     n
 }

@@ -73,6 +73,24 @@ async fn undeclared_methods_get_405_with_allow() {
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     }
     assert!(ids[0] != ids[1] && ids[1] != ids[2]);
+    // Requests are timed by route pattern (never by raw path), method and status.
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "recall_http_request_duration_seconds_count{route=\"/v1/sessions/{session_id}\",method=\"PUT\",status=\"405\"} 1",
+        "recall_http_request_duration_seconds_count{route=\"/v1/me\",method=\"GET\",status=\"401\"} 1",
+        "recall_build_info{version=\"",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains(&id.to_string()), "a raw path became a label");
     // Unknown paths stay 404.
     assert_eq!(app.get("/v1/nothing-here", None).await.status, 404);
     app.stop().await;

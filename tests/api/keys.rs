@@ -97,7 +97,6 @@ async fn fleet_compromised_key_rotation() {
 /// loads the new key material, not only the next poll of the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_accepts_new_key_tokens_as_soon_as_the_rotation_arrives() {
-    use std::sync::atomic::Ordering;
     let b = Backend::new(Kind::Postgres).await;
     let mut fleet = Vec::new();
     for _ in 0..3 {
@@ -111,7 +110,7 @@ async fn fleet_accepts_new_key_tokens_as_soon_as_the_rotation_arrives() {
     let name = username("quinn");
     a.register(&name).await;
     let mut refresh = a.login(&name).await.refresh;
-    let reads = |app: &TestApp| app.recall().metrics.catchup_reads.load(Ordering::Relaxed);
+    let reads = |app: &TestApp| app.recall().metrics.catchup_reads.get();
     let reads_before = [reads(bb), reads(c)];
     for compromised in [false, true] {
         let res = a
