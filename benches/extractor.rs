@@ -81,7 +81,7 @@ impl Fixture {
                 })
                 .collect();
             let envs = recall
-                .store
+                .store()
                 .append_raw(events, &Meta::system(), now_ms())
                 .await
                 .expect("append");
@@ -89,12 +89,16 @@ impl Fixture {
             recall
         });
         let kid = recall
-            .sync
+            .sync()
             .state()
             .active_kid()
             .expect("active key")
             .to_owned();
-        let public_key = recall.sync.keyring().public_key(&kid).expect("public key");
+        let public_key = recall
+            .sync()
+            .keyring()
+            .public_key(&kid)
+            .expect("public key");
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: "recall".into(),
@@ -107,7 +111,7 @@ impl Fixture {
             exp: now + 3600,
             ctype: "web".into(),
         };
-        let token = recall.sync.keyring().issue(&kid, &claims).expect("issue");
+        let token = recall.sync().keyring().issue(&kid, &claims).expect("issue");
         Fixture {
             _rt: rt,
             dir,
@@ -126,7 +130,7 @@ impl Fixture {
             ..self.claims.clone()
         };
         self.recall
-            .sync
+            .sync()
             .keyring()
             .issue(&self.kid, &claims)
             .expect("issue")
@@ -179,14 +183,14 @@ fn bench(c: &mut Criterion, f: &Fixture) {
     });
 
     // Recall's uncached verification: header rules, signature, claims.
-    let keyring = f.recall.sync.keyring().clone();
+    let keyring = f.recall.sync().keyring().clone();
     g.bench_function("keyring_verify", |b| {
         b.iter(|| keyring.verify(black_box(&f.token)).expect("verify"))
     });
 
     // The in-memory state: key status, revoked session, user lock.
     {
-        let state = f.recall.sync.state();
+        let state = f.recall.sync().state();
         let now = now_ms();
         g.bench_function("revocation_check", |b| {
             b.iter(|| {
@@ -228,7 +232,7 @@ fn main() {
     let fixture = Fixture::new();
     if !std::env::args().any(|a| a == "--bench") {
         // `cargo test`: check every routine once, ignore libtest's flags.
-        let _ = fixture.recall.sync.keyring().verify(&fixture.token);
+        let _ = fixture.recall.sync().keyring().verify(&fixture.token);
         extract(&fixture.request(&fixture.token));
         extract(&fixture.request(&fixture.fresh_token()));
         println!("bench extractor: smoke run ok (use `cargo bench --bench extractor` to measure)");

@@ -323,7 +323,7 @@ async fn login_many(
         for job in jobs {
             let res = job.await?.map_err(|e| anyhow::anyhow!("login: {e}"))?;
             let (claims, _) = recall
-                .sync
+                .sync()
                 .keyring()
                 .verify(&res.access_token)
                 .map_err(|e| anyhow::anyhow!("verify: {e}"))?;
@@ -428,12 +428,12 @@ async fn guards(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     ));
     let kid = recall
-        .sync
+        .sync()
         .state()
         .active_kid()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no active key"))?;
-    let keyring = recall.sync.keyring().clone();
+    let keyring = recall.sync().keyring().clone();
     let signing = Instant::now();
     let base: Vec<Claims> = logins.iter().map(|l| l.claims.clone()).collect();
     let miss = sign_many(&keyring, &kid, &base, args.miss_tokens);

@@ -208,7 +208,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                     break;
                 }
                 // New events wake us through the bus; the timeout is the backstop.
-                let mut applied = recall.sync.applied();
+                let mut applied = recall.live_events();
                 let _ = tokio::time::timeout(Duration::from_millis(500), applied.recv()).await;
             }
         }

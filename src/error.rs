@@ -3,6 +3,7 @@
 
 use crate::passwords::Saturated;
 use crate::store::StoreError;
+use crate::time::rfc3339;
 
 /// An error as a client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +16,8 @@ pub enum ApiError {
     InvalidToken(String),
     #[error("{0}")]
     InvalidGrant(String),
-    #[error("the account is locked until {until}")]
-    AccountLocked { until: String },
+    #[error("the account is locked until {}", rfc3339(*until_ms))]
+    AccountLocked { until_ms: i64 },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -54,9 +55,7 @@ impl ApiError {
 
     /// A lock that ends at `until_ms`.
     pub fn locked(until_ms: i64) -> Self {
-        ApiError::AccountLocked {
-            until: crate::http::rfc3339(until_ms),
-        }
+        ApiError::AccountLocked { until_ms }
     }
 }
 

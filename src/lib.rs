@@ -2,7 +2,6 @@
 //! from an in-memory revocation state folded from an event log and kept
 //! current across a fleet by Redis notices and log catch-up.
 
-pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -18,5 +17,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod time;
 pub mod tls;
 pub mod tokens;

@@ -43,7 +43,7 @@ async fn record_http(
     let method = req.method().to_string();
     let metrics = req
         .app_data::<web::Data<Recall>>()
-        .map(|r| r.metrics.clone());
+        .map(|r| r.metrics().clone());
     let res = next.call(req).await?;
     if let Some(metrics) = metrics {
         metrics

@@ -39,10 +39,7 @@ fn regression_reason(head: i64, applied: i64) -> String {
     )
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::time::now_ms;
 
 /// The state, its keyring and the machinery that keeps them current.
 pub struct StateSync {

@@ -39,7 +39,7 @@ pub(super) async fn fleet_measure(
 ) -> anyhow::Result<Value> {
     let (a, b, c) = (nodes[0].clone(), nodes[1].clone(), nodes[2].clone());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !nodes.iter().all(|n| n.sync.bus_connected()) {
+    while !nodes.iter().all(|n| n.sync().bus_connected()) {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the fleet never subscribed to Redis"
@@ -71,7 +71,7 @@ pub(super) async fn fleet_measure(
             refresh_expires_at: now_ms() + 3_600_000,
         };
         let recall::store::Login::Created(env) = a
-            .store
+            .store()
             .login(&s, &Meta::user(user_id, None), now_ms())
             .await?
         else {
@@ -80,8 +80,8 @@ pub(super) async fn fleet_measure(
         a.committed(&[env]).await;
         sids.push(s.id);
     }
-    let head = a.sync.state().last_seq();
-    while b.sync.state().last_seq() < head || c.sync.state().last_seq() < head {
+    let head = a.sync().state().last_seq();
+    while b.sync().state().last_seq() < head || c.sync().state().last_seq() < head {
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(60),
             "B and C never caught up"
@@ -119,10 +119,10 @@ pub(super) async fn fleet_measure(
             answer.push((t0 - asked).as_secs_f64() * 1e3);
             let (mut tb, mut tc) = (None, None);
             loop {
-                if tb.is_none() && b.sync.state().is_session_revoked(*sid) {
+                if tb.is_none() && b.sync().state().is_session_revoked(*sid) {
                     tb = Some(t0.elapsed());
                 }
-                if tc.is_none() && c.sync.state().is_session_revoked(*sid) {
+                if tc.is_none() && c.sync().state().is_session_revoked(*sid) {
                     tc = Some(t0.elapsed());
                 }
                 if tb.is_some() && tc.is_some() {

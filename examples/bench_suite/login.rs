@@ -220,7 +220,7 @@ pub(super) async fn pg_sessions(url: &str) -> anyhow::Result<i64> {
 }
 
 pub(super) async fn login_pg(recall: &Arc<Recall>, url: &str, p: &Phases) -> anyhow::Result<Value> {
-    let (workers, queue) = (recall.settings.hash_workers, recall.settings.hash_queue);
+    let (workers, queue) = (recall.settings().hash_workers, recall.settings().hash_queue);
     let users = register_users(recall, 16).await?;
     // Full load, closed loop: enough callers to keep every hash worker busy,
     // under the queue bound (so nothing is refused).

@@ -86,9 +86,9 @@ pub(super) async fn startup_in(
         let (recall, tasks) =
             Recall::start_with(s.clone(), store, Arc::new(LocalBus::default())).await?;
         ready_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        revoked = recall.sync.state().sizes().0;
+        revoked = recall.sync().state().sizes().0;
         anyhow::ensure!(
-            recall.sync.is_fresh(now_ms()),
+            recall.sync().is_fresh(now_ms()),
             "not ready right after start"
         );
         stop(&tasks);

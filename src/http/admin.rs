@@ -83,8 +83,7 @@ pub async fn find_user(
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let u = recall
-        .store
-        .user_by_name(&q.username.to_lowercase())
+        .user_named(&q.username)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let now = now_ms();
@@ -266,7 +265,7 @@ struct StreamState {
 pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
     let now = tokio::time::Instant::now();
     let state = StreamState {
-        rx: recall.sync.applied(),
+        rx: recall.live_events(),
         recall: recall.clone(),
         bearer: admin.bearer,
         expires_at: admin.expires_at,

@@ -7,7 +7,6 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpRequest};
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::events::Meta;
@@ -54,7 +53,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
 pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip())?;
     let trusted: &[ipnet::IpNet] = match req.app_data::<web::Data<Recall>>() {
-        Some(r) => &r.settings.trusted_proxies,
+        Some(r) => &r.settings().trusted_proxies,
         None => &[],
     };
     let values: Vec<&str> = req
@@ -137,25 +136,12 @@ impl Admin {
 
 /// Checks a bearer token for admin rights.
 pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiError> {
-    if let Some(expected) = &recall.settings.admin_token {
-        if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
-            return Ok(Admin {
-                actor: "admin-token".into(),
-                bearer: None,
-                expires_at: None,
-            });
-        }
-    }
-    let principal = recall.authenticate(token)?;
-    let user = recall.store.user_by_id(principal.user_id).await?;
-    match user {
-        Some(u) if u.is_admin() => Ok(Admin {
-            actor: format!("admin:{}", u.id),
-            bearer: Some(token.to_owned()),
-            expires_at: Some(principal.claims().exp),
-        }),
-        _ => Err(ApiError::Forbidden("admin rights required".into())),
-    }
+    let who = recall.authorize_admin(token).await?;
+    Ok(Admin {
+        actor: who.actor,
+        bearer: who.bearer,
+        expires_at: who.expires_at,
+    })
 }
 
 impl FromRequest for Admin {

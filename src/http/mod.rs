@@ -21,12 +21,7 @@ use crate::service::Recall;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// RFC 3339 UTC for a millisecond timestamp.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::time::rfc3339;
 
 fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidRequest(format!("invalid query: {err}")).into()

@@ -14,7 +14,6 @@ use crate::error::ApiError;
 use crate::events::{Meta, RevokeCause};
 use crate::service::{LoginInput, Recall};
 use crate::store::SessionEnd;
-use crate::sync::now_ms;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +50,7 @@ pub async fn register(
     recall: web::Data<Recall>,
     body: JsonBody<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = if recall.settings.open_registration {
+    let meta = if recall.settings().open_registration {
         Meta {
             actor: Some("anonymous".into()),
             ip: client_ip(&req),
@@ -171,8 +170,7 @@ pub async fn password(
 pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
     let user = recall
-        .store
-        .user_by_id(p.user_id)
+        .user(p.user_id)
         .await?
         .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
     Ok(HttpResponse::Ok().json(json!({
@@ -189,7 +187,7 @@ pub async fn sessions(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
-    let list = recall.store.live_sessions(p.user_id, now_ms()).await?;
+    let list = recall.live_sessions(p.user_id).await?;
     let sessions: Vec<_> = list
         .iter()
         .map(|s| {

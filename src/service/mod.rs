@@ -29,22 +29,25 @@ use crate::store::{
 use crate::sync::{now_ms, StateSync};
 use crate::tokens::{b64url, Claims, Keyring};
 
+pub mod admin;
 mod inputs;
 mod outbox;
+mod queries;
 
 pub use inputs::{
     parse_client_type, token_error_text, LoginInput, Password, Principal, TokenResponse, Username,
 };
 use outbox::Outbox;
+pub use queries::{AdminIdentity, Readiness};
 
 /// The running core shared by HTTP handlers and the CLI.
 pub struct Recall {
-    pub settings: Settings,
-    pub store: Store,
-    pub sync: Arc<StateSync>,
-    pub hasher: Hasher,
-    pub metrics: Arc<Metrics>,
-    pub bus: Arc<dyn Bus>,
+    settings: Settings,
+    store: Store,
+    sync: Arc<StateSync>,
+    hasher: Hasher,
+    metrics: Arc<Metrics>,
+    bus: Arc<dyn Bus>,
     outbox: Arc<Outbox>,
     /// Per client address: login, registration, refresh, `/oauth/*` (G10).
     limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
@@ -169,6 +172,27 @@ impl Recall {
             limiter,
         });
         Ok((recall, tasks))
+    }
+
+    /// The settings this core runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The event store, for tools, benchmarks and tests (HTTP and the CLI
+    /// go through the service methods).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The state and its sync machinery, for tools, benchmarks and tests.
+    pub fn sync(&self) -> &Arc<StateSync> {
+        &self.sync
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// After a commit: apply here before answering (G2), then tell the fleet.

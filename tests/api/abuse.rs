@@ -253,7 +253,7 @@ async fn password_change_guesses_count_and_revoke_the_session() {
         200,
         "other sessions live"
     );
-    let t = app.recall().store.throttle(&name).await.unwrap();
+    let t = app.recall().store().throttle(&name).await.unwrap();
     assert_eq!(t.failures, 5, "each counted against the username");
     // Five more wrong logins fill the budget of 10: locked.
     for _ in 0..5 {

@@ -252,7 +252,7 @@ async fn locked_fleet(b: &Backend) -> (Vec<TestApp>, crate::helpers::Session) {
     let seq = res.body["seq"].as_i64().unwrap();
     for app in &fleet {
         let r = eventually(FLEET, || async move {
-            app.recall().sync.state().last_seq() >= seq
+            app.recall().sync().state().last_seq() >= seq
         })
         .await;
         assert!(r.is_some(), "the lock never arrived");

@@ -328,7 +328,7 @@ async fn cli_rotate_key_scheduled_and_compromised() {
     assert_eq!(e["data"]["previous_kid"], first.as_str());
     let second = e["data"]["kid"].as_str().unwrap().to_owned();
     let took = eventually(FLEET, || async {
-        app.recall().sync.state().active_kid() == Some(second.as_str())
+        app.recall().sync().state().active_kid() == Some(second.as_str())
     })
     .await;
     assert!(took.is_some(), "the instance never saw the rotation");

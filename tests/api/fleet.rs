@@ -431,7 +431,7 @@ async fn notices_carry_no_secrets() {
         )
         .await;
     assert_eq!(rot.status, 200);
-    let head = app.recall().store.head().await.unwrap();
+    let head = app.recall().store().head().await.unwrap();
     let mut notices = Vec::new();
     let mut stream = pubsub.on_message();
     while notices.len() < head as usize - 1 {
@@ -441,10 +441,10 @@ async fn notices_carry_no_secrets() {
             .unwrap();
         notices.push(String::from_utf8(msg.get_payload_bytes().to_vec()).unwrap());
     }
-    let keys = app.recall().store.keys().await.unwrap();
+    let keys = app.recall().store().keys().await.unwrap();
     let user = app
         .recall()
-        .store
+        .store()
         .user_by_name(&name)
         .await
         .unwrap()

@@ -102,7 +102,7 @@ async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
     let name = username("ivy");
     app.register(&name).await;
     let s = app.login(&name).await;
-    let head = app.recall().store.head().await.unwrap();
+    let head = app.recall().store().head().await.unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
             "/v1/auth/login",
@@ -187,7 +187,7 @@ async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
     assert_eq!(basic.status(), 401);
     assert_eq!(app.get("/v1/nothing-here", None).await.error(), "not_found");
     // Nothing above appended an event.
-    assert_eq!(app.recall().store.head().await.unwrap(), head);
+    assert_eq!(app.recall().store().head().await.unwrap(), head);
     assert_eq!(app.me_status(&s.access).await, 200);
     app.stop().await;
 }

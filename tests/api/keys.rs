@@ -110,7 +110,7 @@ async fn fleet_accepts_new_key_tokens_as_soon_as_the_rotation_arrives() {
     let name = username("quinn");
     a.register(&name).await;
     let mut refresh = a.login(&name).await.refresh;
-    let reads = |app: &TestApp| app.recall().metrics.catchup_reads.get();
+    let reads = |app: &TestApp| app.recall().metrics().catchup_reads.get();
     let reads_before = [reads(bb), reads(c)];
     for compromised in [false, true] {
         let res = a

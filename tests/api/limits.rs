@@ -252,7 +252,7 @@ async fn the_publish_queue_is_bounded() {
         .await;
     let name = username("q");
     app.register(&name).await;
-    let head_before = app.recall().store.head().await.unwrap();
+    let head_before = app.recall().store().head().await.unwrap();
     for _ in 0..20 {
         let s = app.login(&name).await;
         assert_eq!(
@@ -264,7 +264,7 @@ async fn the_publish_queue_is_bounded() {
     }
     let dropped = app.metric("recall_notices_dropped_total").await;
     assert!(dropped >= 30.0, "dropped {dropped} of 40 with room for 4");
-    let head = app.recall().store.head().await.unwrap();
+    let head = app.recall().store().head().await.unwrap();
     assert_eq!(head - head_before, 40, "every event is in the log");
     app.stop().await;
     holder.abort();

@@ -48,7 +48,7 @@ async fn restart_rejects_revoked_tokens_from_the_first_request(kind: Kind) {
         200,
         "same key, still valid"
     );
-    let (revoked, _, _) = again.recall().sync.state().sizes();
+    let (revoked, _, _) = again.recall().sync().state().sizes();
     assert_eq!(
         revoked, 1,
         "only the window was folded, not the 2000 old logouts"

@@ -31,6 +31,16 @@ impl Recall {
         found.ok_or_else(|| ApiError::NotFound("no such user".into()))
     }
 
+    /// A user by (lowercased) username.
+    pub async fn user_named(&self, username: &str) -> Result<Option<UserRecord>, ApiError> {
+        Ok(self.store.user_by_name(&username.to_lowercase()).await?)
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, ApiError> {
+        Ok(self.store.user_by_id(id).await?)
+    }
+
     /// Ends every session of a user; returns (how many, event).
     pub async fn admin_revoke_sessions(
         &self,
