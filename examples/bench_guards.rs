@@ -26,7 +26,6 @@ use actix_web::dev::{Payload, Server};
 use actix_web::{web, App, FromRequest, HttpRequest, HttpResponse, HttpServer};
 use clap::Parser;
 use futures_util::future::LocalBoxFuture;
-use rand::RngCore;
 use recall::bus::LocalBus;
 use recall::config::Settings;
 use recall::error::ApiError;
@@ -376,8 +375,7 @@ fn write_lines(path: &Path, lines: impl Iterator<Item = String>) -> anyhow::Resu
 }
 
 fn hex_id() -> String {
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    let b: [u8; 32] = recall::random::bytes();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

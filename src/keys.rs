@@ -9,7 +9,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
-use rand::RngCore;
 
 use crate::store::KeyRecord;
 
@@ -50,9 +49,7 @@ impl MasterKey {
 
     /// A fresh random key.
     pub fn generate() -> Self {
-        let mut k = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut k);
-        MasterKey(k)
+        MasterKey(crate::random::bytes())
     }
 
     /// Reads `dir/master.key`, creating it (mode 0600) on first start.
@@ -88,15 +85,14 @@ impl MasterKey {
 
     /// nonce || ciphertext of `plain`, bound to `kid`.
     pub fn seal(&self, kid: &str, plain: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let nonce: [u8; 12] = crate::random::bytes();
         let payload = Payload {
             msg: plain,
             aad: kid.as_bytes(),
         };
         let ct = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), payload)
+            .encrypt(&Nonce::from(nonce), payload)
             .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend(ct);
@@ -109,9 +105,10 @@ impl MasterKey {
             return Err(KeyError::Decrypt(kid.to_owned()));
         }
         let (nonce, ct) = sealed.split_at(12);
+        let nonce = Nonce::try_from(nonce).map_err(|_| KeyError::Decrypt(kid.to_owned()))?;
         self.cipher()
             .decrypt(
-                Nonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: ct,
                     aad: kid.as_bytes(),
@@ -174,14 +171,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// A new random key id.
 pub fn new_kid() -> String {
-    let mut b = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    let b: [u8; 12] = crate::random::bytes();
     URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Generates an Ed25519 key and returns its row, private half sealed.
 pub fn generate_signing_key(master: &MasterKey, now: i64) -> Result<KeyRecord, KeyError> {
-    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let signing = SigningKey::from_bytes(&crate::random::bytes());
     let der = signing
         .to_pkcs8_der()
         .map_err(|e| KeyError::Encoding(e.to_string()))?;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod passwords;
+pub mod random;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -9,8 +9,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{PasswordHash, PasswordHasher, PasswordVerifier};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use subtle::ConstantTimeEq;
@@ -37,19 +37,15 @@ pub fn argon2() -> Argon2<'static> {
 /// Hashes a password to a PHC string, allocating its own memory (setup
 /// and tools; requests go through `Hasher`).
 pub fn hash_blocking(password: &[u8]) -> String {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon2()
-        .hash_password(password, &salt)
+        .hash_password(password)
         .map(|h| h.to_string())
         .unwrap_or_default()
 }
 
 /// Checks a password against a PHC string, allocating its own memory.
 pub fn verify_blocking(password: &[u8], phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password, &parsed).is_ok(),
-        Err(_) => false,
-    }
+    argon2().verify_password(password, phc).is_ok()
 }
 
 /// One worker's argon2 memory, allocated once and reused for every hash.
@@ -73,7 +69,7 @@ impl Memory {
 
     /// Hashes `password` with the production parameters into a PHC string.
     pub fn hash(&mut self, password: &[u8]) -> String {
-        let salt: [u8; SALT_LEN] = rand::random();
+        let salt: [u8; SALT_LEN] = crate::random::bytes();
         let argon = argon2();
         let mut out = [0u8; OUTPUT_LEN];
         let blocks = argon.params().block_count();
@@ -96,7 +92,7 @@ impl Memory {
             return false;
         };
         let (Ok(algorithm), Ok(params)) = (
-            Algorithm::try_from(parsed.algorithm),
+            Algorithm::try_from(parsed.algorithm.as_str()),
             Params::try_from(&parsed),
         ) else {
             return false;
@@ -109,15 +105,11 @@ impl Memory {
         let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
             return false;
         };
-        let mut salt_buf = [0u8; 64];
-        let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
-            return false;
-        };
         let argon = Argon2::new(algorithm, version, params);
         let mut out = vec![0u8; expected.len()];
         let blocks = argon.params().block_count();
         if argon
-            .hash_password_into_with_memory(password, salt, &mut out, self.blocks(blocks))
+            .hash_password_into_with_memory(password, &salt, &mut out, self.blocks(blocks))
             .is_err()
         {
             return false;
@@ -175,7 +167,7 @@ impl Hasher {
         let inbox = Arc::new(Mutex::new(inbox));
         let stats = Arc::new(PoolStats::default());
         let mut memory = Memory::default();
-        let random: [u8; 16] = rand::random();
+        let random: [u8; 16] = crate::random::bytes();
         let dummy = Arc::new(memory.hash(&random));
         drop(memory);
         for n in 0..workers {
@@ -310,8 +302,7 @@ mod tests {
             Version::V0x13,
             Params::new(8, 1, 1, None).unwrap(),
         );
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let phc = cheap.hash_password(b"x1234567", &salt).unwrap().to_string();
+        let phc = cheap.hash_password(b"x1234567").unwrap().to_string();
         assert!(memory.verify(b"x1234567", &phc));
         for garbage in [
             "",

@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::events::Envelope;
@@ -58,7 +58,7 @@ impl NoticeAuth {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length: this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        <HmacSha256 as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
     }
 
     /// The notice for one committed event: ids, seq, type and times only (G7).

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -59,8 +58,7 @@ pub fn refresh_hash(token: &str) -> [u8; 32] {
 }
 
 fn new_refresh_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let bytes: [u8; 32] = crate::random::bytes();
     b64url(&bytes)
 }
 

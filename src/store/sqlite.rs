@@ -131,7 +131,7 @@ impl SqliteDb {
                 return guard;
             }
         }
-        let pick = rand::random::<usize>() % self.readers.len().max(1);
+        let pick = crate::random::below(self.readers.len());
         match self.readers.get(pick) {
             Some(r) => r.clone().lock_owned().await,
             None => self.writer.clone().lock_owned().await,
