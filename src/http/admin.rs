@@ -148,6 +148,25 @@ pub async fn unlock(
     Ok(HttpResponse::Ok().json(json!({ "seq": env.seq })))
 }
 
+/// `GET /v1/admin/users/{user_id}/sessions`: a user's live sessions.
+pub async fn user_sessions(
+    recall: web::Data<Recall>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    if recall.user(id).await?.is_none() {
+        return Err(ApiError::NotFound("no such user".into()));
+    }
+    let sessions: Vec<_> = recall
+        .live_sessions(id)
+        .await?
+        .iter()
+        .map(|v| super::users::session_json(v, None))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
+}
+
 /// `DELETE /v1/admin/sessions/{session_id}`
 pub async fn delete_session(
     req: HttpRequest,

@@ -117,6 +117,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             one("/v1/admin/keys/rotate", Method::POST).route(web::post().to(admin::rotate_key)),
         )
         .service(one("/v1/admin/keys", Method::GET).route(web::get().to(admin::keys)))
+        .service(
+            one("/v1/admin/users/{user_id}/sessions", Method::GET)
+                .route(web::get().to(admin::user_sessions)),
+        )
         .service(one("/v1/admin/events", Method::GET).route(web::get().to(admin::events)))
         .service(one("/v1/admin/events/stream", Method::GET).route(web::get().to(admin::stream)))
         .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))

@@ -12,7 +12,7 @@ use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
 use super::rfc3339;
 use crate::error::ApiError;
 use crate::events::{Meta, RevokeCause};
-use crate::service::{LoginInput, Recall};
+use crate::service::{LoginInput, Recall, SessionView};
 use crate::store::SessionEnd;
 
 #[derive(Deserialize)]
@@ -181,6 +181,21 @@ pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpRe
     })))
 }
 
+/// One session as `GET /v1/sessions` lists it.
+pub fn session_json(v: &SessionView, current: Option<Uuid>) -> serde_json::Value {
+    let s = &v.session;
+    json!({
+        "session_id": s.id,
+        "client_type": s.client_type,
+        "ip": s.ip,
+        "user_agent": s.user_agent,
+        "created_at": rfc3339(s.created_at),
+        "last_used_at": rfc3339(v.last_used_at),
+        "expires_at": rfc3339(v.expires_at),
+        "current": Some(s.id) == current,
+    })
+}
+
 /// `GET /v1/sessions`
 pub async fn sessions(
     recall: web::Data<Recall>,
@@ -190,16 +205,7 @@ pub async fn sessions(
     let list = recall.live_sessions(p.user_id).await?;
     let sessions: Vec<_> = list
         .iter()
-        .map(|s| {
-            json!({
-                "session_id": s.id,
-                "client_type": s.client_type,
-                "ip": s.ip,
-                "user_agent": s.user_agent,
-                "created_at": rfc3339(s.created_at),
-                "current": s.id == p.session_id,
-            })
-        })
+        .map(|v| session_json(v, Some(p.session_id)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
 }

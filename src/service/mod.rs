@@ -37,7 +37,7 @@ pub use inputs::{
     parse_client_type, token_error_text, LoginInput, Password, Principal, TokenResponse, Username,
 };
 use outbox::Outbox;
-pub use queries::{AdminIdentity, Readiness};
+pub use queries::{AdminIdentity, Readiness, SessionView};
 
 /// The running core shared by HTTP handlers and the CLI.
 pub struct Recall {

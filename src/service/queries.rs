@@ -32,6 +32,16 @@ pub struct Readiness {
     pub bus_connected: bool,
 }
 
+/// A live session as users and admins see it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub session: SessionRecord,
+    /// When it last logged in or refreshed (ms).
+    pub last_used_at: i64,
+    /// When it ends at the latest, refreshed or not (ms).
+    pub expires_at: i64,
+}
+
 /// Who holds admin rights, and for how long.
 #[derive(Debug, Clone)]
 pub struct AdminIdentity {
@@ -149,9 +159,23 @@ impl Recall {
         }
     }
 
-    /// A user's live sessions.
-    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionRecord>, ApiError> {
-        Ok(self.store.live_sessions(user_id, now_ms()).await?)
+    /// A user's live sessions: not revoked, and neither past their refresh
+    /// lifetime nor their absolute lifetime (`RECALL_SESSION_MAX_SECS`).
+    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, ApiError> {
+        let now = now_ms();
+        let max_ms = self.settings.session_max_secs.saturating_mul(1000);
+        let list = self.store.live_sessions(user_id, now).await?;
+        Ok(list
+            .into_iter()
+            .map(|(s, last_used_at)| SessionView {
+                expires_at: s
+                    .refresh_expires_at
+                    .min(s.created_at.saturating_add(max_ms)),
+                last_used_at,
+                session: s,
+            })
+            .filter(|v| v.expires_at > now)
+            .collect())
     }
 
     /// Checks a bearer for admin rights: the bootstrap token (compared in

@@ -384,18 +384,27 @@ impl Store {
     }
 
     /// The user's sessions that are neither revoked nor past their refresh lifetime.
+    /// Each with when it was last used: its newest refresh token's issue time.
     pub async fn live_sessions(
         &self,
         user_id: Uuid,
         now: i64,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
+    ) -> Result<Vec<(SessionRecord, i64)>, StoreError> {
         let mut tx = self.db.reader().await?;
         let sql = format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+            "SELECT {SESSION_COLS}, \
+             (SELECT MAX(r.issued_at) FROM refresh_tokens r WHERE r.session_id = sessions.id) \
+             FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
              AND refresh_expires_at > $2 ORDER BY created_at, id"
         );
         let rows = tx.query(&sql, &[user_id.into(), now.into()]).await?;
-        rows.iter().map(session).collect()
+        rows.iter()
+            .map(|r| {
+                let s = session(r)?;
+                let used = r.opt_int(9)?.unwrap_or(s.created_at);
+                Ok((s, used))
+            })
+            .collect()
     }
 
     /// Ends one session. `owner` restricts it to that user's sessions

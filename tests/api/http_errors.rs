@@ -32,6 +32,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("POST", format!("/v1/admin/users/{id}/revoke-sessions")),
         ("POST", format!("/v1/admin/users/{id}/lock")),
         ("POST", format!("/v1/admin/users/{id}/unlock")),
+        ("GET", format!("/v1/admin/users/{id}/sessions")),
         ("DELETE", format!("/v1/admin/sessions/{id}")),
         ("POST", "/v1/admin/keys/rotate".to_owned()),
         ("GET", "/v1/admin/keys".to_owned()),

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{username, Backend, Kind, Session, PASSWORD};
+use crate::helpers::{username, Backend, Kind, Session, ADMIN_TOKEN, PASSWORD};
 
 both_stores!(
     logout_others_keeps_only_the_caller,
@@ -181,6 +181,75 @@ async fn session_list_and_delete(kind: Kind) {
     assert_eq!(current[0]["session_id"], web.session_id.as_str());
     assert!(sessions.iter().any(|s| s["client_type"] == "mobile"));
     assert!(sessions[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    // Every field of API.md; a refresh moves last_used_at, and a session
+    // ends at the latest RECALL_SESSION_MAX_SECS after login.
+    let ms = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    for s in sessions {
+        for field in [
+            "session_id",
+            "client_type",
+            "ip",
+            "user_agent",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "current",
+        ] {
+            assert!(s.get(field).is_some(), "{field} missing: {s}");
+        }
+        assert!(ms(&s["last_used_at"]) >= ms(&s["created_at"]));
+        let lifetime = ms(&s["expires_at"]) - ms(&s["created_at"]);
+        assert!(lifetime > 0 && lifetime <= 1_209_600_000, "{lifetime}");
+    }
+    let before = ms(&current[0]["last_used_at"]);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let refreshed = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": web.refresh }),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200);
+    let web = Session::from_body(&refreshed.body, &web.user_id);
+    let list = app.get("/v1/sessions", Some(&web.access)).await;
+    let mine = list.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    assert!(ms(&mine["last_used_at"]) > before, "{mine}");
+    // Admins see the same list for any user.
+    let admin_list = app
+        .get(
+            &format!("/v1/admin/users/{}/sessions", web.user_id),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(admin_list.status, 200, "{}", admin_list.body);
+    assert_eq!(admin_list.body["sessions"].as_array().unwrap().len(), 2);
+    let nobody = app
+        .get(
+            &format!("/v1/admin/users/{}/sessions", uuid::Uuid::now_v7()),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(nobody.status, 404);
+    assert_eq!(
+        app.get(
+            &format!("/v1/admin/users/{}/sessions", web.user_id),
+            Some(&web.access)
+        )
+        .await
+        .status,
+        403
+    );
     // Another user's session and an unknown one: 404, nothing revoked.
     let theirs = app
         .call(
