@@ -1,0 +1,50 @@
+//! Maintenance: prunes the state, retires signing keys whose tokens have
+//! all expired, and deletes spent refresh tokens of long-ended sessions.
+
+use super::*;
+
+/// Runs maintenance every `every` (retirement is checked that often).
+pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            sync.housekeeping().await;
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = std::time::Instant::now();
+                match sync
+                    .store
+                    .prune_refresh_tokens(now_ms() - PRUNE_AFTER_MS)
+                    .await
+                {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(deleted = n, "pruned refresh tokens of ended sessions")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "refresh-token pruning failed"),
+                }
+            }
+        }
+    })
+}
+
+impl StateSync {
+    /// Prunes the state and retires keys whose tokens have all expired.
+    pub async fn housekeeping(&self) {
+        let now = now_ms();
+        self.state.write().prune(now);
+        let due = self.state.read().retirement_due(now);
+        if due {
+            match self.store.retire_keys(&Meta::system(), now).await {
+                Ok(envs) if !envs.is_empty() => {
+                    tracing::info!(count = envs.len(), "retired signing keys");
+                    let _ = self.catch_up().await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "key retirement failed"),
+            }
+        }
+    }
+}
