@@ -182,7 +182,9 @@ impl RevocationState {
     pub fn key_status(&self, kid: &str, now: i64) -> Option<KeyStatus> {
         let (status, retire_after) = self.keys.get(kid)?;
         match (status, retire_after) {
-            (KeyStatus::Verifying, Some(t)) if *t <= now => Some(KeyStatus::Retired),
+            (KeyStatus::Verifying, t) if crate::domain::retires(*t, now) => {
+                Some(KeyStatus::Retired)
+            }
             (s, _) => Some(*s),
         }
     }
@@ -192,7 +194,7 @@ impl RevocationState {
     pub fn retirement_due(&self, now: i64) -> bool {
         self.keys
             .values()
-            .any(|(s, t)| *s == KeyStatus::Verifying && t.is_some_and(|t| t <= now))
+            .any(|(s, t)| *s == KeyStatus::Verifying && crate::domain::retires(*t, now))
     }
 
     /// Every key the state knows, with its effective status.

@@ -4,7 +4,11 @@
 //! so every rule is tested in microseconds, given / when / then.
 
 pub mod brute_force;
+pub mod keys;
+pub mod locks;
 pub mod refresh;
 
 pub use brute_force::{after_failure, after_reservation, may_log_in, LockoutPolicy, Reservation};
+pub use keys::{retires, rotation, PreviousKey};
+pub use locks::{lock_until, DEFAULT_LOCK_SECS, MAX_LOCK_SECS};
 pub use refresh::{decide_refresh, RefreshDecision, RefreshFacts, SessionFacts};

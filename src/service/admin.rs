@@ -9,10 +9,7 @@ use crate::service::Recall;
 use crate::store::{EventFilter, KeyRecord, SessionEnd, StoreError, UserRecord};
 use crate::sync::now_ms;
 
-/// Default admin lock: 24 hours.
-pub const DEFAULT_LOCK_SECS: i64 = 86_400;
-/// Longest lock an admin can set: ten years.
-const MAX_LOCK_SECS: i64 = 10 * 365 * 86_400;
+pub use crate::domain::DEFAULT_LOCK_SECS;
 
 fn not_found_user(e: StoreError) -> ApiError {
     match e {
@@ -62,16 +59,12 @@ impl Recall {
         reason: Option<String>,
         meta: &Meta,
     ) -> Result<Envelope, ApiError> {
-        let secs = duration_secs.unwrap_or(DEFAULT_LOCK_SECS);
-        if !(1..=MAX_LOCK_SECS).contains(&secs) {
-            return Err(ApiError::InvalidRequest(format!(
-                "duration_secs: 1 to {MAX_LOCK_SECS}"
-            )));
-        }
         let now = now_ms();
+        let until = crate::domain::lock_until(duration_secs, now)
+            .map_err(|(lo, hi)| ApiError::InvalidRequest(format!("duration_secs: {lo} to {hi}")))?;
         let env = self
             .store
-            .lock(user_id, now + secs * 1000, reason, meta, now)
+            .lock(user_id, until, reason, meta, now)
             .await
             .map_err(not_found_user)?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -115,10 +108,10 @@ impl Recall {
         let now = now_ms();
         let key = generate_signing_key(&self.settings.master_key, now)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let retire_after = now + self.settings.retention_ms();
+        let previous = crate::domain::rotation(compromised, self.settings.retention_ms(), now);
         let env = self
             .store
-            .rotate_key(&key, compromised, retire_after, reason, meta, now)
+            .rotate_key(&key, previous, reason, meta, now)
             .await?;
         self.sync.reload_keys().await?;
         self.committed(std::slice::from_ref(&env)).await;

@@ -3,6 +3,7 @@
 
 use super::rows::{append, commit_one, insert_key, query_keys};
 use super::{KeyRecord, Store, StoreError};
+use crate::domain::PreviousKey;
 use crate::events::{Envelope, Event, Meta};
 
 impl Store {
@@ -39,13 +40,12 @@ impl Store {
         commit_one(tx, event, meta, now).await.map(Some)
     }
 
-    /// Makes `key` the active key. The previous one keeps verifying until
-    /// `retire_after`, or is revoked at once when `compromised`.
+    /// Makes `key` the active key; the previous one becomes what the
+    /// rotation decided (`domain::rotation`).
     pub async fn rotate_key(
         &self,
         key: &KeyRecord,
-        compromised: bool,
-        retire_after: i64,
+        previous: PreviousKey,
         reason: Option<String>,
         meta: &Meta,
         now: i64,
@@ -53,24 +53,19 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
             .await?;
-        let previous = query_keys(&mut *tx, "WHERE status = 'active'").await?;
-        let previous_kid = previous.first().map(|k| k.kid.clone());
-        let (status, retire) = if compromised {
-            ("revoked", None)
-        } else {
-            ("verifying", Some(retire_after))
-        };
+        let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
+        let previous_kid = active.first().map(|k| k.kid.clone());
         tx.exec(
             "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
-            &[status.into(), retire.into()],
+            &[previous.status().into(), previous.retire_after().into()],
         )
         .await?;
         insert_key(&mut *tx, key).await?;
         let event = Event::KeyRotated {
             kid: key.kid.clone(),
             previous_kid,
-            compromised,
-            previous_retire_after: retire,
+            compromised: previous == PreviousKey::Revoked,
+            previous_retire_after: previous.retire_after(),
             reason,
         };
         commit_one(tx, event, meta, now).await

@@ -1,0 +1,80 @@
+//! Signing-key lifecycle: what a rotation does to the previous key, and
+//! which keys retirement takes.
+
+/// What becomes of the previous active key in a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousKey {
+    /// Compromised: every token it signed is refused at once.
+    Revoked,
+    /// Scheduled: it keeps verifying its tokens until `retire_after` (ms),
+    /// when the last of them has expired.
+    Verifying { retire_after: i64 },
+}
+
+impl PreviousKey {
+    /// The status column value.
+    pub fn status(&self) -> &'static str {
+        match self {
+            PreviousKey::Revoked => "revoked",
+            PreviousKey::Verifying { .. } => "verifying",
+        }
+    }
+
+    /// When it retires, if it does.
+    pub fn retire_after(&self) -> Option<i64> {
+        match self {
+            PreviousKey::Revoked => None,
+            PreviousKey::Verifying { retire_after } => Some(*retire_after),
+        }
+    }
+}
+
+/// A rotation at `now`: the previous key is revoked when `compromised`,
+/// else it verifies for `retention_ms` more (the longest access-token
+/// lifetime plus leeway, so no token it signed outlives it).
+pub fn rotation(compromised: bool, retention_ms: i64, now: i64) -> PreviousKey {
+    if compromised {
+        PreviousKey::Revoked
+    } else {
+        PreviousKey::Verifying {
+            retire_after: now.saturating_add(retention_ms),
+        }
+    }
+}
+
+/// Whether a verifying key whose retirement is due at `retire_after` is
+/// retired at `now`.
+pub fn retires(retire_after: Option<i64>, now: i64) -> bool {
+    retire_after.is_some_and(|at| at <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_compromised_key_when_rotated_then_it_is_revoked_at_once() {
+        let p = rotation(true, 310_000, 1_000);
+        assert_eq!(p, PreviousKey::Revoked);
+        assert_eq!((p.status(), p.retire_after()), ("revoked", None));
+    }
+
+    #[test]
+    fn given_a_scheduled_rotation_then_the_old_key_verifies_until_its_tokens_expire() {
+        let p = rotation(false, 310_000, 1_000);
+        assert_eq!(
+            p,
+            PreviousKey::Verifying {
+                retire_after: 311_000
+            }
+        );
+        assert_eq!((p.status(), p.retire_after()), ("verifying", Some(311_000)));
+    }
+
+    #[test]
+    fn given_a_verifying_key_then_it_retires_exactly_when_due() {
+        assert!(!retires(Some(311_000), 310_999));
+        assert!(retires(Some(311_000), 311_000));
+        assert!(!retires(None, i64::MAX));
+    }
+}
