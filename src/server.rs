@@ -11,10 +11,46 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use tokio::task::JoinHandle;
-use tracing_actix_web::{RequestId, TracingLogger};
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
 use crate::service::Recall;
+
+/// The span of each request: method, route pattern, request id, and the
+/// client address as Recall decides it (`RECALL_TRUSTED_PROXIES`), never
+/// a forwarded header from an untrusted peer.
+struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(req: &ServiceRequest) -> tracing::Span {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let client = crate::http::extract::client_addr(req.request())
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "request",
+            http.method = %req.method(),
+            http.route = %req.match_pattern().unwrap_or_else(|| "unmatched".into()),
+            client.address = %client,
+            request_id = %request_id,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
 
 /// Answers with the request's id (`X-Request-Id`), the one its log lines carry.
 async fn request_id_header(
@@ -116,7 +152,7 @@ impl Application {
                 .wrap(from_fn(request_id_header))
                 // A span per request, with a request id in every log line
                 // logged while it is served.
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(data.clone())
                 .configure(crate::http::routes)
         })

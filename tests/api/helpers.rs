@@ -196,13 +196,10 @@ impl Backend {
     }
 
     /// Starts `n` instances sharing this store and a Redis channel of their
-    /// own (each with its own pool, state and Redis connection).
+    /// own (each with its own pool, state and Redis connection), every one
+    /// subscribed before this returns.
     pub async fn spawn_fleet(&self, n: usize) -> Vec<TestApp> {
-        let mut apps = Vec::new();
-        for _ in 0..n {
-            apps.push(self.spawn_with(self.settings(), Some(redis_url())).await);
-        }
-        apps
+        self.spawn_subscribed_fleet(n, |_| {}).await
     }
 
     /// `spawn_fleet`, each instance's settings first changed by `tune`.
@@ -214,6 +211,18 @@ impl Backend {
             let redis = s.redis_url.clone().unwrap_or_else(redis_url);
             apps.push(self.spawn_with(s, Some(redis)).await);
         }
+        apps
+    }
+
+    /// Starts `n` instances like `spawn_fleet_with` and waits until every
+    /// one is subscribed to the bus, so a notice reaches all of them.
+    pub async fn spawn_subscribed_fleet(
+        &self,
+        n: usize,
+        tune: impl Fn(&mut Settings),
+    ) -> Vec<TestApp> {
+        let apps = self.spawn_fleet_with(n, tune).await;
+        wait_subscribed(&apps).await;
         apps
     }
 
@@ -422,6 +431,17 @@ pub async fn all_reject(apps: &[&TestApp], access: &str, limit: Duration) -> Opt
         slowest = slowest.max(start.elapsed());
     }
     Some(slowest)
+}
+
+/// Waits (up to 10 s) until every app's bus subscription is up.
+pub async fn wait_subscribed(apps: &[TestApp]) {
+    for (i, app) in apps.iter().enumerate() {
+        let up = eventually(Duration::from_secs(10), || async {
+            app.get("/readyz", None).await.body["bus"]["connected"] == true
+        })
+        .await;
+        assert!(up.is_some(), "instance {i} never subscribed to the bus");
+    }
 }
 
 /// A unique username.

@@ -63,7 +63,7 @@ async fn postgres_and_redis_over_tls_end_to_end() {
     let redis = tls_env("RECALL_TEST_TLS_REDIS_URL");
     let b = Backend::new(Kind::Sqlite).await;
     let apps = b
-        .spawn_fleet_with(2, |s| {
+        .spawn_subscribed_fleet(2, |s| {
             s.database_url = Some(format!("{}?sslmode=verify-full", db.url));
             s.database_ca_file = Some(ca.clone());
             s.redis_url = Some(redis.clone());

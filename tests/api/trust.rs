@@ -67,7 +67,7 @@ async fn forged_notices_change_nothing() {
     let b = Backend::new(Kind::Postgres).await;
     // Only notices can move anything: no polling, no staleness in play.
     let apps = b
-        .spawn_fleet_with(2, |s| {
+        .spawn_subscribed_fleet(2, |s| {
             s.poll_interval_ms = 600_000;
             s.max_staleness_ms = 1_200_000;
         })
@@ -262,8 +262,8 @@ async fn deployments_sharing_a_channel_ignore_each_other() {
     let x = Backend::new(Kind::Postgres).await;
     let mut y = Backend::new(Kind::Postgres).await;
     y.channel = x.channel.clone();
-    let xs = x.spawn_fleet(2).await;
-    let ys = y.spawn_fleet(2).await;
+    let xs = x.spawn_subscribed_fleet(2, |_| {}).await;
+    let ys = y.spawn_subscribed_fleet(2, |_| {}).await;
     let (nx, ny) = (username("deploy-x"), username("deploy-y"));
     xs[0].register(&nx).await;
     ys[0].register(&ny).await;
@@ -343,7 +343,7 @@ async fn a_log_that_goes_backwards_fails_closed_then_rebuilds() {
     let b = Backend::new(Kind::Postgres).await;
     let url = b.db.as_ref().unwrap().url.clone();
     let apps = b
-        .spawn_fleet_with(2, |s| {
+        .spawn_subscribed_fleet(2, |s| {
             s.poll_interval_ms = 2000;
             s.max_staleness_ms = 120_000;
         })
