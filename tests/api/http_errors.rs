@@ -16,36 +16,55 @@ async fn undeclared_methods_get_405_with_allow() {
     let b = Backend::new(Kind::Sqlite).await;
     let app = b.spawn().await;
     let id = uuid::Uuid::now_v7();
-    let routes = [
-        ("POST", "/v1/users".to_owned()),
-        ("POST", "/v1/auth/login".to_owned()),
-        ("POST", "/v1/auth/refresh".to_owned()),
-        ("POST", "/v1/auth/logout".to_owned()),
-        ("POST", "/v1/auth/logout-all".to_owned()),
-        ("POST", "/v1/auth/logout-others".to_owned()),
-        ("POST", "/v1/auth/password".to_owned()),
-        ("GET", "/v1/auth/verify".to_owned()),
-        ("GET", "/v1/me".to_owned()),
-        ("GET", "/v1/sessions".to_owned()),
-        ("DELETE", format!("/v1/sessions/{id}")),
-        ("GET", "/v1/admin/users".to_owned()),
-        ("POST", format!("/v1/admin/users/{id}/revoke-sessions")),
-        ("POST", format!("/v1/admin/users/{id}/lock")),
-        ("POST", format!("/v1/admin/users/{id}/unlock")),
-        ("GET", format!("/v1/admin/users/{id}/sessions")),
-        ("DELETE", format!("/v1/admin/sessions/{id}")),
-        ("POST", "/v1/admin/keys/rotate".to_owned()),
-        ("GET", "/v1/admin/keys".to_owned()),
-        ("GET", "/v1/admin/events".to_owned()),
-        ("GET", "/v1/admin/events/stream".to_owned()),
-        ("GET", "/.well-known/jwks.json".to_owned()),
-        ("POST", "/oauth/revoke".to_owned()),
-        ("POST", "/oauth/introspect".to_owned()),
-        ("GET", "/healthz".to_owned()),
-        ("GET", "/readyz".to_owned()),
-        ("GET", "/metrics".to_owned()),
-        ("GET", "/openapi.json".to_owned()),
+    let templates = [
+        ("POST", "/v1/users"),
+        ("POST", "/v1/auth/login"),
+        ("POST", "/v1/auth/refresh"),
+        ("POST", "/v1/auth/logout"),
+        ("POST", "/v1/auth/logout-all"),
+        ("POST", "/v1/auth/logout-others"),
+        ("POST", "/v1/auth/password"),
+        ("GET", "/v1/auth/verify"),
+        ("GET", "/v1/me"),
+        ("GET", "/v1/sessions"),
+        ("DELETE", "/v1/sessions/{session_id}"),
+        ("GET", "/v1/admin/users"),
+        ("POST", "/v1/admin/users/{user_id}/revoke-sessions"),
+        ("POST", "/v1/admin/users/{user_id}/lock"),
+        ("POST", "/v1/admin/users/{user_id}/unlock"),
+        ("GET", "/v1/admin/users/{user_id}/sessions"),
+        ("DELETE", "/v1/admin/sessions/{session_id}"),
+        ("POST", "/v1/admin/keys/rotate"),
+        ("GET", "/v1/admin/keys"),
+        ("GET", "/v1/admin/events"),
+        ("GET", "/v1/admin/events/stream"),
+        ("GET", "/.well-known/jwks.json"),
+        ("POST", "/oauth/revoke"),
+        ("POST", "/oauth/introspect"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
     ];
+    // The OpenAPI document describes exactly these routes and methods.
+    let spec = app.get("/openapi.json", None).await;
+    let paths = spec.body["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), templates.len(), "{:?}", paths.keys());
+    for (method, template) in &templates {
+        assert!(
+            spec.body["paths"][*template][method.to_lowercase()].is_object(),
+            "{method} {template} missing from /openapi.json"
+        );
+    }
+    let routes: Vec<(&str, String)> = templates
+        .iter()
+        .map(|(m, t)| {
+            let concrete = t
+                .replace("{session_id}", &id.to_string())
+                .replace("{user_id}", &id.to_string());
+            (*m, concrete)
+        })
+        .collect();
     for (allowed, path) in &routes {
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if method == *allowed {
