@@ -187,7 +187,7 @@ pub fn generate_signing_key(master: &MasterKey, now: i64) -> Result<KeyRecord, K
         public_key: signing.verifying_key().to_bytes().to_vec(),
         kid,
         alg: "EdDSA".to_owned(),
-        status: "active".to_owned(),
+        status: crate::domain::KeyStatus::Active,
         created_at: now,
         retire_after: None,
     })

@@ -9,41 +9,7 @@ use uuid::Uuid;
 use crate::events::{Envelope, Event};
 use crate::store::Snapshot;
 
-/// Lifecycle of a signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Signs new tokens and verifies.
-    Active,
-    /// Verifies tokens it signed before a scheduled rotation, until retired.
-    Verifying,
-    /// No token of it can still be valid.
-    Retired,
-    /// Leaked: its tokens are rejected at once.
-    Revoked,
-}
-
-impl KeyStatus {
-    /// The API name of the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Verifying => "verifying",
-            KeyStatus::Retired => "retired",
-            KeyStatus::Revoked => "revoked",
-        }
-    }
-
-    /// Parses a stored status.
-    pub fn parse(s: &str) -> Option<KeyStatus> {
-        Some(match s {
-            "active" => KeyStatus::Active,
-            "verifying" => KeyStatus::Verifying,
-            "retired" => KeyStatus::Retired,
-            "revoked" => KeyStatus::Revoked,
-            _ => return None,
-        })
-    }
-}
+pub use crate::domain::KeyStatus;
 
 /// Why the state rejects an otherwise valid token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +50,9 @@ impl RevocationState {
     pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> Self {
         let mut state = RevocationState::new(retention_ms);
         for key in &snapshot.keys {
-            if let Some(status) = KeyStatus::parse(&key.status) {
-                state
-                    .keys
-                    .insert(key.kid.clone(), (status, key.retire_after));
-            }
+            state
+                .keys
+                .insert(key.kid.clone(), (key.status, key.retire_after));
         }
         for (user, until) in &snapshot.locks {
             state.locks.insert(*user, *until);

@@ -155,7 +155,7 @@ impl Keyring {
             if rec.alg != "EdDSA" || self.keys.read().contains_key(&rec.kid) {
                 continue;
             }
-            let encoding = if rec.status == "active" {
+            let encoding = if rec.status == crate::domain::KeyStatus::Active {
                 let der = master.open(&rec.kid, &rec.private_key_enc)?;
                 Some(EncodingKey::from_ed_der(&der))
             } else {

@@ -1,6 +1,42 @@
 //! Signing-key lifecycle: what a rotation does to the previous key, and
 //! which keys retirement takes.
 
+/// Lifecycle of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Signs new tokens and verifies.
+    Active,
+    /// Verifies tokens it signed before a scheduled rotation, until retired.
+    Verifying,
+    /// No token of it can still be valid.
+    Retired,
+    /// Leaked: its tokens are rejected at once.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The API name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Verifying => "verifying",
+            KeyStatus::Retired => "retired",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<KeyStatus> {
+        Some(match s {
+            "active" => KeyStatus::Active,
+            "verifying" => KeyStatus::Verifying,
+            "retired" => KeyStatus::Retired,
+            "revoked" => KeyStatus::Revoked,
+            _ => return None,
+        })
+    }
+}
+
 /// What becomes of the previous active key in a rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreviousKey {
@@ -12,11 +48,11 @@ pub enum PreviousKey {
 }
 
 impl PreviousKey {
-    /// The status column value.
-    pub fn status(&self) -> &'static str {
+    /// Its status from now on.
+    pub fn status(&self) -> KeyStatus {
         match self {
-            PreviousKey::Revoked => "revoked",
-            PreviousKey::Verifying { .. } => "verifying",
+            PreviousKey::Revoked => KeyStatus::Revoked,
+            PreviousKey::Verifying { .. } => KeyStatus::Verifying,
         }
     }
 
@@ -56,7 +92,7 @@ mod tests {
     fn given_a_compromised_key_when_rotated_then_it_is_revoked_at_once() {
         let p = rotation(true, 310_000, 1_000);
         assert_eq!(p, PreviousKey::Revoked);
-        assert_eq!((p.status(), p.retire_after()), ("revoked", None));
+        assert_eq!((p.status(), p.retire_after()), (KeyStatus::Revoked, None));
     }
 
     #[test]
@@ -68,7 +104,23 @@ mod tests {
                 retire_after: 311_000
             }
         );
-        assert_eq!((p.status(), p.retire_after()), ("verifying", Some(311_000)));
+        assert_eq!(
+            (p.status(), p.retire_after()),
+            (KeyStatus::Verifying, Some(311_000))
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_stored_names() {
+        for s in [
+            KeyStatus::Active,
+            KeyStatus::Verifying,
+            KeyStatus::Retired,
+            KeyStatus::Revoked,
+        ] {
+            assert_eq!(KeyStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(KeyStatus::parse("pending"), None);
     }
 
     #[test]

@@ -207,7 +207,7 @@ pub async fn keys(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpRespon
         .list_keys()
         .await?
         .iter()
-        .map(|k| json!({ "kid": k.kid, "alg": k.alg, "status": k.status, "created_at": rfc3339(k.created_at) }))
+        .map(|k| json!({ "kid": k.kid, "alg": k.alg, "status": k.status.as_str(), "created_at": rfc3339(k.created_at) }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }

@@ -57,7 +57,10 @@ impl Store {
         let previous_kid = active.first().map(|k| k.kid.clone());
         tx.exec(
             "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
-            &[previous.status().into(), previous.retire_after().into()],
+            &[
+                previous.status().as_str().into(),
+                previous.retire_after().into(),
+            ],
         )
         .await?;
         insert_key(&mut *tx, key).await?;

@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use crate::domain::KeyStatus;
 use crate::events::{Envelope, RevokeCause};
 
 /// A registered user as the read model holds it.
@@ -48,7 +49,7 @@ pub struct KeyRecord {
     pub alg: String,
     pub public_key: Vec<u8>,
     pub private_key_enc: Vec<u8>,
-    pub status: String,
+    pub status: KeyStatus,
     pub created_at: i64,
     pub retire_after: Option<i64>,
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::sql::{Row, Tx, Val};
 use super::{KeyRecord, SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
+use crate::domain::KeyStatus;
 use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
 
 /// Sets one column of a user row; `NotFound` when there is no such user.
@@ -107,7 +108,7 @@ pub(super) async fn insert_key(tx: &mut dyn Tx, k: &KeyRecord) -> Result<(), Sto
             k.alg.as_str().into(),
             k.public_key.clone().into(),
             k.private_key_enc.clone().into(),
-            "active".into(),
+            k.status.as_str().into(),
             k.created_at.into(),
             Val::Null,
         ],
@@ -129,7 +130,11 @@ pub(super) async fn query_keys(
                 alg: r.text(1)?,
                 public_key: r.blob(2)?,
                 private_key_enc: r.blob(3)?,
-                status: r.text(4)?,
+                status: {
+                    let text = r.text(4)?;
+                    KeyStatus::parse(&text)
+                        .ok_or_else(|| StoreError::Corrupt(format!("key status {text:?}")))?
+                },
                 created_at: r.int(5)?,
                 retire_after: r.opt_int(6)?,
             })

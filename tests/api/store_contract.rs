@@ -332,7 +332,12 @@ async fn first_key_race_has_one_winner(kind: Kind) {
     }
     assert_eq!(created, 1);
     let keys = store.keys().await.unwrap();
-    assert_eq!(keys.iter().filter(|k| k.status == "active").count(), 1);
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.status == recall::domain::KeyStatus::Active)
+            .count(),
+        1
+    );
 }
 
 async fn snapshot_reads_only_the_window(kind: Kind) {
