@@ -58,9 +58,10 @@ impl MasterKey {
         if let Ok(text) = std::fs::read_to_string(&path) {
             return MasterKey::parse(&text);
         }
-        private_dir(dir).map_err(|e| KeyError::Io(e.to_string()))?;
+        crate::files::private_dir(dir).map_err(|e| KeyError::Io(e.to_string()))?;
         let key = MasterKey::generate();
-        write_private(&path, &key.to_base64()).map_err(|e| KeyError::Io(e.to_string()))?;
+        crate::files::write_private(&path, &key.to_base64())
+            .map_err(|e| KeyError::Io(e.to_string()))?;
         Ok(key)
     }
 
@@ -116,57 +117,6 @@ impl MasterKey {
             )
             .map_err(|_| KeyError::Decrypt(kid.to_owned()))
     }
-}
-
-/// Creates `dir` if needed and makes it owner-only (0700): it holds the
-/// embedded log and the generated master key.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Creates `path` empty if missing and makes it owner-only (0600).
-pub fn private_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?;
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
 }
 
 /// A new random key id.

@@ -83,12 +83,12 @@ impl SqliteDb {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::keys::private_dir(dir)
+            crate::files::private_dir(dir)
                 .map_err(|e| StoreError::Config(format!("data dir {}: {e}", dir.display())))?;
         }
         // The log holds password hashes and sealed keys: owner only, made
         // so before SQLite writes a byte (its WAL and shm follow the mode).
-        crate::keys::private_file(path)
+        crate::files::private_file(path)
             .map_err(|e| StoreError::Config(format!("database {}: {e}", path.display())))?;
         let writer = open_conn(path, OpenFlags::default())?;
         // WAL: readers read beside the writer.
@@ -100,7 +100,7 @@ impl SqliteDb {
             side.push(suffix);
             let side = std::path::PathBuf::from(side);
             if side.exists() {
-                crate::keys::private_file(&side)
+                crate::files::private_file(&side)
                     .map_err(|e| StoreError::Config(format!("database {}: {e}", side.display())))?;
             }
         }
