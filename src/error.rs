@@ -1,82 +1,139 @@
-//! The one error type every operation answers with; `http::errors` maps it
-//! to status codes and the JSON body of API.md.
+//! The core's errors: why an operation was refused or failed, in the
+//! core's own terms. `http::errors` words them for clients (API.md) and
+//! picks the status; the CLI prints them as they are.
 
 use crate::passwords::Saturated;
 use crate::store::StoreError;
-use crate::time::rfc3339;
+use crate::tokens::TokenError;
 
-/// An error as a client sees it.
+/// Why an operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    InvalidRequest(String),
+pub enum Error {
+    /// An input broke a rule (`field`: the rule).
+    #[error("{field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+    /// Wrong username or password (one answer for both).
     #[error("wrong username or password")]
-    InvalidCredentials,
-    #[error("{0}")]
-    InvalidToken(String),
-    #[error("{0}")]
-    InvalidGrant(String),
-    #[error("the account is locked until {}", rfc3339(*until_ms))]
-    AccountLocked { until_ms: i64 },
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
+    BadCredentials,
+    /// A bearer token was refused.
+    #[error("token refused: {0:?}")]
+    Token(TokenRefusal),
+    /// A refresh token was refused.
+    #[error("refresh token refused: {0:?}")]
+    Grant(GrantRefusal),
+    /// The account is locked until then (ms).
+    #[error("the account is locked until {until_ms} (ms since the epoch)")]
+    Locked { until_ms: i64 },
+    /// Authenticated, but not an admin.
+    #[error("admin rights required")]
+    NotAdmin,
+    /// No such thing.
+    #[error("no such {0}")]
+    NotFound(Missing),
+    /// Registration with a taken username.
     #[error("that username is taken")]
     UsernameTaken,
-    #[error("request body is larger than 64 KiB")]
-    PayloadTooLarge,
-    #[error("too many requests from this address; retry in {retry_after_secs} s")]
+    /// Too many requests from one client address.
+    #[error("rate limited; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error")]
+    /// This instance cannot serve it now; retry.
+    #[error("unavailable: {0:?}")]
+    Unavailable(Unavailable),
+    /// A fault of ours; the cause is for the log only.
+    #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl ApiError {
-    /// The snake_case error code of API.md.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::InvalidToken(_) => "invalid_token",
-            ApiError::InvalidGrant(_) => "invalid_grant",
-            ApiError::AccountLocked { .. } => "account_locked",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::UsernameTaken => "username_taken",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal_error",
-        }
-    }
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Malformed, forged, expired or otherwise invalid.
+    Invalid(TokenError),
+    SessionRevoked,
+    KeyRevoked,
+    KeyRetired,
+    UnknownKey,
+    /// Signed for a user the store does not know.
+    UnknownUser,
+}
 
-    /// A lock that ends at `until_ms`.
-    pub fn locked(until_ms: i64) -> Self {
-        ApiError::AccountLocked { until_ms }
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantRefusal {
+    /// Never issued, or pruned.
+    Unknown,
+    /// The session was revoked or its lifetime ended.
+    Ended,
+    /// Spent a moment ago by a concurrent refresh.
+    JustUsed,
+    /// Spent earlier: the session is now revoked (theft detection).
+    Reused,
+}
+
+/// What was not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    User,
+    Session,
+    Resource,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Missing::User => "user",
+            Missing::Session => "session",
+            Missing::Resource => "resource",
+        })
     }
 }
 
-impl From<StoreError> for ApiError {
+/// Why this instance cannot serve a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Not caught up with the log within the staleness bound (G5, G9).
+    Stale,
+    /// The store does not answer.
+    Store,
+    /// The password-hash pool is full (G10).
+    Saturated,
+    /// No active signing key is loaded yet.
+    NoSigningKey,
+}
+
+impl Error {
+    /// A lock that ends at `until_ms`.
+    pub fn locked(until_ms: i64) -> Self {
+        Error::Locked { until_ms }
+    }
+
+    /// An input that broke a rule.
+    pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            rule: rule.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");
-                ApiError::Unavailable("the store is unreachable; try again".into())
+                Error::Unavailable(Unavailable::Store)
             }
-            StoreError::NotFound => ApiError::NotFound("no such resource".into()),
+            StoreError::NotFound => Error::NotFound(Missing::Resource),
             other => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::Internal(other.to_string())
+                Error::Internal(other.to_string())
             }
         }
     }
 }
 
-impl From<Saturated> for ApiError {
+impl From<Saturated> for Error {
     fn from(_: Saturated) -> Self {
-        ApiError::Unavailable("too many password checks in flight; retry shortly".into())
+        Error::Unavailable(Unavailable::Saturated)
     }
 }

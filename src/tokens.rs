@@ -44,7 +44,7 @@ pub struct Claims {
 }
 
 /// Why a token failed verification (all answer 401 invalid_token).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("malformed token")]
     Malformed,

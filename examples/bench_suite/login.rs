@@ -260,7 +260,9 @@ pub(super) async fn login_pg(recall: &Arc<Recall>, url: &str, p: &Phases) -> any
                 Ok(_) => 200u16,
                 Err(e) => {
                     use actix_web::ResponseError;
-                    e.status_code().as_u16()
+                    recall::http::errors::ApiError::from(e)
+                        .status_code()
+                        .as_u16()
                 }
             };
             (asked, done, code)

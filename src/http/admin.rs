@@ -11,9 +11,9 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
+use super::errors::ApiError;
 use super::extract::{resolve_admin, Admin};
 use super::rfc3339;
-use crate::error::ApiError;
 use crate::events::Envelope;
 use crate::service::Recall;
 use crate::store::EventFilter;

@@ -12,8 +12,8 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::errors::ApiError;
 use super::MAX_BODY;
-use crate::error::ApiError;
 
 /// A parsed JSON request body.
 pub struct JsonBody<T>(pub T);

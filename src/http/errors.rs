@@ -1,11 +1,63 @@
-//! The one mapping from `ApiError` to a response: status, JSON body, and
+//! Errors as clients see them: the core's errors worded for API.md, and
+//! the one mapping from `ApiError` to a response: status, JSON body, and
 //! `WWW-Authenticate` on 401s about bearer tokens (RFC 6750).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{Error, GrantRefusal, TokenRefusal, Unavailable};
+use crate::time::rfc3339;
+use crate::tokens::TokenError;
+
+/// An error as a client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidToken(String),
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("the account is locked until {}", rfc3339(*until_ms))]
+    AccountLocked { until_ms: i64 },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("that username is taken")]
+    UsernameTaken,
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("too many requests from this address; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The snake_case error code of API.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::AccountLocked { .. } => "account_locked",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -45,5 +97,77 @@ impl ResponseError for ApiError {
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         res.json(json!({ "error": self.code(), "error_description": description }))
+    }
+}
+
+/// The human text for a token failure.
+pub fn token_error_text(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Expired => "the access token expired",
+        TokenError::UnknownKid => "unknown signing key",
+        TokenError::BadSignature => "bad signature",
+        TokenError::BadAlgorithm => "algorithm not allowed",
+        TokenError::BadType => "not an access token (typ must be at+jwt)",
+        TokenError::Critical => "unsupported critical header",
+        TokenError::NotYetValid => "the token is not valid yet",
+        TokenError::BadIssuer => "wrong issuer",
+        TokenError::BadAudience => "wrong audience",
+        TokenError::BadClaims => "invalid claims",
+        TokenError::Malformed => "malformed token",
+    }
+}
+
+/// The client's wording of each core error (API.md).
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid { field, rule } => ApiError::InvalidRequest(format!("{field}: {rule}")),
+            Error::BadCredentials => ApiError::InvalidCredentials,
+            Error::Token(t) => ApiError::InvalidToken(
+                match t {
+                    TokenRefusal::Invalid(e) => token_error_text(&e),
+                    TokenRefusal::SessionRevoked => "the session was revoked",
+                    TokenRefusal::KeyRevoked => "the signing key was revoked",
+                    TokenRefusal::KeyRetired => "the signing key was retired",
+                    TokenRefusal::UnknownKey => "unknown signing key",
+                    TokenRefusal::UnknownUser => "unknown user",
+                }
+                .into(),
+            ),
+            Error::Grant(g) => ApiError::InvalidGrant(
+                match g {
+                    GrantRefusal::Unknown => "unknown refresh token",
+                    GrantRefusal::Ended => "the session has ended",
+                    GrantRefusal::JustUsed => {
+                        "this refresh token was just used by a concurrent refresh"
+                    }
+                    GrantRefusal::Reused => "refresh token reuse detected; the session is revoked",
+                }
+                .into(),
+            ),
+            Error::Locked { until_ms } => ApiError::AccountLocked { until_ms },
+            Error::NotAdmin => ApiError::Forbidden("admin rights required".into()),
+            Error::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
+            Error::UsernameTaken => ApiError::UsernameTaken,
+            Error::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            Error::Unavailable(u) => ApiError::Unavailable(
+                match u {
+                    Unavailable::Stale => {
+                        "this instance is not caught up with the log; failing closed"
+                    }
+                    Unavailable::Store => "the store is unreachable; try again",
+                    Unavailable::Saturated => "too many password checks in flight; retry shortly",
+                    Unavailable::NoSigningKey => "no active signing key",
+                }
+                .into(),
+            ),
+            Error::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::from(e).into()
     }
 }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpRequest};
 
-use crate::error::ApiError;
+use super::errors::ApiError;
 use crate::events::Meta;
 use crate::service::{Principal, Recall};
 
@@ -108,7 +108,7 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
             recall(req)
-                .and_then(|r| bearer(req).and_then(|t| r.authenticate(t)))
+                .and_then(|r| bearer(req).and_then(|t| Ok(r.authenticate(t)?)))
                 .map(Authenticated),
         )
     }

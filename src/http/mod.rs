@@ -15,8 +15,8 @@ use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 
-use crate::error::ApiError;
 use crate::service::Recall;
+use errors::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -39,7 +39,7 @@ async fn rate_limit(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Some(recall) = req.app_data::<web::Data<Recall>>() {
         if let Err(e) = recall.rate_limit(extract::client_addr(req.request())) {
-            return Ok(req.error_response(e).map_into_right_body());
+            return Ok(req.error_response(ApiError::from(e)).map_into_right_body());
         }
     }
     Ok(next.call(req).await?.map_into_left_body())

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::RawBody;
+use super::errors::ApiError;
 use super::extract::{client_ip, Admin};
-use crate::error::ApiError;
 use crate::events::Meta;
 use crate::service::Recall;
 use crate::tokens::b64url;
@@ -118,7 +118,7 @@ pub async fn introspect(
             "client_type": p.client_type(),
             "token_type": "Bearer",
         }),
-        Err(ApiError::Unavailable(m)) => return Err(ApiError::Unavailable(m)),
+        Err(e @ crate::error::Error::Unavailable(_)) => return Err(e.into()),
         Err(_) => json!({ "active": false }),
     };
     Ok(HttpResponse::Ok()

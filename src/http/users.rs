@@ -8,9 +8,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::body::JsonBody;
+use super::errors::ApiError;
 use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
 use super::rfc3339;
-use crate::error::ApiError;
 use crate::events::{Meta, RevokeCause};
 use crate::service::{LoginInput, Recall, SessionView};
 use crate::store::SessionEnd;

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{Error, Missing};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::service::Recall;
@@ -11,30 +11,30 @@ use crate::sync::now_ms;
 
 pub use crate::domain::DEFAULT_LOCK_SECS;
 
-fn not_found_user(e: StoreError) -> ApiError {
+fn not_found_user(e: StoreError) -> Error {
     match e {
-        StoreError::NotFound => ApiError::NotFound("no such user".into()),
+        StoreError::NotFound => Error::NotFound(Missing::User),
         e => e.into(),
     }
 }
 
 impl Recall {
     /// A user by id or username (`recall admin` accepts either).
-    pub async fn find_user(&self, who: &str) -> Result<UserRecord, ApiError> {
+    pub async fn find_user(&self, who: &str) -> Result<UserRecord, Error> {
         let found = match Uuid::parse_str(who) {
             Ok(id) => self.store.user_by_id(id).await?,
             Err(_) => self.store.user_by_name(&who.to_lowercase()).await?,
         };
-        found.ok_or_else(|| ApiError::NotFound("no such user".into()))
+        found.ok_or(Error::NotFound(Missing::User))
     }
 
     /// A user by (lowercased) username.
-    pub async fn user_named(&self, username: &str) -> Result<Option<UserRecord>, ApiError> {
+    pub async fn user_named(&self, username: &str) -> Result<Option<UserRecord>, Error> {
         Ok(self.store.user_by_name(&username.to_lowercase()).await?)
     }
 
     /// A user by id.
-    pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, ApiError> {
+    pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, Error> {
         Ok(self.store.user_by_id(id).await?)
     }
 
@@ -44,7 +44,7 @@ impl Recall {
         user_id: Uuid,
         reason: Option<String>,
         meta: &Meta,
-    ) -> Result<(usize, Envelope), ApiError> {
+    ) -> Result<(usize, Envelope), Error> {
         let env = self
             .end_all_sessions(user_id, RevokeCause::Admin, reason, meta)
             .await?;
@@ -58,10 +58,10 @@ impl Recall {
         duration_secs: Option<i64>,
         reason: Option<String>,
         meta: &Meta,
-    ) -> Result<Envelope, ApiError> {
+    ) -> Result<Envelope, Error> {
         let now = now_ms();
         let until = crate::domain::lock_until(duration_secs, now)
-            .map_err(|(lo, hi)| ApiError::InvalidRequest(format!("duration_secs: {lo} to {hi}")))?;
+            .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?;
         let env = self
             .store
             .lock(user_id, until, reason, meta, now)
@@ -72,7 +72,7 @@ impl Recall {
     }
 
     /// Lifts a lock.
-    pub async fn unlock_user(&self, user_id: Uuid, meta: &Meta) -> Result<Envelope, ApiError> {
+    pub async fn unlock_user(&self, user_id: Uuid, meta: &Meta) -> Result<Envelope, Error> {
         let env = self
             .store
             .unlock(user_id, meta, now_ms())
@@ -88,7 +88,7 @@ impl Recall {
         session_id: Uuid,
         reason: Option<String>,
         meta: &Meta,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let how = SessionEnd::Revoked {
             cause: RevokeCause::Admin,
             reason,
@@ -104,10 +104,10 @@ impl Recall {
         compromised: bool,
         reason: Option<String>,
         meta: &Meta,
-    ) -> Result<Envelope, ApiError> {
+    ) -> Result<Envelope, Error> {
         let now = now_ms();
         let key = generate_signing_key(&self.settings.master_key, now)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let previous = crate::domain::rotation(compromised, self.settings.retention_ms(), now);
         let env = self
             .store
@@ -119,12 +119,12 @@ impl Recall {
     }
 
     /// Every signing key with its status.
-    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, ApiError> {
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, Error> {
         Ok(self.store.keys().await?)
     }
 
     /// The audit log, filtered.
-    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, ApiError> {
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, Error> {
         Ok(self.store.events(filter).await?)
     }
 }

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::tokens::{Claims, TokenError, Verified};
+use crate::error::Error;
+use crate::tokens::{Claims, Verified};
 
 /// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,15 +13,16 @@ pub struct Username(pub(super) String);
 
 impl Username {
     /// Lowercases and checks a username.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
         let name = raw.to_lowercase();
         let ok_len = (3..=64).contains(&name.chars().count());
         let ok_chars = name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
         if !ok_len || !ok_chars {
-            return Err(ApiError::InvalidRequest(
-                "username: 3 to 64 characters of a-z 0-9 . _ -".into(),
+            return Err(Error::invalid(
+                "username",
+                "3 to 64 characters of a-z 0-9 . _ -",
             ));
         }
         Ok(Username(name))
@@ -39,23 +40,19 @@ pub struct Password(pub(super) String);
 
 impl Password {
     /// Checks a new password's length.
-    pub fn parse(raw: String, field: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: String, field: &'static str) -> Result<Self, Error> {
         if !(8..=1024).contains(&raw.len()) {
-            return Err(ApiError::InvalidRequest(format!(
-                "{field}: 8 to 1024 bytes"
-            )));
+            return Err(Error::invalid(field, "8 to 1024 bytes"));
         }
         Ok(Password(raw))
     }
 }
 
 /// The three client types a session can have.
-pub fn parse_client_type(raw: Option<&str>) -> Result<String, ApiError> {
+pub fn parse_client_type(raw: Option<&str>) -> Result<String, Error> {
     match raw.unwrap_or("web") {
         t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
-        _ => Err(ApiError::InvalidRequest(
-            "client_type: web, mobile or service".into(),
-        )),
+        _ => Err(Error::invalid("client_type", "web, mobile or service")),
     }
 }
 
@@ -100,21 +97,4 @@ pub struct LoginInput {
     pub client_type: Option<String>,
     pub device_id: Option<String>,
     pub user_agent: Option<String>,
-}
-
-/// The human text for a token failure.
-pub fn token_error_text(e: &TokenError) -> &'static str {
-    match e {
-        TokenError::Expired => "the access token expired",
-        TokenError::UnknownKid => "unknown signing key",
-        TokenError::BadSignature => "bad signature",
-        TokenError::BadAlgorithm => "algorithm not allowed",
-        TokenError::BadType => "not an access token (typ must be at+jwt)",
-        TokenError::Critical => "unsupported critical header",
-        TokenError::NotYetValid => "the token is not valid yet",
-        TokenError::BadIssuer => "wrong issuer",
-        TokenError::BadAudience => "wrong audience",
-        TokenError::BadClaims => "invalid claims",
-        TokenError::Malformed => "malformed token",
-    }
 }

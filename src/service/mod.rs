@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::error::{Error, GrantRefusal, Missing, TokenRefusal, Unavailable};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
@@ -33,9 +33,7 @@ mod inputs;
 mod outbox;
 mod queries;
 
-pub use inputs::{
-    parse_client_type, token_error_text, LoginInput, Password, Principal, TokenResponse, Username,
-};
+pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
 pub use queries::{AdminIdentity, Readiness, SessionView};
 
@@ -209,7 +207,7 @@ impl Recall {
 
     /// Counts one request of a rate-limited kind from `ip` (G10); past
     /// `RECALL_RATE_LIMIT_PER_MIN` the answer is 429 with `Retry-After`.
-    pub fn rate_limit(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    pub fn rate_limit(&self, ip: Option<IpAddr>) -> Result<(), Error> {
         let Some(ip) = ip else {
             return Ok(());
         };
@@ -220,7 +218,7 @@ impl Recall {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ));
-                Err(ApiError::RateLimited {
+                Err(Error::RateLimited {
                     retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
                 })
             }
@@ -238,13 +236,11 @@ impl Recall {
     }
 
     /// Resolves a bearer token with no I/O: staleness, signature, claims, state.
-    pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let now = now_ms();
         if !self.sync.is_fresh(now) {
             inc(&self.metrics.stale_rejections);
-            return Err(ApiError::Unavailable(
-                "this instance is not caught up with the log; failing closed".into(),
-            ));
+            return Err(Error::Unavailable(Unavailable::Stale));
         }
         let verified = self
             .sync
@@ -252,7 +248,7 @@ impl Recall {
             .verify_cached(token, now / 1000)
             .map_err(|e| {
                 self.metrics.token_rejected(e.reason());
-                ApiError::InvalidToken(token_error_text(&e).into())
+                Error::Token(TokenRefusal::Invalid(e))
             })?;
         let (claims, kid) = (&verified.0, &verified.1);
         let checked = self.sync.state().check(kid, claims.sub, claims.sid, now);
@@ -265,17 +261,11 @@ impl Recall {
                 Rejection::UnknownKey => "unknown_key",
             });
             return Err(match rejection {
-                Rejection::UserLocked { until } => ApiError::locked(until),
-                Rejection::SessionRevoked => {
-                    ApiError::InvalidToken("the session was revoked".into())
-                }
-                Rejection::KeyRevoked => {
-                    ApiError::InvalidToken("the signing key was revoked".into())
-                }
-                Rejection::KeyRetired => {
-                    ApiError::InvalidToken("the signing key was retired".into())
-                }
-                Rejection::UnknownKey => ApiError::InvalidToken("unknown signing key".into()),
+                Rejection::UserLocked { until } => Error::locked(until),
+                Rejection::SessionRevoked => Error::Token(TokenRefusal::SessionRevoked),
+                Rejection::KeyRevoked => Error::Token(TokenRefusal::KeyRevoked),
+                Rejection::KeyRetired => Error::Token(TokenRefusal::KeyRetired),
+                Rejection::UnknownKey => Error::Token(TokenRefusal::UnknownKey),
             });
         }
         Ok(Principal {
@@ -290,9 +280,9 @@ impl Recall {
         user_id: Uuid,
         session_id: Uuid,
         ctype: &str,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let kid = self.sync.state().active_kid().map(str::to_owned);
-        let kid = kid.ok_or_else(|| ApiError::Unavailable("no active signing key".into()))?;
+        let kid = kid.ok_or(Error::Unavailable(Unavailable::NoSigningKey))?;
         if !self.sync.keyring().can_sign(&kid) {
             self.sync.reload_keys().await?;
         }
@@ -311,14 +301,14 @@ impl Recall {
         self.sync
             .keyring()
             .issue(&kid, &claims)
-            .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
+            .map_err(|e| Error::Internal(format!("signing failed: {e}")))
     }
 
     async fn token_response(
         &self,
         s: &SessionRecord,
         refresh_token: String,
-    ) -> Result<TokenResponse, ApiError> {
+    ) -> Result<TokenResponse, Error> {
         let access_token = self.access_token(s.user_id, s.id, &s.client_type).await?;
         Ok(TokenResponse {
             access_token,
@@ -337,7 +327,7 @@ impl Recall {
         password: String,
         roles: &[String],
         meta: &Meta,
-    ) -> Result<(Uuid, String), ApiError> {
+    ) -> Result<(Uuid, String), Error> {
         let username = Username::parse(username)?;
         let password = Password::parse(password, "password")?;
         let hash = self.hasher.hash(password.0).await?;
@@ -351,14 +341,14 @@ impl Recall {
                 self.committed(&[env]).await;
                 Ok((user_id, username.0))
             }
-            Err(StoreError::Conflict(_)) => Err(ApiError::UsernameTaken),
+            Err(StoreError::Conflict(_)) => Err(Error::UsernameTaken),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Counts a password guess against `username`'s budget before its hash
     /// is checked (G10); a lock in force, or one this guess sets, refuses.
-    async fn reserve_guess(&self, username: &str, meta: &Meta) -> Result<(), ApiError> {
+    async fn reserve_guess(&self, username: &str, meta: &Meta) -> Result<(), Error> {
         let reservation = self
             .store
             .reserve_guess(username, &self.settings.lockout, meta, now_ms())
@@ -370,25 +360,23 @@ impl Recall {
                 if let Some(env) = event {
                     self.committed(&[env]).await;
                 }
-                Err(ApiError::locked(until))
+                Err(Error::locked(until))
             }
         }
     }
 
     /// Username and password login; one answer for every failure.
-    pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, ApiError> {
+    pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, Error> {
         let client_type = parse_client_type(input.client_type.as_deref())?;
         if input.device_id.as_ref().is_some_and(|d| d.len() > 256) {
-            return Err(ApiError::InvalidRequest(
-                "device_id: at most 256 bytes".into(),
-            ));
+            return Err(Error::invalid("device_id", "at most 256 bytes"));
         }
         let now = now_ms();
         let name = input.username.to_lowercase();
         let Ok(username) = Username::parse(&name) else {
             // Not a possible username: still pay for one verify (same timing).
             self.hasher.verify(input.password, None).await?;
-            return Err(ApiError::InvalidCredentials);
+            return Err(Error::BadCredentials);
         };
         self.reserve_guess(username.as_str(), meta).await?;
         let user = match self.store.user_by_name(username.as_str()).await {
@@ -420,7 +408,7 @@ impl Recall {
                 .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
                 .await?;
             self.committed(&[env]).await;
-            return Err(ApiError::InvalidCredentials);
+            return Err(Error::BadCredentials);
         };
         let refresh_token = new_refresh_token();
         let session = NewSession {
@@ -437,7 +425,7 @@ impl Recall {
         let env = match self.store.login(&session, &login_meta, now_ms()).await? {
             Login::Created(env) => env,
             // A lock committed while the hash ran: the lock wins.
-            Login::Locked { until } => return Err(ApiError::locked(until)),
+            Login::Locked { until } => return Err(Error::locked(until)),
         };
         self.committed(&[env]).await;
         self.metrics.login("succeeded");
@@ -456,9 +444,9 @@ impl Recall {
     }
 
     /// Rotates a refresh token; reuse of a spent one revokes its session.
-    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, ApiError> {
+    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, Error> {
         if token.is_empty() || token.len() > 512 {
-            return Err(ApiError::InvalidGrant("unknown refresh token".into()));
+            return Err(Error::Grant(GrantRefusal::Unknown));
         }
         let now = now_ms();
         let next = new_refresh_token();
@@ -482,24 +470,20 @@ impl Recall {
                 inc(&self.metrics.refreshes);
                 self.token_response(&session, next).await
             }
-            RefreshOutcome::Unknown => Err(ApiError::InvalidGrant("unknown refresh token".into())),
-            RefreshOutcome::Dead => Err(ApiError::InvalidGrant("the session has ended".into())),
-            RefreshOutcome::Grace => Err(ApiError::InvalidGrant(
-                "this refresh token was just used by a concurrent refresh".into(),
-            )),
+            RefreshOutcome::Unknown => Err(Error::Grant(GrantRefusal::Unknown)),
+            RefreshOutcome::Dead => Err(Error::Grant(GrantRefusal::Ended)),
+            RefreshOutcome::Grace => Err(Error::Grant(GrantRefusal::JustUsed)),
             RefreshOutcome::Reused { event } => {
                 tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
                 self.committed(&[event]).await;
-                Err(ApiError::InvalidGrant(
-                    "refresh token reuse detected; the session is revoked".into(),
-                ))
+                Err(Error::Grant(GrantRefusal::Reused))
             }
-            RefreshOutcome::Locked { until } => Err(ApiError::locked(until)),
+            RefreshOutcome::Locked { until } => Err(Error::locked(until)),
         }
     }
 
     /// Ends the caller's session. Idempotent.
-    pub async fn logout(&self, p: &Principal, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn logout(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
         self.end_session(p.session_id, Some(p.user_id), SessionEnd::Logout, meta)
             .await
     }
@@ -511,7 +495,7 @@ impl Recall {
         owner: Option<Uuid>,
         how: SessionEnd,
         meta: &Meta,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         match self
             .store
             .revoke_session(session_id, owner, how, meta, now_ms())
@@ -522,7 +506,7 @@ impl Recall {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(StoreError::NotFound) => Err(ApiError::NotFound("no such session".into())),
+            Err(StoreError::NotFound) => Err(Error::NotFound(Missing::Session)),
             Err(e) => Err(e.into()),
         }
     }
@@ -534,13 +518,13 @@ impl Recall {
         cause: RevokeCause,
         reason: Option<String>,
         meta: &Meta,
-    ) -> Result<Envelope, ApiError> {
+    ) -> Result<Envelope, Error> {
         let env = self
             .store
             .revoke_user_sessions(user_id, cause, reason, meta, now_ms())
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => ApiError::NotFound("no such user".into()),
+                StoreError::NotFound => Error::NotFound(Missing::User),
                 e => e.into(),
             })?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -548,7 +532,7 @@ impl Recall {
     }
 
     /// Ends every session of the caller but the one making the call.
-    pub async fn logout_others(&self, p: &Principal, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn logout_others(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
         let env = self
             .store
             .revoke_other_sessions(
@@ -571,13 +555,13 @@ impl Recall {
         current: String,
         new: String,
         meta: &Meta,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let new = Password::parse(new, "new_password")?;
         let user = self
             .store
             .user_by_id(p.user_id)
             .await?
-            .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
+            .ok_or(Error::Token(TokenRefusal::UnknownUser))?;
         // `current_password` is a guess like a login's (API.md, G10).
         self.reserve_guess(&user.username, meta).await?;
         let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
@@ -600,7 +584,7 @@ impl Recall {
                 )
                 .await?;
             self.committed(&envs).await;
-            return Err(ApiError::InvalidCredentials);
+            return Err(Error::BadCredentials);
         }
         let hash = self.hasher.hash(new.0).await?;
         let env = self

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{refresh_hash, Recall};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::metrics::Gauges;
 use crate::state::KeyStatus;
@@ -127,7 +127,7 @@ impl Recall {
     /// signature proves the holder may, if its key still counts (a revoked
     /// or retired key proves nothing); a refresh token by its hash.
     /// Anything else ends nothing, silently.
-    pub async fn revoke_token(&self, token: &str, meta: &Meta) -> Result<(), ApiError> {
+    pub async fn revoke_token(&self, token: &str, meta: &Meta) -> Result<(), Error> {
         let session = if token.matches('.').count() == 2 {
             self.sync
                 .keyring()
@@ -154,14 +154,14 @@ impl Recall {
             reason: None,
         };
         match self.end_session(sid, None, how, meta).await {
-            Ok(()) | Err(ApiError::NotFound(_)) => Ok(()),
+            Ok(()) | Err(Error::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// A user's live sessions: not revoked, and neither past their refresh
     /// lifetime nor their absolute lifetime (`RECALL_SESSION_MAX_SECS`).
-    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, ApiError> {
+    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
         let now = now_ms();
         let max_ms = self.settings.session_max_secs.saturating_mul(1000);
         let list = self.store.live_sessions(user_id, now).await?;
@@ -180,7 +180,7 @@ impl Recall {
 
     /// Checks a bearer for admin rights: the bootstrap token (compared in
     /// constant time), or an access token of a user with role `admin`.
-    pub async fn authorize_admin(&self, token: &str) -> Result<AdminIdentity, ApiError> {
+    pub async fn authorize_admin(&self, token: &str) -> Result<AdminIdentity, Error> {
         if let Some(expected) = &self.settings.admin_token {
             if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
                 return Ok(AdminIdentity {
@@ -197,7 +197,7 @@ impl Recall {
                 bearer: Some(token.to_owned()),
                 expires_at: Some(principal.claims().exp),
             }),
-            _ => Err(ApiError::Forbidden("admin rights required".into())),
+            _ => Err(Error::NotAdmin),
         }
     }
 
