@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::domain::{decide_refresh, may_log_in, RefreshDecision, RefreshFacts, SessionFacts};
+use crate::domain::{
+    decide_refresh, end_session, may_log_in, EndDecision, RefreshDecision, RefreshFacts,
+    SessionFacts,
+};
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 use rows::{
     append, commit_one, envelope, first, insert_refresh, locked_until, query_keys, require_user,
@@ -419,27 +422,21 @@ impl Store {
     ) -> Result<Option<Envelope>, StoreError> {
         let mut tx = self.db.begin().await?;
         let found = session_in(&mut *tx, session_id).await?;
-        let Some(found) = found.filter(|s| owner.is_none_or(|o| o == s.user_id)) else {
-            return Err(StoreError::NotFound);
-        };
-        if found.revoked_at.is_some() {
-            return Ok(None);
+        let decision = end_session(
+            session_id,
+            found.as_ref().map(|s| s.user_id),
+            found.as_ref().is_some_and(|s| s.revoked_at.is_some()),
+            owner,
+            how,
+        );
+        match decision {
+            EndDecision::NotFound => Err(StoreError::NotFound),
+            EndDecision::AlreadyEnded => Ok(None),
+            EndDecision::End(event) => {
+                revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                commit_one(tx, event, meta, now).await.map(Some)
+            }
         }
-        revoke_session_rows(&mut *tx, &[session_id], now).await?;
-        let user_id = found.user_id;
-        let event = match how {
-            SessionEnd::Logout => Event::LoggedOut {
-                user_id,
-                session_id,
-            },
-            SessionEnd::Revoked { cause, reason } => Event::SessionRevoked {
-                user_id,
-                session_id,
-                cause,
-                reason,
-            },
-        };
-        commit_one(tx, event, meta, now).await.map(Some)
     }
 
     /// Ends every live session of a user at once (the per-user cut-off).

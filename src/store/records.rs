@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::domain::KeyStatus;
-use crate::events::{Envelope, RevokeCause};
+use crate::events::Envelope;
 
 /// A registered user as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,14 +146,5 @@ pub struct EventFilter {
     pub kind: Option<String>,
 }
 
-/// How one session ends.
-#[derive(Debug, Clone)]
-pub enum SessionEnd {
-    /// The user's own logout.
-    Logout,
-    /// Revoked by the user from elsewhere, an admin or RFC 7009.
-    Revoked {
-        cause: RevokeCause,
-        reason: Option<String>,
-    },
-}
+/// How one session ends (a domain notion, re-exported here).
+pub use crate::domain::SessionEnd;
