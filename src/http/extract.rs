@@ -108,7 +108,7 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
             recall(req)
-                .and_then(|r| bearer(req).and_then(|t| Ok(r.authenticate(t)?)))
+                .and_then(|r| bearer(req).and_then(|t| Ok(r.verifier().authenticate(t)?)))
                 .map(Authenticated),
         )
     }

@@ -20,7 +20,7 @@ use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
-use crate::state::{Rejection, RevocationState};
+use crate::state::RevocationState;
 use crate::store::{
     Guess, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd, SessionRecord, Store,
     StoreError,
@@ -32,10 +32,12 @@ pub mod admin;
 mod inputs;
 mod outbox;
 mod queries;
+mod verifier;
 
 pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
 pub use queries::{AdminIdentity, Readiness, SessionView};
+pub use verifier::Verifier;
 
 /// The running core shared by HTTP handlers and the CLI.
 pub struct Recall {
@@ -45,6 +47,7 @@ pub struct Recall {
     hasher: Hasher,
     metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
+    verifier: Verifier,
     outbox: Arc<Outbox>,
     /// Per client address: login, registration, refresh, `/oauth/*` (G10).
     limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
@@ -157,7 +160,12 @@ impl Recall {
                 }
             }));
         }
+        let verifier = Verifier {
+            sync: sync.clone(),
+            metrics: metrics.clone(),
+        };
         let recall = Arc::new(Recall {
+            verifier,
             hasher: Hasher::new(settings.hash_workers, settings.hash_queue),
             settings,
             store,
@@ -237,42 +245,12 @@ impl Recall {
 
     /// Resolves a bearer token with no I/O: staleness, signature, claims, state.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
-        let now = now_ms();
-        if !self.sync.is_fresh(now) {
-            inc(&self.metrics.stale_rejections);
-            return Err(Error::Unavailable(Unavailable::Stale));
-        }
-        let verified = self
-            .sync
-            .keyring()
-            .verify_cached(token, now / 1000)
-            .map_err(|e| {
-                self.metrics.token_rejected(e.reason());
-                Error::Token(TokenRefusal::Invalid(e))
-            })?;
-        let (claims, kid) = (&verified.0, &verified.1);
-        let checked = self.sync.state().check(kid, claims.sub, claims.sid, now);
-        if let Err(rejection) = checked {
-            self.metrics.token_rejected(match rejection {
-                Rejection::UserLocked { .. } => "user_locked",
-                Rejection::SessionRevoked => "session_revoked",
-                Rejection::KeyRevoked => "key_revoked",
-                Rejection::KeyRetired => "key_retired",
-                Rejection::UnknownKey => "unknown_key",
-            });
-            return Err(match rejection {
-                Rejection::UserLocked { until } => Error::locked(until),
-                Rejection::SessionRevoked => Error::Token(TokenRefusal::SessionRevoked),
-                Rejection::KeyRevoked => Error::Token(TokenRefusal::KeyRevoked),
-                Rejection::KeyRetired => Error::Token(TokenRefusal::KeyRetired),
-                Rejection::UnknownKey => Error::Token(TokenRefusal::UnknownKey),
-            });
-        }
-        Ok(Principal {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            verified: verified.clone(),
-        })
+        self.verifier.authenticate(token)
+    }
+
+    /// The read-only verification handle (what an embedding API needs).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
     }
 
     async fn access_token(
