@@ -41,21 +41,26 @@ start_postgres() {
     log "pg_ctlcluster returned non-zero; waiting anyway"
 }
 
+# Waits up to WAIT_SECS for CHECK to succeed; dies naming WHAT (and HINT).
+wait_until() {
+  local check=$1 what=$2 hint=$3 i
+  for ((i = 0; i < WAIT_SECS; i++)); do
+    if "$check"; then
+      log "$what answers"
+      return
+    fi
+    sleep 1
+  done
+  die "$what still does not answer after ${WAIT_SECS}s$hint"
+}
+
 ensure_postgres() {
   if pg_answers; then
     log "PostgreSQL answers on $PG_HOST:$PG_PORT"
     return
   fi
   start_postgres
-  local i
-  for ((i = 0; i < WAIT_SECS; i++)); do
-    if pg_answers; then
-      log "PostgreSQL answers on $PG_HOST:$PG_PORT"
-      return
-    fi
-    sleep 1
-  done
-  die "PostgreSQL still does not answer on $PG_HOST:$PG_PORT after ${WAIT_SECS}s"
+  wait_until pg_answers "PostgreSQL on $PG_HOST:$PG_PORT" ""
 }
 
 # --- Redis --------------------------------------------------------------------
@@ -78,15 +83,7 @@ ensure_redis() {
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
     --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log ||
     log "redis-server returned non-zero; waiting anyway"
-  local i
-  for ((i = 0; i < WAIT_SECS; i++)); do
-    if redis_answers; then
-      log "Redis answers on $REDIS_HOST:$REDIS_PORT"
-      return
-    fi
-    sleep 1
-  done
-  die "Redis still does not answer on $REDIS_HOST:$REDIS_PORT after ${WAIT_SECS}s (log: /var/log/redis/ci.log)"
+  wait_until redis_answers "Redis on $REDIS_HOST:$REDIS_PORT" " (log: /var/log/redis/ci.log)"
 }
 
 # Exports RECALL_TEST_DATABASE_URL and RECALL_TEST_REDIS_URL (defaults: the

@@ -297,36 +297,29 @@ pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
             return None;
         }
         loop {
-            if st.checked.elapsed() >= STREAM_RECHECK {
+            // Expiry is a clock check; rights (revoked, locked, admin role)
+            // are asked of the core once a second.
+            let expired = st.expires_at.is_some_and(|exp| now_ms() / 1000 >= exp);
+            let mut why = expired.then_some("token_expired");
+            if why.is_none() && st.checked.elapsed() >= STREAM_RECHECK {
                 st.checked = tokio::time::Instant::now();
-                let expired = st.expires_at.is_some_and(|exp| now_ms() / 1000 >= exp);
-                let why = match &st.bearer {
-                    _ if expired => Some("token_expired"),
-                    Some(token) => resolve_admin(&st.recall, token)
+                if let Some(token) = &st.bearer {
+                    why = resolve_admin(&st.recall, token)
                         .await
                         .err()
-                        .map(|e| e.code()),
-                    None => None,
-                };
-                if let Some(why) = why {
-                    st.ended = true;
-                    let text = format!("event: end\ndata: {why}\n\n");
-                    return Some((Ok::<_, actix_web::Error>(Bytes::from(text)), st));
+                        .map(|e| e.code());
                 }
             }
-            // Wake at the recheck or the token's expiry, whichever is first.
+            if let Some(why) = why {
+                st.ended = true;
+                let text = format!("event: end\ndata: {why}\n\n");
+                return Some((Ok::<_, actix_web::Error>(Bytes::from(text)), st));
+            }
+            // Wake at the next recheck or the token's expiry, whichever is first.
             let mut wait = STREAM_RECHECK.saturating_sub(st.checked.elapsed());
             if let Some(exp) = st.expires_at {
                 let left = (exp * 1000 - now_ms()).max(0) as u64;
                 wait = wait.min(Duration::from_millis(left));
-            }
-            if wait.is_zero() {
-                // The token just expired: the next turn ends the stream.
-                st.checked = tokio::time::Instant::now()
-                    .checked_sub(STREAM_RECHECK)
-                    .unwrap_or(st.checked);
-                st.expires_at = st.expires_at.map(|_| 0);
-                continue;
             }
             let frame = match tokio::time::timeout(wait, st.rx.recv()).await {
                 Ok(Ok(env)) => sse_frame(&env),

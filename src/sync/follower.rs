@@ -53,6 +53,7 @@ impl StateSync {
             let reason = regression_reason(head, applied);
             tracing::error!(head, applied, "recall_log_regressions_total: {reason}");
             *slot = Some(reason);
+            self.regressed.store(true, Ordering::Release);
         }
     }
 
@@ -142,7 +143,7 @@ impl StateSync {
         // head, so a sane log's head is at least `applied` (G9).
         let applied = self.state.read().last_seq();
         let head = self.timed(self.store.head()).await?;
-        if head < applied || self.regression.lock().is_some() {
+        if head < applied || self.regressed.load(Ordering::Acquire) {
             self.rebuild(head, applied).await?;
             return Ok(());
         }
@@ -195,7 +196,10 @@ impl StateSync {
             }
         }
         self.confirmed_at.fetch_max(started, Ordering::AcqRel);
-        *self.regression.lock() = None;
+        let mut slot = self.regression.lock();
+        *slot = None;
+        self.regressed.store(false, Ordering::Release);
+        drop(slot);
         tracing::info!(
             head = snapshot.head,
             window_events = snapshot.events.len(),

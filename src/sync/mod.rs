@@ -63,6 +63,8 @@ pub struct StateSync {
     applied: broadcast::Sender<Envelope>,
     /// Set while the log is behind the state: fail closed until rebuilt (G9).
     regression: parking_lot::Mutex<Option<String>>,
+    /// `regression.is_some()`, readable on the request path without a lock.
+    regressed: AtomicBool,
     /// When a rejected notice was last logged (ms), and how many since.
     rejection_logged_at: AtomicI64,
     rejections_unlogged: AtomicI64,
@@ -91,6 +93,7 @@ impl StateSync {
             catch_up_lock: tokio::sync::Mutex::new(()),
             applied: broadcast::channel(1024).0,
             regression: parking_lot::Mutex::new(None),
+            regressed: AtomicBool::new(false),
             rejection_logged_at: AtomicI64::new(i64::MIN / 2),
             rejections_unlogged: AtomicI64::new(0),
         }
@@ -118,7 +121,7 @@ impl StateSync {
 
     /// Whether this instance may answer protected requests (G5, G9).
     pub fn is_fresh(&self, now: i64) -> bool {
-        self.staleness_ms(now) <= self.max_staleness_ms && self.regression.lock().is_none()
+        self.staleness_ms(now) <= self.max_staleness_ms && !self.regressed.load(Ordering::Acquire)
     }
 
     /// Why the state cannot be trusted right now: the log went backwards.
