@@ -51,4 +51,5 @@ total_started=$SECONDS
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --all-targets -- -D warnings
 step "test" cargo test --all-targets -- --test-threads=4
+step "schemathesis" bash scripts/schemathesis.sh
 log "all checks passed ($((SECONDS - total_started))s)"

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::events::Meta;
-use crate::http::admin::event_json;
+use crate::http::admin::audit_event;
 use crate::server::Application;
 use crate::service::Recall;
 use crate::store::EventFilter;
@@ -133,7 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn print(value: serde_json::Value) {
+fn print(value: impl serde::Serialize) {
+    let value = serde_json::to_string(&value).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
@@ -165,24 +166,24 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             let u = recall.find_user(&user).await?;
             let secs = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
             let env = recall.lock_user(u.id, Some(secs), reason, &meta).await?;
-            print(event_json(&env));
+            print(audit_event(&env));
         }
         AdminCommand::Unlock { user } => {
             let u = recall.find_user(&user).await?;
             let env = recall.unlock_user(u.id, &meta).await?;
-            print(event_json(&env));
+            print(audit_event(&env));
         }
         AdminCommand::RevokeSessions { user, reason } => {
             let u = recall.find_user(&user).await?;
             let (_, env) = recall.admin_revoke_sessions(u.id, reason, &meta).await?;
-            print(event_json(&env));
+            print(audit_event(&env));
         }
         AdminCommand::RotateKey {
             compromised,
             reason,
         } => {
             let env = recall.rotate_key(compromised, reason, &meta).await?;
-            print(event_json(&env));
+            print(audit_event(&env));
         }
         AdminCommand::Events {
             after,
@@ -198,7 +199,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                 };
                 let page = recall.list_events(&filter).await?;
                 for env in &page {
-                    print(event_json(env));
+                    print(audit_event(env));
                     last = env.seq;
                 }
                 if page.len() as i64 >= filter.limit {

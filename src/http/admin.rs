@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
@@ -19,40 +20,165 @@ use crate::service::Recall;
 use crate::store::EventFilter;
 use crate::sync::now_ms;
 
-#[derive(Deserialize)]
+/// `?username=NAME`
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
+    /// The username (compared lowercased).
     username: String,
 }
 
-#[derive(Deserialize, Default)]
+/// An optional reason, kept in the audit log.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// How long to lock, and why.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockBody {
+    /// Default a day; at most ten years.
+    #[schema(minimum = 1, maximum = 315_360_000)]
+    #[serde(default, deserialize_with = "super::body::integer")]
     duration_secs: Option<i64>,
+    /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A signing key rotation.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
+    /// Revoke the old key at once (every token it signed dies) instead of
+    /// letting it verify until its tokens expire.
     compromised: bool,
+    /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `?after=&limit=&user_id=&type=`
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Events after this sequence number (default 0).
+    #[serde(default, deserialize_with = "super::body::integer")]
     after: Option<i64>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "super::body::integer")]
     limit: Option<i64>,
+    /// Only this user's events.
     user_id: Option<Uuid>,
+    /// Only events of this type, e.g. `session_revoked`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     kind: Option<String>,
+}
+
+/// A user as an admin sees it.
+#[derive(Serialize, ToSchema)]
+pub struct AdminUser {
+    user_id: Uuid,
+    username: String,
+    roles: Vec<String>,
+    /// Set while a lock is in force.
+    #[schema(format = DateTime)]
+    locked_until: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// Sessions ended by an admin.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedSessions {
+    revoked_sessions: usize,
+    /// The event's sequence number in the log.
+    seq: i64,
+}
+
+/// A lock in force.
+#[derive(Serialize, ToSchema)]
+pub struct Locked {
+    #[schema(format = DateTime)]
+    locked_until: String,
+    seq: i64,
+}
+
+/// The sequence number of the event an action appended.
+#[derive(Serialize, ToSchema)]
+pub struct Appended {
+    seq: i64,
+}
+
+/// A rotation's outcome.
+#[derive(Serialize, ToSchema)]
+pub struct Rotated {
+    /// The new active key.
+    kid: String,
+    previous_kid: Option<String>,
+    seq: i64,
+}
+
+/// A signing key's state.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a schema only
+pub enum KeyState {
+    Active,
+    Verifying,
+    Retired,
+    Revoked,
+}
+
+/// One signing key (public facts only).
+#[derive(Serialize, ToSchema)]
+pub struct KeyItem {
+    kid: String,
+    alg: String,
+    #[schema(value_type = KeyState)]
+    status: &'static str,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// Every signing key, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<KeyItem>,
+}
+
+/// One event of the log in its audit form.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEvent {
+    seq: i64,
+    /// The event type, e.g. `session_revoked`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[schema(format = DateTime)]
+    at: String,
+    actor: Option<String>,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    ip: Option<String>,
+    /// The event's own fields.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+/// A page of the audit log.
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    events: Vec<AuditEvent>,
+    /// Pass as `after` for the next page.
+    next_after: i64,
 }
 
 fn user_id(path: &str) -> Result<Uuid, ApiError> {
@@ -61,21 +187,23 @@ fn user_id(path: &str) -> Result<Uuid, ApiError> {
 
 fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     match r {
-        Some(r) if r.len() > 1000 => Err(ApiError::InvalidRequest(
-            "reason: at most 1000 bytes".into(),
+        Some(r) if r.chars().count() > 1000 => Err(ApiError::InvalidRequest(
+            "reason: at most 1000 characters".into(),
         )),
         r => Ok(r),
     }
 }
 
-/// Parses an optional JSON body: empty means all defaults.
+/// Parses an optional JSON body: empty, or `null`, means all defaults.
 fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     super::body::parse_json(body)
 }
 
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserQuery),
+    responses((status = 200, description = "The user", body = AdminUser)), security(("admin" = [])))]
 /// `GET /v1/admin/users?username=NAME`
 pub async fn find_user(
     recall: web::Data<Recall>,
@@ -87,15 +215,18 @@ pub async fn find_user(
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let now = now_ms();
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": u.id,
-        "username": u.username,
-        "roles": u.roles,
-        "locked_until": u.locked_at(now).map(rfc3339),
-        "created_at": rfc3339(u.created_at),
-    })))
+    Ok(HttpResponse::Ok().json(AdminUser {
+        user_id: u.id,
+        locked_until: u.locked_at(now).map(rfc3339),
+        created_at: rfc3339(u.created_at),
+        username: u.username,
+        roles: u.roles,
+    }))
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/revoke-sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
+    request_body = Option<ReasonBody>,
+    responses((status = 200, description = "Every session of the user ended", body = RevokedSessions)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/revoke-sessions`
 pub async fn revoke_sessions(
     req: HttpRequest,
@@ -108,9 +239,15 @@ pub async fn revoke_sessions(
     let (n, env) = recall
         .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked_sessions": n, "seq": env.seq })))
+    Ok(HttpResponse::Ok().json(RevokedSessions {
+        revoked_sessions: n,
+        seq: env.seq,
+    }))
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/lock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
+    request_body = Option<LockBody>,
+    responses((status = 200, description = "Locked; every session ended", body = Locked)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/lock`
 pub async fn lock(
     req: HttpRequest,
@@ -132,9 +269,14 @@ pub async fn lock(
         crate::events::Event::UserLocked { until, .. } => until,
         _ => 0,
     };
-    Ok(HttpResponse::Ok().json(json!({ "locked_until": rfc3339(until), "seq": env.seq })))
+    Ok(HttpResponse::Ok().json(Locked {
+        locked_until: rfc3339(until),
+        seq: env.seq,
+    }))
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/unlock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
+    responses((status = 200, description = "Unlocked", body = Appended)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/unlock`
 pub async fn unlock(
     req: HttpRequest,
@@ -145,9 +287,11 @@ pub async fn unlock(
     let env = recall
         .unlock_user(user_id(&path)?, &admin.meta(&req))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "seq": env.seq })))
+    Ok(HttpResponse::Ok().json(Appended { seq: env.seq }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/users/{user_id}/sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
+    responses((status = 200, description = "The user's live sessions", body = super::users::SessionList)), security(("admin" = [])))]
 /// `GET /v1/admin/users/{user_id}/sessions`: a user's live sessions.
 pub async fn user_sessions(
     recall: web::Data<Recall>,
@@ -158,15 +302,13 @@ pub async fn user_sessions(
     if recall.user(id).await?.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    let sessions: Vec<_> = recall
-        .live_sessions(id)
-        .await?
-        .iter()
-        .map(|v| super::users::session_json(v, None))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
+    let list = recall.live_sessions(id).await?;
+    Ok(HttpResponse::Ok().json(super::users::session_list(&list, None)))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/sessions/{session_id}", tag = "admin",
+    params(("session_id" = Uuid, Path, description = "Any session")),
+    responses((status = 204, description = "Ended (or already ended)")), security(("admin" = [])))]
 /// `DELETE /v1/admin/sessions/{session_id}`
 pub async fn delete_session(
     req: HttpRequest,
@@ -181,6 +323,8 @@ pub async fn delete_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body = RotateBody,
+    responses((status = 200, description = "A new active key", body = Rotated)), security(("admin" = [])))]
 /// `POST /v1/admin/keys/rotate`
 pub async fn rotate_key(
     req: HttpRequest,
@@ -195,41 +339,53 @@ pub async fn rotate_key(
     match env.event {
         crate::events::Event::KeyRotated {
             kid, previous_kid, ..
-        } => Ok(HttpResponse::Ok()
-            .json(json!({ "kid": kid, "previous_kid": previous_kid, "seq": env.seq }))),
+        } => Ok(HttpResponse::Ok().json(Rotated {
+            kid,
+            previous_kid,
+            seq: env.seq,
+        })),
         _ => Err(ApiError::Internal("rotation returned another event".into())),
     }
 }
 
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
+    responses((status = 200, description = "Every signing key", body = KeyList)), security(("admin" = [])))]
 /// `GET /v1/admin/keys`
 pub async fn keys(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
-    let keys: Vec<_> = recall
+    let keys = recall
         .list_keys()
         .await?
-        .iter()
-        .map(|k| json!({ "kid": k.kid, "alg": k.alg, "status": k.status.as_str(), "created_at": rfc3339(k.created_at) }))
+        .into_iter()
+        .map(|k| KeyItem {
+            status: k.status.as_str(),
+            created_at: rfc3339(k.created_at),
+            kid: k.kid,
+            alg: k.alg,
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+    Ok(HttpResponse::Ok().json(KeyList { keys }))
 }
 
 /// The audit form of an event.
-pub fn event_json(env: &Envelope) -> Value {
+pub fn audit_event(env: &Envelope) -> AuditEvent {
     let mut data = serde_json::to_value(&env.event).unwrap_or(Value::Null);
     if let Some(map) = data.as_object_mut() {
         map.remove("type");
     }
-    json!({
-        "seq": env.seq,
-        "type": env.event.kind(),
-        "at": rfc3339(env.at),
-        "actor": env.actor,
-        "user_id": env.event.user_id(),
-        "session_id": env.event.session_id(),
-        "ip": env.ip,
-        "data": data,
-    })
+    AuditEvent {
+        seq: env.seq,
+        kind: env.event.kind(),
+        at: rfc3339(env.at),
+        actor: env.actor.clone(),
+        user_id: env.event.user_id(),
+        session_id: env.event.session_id(),
+        ip: env.ip.clone(),
+        data,
+    }
 }
 
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", params(EventsQuery),
+    responses((status = 200, description = "Events, oldest first", body = EventPage)), security(("admin" = [])))]
 /// `GET /v1/admin/events?after=&limit=&user_id=&type=`
 pub async fn events(
     recall: web::Data<Recall>,
@@ -249,8 +405,8 @@ pub async fn events(
     };
     let list = recall.list_events(&filter).await?;
     let next_after = list.last().map_or(after, |e| e.seq);
-    let events: Vec<_> = list.iter().map(event_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_after": next_after })))
+    let events = list.iter().map(audit_event).collect();
+    Ok(HttpResponse::Ok().json(EventPage { events, next_after }))
 }
 
 fn sse_frame(env: &Envelope) -> Bytes {
@@ -258,7 +414,7 @@ fn sse_frame(env: &Envelope) -> Bytes {
         "id: {}\nevent: {}\ndata: {}\n\n",
         env.seq,
         env.event.kind(),
-        event_json(env)
+        serde_json::to_string(&audit_event(env)).unwrap_or_default()
     ))
 }
 
@@ -280,6 +436,9 @@ struct StreamState {
     ended: bool,
 }
 
+#[utoipa::path(get, path = "/v1/admin/events/stream", tag = "admin",
+    responses((status = 200, description = "Server-sent events: `id` is the sequence number, `event` the type, `data` the audit form; `event: end` when the caller's rights end",
+        content_type = "text/event-stream", body = String)), security(("admin" = [])))]
 /// `GET /v1/admin/events/stream`: live events as server-sent events.
 pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
     let now = tokio::time::Instant::now();

@@ -93,3 +93,89 @@ impl FromRequest for RawBody {
         Box::pin(async move { read_limited(&req, &mut payload).await.map(RawBody) })
     }
 }
+
+/// Deserializes an optional integer that JSON Schema would call one: an
+/// integer, a number with no fraction (`86400.0`), or such a string (query
+/// strings). `null` is `None`. What the OpenAPI document calls valid, the
+/// server accepts.
+pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct V;
+    impl<'a> serde::de::Visitor<'a> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // Only where every integer is exact (|v| < 2^53): a larger
+            // float may be a rounded integer out of i64's range.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if v.fract() == 0.0 && v.abs() < EXACT {
+                Ok(Some(v as i64))
+            } else {
+                Err(E::custom("expected an integer"))
+            }
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v.parse::<i64>() {
+                Ok(n) => Ok(Some(n)),
+                Err(_) => match v.parse::<f64>() {
+                    Ok(f) if f.is_finite() => self.visit_f64(f),
+                    _ => Err(E::custom("expected an integer")),
+                },
+            }
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<E: serde::Deserializer<'a>>(self, d: E) -> Result<Self::Value, E::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct N {
+        #[serde(default, deserialize_with = "integer")]
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn integers_as_json_schema_counts_them() {
+        let n = |json: &str| parse_json::<N>(json.as_bytes()).map(|v| v.n);
+        assert_eq!(n(r#"{"n": 86400}"#).ok(), Some(Some(86400)));
+        assert_eq!(n(r#"{"n": 86400.0}"#).ok(), Some(Some(86400)));
+        assert_eq!(n(r#"{"n": null}"#).ok(), Some(None));
+        assert_eq!(n("{}").ok(), Some(None));
+        assert!(n(r#"{"n": 1.5}"#).is_err());
+        assert!(n(r#"{"n": 1e300}"#).is_err());
+        assert!(n(r#"{"n": -9223372036854775809}"#).is_err());
+        assert_eq!(
+            n(r#"{"n": -9223372036854775808}"#).ok(),
+            Some(Some(i64::MIN))
+        );
+        assert!(n(r#"{"n": "7"}"#).is_ok(), "strings are for query strings");
+        assert!(n(r#"{"n": true}"#).is_err());
+        let q = |s: &str| serde_urlencoded::from_str::<N>(s).map(|v| v.n);
+        assert_eq!(q("n=5").ok(), Some(Some(5)));
+        assert_eq!(q("n=5.0").ok(), Some(Some(5)));
+        assert!(q("n=abc").is_err());
+        assert!(q("n=-9223372036854775809").is_err());
+        assert!(q("n=").is_err());
+    }
+}

@@ -4,11 +4,21 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{Error, GrantRefusal, TokenRefusal, Unavailable};
 use crate::time::rfc3339;
 use crate::tokens::TokenError;
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A snake_case code, e.g. `invalid_token`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub error_description: String,
+}
 
 /// An error as a client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +106,10 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
-        res.json(json!({ "error": self.code(), "error_description": description }))
+        res.json(ErrorBody {
+            error: self.code().to_owned(),
+            error_description: description,
+        })
     }
 }
 

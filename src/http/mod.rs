@@ -50,10 +50,10 @@ async fn not_allowed(allow: Method) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "error": "method_not_allowed",
-            "error_description": format!("this route answers {allow} only"),
-        }))
+        .json(errors::ErrorBody {
+            error: "method_not_allowed".into(),
+            error_description: format!("this route answers {allow} only"),
+        })
 }
 
 /// A resource that serves one `method`; any other gets 405 with `Allow`.

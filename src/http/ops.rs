@@ -3,8 +3,9 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::body::RawBody;
 use super::errors::ApiError;
@@ -13,25 +14,67 @@ use crate::events::Meta;
 use crate::service::Recall;
 use crate::tokens::b64url;
 
+/// Liveness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Where the instance stands against the log.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    ready: bool,
+    /// Why it is not ready.
+    reason: Option<String>,
+    /// The last sequence number folded into the in-memory state.
+    caught_up_seq: i64,
+    /// The log's head, when the store answered.
+    head_seq: Option<i64>,
+    lag: Option<i64>,
+    /// Milliseconds since the state was last known current.
+    staleness_ms: i64,
+    max_staleness_ms: i64,
+    /// `sqlite` or `postgres`.
+    store: String,
+    bus: BusState,
+}
+
+/// The notice bus.
+#[derive(Serialize, ToSchema)]
+pub struct BusState {
+    /// `redis` or `none`.
+    kind: String,
+    connected: bool,
+}
+
 /// `GET /healthz`
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Health)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: caught up within the staleness bound and the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "Not ready: stale, behind, or the store is down", body = Readiness)))]
 pub async fn readyz(recall: web::Data<Recall>) -> HttpResponse {
     let r = recall.readiness().await;
-    let body = json!({
-        "ready": r.reason.is_none(),
-        "reason": r.reason,
-        "caught_up_seq": r.caught_up_seq,
-        "head_seq": r.head_seq,
-        "lag": r.head_seq.map(|h| (h - r.caught_up_seq).max(0)),
-        "staleness_ms": r.staleness_ms,
-        "max_staleness_ms": r.max_staleness_ms,
-        "store": r.store,
-        "bus": { "kind": r.bus, "connected": r.bus_connected },
-    });
+    let body = Readiness {
+        ready: r.reason.is_none(),
+        lag: r.head_seq.map(|h| (h - r.caught_up_seq).max(0)),
+        reason: r.reason.clone(),
+        caught_up_seq: r.caught_up_seq,
+        head_seq: r.head_seq,
+        staleness_ms: r.staleness_ms,
+        max_staleness_ms: r.max_staleness_ms,
+        store: r.store.to_string(),
+        bus: BusState {
+            kind: r.bus.to_string(),
+            connected: r.bus_connected,
+        },
+    };
     if r.reason.is_none() {
         HttpResponse::Ok().json(body)
     } else {
@@ -40,34 +83,84 @@ pub async fn readyz(recall: web::Data<Recall>) -> HttpResponse {
 }
 
 /// `GET /metrics`
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200,
+    description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(recall: web::Data<Recall>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(recall.metrics_text())
 }
 
+/// An Ed25519 public key (RFC 8037).
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    /// `OKP`
+    kty: &'static str,
+    /// `Ed25519`
+    crv: &'static str,
+    /// The public key, base64url.
+    x: String,
+    kid: String,
+    /// `sig`
+    #[serde(rename = "use")]
+    use_: &'static str,
+    /// `EdDSA`
+    alg: &'static str,
+}
+
+/// A JSON Web Key Set.
+#[derive(Serialize, ToSchema)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
 /// `GET /.well-known/jwks.json`: every active and verifying public key.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "standards",
+    responses((status = 200, description = "Every key that verifies tokens", body = Jwks)))]
 pub async fn jwks(recall: web::Data<Recall>) -> HttpResponse {
-    let list: Vec<_> = recall
+    let keys = recall
         .verifying_keys()
         .into_iter()
-        .map(|(kid, public)| {
-            json!({
-                "kty": "OKP", "crv": "Ed25519", "x": b64url(&public),
-                "kid": kid, "use": "sig", "alg": "EdDSA",
-            })
+        .map(|(kid, public)| Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: b64url(&public),
+            kid,
+            use_: "sig",
+            alg: "EdDSA",
         })
         .collect();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .json(json!({ "keys": list }))
+        .json(Jwks { keys })
 }
 
-#[derive(Deserialize)]
+/// An RFC 7009 / RFC 7662 request (form-encoded, or JSON).
+#[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
+    /// An access or refresh token.
     token: String,
+    /// `access_token` or `refresh_token`; a hint only.
     #[allow(dead_code)]
     token_type_hint: Option<String>,
+}
+
+/// An RFC 7662 answer: `active` alone when the token is not good.
+#[derive(Serialize, ToSchema, Default)]
+pub struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
 }
 
 /// Reads an RFC 7009/7662 body: form-encoded, or JSON.
@@ -86,6 +179,9 @@ fn token_form(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, ApiError> {
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whatever the token was.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "standards",
+    request_body(content((TokenForm = "application/x-www-form-urlencoded"), (TokenForm = "application/json"))),
+    responses((status = 200, description = "Revoked, or was never good")))]
 pub async fn revoke(
     req: HttpRequest,
     recall: web::Data<Recall>,
@@ -101,6 +197,10 @@ pub async fn revoke(
 }
 
 /// `POST /oauth/introspect` (RFC 7662; admin).
+#[utoipa::path(post, path = "/oauth/introspect", tag = "standards",
+    request_body(content((TokenForm = "application/x-www-form-urlencoded"), (TokenForm = "application/json"))),
+    responses((status = 200, description = "Whether the token is good now", body = Introspection)),
+    security(("admin" = [])))]
 pub async fn introspect(
     req: HttpRequest,
     recall: web::Data<Recall>,
@@ -109,17 +209,17 @@ pub async fn introspect(
 ) -> Result<HttpResponse, ApiError> {
     let form = token_form(&req, &body.0)?;
     let body = match recall.authenticate(&form.token) {
-        Ok(p) => json!({
-            "active": true,
-            "sub": p.user_id,
-            "sid": p.session_id,
-            "exp": p.claims().exp,
-            "iat": p.claims().iat,
-            "client_type": p.client_type(),
-            "token_type": "Bearer",
-        }),
+        Ok(p) => Introspection {
+            active: true,
+            sub: Some(p.user_id),
+            sid: Some(p.session_id),
+            exp: Some(p.claims().exp),
+            iat: Some(p.claims().iat),
+            client_type: Some(p.client_type().to_owned()),
+            token_type: Some("Bearer"),
+        },
         Err(e @ crate::error::Error::Unavailable(_)) => return Err(e.into()),
-        Err(_) => json!({ "active": false }),
+        Err(_) => Introspection::default(),
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -3,47 +3,118 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::JsonBody;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorBody};
 use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
 use super::rfc3339;
 use crate::events::{Meta, RevokeCause};
-use crate::service::{LoginInput, Recall, SessionView};
+use crate::service::{LoginInput, Recall, SessionView, TokenResponse};
 use crate::store::SessionEnd;
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    /// 3 to 64 characters of `a-z 0-9 . _ -` (compared lowercased).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     username: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
-#[derive(Deserialize)]
+/// A registered user.
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    user_id: Uuid,
+    username: String,
+}
+
+/// The kinds of client a session can belong to.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // a schema only: the core checks the value
+pub enum ClientType {
+    Web,
+    Mobile,
+    Service,
+}
+
+/// Username and password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     username: String,
     password: String,
+    /// Default `web`.
+    #[schema(value_type = Option<ClientType>)]
     client_type: Option<String>,
+    /// The client's own name for the device, at most 256 characters.
+    #[schema(max_length = 256)]
     device_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A refresh token to rotate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     current_password: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
 }
 
+/// The caller of `GET /v1/me`.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    user_id: Uuid,
+    username: String,
+    session_id: Uuid,
+    #[schema(value_type = ClientType)]
+    client_type: String,
+}
+
+/// One live session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionItem {
+    session_id: Uuid,
+    #[schema(value_type = ClientType)]
+    client_type: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    last_used_at: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    /// The session of the token that asked.
+    current: bool,
+}
+
+/// Live sessions, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    sessions: Vec<SessionItem>,
+}
+
+#[utoipa::path(post, path = "/v1/users", tag = "users",
+    description = "Open while RECALL_OPEN_REGISTRATION is true; otherwise admin only.",
+    request_body = RegisterBody,
+    responses((status = 201, description = "Registered", body = Registered),
+        (status = 409, description = "That username is taken", body = ErrorBody)),
+    security((), ("admin" = [])))]
 /// `POST /v1/users`
 pub async fn register(
     req: HttpRequest,
@@ -63,7 +134,7 @@ pub async fn register(
     let (user_id, username) = recall
         .register(&body.username, body.password, &[], &meta)
         .await?;
-    Ok(HttpResponse::Created().json(json!({ "user_id": user_id, "username": username })))
+    Ok(HttpResponse::Created().json(Registered { user_id, username }))
 }
 
 fn user_agent(req: &HttpRequest) -> Option<String> {
@@ -79,6 +150,9 @@ fn no_store(body: impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "A new session", body = TokenResponse,
+        headers(("Cache-Control" = String, description = "no-store")))))]
 /// `POST /v1/auth/login`
 pub async fn login(
     req: HttpRequest,
@@ -100,6 +174,9 @@ pub async fn login(
     Ok(no_store(recall.login(input, &meta).await?))
 }
 
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, description = "The rotated pair", body = TokenResponse,
+        headers(("Cache-Control" = String, description = "no-store")))))]
 /// `POST /v1/auth/refresh`
 pub async fn refresh(
     req: HttpRequest,
@@ -115,6 +192,8 @@ pub async fn refresh(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "This session ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout`
 pub async fn logout(
     req: HttpRequest,
@@ -125,6 +204,8 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
+    responses((status = 204, description = "Every session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-all`
 pub async fn logout_all(
     req: HttpRequest,
@@ -137,6 +218,8 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout-others", tag = "auth",
+    responses((status = 204, description = "Every other session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-others`
 pub async fn logout_others(
     req: HttpRequest,
@@ -147,6 +230,9 @@ pub async fn logout_others(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth", request_body = PasswordBody,
+    responses((status = 204, description = "Changed; every other session ended")),
+    security(("user" = [])))]
 /// `POST /v1/auth/password`
 pub async fn password(
     req: HttpRequest,
@@ -166,6 +252,8 @@ pub async fn password(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "users",
+    responses((status = 200, description = "The caller", body = Me)), security(("user" = [])))]
 /// `GET /v1/me`
 pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
@@ -173,29 +261,37 @@ pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpRe
         .user(p.user_id)
         .await?
         .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": p.user_id,
-        "username": user.username,
-        "session_id": p.session_id,
-        "client_type": p.client_type(),
-    })))
+    Ok(HttpResponse::Ok().json(Me {
+        user_id: p.user_id,
+        username: user.username,
+        session_id: p.session_id,
+        client_type: p.client_type().to_owned(),
+    }))
 }
 
 /// One session as `GET /v1/sessions` lists it.
-pub fn session_json(v: &SessionView, current: Option<Uuid>) -> serde_json::Value {
-    let s = &v.session;
-    json!({
-        "session_id": s.id,
-        "client_type": s.client_type,
-        "ip": s.ip,
-        "user_agent": s.user_agent,
-        "created_at": rfc3339(s.created_at),
-        "last_used_at": rfc3339(v.last_used_at),
-        "expires_at": rfc3339(v.expires_at),
-        "current": Some(s.id) == current,
-    })
+pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList {
+    let item = |v: &SessionView| {
+        let s = &v.session;
+        SessionItem {
+            session_id: s.id,
+            client_type: s.client_type.clone(),
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(v.last_used_at),
+            expires_at: rfc3339(v.expires_at),
+            current: Some(s.id) == current,
+        }
+    };
+    SessionList {
+        sessions: list.iter().map(item).collect(),
+    }
 }
 
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    responses((status = 200, description = "The caller's live sessions", body = SessionList)),
+    security(("user" = [])))]
 /// `GET /v1/sessions`
 pub async fn sessions(
     recall: web::Data<Recall>,
@@ -203,13 +299,13 @@ pub async fn sessions(
 ) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
     let list = recall.live_sessions(p.user_id).await?;
-    let sessions: Vec<_> = list
-        .iter()
-        .map(|v| session_json(v, Some(p.session_id)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
+    Ok(HttpResponse::Ok().json(session_list(&list, Some(p.session_id))))
 }
 
+#[utoipa::path(delete, path = "/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = Uuid, Path, description = "One of the caller's sessions")),
+    responses((status = 204, description = "Ended (or already ended)")),
+    security(("user" = [])))]
 /// `DELETE /v1/sessions/{session_id}`: only the caller's own sessions.
 pub async fn delete_session(
     req: HttpRequest,
@@ -228,6 +324,11 @@ pub async fn delete_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/auth/verify", tag = "auth",
+    responses((status = 204, description = "The token is good", headers(
+        ("X-User-Id" = Uuid, description = "The token's user"),
+        ("X-Session-Id" = Uuid, description = "The token's session")))),
+    security(("user" = [])))]
 /// `GET /v1/auth/verify`: forward auth for nginx `auth_request` / Traefik.
 pub async fn verify(auth: Authenticated) -> HttpResponse {
     HttpResponse::NoContent()

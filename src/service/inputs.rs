@@ -7,25 +7,26 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::tokens::{Claims, Verified};
 
-/// A username: 3-64 of `a-z 0-9 . _ -`, lowercased.
+/// A username: 3-64 of `a-z 0-9 . _ -`, lowercased. The characters are
+/// checked before lowercasing, so no Unicode case folding (the Kelvin sign
+/// to `k`, say) can smuggle a name past the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(pub(super) String);
 
 impl Username {
     /// Lowercases and checks a username.
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let name = raw.to_lowercase();
-        let ok_len = (3..=64).contains(&name.chars().count());
-        let ok_chars = name
+        let ok_len = (3..=64).contains(&raw.len());
+        let ok_chars = raw
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !ok_len || !ok_chars {
             return Err(Error::invalid(
                 "username",
                 "3 to 64 characters of a-z 0-9 . _ -",
             ));
         }
-        Ok(Username(name))
+        Ok(Username(raw.to_ascii_lowercase()))
     }
 
     /// The lowercased name.
@@ -34,15 +35,17 @@ impl Username {
     }
 }
 
-/// A password of 8 to 1024 bytes.
+/// A password of 8 to 1024 characters (Unicode scalar values; for ASCII,
+/// bytes). Characters, not bytes, so that the rule is the one JSON Schema's
+/// `minLength`/`maxLength` state in the OpenAPI document; at most 4 KiB.
 #[derive(Clone)]
 pub struct Password(pub(super) String);
 
 impl Password {
     /// Checks a new password's length.
     pub fn parse(raw: String, field: &'static str) -> Result<Self, Error> {
-        if !(8..=1024).contains(&raw.len()) {
-            return Err(Error::invalid(field, "8 to 1024 bytes"));
+        if !(8..=1024).contains(&raw.chars().count()) {
+            return Err(Error::invalid(field, "8 to 1024 characters"));
         }
         Ok(Password(raw))
     }
@@ -79,12 +82,18 @@ impl Principal {
 }
 
 /// The body of a login or refresh answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// An EdDSA JWT (`typ` at+jwt) carrying ids only.
     pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     pub token_type: &'static str,
+    /// Seconds the access token lives.
     pub expires_in: i64,
+    /// Opaque; rotates on every use.
     pub refresh_token: String,
+    /// Seconds the refresh token lives.
     pub refresh_expires_in: i64,
     pub session_id: Uuid,
 }

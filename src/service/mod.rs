@@ -346,8 +346,12 @@ impl Recall {
     /// Username and password login; one answer for every failure.
     pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, Error> {
         let client_type = parse_client_type(input.client_type.as_deref())?;
-        if input.device_id.as_ref().is_some_and(|d| d.len() > 256) {
-            return Err(Error::invalid("device_id", "at most 256 bytes"));
+        if input
+            .device_id
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 256)
+        {
+            return Err(Error::invalid("device_id", "at most 256 characters"));
         }
         let now = now_ms();
         let name = input.username.to_lowercase();

@@ -284,3 +284,107 @@ async fn operations_endpoints_answer(kind: Kind) {
     closed.stop().await;
     app.stop().await;
 }
+
+/// The OpenAPI document is generated from the types, and complete: every
+/// operation declares its success answer with a schema (or none, for 204),
+/// its errors with the error schema, its security and its parameters;
+/// request bodies name their required fields and refuse unknown ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_is_complete() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let spec = app.get("/openapi.json", None).await.body;
+    assert_eq!(spec["openapi"], "3.1.0");
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "ErrorBody",
+        "TokenResponse",
+        "LoginBody",
+        "Readiness",
+        "EventPage",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["user"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["admin"]["scheme"],
+        "bearer"
+    );
+    let login = &schemas["LoginBody"];
+    assert_eq!(login["additionalProperties"], false);
+    assert_eq!(login["required"], json!(["username", "password"]));
+    let register = &schemas["RegisterBody"]["properties"];
+    assert_eq!(register["password"]["minLength"], 8);
+    assert_eq!(register["password"]["maxLength"], 1024);
+    assert!(register["username"]["pattern"].is_string());
+    let token = &schemas["TokenResponse"];
+    assert!(token["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("access_token")));
+
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let success: Vec<_> = responses.keys().filter(|k| k.starts_with('2')).collect();
+            assert_eq!(success.len(), 1, "{what}: one success answer");
+            let ok = &responses[success[0].as_str()];
+            if success[0] != "204" && path != "/oauth/revoke" {
+                assert!(ok["content"].is_object(), "{what}: success has no content");
+            }
+            for (code, answer) in responses.iter().filter(|(k, _)| !k.starts_with('2')) {
+                if what == "get /readyz" {
+                    continue;
+                }
+                assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{what}: {code} without the error schema"
+                );
+            }
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| !r.as_object().unwrap().is_empty()));
+            let admin = path.starts_with("/v1/admin") || path == "/oauth/introspect";
+            let user = [
+                "/v1/me",
+                "/v1/sessions",
+                "/v1/auth/logout",
+                "/v1/auth/password",
+                "/v1/auth/verify",
+            ]
+            .iter()
+            .any(|p| path.starts_with(p));
+            assert_eq!(
+                secured,
+                admin || user || path == "/v1/users",
+                "{what}: security"
+            );
+            if secured {
+                assert!(responses.contains_key("401"), "{what}: no 401");
+            }
+            for name in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let params = op["parameters"].as_array().unwrap();
+                let p = params.iter().find(|p| p["name"] == name).unwrap();
+                assert_eq!(p["in"], "path", "{what}: {name}");
+                assert_eq!(p["schema"]["format"], "uuid", "{what}: {name}");
+            }
+        }
+    }
+    let events = &spec["paths"]["/v1/admin/events"]["get"]["parameters"];
+    let names: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["after", "limit", "user_id", "type"]);
+    app.stop().await;
+}
