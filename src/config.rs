@@ -368,8 +368,14 @@ impl Settings {
 
     /// How long a revocation must be remembered: the longest access-token
     /// lifetime plus clock leeway (G8).
+    pub fn key_retention(&self) -> std::time::Duration {
+        let secs = self.access_ttl_secs + crate::tokens::LEEWAY_SECS as i64 + 5;
+        std::time::Duration::from_secs(secs.max(0).unsigned_abs())
+    }
+
+    /// `key_retention` in milliseconds, as the revocation state counts.
     pub fn retention_ms(&self) -> i64 {
-        (self.access_ttl_secs + crate::tokens::LEEWAY_SECS as i64 + 5) * 1000
+        crate::clock::span_ms(self.key_retention())
     }
 
     /// The event store these settings name (PostgreSQL with its TLS

@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -19,6 +20,5 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
-pub mod time;
 pub mod tls;
 pub mod tokens;

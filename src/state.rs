@@ -2,6 +2,7 @@
 //! It holds only what can still reject a token (G8): revoked sessions until
 //! every access token they could have is expired, active locks, key statuses.
 
+use crate::clock::Timestamp;
 use std::collections::HashMap;
 
 use uuid::Uuid;
@@ -146,7 +147,9 @@ impl RevocationState {
     pub fn key_status(&self, kid: &str, now: i64) -> Option<KeyStatus> {
         let (status, retire_after) = self.keys.get(kid)?;
         match (status, retire_after) {
-            (KeyStatus::Verifying, t) if crate::domain::retires(*t, now) => {
+            (KeyStatus::Verifying, t)
+                if crate::domain::retires(t.map(Timestamp::from_ms), Timestamp::from_ms(now)) =>
+            {
                 Some(KeyStatus::Retired)
             }
             (s, _) => Some(*s),
@@ -156,9 +159,10 @@ impl RevocationState {
     /// Whether a verifying key is past its retirement time but its
     /// `key_retired` event has not been folded yet.
     pub fn retirement_due(&self, now: i64) -> bool {
-        self.keys
-            .values()
-            .any(|(s, t)| *s == KeyStatus::Verifying && crate::domain::retires(*t, now))
+        self.keys.values().any(|(s, t)| {
+            *s == KeyStatus::Verifying
+                && crate::domain::retires(t.map(Timestamp::from_ms), Timestamp::from_ms(now))
+        })
     }
 
     /// Every key the state knows, with its effective status.

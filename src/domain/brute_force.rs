@@ -3,37 +3,39 @@
 //! hours. A guess is counted when it is reserved, before its hash is
 //! checked, so parallel guesses cannot slip past the budget.
 
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+
 /// The lockout policy: after `max_failures` consecutive failures lock for
-/// `base_ms`, doubling per repeat, capped at `max_ms`.
+/// `base`, doubling per repeat, capped at `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     pub max_failures: i64,
-    pub base_ms: i64,
-    pub max_ms: i64,
+    pub base: Duration,
+    pub max: Duration,
 }
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
         LockoutPolicy {
             max_failures: 10,
-            base_ms: 15 * 60 * 1000,
-            max_ms: 24 * 3600 * 1000,
+            base: Duration::from_secs(15 * 60),
+            max: Duration::from_secs(24 * 3600),
         }
     }
 }
 
 impl LockoutPolicy {
     /// Lock length for the `nth` lock (1-based).
-    pub fn lock_ms(&self, nth: i64) -> i64 {
+    pub fn lock_length(&self, nth: i64) -> Duration {
         let doublings = (nth - 1).clamp(0, 30) as u32;
-        self.base_ms
-            .saturating_mul(1i64 << doublings)
-            .min(self.max_ms)
+        self.base.saturating_mul(1u32 << doublings).min(self.max)
     }
 
     /// When the `nth` lock set at `now` ends.
-    pub fn lock_until(&self, nth: i64, now: i64) -> i64 {
-        now.saturating_add(self.lock_ms(nth))
+    pub fn lock_until(&self, nth: i64, now: Timestamp) -> Timestamp {
+        now.plus(self.lock_length(nth))
     }
 }
 
@@ -43,10 +45,10 @@ pub enum Reservation {
     /// Within the budget: check the hash.
     Reserved,
     /// A lock is in force until then: refuse, count nothing.
-    Locked { until: i64 },
+    Locked { until: Timestamp },
     /// Past the budget with no lock in force: lock now (the `nth` lock of
     /// this username, until `until`) and refuse.
-    LockNow { nth: i64, until: i64 },
+    LockNow { nth: i64, until: Timestamp },
 }
 
 /// Given the counts after a reservation's increment (the increment is
@@ -54,9 +56,9 @@ pub enum Reservation {
 pub fn after_reservation(
     failures: i64,
     lock_count: i64,
-    locked_until: Option<i64>,
+    locked_until: Option<Timestamp>,
     policy: &LockoutPolicy,
-    now: i64,
+    now: Timestamp,
 ) -> Reservation {
     if let Some(until) = locked_until.filter(|u| *u > now) {
         return Reservation::Locked { until };
@@ -77,10 +79,10 @@ pub fn after_reservation(
 pub fn after_failure(
     failures: i64,
     lock_count: i64,
-    locked_until: Option<i64>,
+    locked_until: Option<Timestamp>,
     policy: &LockoutPolicy,
-    now: i64,
-) -> Option<(i64, i64)> {
+    now: Timestamp,
+) -> Option<(i64, Timestamp)> {
     let in_force = locked_until.is_some_and(|u| u > now);
     if failures < policy.max_failures || in_force {
         return None;
@@ -93,10 +95,10 @@ pub fn after_failure(
 /// brute-force lock and the user's admin lock as they stand inside the
 /// login's own transaction: a lock that committed while the hash ran wins.
 pub fn may_log_in(
-    throttle_until: Option<i64>,
-    admin_until: Option<i64>,
-    now: i64,
-) -> Result<(), i64> {
+    throttle_until: Option<Timestamp>,
+    admin_until: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), Timestamp> {
     match (
         throttle_until.filter(|u| *u > now),
         admin_until.filter(|u| *u > now),
@@ -110,12 +112,17 @@ pub fn may_log_in(
 mod tests {
     use super::*;
 
-    const NOW: i64 = 1_000_000;
+    const N: i64 = 1_000_000;
+    const NOW: Timestamp = Timestamp::from_ms(N);
     const POLICY: LockoutPolicy = LockoutPolicy {
         max_failures: 10,
-        base_ms: 1000,
-        max_ms: 3000,
+        base: Duration::from_millis(1000),
+        max: Duration::from_millis(3000),
     };
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_ms(ms)
+    }
 
     #[test]
     fn given_guesses_within_the_budget_when_reserved_then_each_is_checked() {
@@ -133,15 +140,15 @@ mod tests {
             after_reservation(11, 2, None, &POLICY, NOW),
             Reservation::LockNow {
                 nth: 3,
-                until: NOW + 3000
+                until: at(N + 3000)
             }
         );
         // An expired lock is no lock.
         assert_eq!(
-            after_reservation(11, 0, Some(NOW - 1), &POLICY, NOW),
+            after_reservation(11, 0, Some(at(N - 1)), &POLICY, NOW),
             Reservation::LockNow {
                 nth: 1,
-                until: NOW + 1000
+                until: at(N + 1000)
             }
         );
     }
@@ -149,8 +156,8 @@ mod tests {
     #[test]
     fn given_a_lock_in_force_when_a_guess_comes_then_it_is_refused_uncounted() {
         assert_eq!(
-            after_reservation(3, 1, Some(NOW + 5), &POLICY, NOW),
-            Reservation::Locked { until: NOW + 5 }
+            after_reservation(3, 1, Some(at(N + 5)), &POLICY, NOW),
+            Reservation::Locked { until: at(N + 5) }
         );
     }
 
@@ -159,10 +166,10 @@ mod tests {
         assert_eq!(after_failure(9, 0, None, &POLICY, NOW), None);
         assert_eq!(
             after_failure(10, 0, None, &POLICY, NOW),
-            Some((1, NOW + 1000))
+            Some((1, at(N + 1000)))
         );
         assert_eq!(
-            after_failure(10, 0, Some(NOW + 1), &POLICY, NOW),
+            after_failure(10, 0, Some(at(N + 1)), &POLICY, NOW),
             None,
             "never a second lock while one is in force"
         );
@@ -170,19 +177,24 @@ mod tests {
 
     #[test]
     fn lock_lengths_double_and_are_capped() {
-        let lengths: Vec<i64> = (1..=5).map(|n| POLICY.lock_ms(n)).collect();
+        let ms = |n| POLICY.lock_length(n).as_millis();
+        let lengths: Vec<u128> = (1..=5).map(ms).collect();
         assert_eq!(lengths, vec![1000, 2000, 3000, 3000, 3000]);
-        assert_eq!(POLICY.lock_ms(i64::MAX), 3000);
-        assert_eq!(LockoutPolicy::default().lock_ms(1), 15 * 60 * 1000);
-        assert_eq!(LockoutPolicy::default().lock_ms(99), 24 * 3600 * 1000);
+        assert_eq!(ms(i64::MAX), 3000);
+        let default = LockoutPolicy::default();
+        assert_eq!(default.lock_length(1), Duration::from_secs(15 * 60));
+        assert_eq!(default.lock_length(99), Duration::from_secs(24 * 3600));
     }
 
     #[test]
     fn given_a_right_password_when_a_lock_committed_meanwhile_then_the_lock_wins() {
         assert_eq!(may_log_in(None, None, NOW), Ok(()));
-        assert_eq!(may_log_in(Some(NOW - 1), Some(NOW), NOW), Ok(()));
-        assert_eq!(may_log_in(Some(NOW + 7), None, NOW), Err(NOW + 7));
-        assert_eq!(may_log_in(None, Some(NOW + 9), NOW), Err(NOW + 9));
-        assert_eq!(may_log_in(Some(NOW + 7), Some(NOW + 9), NOW), Err(NOW + 9));
+        assert_eq!(may_log_in(Some(at(N - 1)), Some(NOW), NOW), Ok(()));
+        assert_eq!(may_log_in(Some(at(N + 7)), None, NOW), Err(at(N + 7)));
+        assert_eq!(may_log_in(None, Some(at(N + 9)), NOW), Err(at(N + 9)));
+        assert_eq!(
+            may_log_in(Some(at(N + 7)), Some(at(N + 9)), NOW),
+            Err(at(N + 9))
+        );
     }
 }

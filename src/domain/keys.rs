@@ -1,6 +1,10 @@
 //! Signing-key lifecycle: what a rotation does to the previous key, and
 //! which keys retirement takes.
 
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+
 /// Lifecycle of a signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
@@ -42,9 +46,9 @@ impl KeyStatus {
 pub enum PreviousKey {
     /// Compromised: every token it signed is refused at once.
     Revoked,
-    /// Scheduled: it keeps verifying its tokens until `retire_after` (ms),
-    /// when the last of them has expired.
-    Verifying { retire_after: i64 },
+    /// Scheduled: it keeps verifying its tokens until `retire_after`, when
+    /// the last of them has expired.
+    Verifying { retire_after: Timestamp },
 }
 
 impl PreviousKey {
@@ -57,7 +61,7 @@ impl PreviousKey {
     }
 
     /// When it retires, if it does.
-    pub fn retire_after(&self) -> Option<i64> {
+    pub fn retire_after(&self) -> Option<Timestamp> {
         match self {
             PreviousKey::Revoked => None,
             PreviousKey::Verifying { retire_after } => Some(*retire_after),
@@ -66,21 +70,21 @@ impl PreviousKey {
 }
 
 /// A rotation at `now`: the previous key is revoked when `compromised`,
-/// else it verifies for `retention_ms` more (the longest access-token
+/// else it verifies for `retention` more (the longest access-token
 /// lifetime plus leeway, so no token it signed outlives it).
-pub fn rotation(compromised: bool, retention_ms: i64, now: i64) -> PreviousKey {
+pub fn rotation(compromised: bool, retention: Duration, now: Timestamp) -> PreviousKey {
     if compromised {
         PreviousKey::Revoked
     } else {
         PreviousKey::Verifying {
-            retire_after: now.saturating_add(retention_ms),
+            retire_after: now.plus(retention),
         }
     }
 }
 
 /// Whether a verifying key whose retirement is due at `retire_after` is
 /// retired at `now`.
-pub fn retires(retire_after: Option<i64>, now: i64) -> bool {
+pub fn retires(retire_after: Option<Timestamp>, now: Timestamp) -> bool {
     retire_after.is_some_and(|at| at <= now)
 }
 
@@ -88,25 +92,30 @@ pub fn retires(retire_after: Option<i64>, now: i64) -> bool {
 mod tests {
     use super::*;
 
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_ms(ms)
+    }
+    const RETENTION: Duration = Duration::from_millis(310_000);
+
     #[test]
     fn given_a_compromised_key_when_rotated_then_it_is_revoked_at_once() {
-        let p = rotation(true, 310_000, 1_000);
+        let p = rotation(true, RETENTION, at(1_000));
         assert_eq!(p, PreviousKey::Revoked);
         assert_eq!((p.status(), p.retire_after()), (KeyStatus::Revoked, None));
     }
 
     #[test]
     fn given_a_scheduled_rotation_then_the_old_key_verifies_until_its_tokens_expire() {
-        let p = rotation(false, 310_000, 1_000);
+        let p = rotation(false, RETENTION, at(1_000));
         assert_eq!(
             p,
             PreviousKey::Verifying {
-                retire_after: 311_000
+                retire_after: at(311_000)
             }
         );
         assert_eq!(
             (p.status(), p.retire_after()),
-            (KeyStatus::Verifying, Some(311_000))
+            (KeyStatus::Verifying, Some(at(311_000)))
         );
     }
 
@@ -125,8 +134,8 @@ mod tests {
 
     #[test]
     fn given_a_verifying_key_then_it_retires_exactly_when_due() {
-        assert!(!retires(Some(311_000), 310_999));
-        assert!(retires(Some(311_000), 311_000));
-        assert!(!retires(None, i64::MAX));
+        assert!(!retires(Some(at(311_000)), at(310_999)));
+        assert!(retires(Some(at(311_000)), at(311_000)));
+        assert!(!retires(None, at(i64::MAX)));
     }
 }

@@ -1,14 +1,18 @@
 //! The refresh decision (rotating refresh tokens with theft detection):
 //! every branch of what presenting a refresh token comes to.
 
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+
 /// The session a presented refresh token belongs to, as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionFacts {
-    pub created_at: i64,
-    pub refresh_expires_at: i64,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub refresh_expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
     /// The user's admin lock, if any.
-    pub locked_until: Option<i64>,
+    pub locked_until: Option<Timestamp>,
 }
 
 /// What the store found for a presented refresh token.
@@ -17,7 +21,7 @@ pub struct RefreshFacts {
     /// This request spent the token (its compare-and-swap won).
     pub spent_now: bool,
     /// When it was spent before, if it was.
-    pub spent_at: Option<i64>,
+    pub spent_at: Option<Timestamp>,
     /// Its session, if the token was ever issued and the session exists.
     pub session: Option<SessionFacts>,
 }
@@ -26,7 +30,7 @@ pub struct RefreshFacts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshDecision {
     /// Store the successor, expiring then (capped at the session's end).
-    Rotate { expires_at: i64 },
+    Rotate { expires_at: Timestamp },
     /// Never issued, or pruned.
     Unknown,
     /// The session was revoked, or its refresh or absolute lifetime ended.
@@ -36,18 +40,18 @@ pub enum RefreshDecision {
     /// Spent earlier: theft assumed; revoke the session.
     Reuse,
     /// The user is locked until then.
-    Locked { until: i64 },
+    Locked { until: Timestamp },
 }
 
 /// Decides a refresh at `now`. `expires_at` is the successor's expiry
-/// before the cap; `grace_ms` the concurrent-refresh grace; `session_max_ms`
-/// the absolute session lifetime from login.
+/// before the cap; `grace` the concurrent-refresh grace; `session_max` the
+/// absolute session lifetime from login.
 pub fn decide_refresh(
     facts: &RefreshFacts,
-    expires_at: i64,
-    grace_ms: i64,
-    session_max_ms: i64,
-    now: i64,
+    expires_at: Timestamp,
+    grace: Duration,
+    session_max: Duration,
+    now: Timestamp,
 ) -> RefreshDecision {
     let Some(s) = facts.session else {
         return RefreshDecision::Unknown;
@@ -56,7 +60,7 @@ pub fn decide_refresh(
     if let Some(until) = s.locked_until.filter(|u| *u > now) {
         return RefreshDecision::Locked { until };
     }
-    let ends_at = s.created_at.saturating_add(session_max_ms);
+    let ends_at = s.created_at.plus(session_max);
     if facts.spent_now {
         if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now {
             return RefreshDecision::Dead;
@@ -71,7 +75,7 @@ pub fn decide_refresh(
     if s.revoked_at.is_some() {
         return RefreshDecision::Dead;
     }
-    if now - spent_at <= grace_ms {
+    if now.since(spent_at) <= grace {
         return RefreshDecision::Grace;
     }
     RefreshDecision::Reuse
@@ -81,14 +85,20 @@ pub fn decide_refresh(
 mod tests {
     use super::*;
 
-    const NOW: i64 = 10_000_000;
-    const GRACE: i64 = 10_000;
-    const MAX: i64 = 1_000_000;
+    const N: i64 = 10_000_000;
+    const NOW: Timestamp = Timestamp::from_ms(N);
+    const GRACE: Duration = Duration::from_millis(10_000);
+    const M: i64 = 1_000_000;
+    const MAX: Duration = Duration::from_millis(M as u64);
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_ms(ms)
+    }
 
     fn session() -> SessionFacts {
         SessionFacts {
-            created_at: NOW - 1000,
-            refresh_expires_at: NOW + 5000,
+            created_at: at(N - 1000),
+            refresh_expires_at: at(N + 5000),
             revoked_at: None,
             locked_until: None,
         }
@@ -96,7 +106,7 @@ mod tests {
 
     fn when(
         spent_now: bool,
-        spent_at: Option<i64>,
+        spent_at: Option<Timestamp>,
         session: Option<SessionFacts>,
     ) -> RefreshDecision {
         let facts = RefreshFacts {
@@ -104,7 +114,7 @@ mod tests {
             spent_at,
             session,
         };
-        decide_refresh(&facts, NOW + 50_000, GRACE, MAX, NOW)
+        decide_refresh(&facts, at(N + 50_000), GRACE, MAX, NOW)
     }
 
     #[test]
@@ -112,7 +122,7 @@ mod tests {
         assert_eq!(
             when(true, None, Some(session())),
             RefreshDecision::Rotate {
-                expires_at: NOW + 50_000
+                expires_at: at(N + 50_000)
             }
         );
     }
@@ -120,17 +130,17 @@ mod tests {
     #[test]
     fn given_a_session_near_its_absolute_end_then_the_successor_is_capped() {
         let old = SessionFacts {
-            created_at: NOW - MAX + 100,
+            created_at: at(N - M + 100),
             ..session()
         };
         assert_eq!(
             when(true, None, Some(old)),
             RefreshDecision::Rotate {
-                expires_at: NOW + 100
+                expires_at: at(N + 100)
             }
         );
         let ended = SessionFacts {
-            created_at: NOW - MAX,
+            created_at: at(N - M),
             ..session()
         };
         assert_eq!(when(true, None, Some(ended)), RefreshDecision::Dead);
@@ -139,7 +149,7 @@ mod tests {
     #[test]
     fn given_a_revoked_or_expired_session_when_refreshed_then_it_is_dead() {
         let revoked = SessionFacts {
-            revoked_at: Some(NOW - 1),
+            revoked_at: Some(at(N - 1)),
             ..session()
         };
         let expired = SessionFacts {
@@ -150,7 +160,7 @@ mod tests {
         assert_eq!(when(true, None, Some(expired)), RefreshDecision::Dead);
         // A spent token of a revoked session is dead, not theft.
         assert_eq!(
-            when(false, Some(NOW - 60_000), Some(revoked)),
+            when(false, Some(at(N - 60_000)), Some(revoked)),
             RefreshDecision::Dead
         );
     }
@@ -164,7 +174,7 @@ mod tests {
     #[test]
     fn given_a_token_spent_moments_ago_then_grace_and_the_session_lives() {
         assert_eq!(
-            when(false, Some(NOW - GRACE), Some(session())),
+            when(false, Some(NOW.minus(GRACE)), Some(session())),
             RefreshDecision::Grace
         );
     }
@@ -172,7 +182,7 @@ mod tests {
     #[test]
     fn given_a_token_spent_long_ago_then_reuse_revokes_the_session() {
         assert_eq!(
-            when(false, Some(NOW - GRACE - 1), Some(session())),
+            when(false, Some(at(N - 10_001)), Some(session())),
             RefreshDecision::Reuse
         );
     }
@@ -180,13 +190,14 @@ mod tests {
     #[test]
     fn given_a_locked_user_then_locked_whatever_the_token() {
         let locked = SessionFacts {
-            locked_until: Some(NOW + 5),
+            locked_until: Some(at(N + 5)),
             ..session()
         };
-        for (spent_now, spent_at) in [(true, None), (false, Some(NOW - 1)), (false, Some(0))] {
+        for (spent_now, spent_at) in [(true, None), (false, Some(at(N - 1))), (false, Some(at(0)))]
+        {
             assert_eq!(
                 when(spent_now, spent_at, Some(locked)),
-                RefreshDecision::Locked { until: NOW + 5 }
+                RefreshDecision::Locked { until: at(N + 5) }
             );
         }
     }

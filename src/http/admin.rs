@@ -15,6 +15,7 @@ use super::body::{JsonBody, RawBody};
 use super::errors::ApiError;
 use super::extract::{resolve_admin, Admin};
 use super::rfc3339;
+use crate::clock::Timestamp;
 use crate::events::Envelope;
 use crate::service::Recall;
 use crate::store::EventFilter;
@@ -430,7 +431,7 @@ struct StreamState {
     /// every second, so the stream ends when the token expires, is revoked,
     /// the user is locked or loses the admin role.
     bearer: Option<String>,
-    expires_at: Option<i64>,
+    expires_at: Option<Timestamp>,
     checked: tokio::time::Instant,
     last_frame: tokio::time::Instant,
     ended: bool,
@@ -458,7 +459,7 @@ pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
         loop {
             // Expiry is a clock check; rights (revoked, locked, admin role)
             // are asked of the core once a second.
-            let expired = st.expires_at.is_some_and(|exp| now_ms() / 1000 >= exp);
+            let expired = st.expires_at.is_some_and(|exp| Timestamp::now() >= exp);
             let mut why = expired.then_some("token_expired");
             if why.is_none() && st.checked.elapsed() >= STREAM_RECHECK {
                 st.checked = tokio::time::Instant::now();
@@ -477,8 +478,7 @@ pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
             // Wake at the next recheck or the token's expiry, whichever is first.
             let mut wait = STREAM_RECHECK.saturating_sub(st.checked.elapsed());
             if let Some(exp) = st.expires_at {
-                let left = (exp * 1000 - now_ms()).max(0) as u64;
-                wait = wait.min(Duration::from_millis(left));
+                wait = wait.min(exp.since(Timestamp::now()));
             }
             let frame = match tokio::time::timeout(wait, st.rx.recv()).await {
                 Ok(Ok(env)) => sse_frame(&env),

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::clock::rfc3339;
 use crate::error::{Error, GrantRefusal, TokenRefusal, Unavailable};
-use crate::time::rfc3339;
 use crate::tokens::TokenError;
 
 /// The body of every error answer.

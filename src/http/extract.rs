@@ -120,8 +120,8 @@ pub struct Admin {
     pub actor: String,
     /// The user's access token, for an admin by role (rights can end).
     pub bearer: Option<String>,
-    /// When that token expires (Unix seconds, no leeway).
-    pub expires_at: Option<i64>,
+    /// When that token expires (no leeway).
+    pub expires_at: Option<crate::clock::Timestamp>,
 }
 
 impl Admin {

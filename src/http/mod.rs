@@ -21,7 +21,7 @@ use errors::ApiError;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-pub use crate::time::rfc3339;
+pub use crate::clock::rfc3339;
 
 fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidRequest(format!("invalid query: {err}")).into()

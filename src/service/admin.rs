@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::error::{Error, Missing};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
@@ -60,8 +61,9 @@ impl Recall {
         meta: &Meta,
     ) -> Result<Envelope, Error> {
         let now = now_ms();
-        let until = crate::domain::lock_until(duration_secs, now)
-            .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?;
+        let until = crate::domain::lock_until(duration_secs, Timestamp::from_ms(now))
+            .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?
+            .ms();
         let env = self
             .store
             .lock(user_id, until, reason, meta, now)
@@ -108,7 +110,11 @@ impl Recall {
         let now = now_ms();
         let key = generate_signing_key(&self.settings.master_key, now)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let previous = crate::domain::rotation(compromised, self.settings.retention_ms(), now);
+        let previous = crate::domain::rotation(
+            compromised,
+            self.settings.key_retention(),
+            Timestamp::from_ms(now),
+        );
         let env = self
             .store
             .rotate_key(&key, previous, reason, meta, now)

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
+use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::error::{Error, GrantRefusal, Missing, TokenRefusal, Unavailable};
 use crate::events::{Envelope, Meta, RevokeCause};
@@ -54,6 +55,12 @@ pub struct Recall {
 }
 
 /// SHA-256 of a refresh token: the only form we store.
+/// A setting in whole seconds as a span (negative counts as zero; the
+/// settings checks refuse those anyway).
+fn secs(n: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.max(0).unsigned_abs())
+}
+
 pub fn refresh_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -438,9 +445,9 @@ impl Recall {
                 &refresh_hash(token),
                 &refresh_hash(&next),
                 RefreshTerms {
-                    expires_at: now + self.settings.refresh_ttl_secs * 1000,
-                    grace_ms: self.settings.refresh_grace_secs * 1000,
-                    session_max_ms: self.settings.session_max_secs * 1000,
+                    expires_at: Timestamp::from_ms(now).plus(secs(self.settings.refresh_ttl_secs)),
+                    grace: secs(self.settings.refresh_grace_secs),
+                    session_max: secs(self.settings.session_max_secs),
                 },
                 meta,
                 now,

@@ -10,12 +10,12 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{refresh_hash, Recall};
+use crate::clock::{now_ms, Timestamp};
 use crate::error::Error;
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::metrics::Gauges;
 use crate::state::KeyStatus;
 use crate::store::{SessionEnd, SessionRecord};
-use crate::time::now_ms;
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct AdminIdentity {
     /// The user's access token, for an admin by role (rights can end).
     pub bearer: Option<String>,
     /// When that token expires (Unix seconds, no leeway).
-    pub expires_at: Option<i64>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Recall {
@@ -195,7 +195,7 @@ impl Recall {
             Some(u) if u.is_admin() => Ok(AdminIdentity {
                 actor: format!("admin:{}", u.id),
                 bearer: Some(token.to_owned()),
-                expires_at: Some(principal.claims().exp),
+                expires_at: Some(Timestamp::from_unix_secs(principal.claims().exp)),
             }),
             _ => Err(Error::NotAdmin),
         }

@@ -68,7 +68,7 @@ impl Store {
             kid: key.kid.clone(),
             previous_kid,
             compromised: previous == PreviousKey::Revoked,
-            previous_retire_after: previous.retire_after(),
+            previous_retire_after: previous.retire_after().map(|t| t.ms()),
             reason,
         };
         commit_one(tx, event, meta, now).await

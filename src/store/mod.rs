@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::domain::{
     decide_refresh, end_session, may_log_in, EndDecision, RefreshDecision, RefreshFacts,
     SessionFacts,
@@ -240,12 +241,13 @@ impl Store {
             )
             .await?;
         let throttled = match throttle.first() {
-            Some(r) => r.opt_int(0)?,
+            Some(r) => r.opt_ts(0)?,
             None => None,
         };
         let admin_lock = locked_until(&mut *tx, s.user_id, now).await?;
-        if let Err(until) = may_log_in(throttled, admin_lock, now) {
-            return Ok(Login::Locked { until });
+        let at = Timestamp::from_ms(now);
+        if let Err(until) = may_log_in(throttled, admin_lock.map(Timestamp::from_ms), at) {
+            return Ok(Login::Locked { until: until.ms() });
         }
         tx.exec(
             &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"),
@@ -299,7 +301,7 @@ impl Store {
                     )
                     .await?;
                 match rows.first() {
-                    Some(r) => (Some(r.uuid(0)?), Some(r.int(1)?)),
+                    Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?)),
                     None => (None, None),
                 }
             }
@@ -310,10 +312,12 @@ impl Store {
         };
         let facts = match &session {
             Some(s) => Some(SessionFacts {
-                created_at: s.created_at,
-                refresh_expires_at: s.refresh_expires_at,
-                revoked_at: s.revoked_at,
-                locked_until: locked_until(&mut *tx, s.user_id, now).await?,
+                created_at: Timestamp::from_ms(s.created_at),
+                refresh_expires_at: Timestamp::from_ms(s.refresh_expires_at),
+                revoked_at: s.revoked_at.map(Timestamp::from_ms),
+                locked_until: locked_until(&mut *tx, s.user_id, now)
+                    .await?
+                    .map(Timestamp::from_ms),
             }),
             None => None,
         };
@@ -324,16 +328,18 @@ impl Store {
                 session: facts,
             },
             terms.expires_at,
-            terms.grace_ms,
-            terms.session_max_ms,
-            now,
+            terms.grace,
+            terms.session_max,
+            Timestamp::from_ms(now),
         );
         // Every refusal returns without commit, which rolls the spend back.
         let session = match (decision, session) {
             (RefreshDecision::Unknown, _) | (_, None) => return Ok(RefreshOutcome::Unknown),
             (RefreshDecision::Dead, _) => return Ok(RefreshOutcome::Dead),
             (RefreshDecision::Grace, _) => return Ok(RefreshOutcome::Grace),
-            (RefreshDecision::Locked { until }, _) => return Ok(RefreshOutcome::Locked { until }),
+            (RefreshDecision::Locked { until }, _) => {
+                return Ok(RefreshOutcome::Locked { until: until.ms() })
+            }
             (RefreshDecision::Reuse, Some(session)) => {
                 revoke_session_rows(&mut *tx, &[session.id], now).await?;
                 let event = Event::RefreshTokenReused {
@@ -344,7 +350,7 @@ impl Store {
                 return Ok(RefreshOutcome::Reused { event });
             }
             (RefreshDecision::Rotate { expires_at }, Some(session)) => SessionRecord {
-                refresh_expires_at: expires_at,
+                refresh_expires_at: expires_at.ms(),
                 ..session
             },
         };

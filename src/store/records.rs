@@ -98,12 +98,12 @@ pub enum RefreshOutcome {
 /// What a refresh may grant.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshTerms {
-    /// The new refresh token's expiry (ms), before the session's cap.
-    pub expires_at: i64,
+    /// The new refresh token's expiry, before the session's cap.
+    pub expires_at: crate::clock::Timestamp,
     /// How long a just-spent token is refused without theft detection.
-    pub grace_ms: i64,
-    /// Absolute session lifetime from login (ms).
-    pub session_max_ms: i64,
+    pub grace: std::time::Duration,
+    /// Absolute session lifetime from login.
+    pub session_max: std::time::Duration,
 }
 
 /// The answer to a guess reservation (brute-force budget, G10).

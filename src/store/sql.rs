@@ -50,6 +50,11 @@ impl From<&[u8]> for Val {
         Val::Blob(v.to_vec())
     }
 }
+impl From<crate::clock::Timestamp> for Val {
+    fn from(v: crate::clock::Timestamp) -> Self {
+        Val::Int(v.ms())
+    }
+}
 impl<T: Into<Val>> From<Option<T>> for Val {
     fn from(v: Option<T>) -> Self {
         v.map_or(Val::Null, Into::into)
@@ -71,6 +76,16 @@ impl Row {
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         self.opt_int(i)?
             .ok_or_else(|| StoreError::Corrupt(format!("column {i} is null")))
+    }
+
+    /// A timestamp column (milliseconds since the epoch).
+    pub fn ts(&self, i: usize) -> Result<crate::clock::Timestamp, StoreError> {
+        self.int(i).map(crate::clock::Timestamp::from_ms)
+    }
+
+    /// A nullable timestamp column.
+    pub fn opt_ts(&self, i: usize) -> Result<Option<crate::clock::Timestamp>, StoreError> {
+        Ok(self.opt_int(i)?.map(crate::clock::Timestamp::from_ms))
     }
 
     /// A nullable integer column.

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::rows::{append, commit_one, first, revoke_session_rows};
 use super::sql::Tx;
 use super::{Guess, LockoutPolicy, Store, StoreError, Throttle};
+use crate::clock::Timestamp;
 use crate::domain::{after_failure, after_reservation, Reservation};
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 
@@ -46,7 +47,7 @@ async fn guess_failed_in(
         )
         .await?;
     let (failures, lock_count, current_lock) = match rows.first() {
-        Some(r) => (r.int(0)?, r.int(1)?, r.opt_int(2)?),
+        Some(r) => (r.int(0)?, r.int(1)?, r.opt_ts(2)?),
         // A success cleared the counts meanwhile; count this one afresh.
         None => {
             tx.exec(
@@ -58,9 +59,10 @@ async fn guess_failed_in(
         }
     };
     let mut locked_until = None;
-    if let Some((nth, until)) = after_failure(failures, lock_count, current_lock, policy, now) {
-        lock_throttle(tx, username, nth, until).await?;
-        locked_until = Some(until);
+    let at = Timestamp::from_ms(now);
+    if let Some((nth, until)) = after_failure(failures, lock_count, current_lock, policy, at) {
+        lock_throttle(tx, username, nth, until.ms()).await?;
+        locked_until = Some(until.ms());
     }
     Ok(Event::LoginFailed {
         username: username.to_owned(),
@@ -122,9 +124,15 @@ impl Store {
         let failures = row.int(0)?;
         // Past the budget, lock (once: of several guesses past it at once,
         // the first to lock the row decides, the others see its lock).
-        let mut tx = match after_reservation(failures, 0, row.opt_int(1)?, policy, now) {
+        let at = Timestamp::from_ms(now);
+        let mut tx = match after_reservation(failures, 0, row.opt_ts(1)?, policy, at) {
             Reservation::Reserved => return Ok(Guess::Reserved),
-            Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
+            Reservation::Locked { until } => {
+                return Ok(Guess::Locked {
+                    until: until.ms(),
+                    event: None,
+                })
+            }
             Reservation::LockNow { .. } => self.db.begin().await?,
         };
         let row = first(
@@ -136,9 +144,14 @@ impl Store {
             .await?,
         )?;
         let (nth, until) =
-            match after_reservation(failures, row.int(1)?, row.opt_int(2)?, policy, now) {
-                Reservation::LockNow { nth, until } => (nth, until),
-                Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
+            match after_reservation(failures, row.int(1)?, row.opt_ts(2)?, policy, at) {
+                Reservation::LockNow { nth, until } => (nth, until.ms()),
+                Reservation::Locked { until } => {
+                    return Ok(Guess::Locked {
+                        until: until.ms(),
+                        event: None,
+                    })
+                }
                 Reservation::Reserved => return Ok(Guess::Reserved),
             };
         lock_throttle(&mut *tx, username, nth, until).await?;

@@ -46,7 +46,7 @@ fn regression_reason(head: i64, applied: i64) -> String {
     )
 }
 
-pub use crate::time::now_ms;
+pub use crate::clock::now_ms;
 
 /// The state, its keyring and the machinery that keeps them current.
 pub struct StateSync {

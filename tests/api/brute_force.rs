@@ -66,11 +66,11 @@ async fn fail_ten_times(app: &TestApp, known: &str, ghost: &str) {
 async fn brute_force_locks_known_and_unknown_usernames_alike_and_doubles(kind: Kind) {
     let b = Backend::new(kind).await;
     let mut settings = b.settings();
-    let base = 2000;
+    let base: i64 = 2000;
     settings.lockout = LockoutPolicy {
         max_failures: 10,
-        base_ms: base,
-        max_ms: 10_000,
+        base: std::time::Duration::from_millis(base as u64),
+        max: std::time::Duration::from_millis(10_000),
     };
     let app = b.spawn_with(settings, None).await;
     let known = username("kim");
@@ -151,8 +151,8 @@ async fn brute_force_lock_length_is_capped(kind: Kind) {
     let mut settings = b.settings();
     settings.lockout = LockoutPolicy {
         max_failures: 3,
-        base_ms: 1000,
-        max_ms: 1500,
+        base: std::time::Duration::from_millis(1000),
+        max: std::time::Duration::from_millis(1500),
     };
     let app = b.spawn_with(settings, None).await;
     let ghost = username("capped");

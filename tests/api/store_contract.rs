@@ -11,6 +11,9 @@ use recall::store::{
     EventFilter, Guess, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
     Store, StoreError,
 };
+use std::time::Duration;
+
+use recall::clock::Timestamp;
 use uuid::Uuid;
 
 use crate::both_stores;
@@ -33,9 +36,9 @@ const SESSION_MAX: i64 = 2_592_000_000;
 
 fn terms(expires_at: i64, grace_ms: i64) -> RefreshTerms {
     RefreshTerms {
-        expires_at,
-        grace_ms,
-        session_max_ms: SESSION_MAX,
+        expires_at: Timestamp::from_ms(expires_at),
+        grace: Duration::from_millis(grace_ms as u64),
+        session_max: Duration::from_millis(SESSION_MAX as u64),
     }
 }
 
@@ -376,8 +379,8 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
     let store = b.store().await;
     let policy = LockoutPolicy {
         max_failures: 3,
-        base_ms: 1000,
-        max_ms: 3000,
+        base: std::time::Duration::from_millis(1000),
+        max: std::time::Duration::from_millis(3000),
     };
     let mut locks = Vec::new();
     for round in 0..4 {
@@ -439,8 +442,8 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
     let store = Arc::new(b.store().await);
     let policy = LockoutPolicy {
         max_failures: 10,
-        base_ms: 60_000,
-        max_ms: 600_000,
+        base: std::time::Duration::from_millis(60_000),
+        max: std::time::Duration::from_millis(600_000),
     };
     let user_id = Uuid::now_v7();
     store
