@@ -316,7 +316,7 @@ async fn login_many(
                 user_agent: None,
             };
             jobs.push(tokio::spawn(async move {
-                recall.login(input, &Meta::default()).await
+                recall.auth().login(input, &Meta::default()).await
             }));
         }
         for job in jobs {
@@ -412,7 +412,8 @@ async fn guards(args: Args) -> anyhow::Result<()> {
     for i in 0..8 {
         let name = format!("bench-{i}-{}", &Uuid::new_v4().simple().to_string()[..8]);
         recall
-            .register(&name, PASSWORD.into(), &[], &Meta::default())
+            .auth()
+            .register(&name, PASSWORD.into(), &Meta::default())
             .await
             .map_err(|e| anyhow::anyhow!("register: {e}"))?;
         users.push(name);
@@ -566,6 +567,7 @@ async fn run(
         .authenticate(&spare[0].token)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     recall
+        .auth()
         .logout(&principal, &Meta::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

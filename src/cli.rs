@@ -155,7 +155,10 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             } else {
                 vec![]
             };
-            let (user_id, username) = recall.register(&name, password, &roles, &meta).await?;
+            let (user_id, username) = recall
+                .admin()
+                .create_user(&name, password, &roles, &meta)
+                .await?;
             print(serde_json::json!({ "user_id": user_id, "username": username, "roles": roles }));
         }
         AdminCommand::Lock {
@@ -163,26 +166,35 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             duration,
             reason,
         } => {
-            let u = recall.find_user(&user).await?;
+            let u = recall.admin().find_user(&user).await?;
             let secs = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
-            let env = recall.lock_user(u.id, Some(secs), reason, &meta).await?;
+            let env = recall
+                .admin()
+                .lock_user(u.id, Some(secs), reason, &meta)
+                .await?;
             print(audit_event(&env));
         }
         AdminCommand::Unlock { user } => {
-            let u = recall.find_user(&user).await?;
-            let env = recall.unlock_user(u.id, &meta).await?;
+            let u = recall.admin().find_user(&user).await?;
+            let env = recall.admin().unlock_user(u.id, &meta).await?;
             print(audit_event(&env));
         }
         AdminCommand::RevokeSessions { user, reason } => {
-            let u = recall.find_user(&user).await?;
-            let (_, env) = recall.admin_revoke_sessions(u.id, reason, &meta).await?;
+            let u = recall.admin().find_user(&user).await?;
+            let (_, env) = recall
+                .admin()
+                .admin_revoke_sessions(u.id, reason, &meta)
+                .await?;
             print(audit_event(&env));
         }
         AdminCommand::RotateKey {
             compromised,
             reason,
         } => {
-            let env = recall.rotate_key(compromised, reason, &meta).await?;
+            let env = recall
+                .admin()
+                .rotate_key(compromised, reason, &meta)
+                .await?;
             print(audit_event(&env));
         }
         AdminCommand::Events {
@@ -197,7 +209,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                     limit: limit.clamp(1, 1000),
                     ..EventFilter::default()
                 };
-                let page = recall.list_events(&filter).await?;
+                let page = recall.admin().list_events(&filter).await?;
                 for env in &page {
                     print(audit_event(env));
                     last = env.seq;
@@ -209,7 +221,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                     break;
                 }
                 // New events wake us through the bus; the timeout is the backstop.
-                let mut applied = recall.live_events();
+                let mut applied = recall.admin().live_events();
                 let _ = tokio::time::timeout(Duration::from_millis(500), applied.recv()).await;
             }
         }

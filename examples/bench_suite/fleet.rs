@@ -47,10 +47,10 @@ pub(super) async fn fleet_measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (user_id, _) = a
+        .auth()
         .register(
             &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
             PASSWORD.into(),
-            &[],
             &Meta::default(),
         )
         .await
@@ -107,13 +107,9 @@ pub(super) async fn fleet_measure(
         let mut answer = Vec::with_capacity(sids.len());
         let mut late = 0usize;
         for (i, sid) in sids.iter().enumerate() {
-            let how = SessionEnd::Revoked {
-                cause: RevokeCause::Admin,
-                reason: None,
-            };
             let asked = Instant::now();
             handle
-                .block_on(a.end_session(*sid, None, how, &Meta::system()))
+                .block_on(a.admin().admin_revoke_session(*sid, None, &Meta::system()))
                 .map_err(|e| anyhow::anyhow!("revoke: {e}"))?;
             let t0 = Instant::now();
             answer.push((t0 - asked).as_secs_f64() * 1e3);

@@ -50,7 +50,8 @@ pub(super) async fn register_users(
     for i in 0..n {
         let name = format!("bench-{i}-{}", &Uuid::new_v4().simple().to_string()[..8]);
         recall
-            .register(&name, PASSWORD.into(), &[], &Meta::default())
+            .auth()
+            .register(&name, PASSWORD.into(), &Meta::default())
             .await
             .map_err(|e| anyhow::anyhow!("register: {e}"))?;
         users.push(name);
@@ -76,7 +77,10 @@ pub(super) async fn closed_loop(
         jobs.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut i, mut total) = (0usize, 0usize, k, 0usize);
             while t0.elapsed() < warm + window {
-                let res = recall.login(login_input(&users, i), &Meta::default()).await;
+                let res = recall
+                    .auth()
+                    .login(login_input(&users, i), &Meta::default())
+                    .await;
                 total += 1;
                 let at = t0.elapsed();
                 if at > warm && at <= warm + window {
@@ -254,7 +258,7 @@ pub(super) async fn login_pg(recall: &Arc<Recall>, url: &str, p: &Phases) -> any
         i += 1;
         jobs.push(tokio::spawn(async move {
             let asked = Instant::now();
-            let res = recall.login(input, &Meta::default()).await;
+            let res = recall.auth().login(input, &Meta::default()).await;
             let done = Instant::now();
             let code = match res {
                 Ok(_) => 200u16,

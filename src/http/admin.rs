@@ -212,6 +212,7 @@ pub async fn find_user(
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let u = recall
+        .admin()
         .user_named(&q.username)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
@@ -238,6 +239,7 @@ pub async fn revoke_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let body: ReasonBody = optional_json(&body.0)?;
     let (n, env) = recall
+        .admin()
         .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
         .await?;
     Ok(HttpResponse::Ok().json(RevokedSessions {
@@ -259,6 +261,7 @@ pub async fn lock(
 ) -> Result<HttpResponse, ApiError> {
     let body: LockBody = optional_json(&body.0)?;
     let env = recall
+        .admin()
         .lock_user(
             user_id(&path)?,
             body.duration_secs,
@@ -286,6 +289,7 @@ pub async fn unlock(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let env = recall
+        .admin()
         .unlock_user(user_id(&path)?, &admin.meta(&req))
         .await?;
     Ok(HttpResponse::Ok().json(Appended { seq: env.seq }))
@@ -300,10 +304,10 @@ pub async fn user_sessions(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    if recall.user(id).await?.is_none() {
+    if recall.admin().user(id).await?.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    let list = recall.live_sessions(id).await?;
+    let list = recall.admin().user_sessions(id).await?;
     Ok(HttpResponse::Ok().json(super::users::session_list(&list, None)))
 }
 
@@ -319,6 +323,7 @@ pub async fn delete_session(
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
     recall
+        .admin()
         .admin_revoke_session(id, None, &admin.meta(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -335,6 +340,7 @@ pub async fn rotate_key(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
     let env = recall
+        .admin()
         .rotate_key(body.compromised, reason(body.reason)?, &admin.meta(&req))
         .await?;
     match env.event {
@@ -354,6 +360,7 @@ pub async fn rotate_key(
 /// `GET /v1/admin/keys`
 pub async fn keys(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let keys = recall
+        .admin()
         .list_keys()
         .await?
         .into_iter()
@@ -404,7 +411,7 @@ pub async fn events(
         user_id: q.user_id,
         kind: q.kind.clone(),
     };
-    let list = recall.list_events(&filter).await?;
+    let list = recall.admin().list_events(&filter).await?;
     let next_after = list.last().map_or(after, |e| e.seq);
     let events = list.iter().map(audit_event).collect();
     Ok(HttpResponse::Ok().json(EventPage { events, next_after }))
@@ -444,7 +451,7 @@ struct StreamState {
 pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
     let now = tokio::time::Instant::now();
     let state = StreamState {
-        rx: recall.live_events(),
+        rx: recall.admin().live_events(),
         recall: recall.clone(),
         bearer: admin.bearer,
         expires_at: admin.expires_at,

@@ -136,7 +136,7 @@ impl Admin {
 
 /// Checks a bearer token for admin rights.
 pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiError> {
-    let who = recall.authorize_admin(token).await?;
+    let who = recall.admin().authorize(token).await?;
     Ok(Admin {
         actor: who.actor,
         bearer: who.bearer,

@@ -192,7 +192,7 @@ pub async fn revoke(
         actor: Some("token-holder".into()),
         ip: client_ip(&req),
     };
-    recall.revoke_token(&form.token, &meta).await?;
+    recall.auth().revoke_token(&form.token, &meta).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

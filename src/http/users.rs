@@ -11,9 +11,8 @@ use super::body::JsonBody;
 use super::errors::{ApiError, ErrorBody};
 use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
 use super::rfc3339;
-use crate::events::{Meta, RevokeCause};
+use crate::events::Meta;
 use crate::service::{LoginInput, Recall, SessionView, TokenResponse};
-use crate::store::SessionEnd;
 
 /// A new account.
 #[derive(Deserialize, ToSchema)]
@@ -132,7 +131,8 @@ pub async fn register(
     };
     let body = body.0;
     let (user_id, username) = recall
-        .register(&body.username, body.password, &[], &meta)
+        .auth()
+        .register(&body.username, body.password, &meta)
         .await?;
     Ok(HttpResponse::Created().json(Registered { user_id, username }))
 }
@@ -171,7 +171,7 @@ pub async fn login(
         actor: None,
         ip: client_ip(&req),
     };
-    Ok(no_store(recall.login(input, &meta).await?))
+    Ok(no_store(recall.auth().login(input, &meta).await?))
 }
 
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
@@ -188,7 +188,7 @@ pub async fn refresh(
         ip: client_ip(&req),
     };
     Ok(no_store(
-        recall.refresh(&body.0.refresh_token, &meta).await?,
+        recall.auth().refresh(&body.0.refresh_token, &meta).await?,
     ))
 }
 
@@ -200,7 +200,7 @@ pub async fn logout(
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    recall.logout(&auth.0, &auth.meta(&req)).await?;
+    recall.auth().logout(&auth.0, &auth.meta(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -212,9 +212,7 @@ pub async fn logout_all(
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    recall
-        .end_all_sessions(auth.0.user_id, RevokeCause::User, None, &auth.meta(&req))
-        .await?;
+    recall.auth().logout_all(&auth.0, &auth.meta(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -226,7 +224,10 @@ pub async fn logout_others(
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    recall.logout_others(&auth.0, &auth.meta(&req)).await?;
+    recall
+        .auth()
+        .logout_others(&auth.0, &auth.meta(&req))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -242,6 +243,7 @@ pub async fn password(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
     recall
+        .auth()
         .change_password(
             &auth.0,
             body.current_password,
@@ -257,10 +259,7 @@ pub async fn password(
 /// `GET /v1/me`
 pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
-    let user = recall
-        .user(p.user_id)
-        .await?
-        .ok_or_else(|| ApiError::InvalidToken("unknown user".into()))?;
+    let user = recall.auth().me(&p).await?;
     Ok(HttpResponse::Ok().json(Me {
         user_id: p.user_id,
         username: user.username,
@@ -298,7 +297,7 @@ pub async fn sessions(
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
-    let list = recall.live_sessions(p.user_id).await?;
+    let list = recall.auth().sessions(&p).await?;
     Ok(HttpResponse::Ok().json(session_list(&list, Some(p.session_id))))
 }
 
@@ -314,12 +313,9 @@ pub async fn delete_session(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
-    let how = SessionEnd::Revoked {
-        cause: RevokeCause::User,
-        reason: None,
-    };
     recall
-        .end_session(id, Some(auth.0.user_id), how, &auth.meta(&req))
+        .auth()
+        .end_own_session(&auth.0, id, &auth.meta(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,13 +2,16 @@
 
 use uuid::Uuid;
 
+use super::{AdminIdentity, Core, SessionView};
 use crate::clock::Timestamp;
 use crate::error::{Error, Missing};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
-use crate::service::Recall;
 use crate::store::{EventFilter, KeyRecord, SessionEnd, StoreError, UserRecord};
 use crate::sync::now_ms;
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio::sync::broadcast;
 
 pub use crate::domain::DEFAULT_LOCK_SECS;
 
@@ -19,7 +22,47 @@ fn not_found_user(e: StoreError) -> Error {
     }
 }
 
-impl Recall {
+/// The emergency controls and the audit log: what `/v1/admin/*` and
+/// `recall admin` do.
+pub struct Admin {
+    pub(super) core: Arc<Core>,
+}
+
+impl Deref for Admin {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Admin {
+    /// Creates a user with `roles` (empty, or `["admin"]`).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: String,
+        roles: &[String],
+        meta: &Meta,
+    ) -> Result<(Uuid, String), Error> {
+        self.core.register(username, password, roles, meta).await
+    }
+
+    /// Checks a bearer for admin rights.
+    pub async fn authorize(&self, token: &str) -> Result<AdminIdentity, Error> {
+        self.core.authorize_admin(token).await
+    }
+
+    /// A user's live sessions.
+    pub async fn user_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
+        self.core.live_sessions(user_id).await
+    }
+
+    /// Events as this instance applies them, in order (the live audit feed).
+    pub fn live_events(&self) -> broadcast::Receiver<Envelope> {
+        self.sync.applied()
+    }
+
     /// A user by id or username (`recall admin` accepts either).
     pub async fn find_user(&self, who: &str) -> Result<UserRecord, Error> {
         let found = match Uuid::parse_str(who) {

@@ -14,34 +14,53 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
-use crate::clock::Timestamp;
 use crate::config::Settings;
-use crate::error::{Error, GrantRefusal, Missing, TokenRefusal, Unavailable};
+use crate::error::{Error, Missing, Unavailable};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
 use crate::state::RevocationState;
-use crate::store::{
-    Guess, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd, SessionRecord, Store,
-    StoreError,
-};
+use crate::store::{Guess, SessionEnd, SessionRecord, Store, StoreError};
 use crate::sync::{now_ms, StateSync};
 use crate::tokens::{b64url, Claims, Keyring};
 
 pub mod admin;
+mod auth;
 mod inputs;
 mod outbox;
 mod queries;
 mod verifier;
 
+pub use admin::Admin;
+pub use auth::Auth;
 pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
 pub use queries::{AdminIdentity, Readiness, SessionView};
 pub use verifier::Verifier;
 
-/// The running core shared by HTTP handlers and the CLI.
+/// The running core, wired once: the user-facing service (`auth`), the
+/// emergency controls (`admin`) and the read-only `verifier` share one
+/// `Core`. Operations that belong to neither (readiness, metrics, keys,
+/// rate limits) are the core's own, reached through `Deref`.
 pub struct Recall {
+    core: Arc<Core>,
+    auth: Auth,
+    admin: Admin,
+}
+
+impl std::ops::Deref for Recall {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// What the services share: settings, store, state sync, password hasher,
+/// metrics, bus and publisher, rate limiter. Its fields are private to
+/// `service`; HTTP and the CLI see only methods.
+pub struct Core {
     settings: Settings,
     store: Store,
     sync: Arc<StateSync>,
@@ -54,13 +73,13 @@ pub struct Recall {
     limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
 }
 
-/// SHA-256 of a refresh token: the only form we store.
 /// A setting in whole seconds as a span (negative counts as zero; the
 /// settings checks refuse those anyway).
 fn secs(n: i64) -> std::time::Duration {
     std::time::Duration::from_secs(n.max(0).unsigned_abs())
 }
 
+/// SHA-256 of a refresh token: the only form we store.
 pub fn refresh_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -171,7 +190,7 @@ impl Recall {
             sync: sync.clone(),
             metrics: metrics.clone(),
         };
-        let recall = Arc::new(Recall {
+        let core = Arc::new(Core {
             verifier,
             hasher: Hasher::new(settings.hash_workers, settings.hash_queue),
             settings,
@@ -182,9 +201,26 @@ impl Recall {
             outbox,
             limiter,
         });
+        let recall = Arc::new(Recall {
+            auth: Auth { core: core.clone() },
+            admin: Admin { core: core.clone() },
+            core,
+        });
         Ok((recall, tasks))
     }
 
+    /// Registration, login, refresh, logout, password, a user's sessions.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The emergency controls and the audit log.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+}
+
+impl Core {
     /// The settings this core runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -306,7 +342,7 @@ impl Recall {
     }
 
     /// Creates a user. `roles` is empty or `["admin"]`.
-    pub async fn register(
+    async fn register(
         &self,
         username: &str,
         password: String,
@@ -350,135 +386,8 @@ impl Recall {
         }
     }
 
-    /// Username and password login; one answer for every failure.
-    pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, Error> {
-        let client_type = parse_client_type(input.client_type.as_deref())?;
-        if input
-            .device_id
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 256)
-        {
-            return Err(Error::invalid("device_id", "at most 256 characters"));
-        }
-        let now = now_ms();
-        let name = input.username.to_lowercase();
-        let Ok(username) = Username::parse(&name) else {
-            // Not a possible username: still pay for one verify (same timing).
-            self.hasher.verify(input.password, None).await?;
-            return Err(Error::BadCredentials);
-        };
-        self.reserve_guess(username.as_str(), meta).await?;
-        let user = match self.store.user_by_name(username.as_str()).await {
-            Ok(user) => user,
-            Err(e) => {
-                let _ = self.store.release_guess(username.as_str()).await;
-                return Err(e.into());
-            }
-        };
-        let verified = self
-            .hasher
-            .verify(
-                input.password,
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
-            .await;
-        let ok = match verified {
-            Ok(ok) => ok,
-            Err(saturated) => {
-                // Never checked: the guess goes back to the budget.
-                let _ = self.store.release_guess(username.as_str()).await;
-                return Err(saturated.into());
-            }
-        };
-        let Some(user) = user.filter(|_| ok) else {
-            self.metrics.login("failed");
-            let env = self
-                .store
-                .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
-                .await?;
-            self.committed(&[env]).await;
-            return Err(Error::BadCredentials);
-        };
-        let refresh_token = new_refresh_token();
-        let session = NewSession {
-            id: Uuid::now_v7(),
-            user_id: user.id,
-            client_type,
-            device_id: input.device_id,
-            ip: meta.ip.clone(),
-            user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
-            refresh_hash: refresh_hash(&refresh_token),
-            refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
-        };
-        let login_meta = Meta::user(user.id, meta.ip.clone());
-        let env = match self.store.login(&session, &login_meta, now_ms()).await? {
-            Login::Created(env) => env,
-            // A lock committed while the hash ran: the lock wins.
-            Login::Locked { until } => return Err(Error::locked(until)),
-        };
-        self.committed(&[env]).await;
-        self.metrics.login("succeeded");
-        let record = SessionRecord {
-            id: session.id,
-            user_id: user.id,
-            client_type: session.client_type,
-            device_id: session.device_id,
-            ip: session.ip,
-            user_agent: session.user_agent,
-            created_at: now,
-            refresh_expires_at: session.refresh_expires_at,
-            revoked_at: None,
-        };
-        self.token_response(&record, refresh_token).await
-    }
-
-    /// Rotates a refresh token; reuse of a spent one revokes its session.
-    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, Error> {
-        if token.is_empty() || token.len() > 512 {
-            return Err(Error::Grant(GrantRefusal::Unknown));
-        }
-        let now = now_ms();
-        let next = new_refresh_token();
-        let outcome = self
-            .store
-            .refresh(
-                &refresh_hash(token),
-                &refresh_hash(&next),
-                RefreshTerms {
-                    expires_at: Timestamp::from_ms(now).plus(secs(self.settings.refresh_ttl_secs)),
-                    grace: secs(self.settings.refresh_grace_secs),
-                    session_max: secs(self.settings.session_max_secs),
-                },
-                meta,
-                now,
-            )
-            .await?;
-        match outcome {
-            RefreshOutcome::Rotated { session, event } => {
-                self.committed(&[event]).await;
-                inc(&self.metrics.refreshes);
-                self.token_response(&session, next).await
-            }
-            RefreshOutcome::Unknown => Err(Error::Grant(GrantRefusal::Unknown)),
-            RefreshOutcome::Dead => Err(Error::Grant(GrantRefusal::Ended)),
-            RefreshOutcome::Grace => Err(Error::Grant(GrantRefusal::JustUsed)),
-            RefreshOutcome::Reused { event } => {
-                tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
-                self.committed(&[event]).await;
-                Err(Error::Grant(GrantRefusal::Reused))
-            }
-            RefreshOutcome::Locked { until } => Err(Error::locked(until)),
-        }
-    }
-
-    /// Ends the caller's session. Idempotent.
-    pub async fn logout(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
-        self.end_session(p.session_id, Some(p.user_id), SessionEnd::Logout, meta)
-            .await
-    }
-
     /// Ends one session: the owner's, or any when `owner` is None (admin).
-    pub async fn end_session(
+    async fn end_session(
         &self,
         session_id: Uuid,
         owner: Option<Uuid>,
@@ -501,7 +410,7 @@ impl Recall {
     }
 
     /// Ends every session of a user; returns the event.
-    pub async fn end_all_sessions(
+    async fn end_all_sessions(
         &self,
         user_id: Uuid,
         cause: RevokeCause,
@@ -518,69 +427,5 @@ impl Recall {
             })?;
         self.committed(std::slice::from_ref(&env)).await;
         Ok(env)
-    }
-
-    /// Ends every session of the caller but the one making the call.
-    pub async fn logout_others(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
-        let env = self
-            .store
-            .revoke_other_sessions(
-                p.user_id,
-                Some(p.session_id),
-                RevokeCause::User,
-                None,
-                meta,
-                now_ms(),
-            )
-            .await?;
-        self.committed(&[env]).await;
-        Ok(())
-    }
-
-    /// Changes the caller's password and ends their other sessions.
-    pub async fn change_password(
-        &self,
-        p: &Principal,
-        current: String,
-        new: String,
-        meta: &Meta,
-    ) -> Result<(), Error> {
-        let new = Password::parse(new, "new_password")?;
-        let user = self
-            .store
-            .user_by_id(p.user_id)
-            .await?
-            .ok_or(Error::Token(TokenRefusal::UnknownUser))?;
-        // `current_password` is a guess like a login's (API.md, G10).
-        self.reserve_guess(&user.username, meta).await?;
-        let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
-            Ok(ok) => ok,
-            Err(saturated) => {
-                let _ = self.store.release_guess(&user.username).await;
-                return Err(saturated.into());
-            }
-        };
-        if !ok {
-            let envs = self
-                .store
-                .password_guess_failed(
-                    &user.username,
-                    p.user_id,
-                    p.session_id,
-                    &self.settings.lockout,
-                    meta,
-                    now_ms(),
-                )
-                .await?;
-            self.committed(&envs).await;
-            return Err(Error::BadCredentials);
-        }
-        let hash = self.hasher.hash(new.0).await?;
-        let env = self
-            .store
-            .change_password(p.user_id, &hash, Some(p.session_id), meta, now_ms())
-            .await?;
-        self.committed(&[env]).await;
-        Ok(())
     }
 }

@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{refresh_hash, Recall};
+use super::{refresh_hash, Core};
 use crate::clock::{now_ms, Timestamp};
 use crate::error::Error;
-use crate::events::{Envelope, Meta, RevokeCause};
+use crate::events::{Meta, RevokeCause};
 use crate::metrics::Gauges;
 use crate::state::KeyStatus;
 use crate::store::{SessionEnd, SessionRecord};
@@ -53,7 +52,7 @@ pub struct AdminIdentity {
     pub expires_at: Option<Timestamp>,
 }
 
-impl Recall {
+impl Core {
     /// Readiness: caught up within the staleness bound, the store answers,
     /// and the log is not behind this instance (G5, G9).
     pub async fn readiness(&self) -> Readiness {
@@ -127,7 +126,7 @@ impl Recall {
     /// signature proves the holder may, if its key still counts (a revoked
     /// or retired key proves nothing); a refresh token by its hash.
     /// Anything else ends nothing, silently.
-    pub async fn revoke_token(&self, token: &str, meta: &Meta) -> Result<(), Error> {
+    pub(super) async fn revoke_token(&self, token: &str, meta: &Meta) -> Result<(), Error> {
         let session = if token.matches('.').count() == 2 {
             self.sync
                 .keyring()
@@ -161,7 +160,7 @@ impl Recall {
 
     /// A user's live sessions: not revoked, and neither past their refresh
     /// lifetime nor their absolute lifetime (`RECALL_SESSION_MAX_SECS`).
-    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
+    pub(super) async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
         let now = now_ms();
         let max_ms = self.settings.session_max_secs.saturating_mul(1000);
         let list = self.store.live_sessions(user_id, now).await?;
@@ -180,7 +179,7 @@ impl Recall {
 
     /// Checks a bearer for admin rights: the bootstrap token (compared in
     /// constant time), or an access token of a user with role `admin`.
-    pub async fn authorize_admin(&self, token: &str) -> Result<AdminIdentity, Error> {
+    pub(super) async fn authorize_admin(&self, token: &str) -> Result<AdminIdentity, Error> {
         if let Some(expected) = &self.settings.admin_token {
             if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
                 return Ok(AdminIdentity {
@@ -199,10 +198,5 @@ impl Recall {
             }),
             _ => Err(Error::NotAdmin),
         }
-    }
-
-    /// Events as this instance applies them, in order (live audit feeds).
-    pub fn live_events(&self) -> broadcast::Receiver<Envelope> {
-        self.sync.applied()
     }
 }

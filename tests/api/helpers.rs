@@ -576,7 +576,8 @@ pub fn assert_error(res: &Res, status: u16, error: &str) {
 pub async fn register_admin(app: &TestApp, name: &str) -> String {
     let (id, _) = app
         .recall()
-        .register(
+        .admin()
+        .create_user(
             name,
             PASSWORD.to_owned(),
             &["admin".into()],

@@ -44,7 +44,8 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     let name = username("streamer");
     let (admin_id, _) = app
         .recall()
-        .register(
+        .admin()
+        .create_user(
             &name,
             PASSWORD.to_owned(),
             &["admin".into()],

@@ -1,0 +1,276 @@
+//! The user-facing service: registration, login, refresh, logout of one,
+//! all or other sessions, password change, a user's own sessions, and
+//! RFC 7009 revocation by a token's holder.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{
+    new_refresh_token, parse_client_type, refresh_hash, secs, Core, LoginInput, Password,
+    Principal, TokenResponse, Username,
+};
+use crate::clock::Timestamp;
+use crate::error::{Error, GrantRefusal, TokenRefusal};
+use crate::events::{Meta, RevokeCause};
+use crate::metrics::inc;
+use crate::store::{Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd, SessionRecord};
+use crate::sync::now_ms;
+
+/// Operations a user does to their own account and sessions.
+pub struct Auth {
+    pub(super) core: Arc<Core>,
+}
+
+impl Deref for Auth {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Auth {
+    /// Registers a user with no roles (open registration, or an admin's
+    /// `POST /v1/users`).
+    pub async fn register(
+        &self,
+        username: &str,
+        password: String,
+        meta: &Meta,
+    ) -> Result<(Uuid, String), Error> {
+        self.core.register(username, password, &[], meta).await
+    }
+
+    /// Ends the caller's own session `session_id` (404 if it is not theirs).
+    pub async fn end_own_session(
+        &self,
+        p: &Principal,
+        session_id: Uuid,
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        let how = SessionEnd::Revoked {
+            cause: RevokeCause::User,
+            reason: None,
+        };
+        self.end_session(session_id, Some(p.user_id), how, meta)
+            .await
+    }
+
+    /// The caller's own account.
+    pub async fn me(&self, p: &Principal) -> Result<crate::store::UserRecord, Error> {
+        self.store
+            .user_by_id(p.user_id)
+            .await?
+            .ok_or(Error::Token(TokenRefusal::UnknownUser))
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, p: &Principal) -> Result<Vec<super::SessionView>, Error> {
+        self.core.live_sessions(p.user_id).await
+    }
+
+    /// RFC 7009: the holder of a token ends its session.
+    pub async fn revoke_token(&self, token: &str, meta: &Meta) -> Result<(), Error> {
+        self.core.revoke_token(token, meta).await
+    }
+
+    /// Ends every session of the caller, this one included.
+    pub async fn logout_all(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
+        self.end_all_sessions(p.user_id, RevokeCause::User, None, meta)
+            .await
+            .map(|_| ())
+    }
+
+    /// Username and password login; one answer for every failure.
+    pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, Error> {
+        let client_type = parse_client_type(input.client_type.as_deref())?;
+        if input
+            .device_id
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 256)
+        {
+            return Err(Error::invalid("device_id", "at most 256 characters"));
+        }
+        let now = now_ms();
+        let name = input.username.to_lowercase();
+        let Ok(username) = Username::parse(&name) else {
+            // Not a possible username: still pay for one verify (same timing).
+            self.hasher.verify(input.password, None).await?;
+            return Err(Error::BadCredentials);
+        };
+        self.reserve_guess(username.as_str(), meta).await?;
+        let user = match self.store.user_by_name(username.as_str()).await {
+            Ok(user) => user,
+            Err(e) => {
+                let _ = self.store.release_guess(username.as_str()).await;
+                return Err(e.into());
+            }
+        };
+        let verified = self
+            .hasher
+            .verify(
+                input.password,
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await;
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(saturated) => {
+                // Never checked: the guess goes back to the budget.
+                let _ = self.store.release_guess(username.as_str()).await;
+                return Err(saturated.into());
+            }
+        };
+        let Some(user) = user.filter(|_| ok) else {
+            self.metrics.login("failed");
+            let env = self
+                .store
+                .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
+                .await?;
+            self.committed(&[env]).await;
+            return Err(Error::BadCredentials);
+        };
+        let refresh_token = new_refresh_token();
+        let session = NewSession {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            client_type,
+            device_id: input.device_id,
+            ip: meta.ip.clone(),
+            user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
+            refresh_hash: refresh_hash(&refresh_token),
+            refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
+        };
+        let login_meta = Meta::user(user.id, meta.ip.clone());
+        let env = match self.store.login(&session, &login_meta, now_ms()).await? {
+            Login::Created(env) => env,
+            // A lock committed while the hash ran: the lock wins.
+            Login::Locked { until } => return Err(Error::locked(until)),
+        };
+        self.committed(&[env]).await;
+        self.metrics.login("succeeded");
+        let record = SessionRecord {
+            id: session.id,
+            user_id: user.id,
+            client_type: session.client_type,
+            device_id: session.device_id,
+            ip: session.ip,
+            user_agent: session.user_agent,
+            created_at: now,
+            refresh_expires_at: session.refresh_expires_at,
+            revoked_at: None,
+        };
+        self.token_response(&record, refresh_token).await
+    }
+
+    /// Rotates a refresh token; reuse of a spent one revokes its session.
+    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, Error> {
+        if token.is_empty() || token.len() > 512 {
+            return Err(Error::Grant(GrantRefusal::Unknown));
+        }
+        let now = now_ms();
+        let next = new_refresh_token();
+        let outcome = self
+            .store
+            .refresh(
+                &refresh_hash(token),
+                &refresh_hash(&next),
+                RefreshTerms {
+                    expires_at: Timestamp::from_ms(now).plus(secs(self.settings.refresh_ttl_secs)),
+                    grace: secs(self.settings.refresh_grace_secs),
+                    session_max: secs(self.settings.session_max_secs),
+                },
+                meta,
+                now,
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { session, event } => {
+                self.committed(&[event]).await;
+                inc(&self.metrics.refreshes);
+                self.token_response(&session, next).await
+            }
+            RefreshOutcome::Unknown => Err(Error::Grant(GrantRefusal::Unknown)),
+            RefreshOutcome::Dead => Err(Error::Grant(GrantRefusal::Ended)),
+            RefreshOutcome::Grace => Err(Error::Grant(GrantRefusal::JustUsed)),
+            RefreshOutcome::Reused { event } => {
+                tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
+                self.committed(&[event]).await;
+                Err(Error::Grant(GrantRefusal::Reused))
+            }
+            RefreshOutcome::Locked { until } => Err(Error::locked(until)),
+        }
+    }
+
+    /// Ends the caller's session. Idempotent.
+    pub async fn logout(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
+        self.end_session(p.session_id, Some(p.user_id), SessionEnd::Logout, meta)
+            .await
+    }
+
+    /// Ends every session of the caller but the one making the call.
+    pub async fn logout_others(&self, p: &Principal, meta: &Meta) -> Result<(), Error> {
+        let env = self
+            .store
+            .revoke_other_sessions(
+                p.user_id,
+                Some(p.session_id),
+                RevokeCause::User,
+                None,
+                meta,
+                now_ms(),
+            )
+            .await?;
+        self.committed(&[env]).await;
+        Ok(())
+    }
+
+    /// Changes the caller's password and ends their other sessions.
+    pub async fn change_password(
+        &self,
+        p: &Principal,
+        current: String,
+        new: String,
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        let new = Password::parse(new, "new_password")?;
+        let user = self
+            .store
+            .user_by_id(p.user_id)
+            .await?
+            .ok_or(Error::Token(TokenRefusal::UnknownUser))?;
+        // `current_password` is a guess like a login's (API.md, G10).
+        self.reserve_guess(&user.username, meta).await?;
+        let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
+            Ok(ok) => ok,
+            Err(saturated) => {
+                let _ = self.store.release_guess(&user.username).await;
+                return Err(saturated.into());
+            }
+        };
+        if !ok {
+            let envs = self
+                .store
+                .password_guess_failed(
+                    &user.username,
+                    p.user_id,
+                    p.session_id,
+                    &self.settings.lockout,
+                    meta,
+                    now_ms(),
+                )
+                .await?;
+            self.committed(&envs).await;
+            return Err(Error::BadCredentials);
+        }
+        let hash = self.hasher.hash(new.0).await?;
+        let env = self
+            .store
+            .change_password(p.user_id, &hash, Some(p.session_id), meta, now_ms())
+            .await?;
+        self.committed(&[env]).await;
+        Ok(())
+    }
+}
