@@ -195,7 +195,13 @@ fn bench(c: &mut Criterion, f: &Fixture) {
         g.bench_function("revocation_check", |b| {
             b.iter(|| {
                 state
-                    .check(black_box(&f.kid), f.claims.sub, f.claims.sid, now)
+                    .check(
+                        black_box(&f.kid),
+                        f.claims.sub,
+                        f.claims.sid,
+                        f.claims.iat,
+                        now,
+                    )
                     .expect("not revoked")
             })
         });

@@ -47,7 +47,7 @@ class FreshUser:
 
 
 @schemathesis.auth(refresh_interval=None).apply_to(
-    path_regex=r"^/(v1/admin/|oauth/introspect|v1/users$)"
+    path_regex=r"^/(v1/admin/|oauth/introspect|v1/users$|v1/revocations)"
 )
 class Admin:
     def get(self, case, context):

@@ -36,6 +36,9 @@ pub enum Command {
     /// Emergency controls from a shell.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Forward auth for your own APIs from Recall's JWKS and revocation
+    /// feed: no database, no Redis, no master key.
+    Verifier(crate::sidecar::VerifierArgs),
 }
 
 /// `recall admin ...`; USER is a user id or a username.
@@ -70,6 +73,11 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Create a service credential (verifiers, SSF receivers); prints its
+    /// token once.
+    CreateService { name: String },
+    /// End a service credential everywhere.
+    RevokeService { service_id: uuid::Uuid },
     /// Print the audit log as JSON lines; --follow keeps printing new events.
     Events {
         #[arg(long, default_value_t = 0)]
@@ -104,8 +112,14 @@ pub fn init_tracing(cli: &Cli) {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The sidecar needs none of Recall's settings (no store, no master key).
+    if let Command::Verifier(args) = command {
+        let staleness = cli.config.max_staleness_ms;
+        return crate::sidecar::run(args, cli.config.bind, staleness).await;
+    }
     let settings = cli.config.into_settings()?;
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => {
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
             let bind = settings.bind.clone();
@@ -120,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrated ({})", store.kind());
             Ok(())
         }
+        Command::Verifier(_) => Ok(()),
         Command::Admin(cmd) => {
             let (recall, tasks) = Recall::start(settings).await?;
             let result = admin(&recall, cmd).await;
@@ -160,6 +175,18 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                 .create_user(&name, password, &roles, &meta)
                 .await?;
             print(serde_json::json!({ "user_id": user_id, "username": username, "roles": roles }));
+        }
+        AdminCommand::CreateService { name } => {
+            let (service, token) = recall.feed().create_service(&name, &meta).await?;
+            print(serde_json::json!({
+                "service_id": service.id,
+                "name": service.name,
+                "token": token,
+            }));
+        }
+        AdminCommand::RevokeService { service_id } => {
+            recall.feed().revoke_service(service_id, &meta).await?;
+            print(serde_json::json!({ "service_id": service_id, "revoked": true }));
         }
         AdminCommand::Lock {
             user,

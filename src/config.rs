@@ -12,13 +12,9 @@ use crate::keys::{KeyError, MasterKey};
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Listen address.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_BIND",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub bind: String,
+    /// Listen address (default 127.0.0.1:8080; `recall verifier`: 127.0.0.1:9090).
+    #[arg(long, global = true, env = "RECALL_BIND")]
+    pub bind: Option<String>,
     /// `postgres://...` for a fleet; unset: SQLite in the data dir.
     #[arg(
         long,
@@ -67,9 +63,13 @@ pub struct Config {
     /// A file holding RECALL_MASTER_KEY.
     #[arg(long, global = true, env = "RECALL_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
-    /// `iss` of access tokens.
-    #[arg(long, global = true, env = "RECALL_ISSUER", default_value = "recall")]
-    pub issuer: String,
+    /// The address clients use (metadata, the default issuer); default
+    /// `http://RECALL_BIND`.
+    #[arg(long, global = true, env = "RECALL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// `iss` of access tokens; default RECALL_PUBLIC_URL.
+    #[arg(long, global = true, env = "RECALL_ISSUER")]
+    pub issuer: Option<String>,
     /// `aud` of access tokens.
     #[arg(
         long,
@@ -150,6 +150,12 @@ pub struct Config {
 /// Most grace a concurrent refresh may get: longer would let a stolen
 /// refresh token be replayed without detection for that long.
 pub const MAX_REFRESH_GRACE_SECS: i64 = 60;
+/// Where `recall serve` listens unless told otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// The issuer of every token before RECALL_PUBLIC_URL became the default.
+pub const LEGACY_ISSUER: &str = "recall";
+
 /// Shortest accepted `RECALL_ADMIN_TOKEN` (256 bits of hex or base64 text).
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
@@ -217,6 +223,8 @@ pub struct Settings {
     pub redis_channel: String,
     pub admin_token: Option<String>,
     pub master_key: MasterKey,
+    /// The address clients use, without a trailing slash.
+    pub public_url: String,
     pub issuer: String,
     pub audience: String,
     pub access_ttl_secs: i64,
@@ -305,8 +313,24 @@ impl Config {
             (None, None) => MasterKey::load_or_create(&self.data_dir)?,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let public_url = self
+            .public_url
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(
+                "RECALL_PUBLIC_URL must start with http:// or https://".into(),
+            ));
+        }
+        let issuer = self
+            .issuer
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| public_url.clone());
         Ok(Settings {
-            bind: self.bind,
+            bind,
             database_url,
             database_ca_file: self.database_ca_file,
             data_dir: self.data_dir,
@@ -315,7 +339,8 @@ impl Config {
             redis_channel: self.redis_channel,
             admin_token,
             master_key,
-            issuer: self.issuer,
+            public_url,
+            issuer,
             audience: self.audience,
             access_ttl_secs: self.access_ttl_secs,
             refresh_ttl_secs: self.refresh_ttl_secs,
@@ -364,6 +389,16 @@ impl Settings {
             .chain(flags.into_iter().map(Into::into));
         let flags = <Flags as clap::Parser>::try_parse_from(args)?;
         Ok(flags.config.into_settings()?)
+    }
+
+    /// Issuers whose tokens verify besides `issuer`: `recall`, the default
+    /// before RECALL_PUBLIC_URL, so tokens issued under it keep working
+    /// until they expire. Safe: only this deployment's keys sign either.
+    pub fn accepted_issuers(&self) -> Vec<&str> {
+        [LEGACY_ISSUER]
+            .into_iter()
+            .filter(|i| *i != self.issuer)
+            .collect()
     }
 
     /// How long a revocation must be remembered: the longest access-token

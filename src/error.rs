@@ -55,6 +55,8 @@ pub enum TokenRefusal {
     UnknownKey,
     /// Signed for a user the store does not know.
     UnknownUser,
+    /// Not a live service credential (unknown, or ended).
+    UnknownService,
 }
 
 /// Why a refresh token was refused.
@@ -75,6 +77,7 @@ pub enum GrantRefusal {
 pub enum Missing {
     User,
     Session,
+    Service,
     Resource,
 }
 
@@ -83,6 +86,7 @@ impl std::fmt::Display for Missing {
         f.write_str(match self {
             Missing::User => "user",
             Missing::Session => "session",
+            Missing::Service => "service",
             Missing::Resource => "resource",
         })
     }

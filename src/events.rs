@@ -108,6 +108,15 @@ pub enum Event {
     KeyRetired {
         kid: String,
     },
+    /// A service credential (verifier, SSF receiver) was created.
+    ServiceCreated {
+        service_id: Uuid,
+        name: String,
+    },
+    /// A service credential was ended: its token stops working everywhere.
+    ServiceRevoked {
+        service_id: Uuid,
+    },
 }
 
 impl Event {
@@ -127,6 +136,8 @@ impl Event {
             Event::UserUnlocked { .. } => "user_unlocked",
             Event::KeyRotated { .. } => "key_rotated",
             Event::KeyRetired { .. } => "key_retired",
+            Event::ServiceCreated { .. } => "service_created",
+            Event::ServiceRevoked { .. } => "service_revoked",
         }
     }
 
@@ -144,7 +155,10 @@ impl Event {
             | Event::UserLocked { user_id, .. }
             | Event::UserUnlocked { user_id } => Some(*user_id),
             Event::LoginFailed { user_id, .. } => *user_id,
-            Event::KeyRotated { .. } | Event::KeyRetired { .. } => None,
+            Event::KeyRotated { .. }
+            | Event::KeyRetired { .. }
+            | Event::ServiceCreated { .. }
+            | Event::ServiceRevoked { .. } => None,
         }
     }
 
@@ -164,6 +178,9 @@ impl Event {
     pub fn stream(&self) -> String {
         match self {
             Event::KeyRotated { .. } | Event::KeyRetired { .. } => "keys".to_owned(),
+            Event::ServiceCreated { service_id, .. } | Event::ServiceRevoked { service_id } => {
+                format!("service:{service_id}")
+            }
             Event::LoginFailed { username, .. } => format!("username:{username}"),
             other => match other.user_id() {
                 Some(id) => format!("user:{id}"),

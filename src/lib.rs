@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod random;
 pub mod server;
 pub mod service;
+pub mod sidecar;
 pub mod state;
 pub mod store;
 pub mod sync;

@@ -1,208 +1,116 @@
-//! The in-memory revocation state: a pure, deterministic fold of events.
-//! It holds only what can still reject a token (G8): revoked sessions until
-//! every access token they could have is expired, active locks, key statuses.
-
-use crate::clock::Timestamp;
-use std::collections::HashMap;
+//! The in-memory revocation state. The fold itself lives in the
+//! `recall-verifier` crate, so Recall and every verifier share one copy of
+//! it: here the log's events become the feed's revocation items
+//! (`items`), and a window snapshot becomes the items a new verifier gets
+//! (`window_items`). Recall folds exactly what it serves.
 
 use uuid::Uuid;
 
 use crate::events::{Envelope, Event};
 use crate::store::Snapshot;
 
-pub use crate::domain::KeyStatus;
+pub use recall_verifier::state::{
+    retires, KeyStatus, Kind, Rejection, Revocation, RevocationState,
+};
 
-/// Why the state rejects an otherwise valid token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    UnknownKey,
-    KeyRevoked,
-    KeyRetired,
-    SessionRevoked,
-    UserLocked { until: i64 },
-}
-
-/// The fold. `retention_ms` is the longest access-token lifetime plus leeway.
-#[derive(Debug, Clone)]
-pub struct RevocationState {
-    last_seq: i64,
-    retention_ms: i64,
-    /// session -> when it can be forgotten (ms).
-    revoked: HashMap<Uuid, i64>,
-    /// user -> locked until (ms).
-    locks: HashMap<Uuid, i64>,
-    keys: HashMap<String, (KeyStatus, Option<i64>)>,
-}
-
-impl RevocationState {
-    /// An empty state that has seen nothing.
-    pub fn new(retention_ms: i64) -> Self {
-        RevocationState {
-            last_seq: 0,
-            retention_ms,
-            revoked: HashMap::new(),
-            locks: HashMap::new(),
-            keys: HashMap::new(),
+/// The revocation items of one log event (none for most events).
+pub fn items(env: &Envelope) -> Vec<Revocation> {
+    let (seq, at) = (env.seq, env.at);
+    let user = env.event.user_id();
+    let mut out: Vec<Revocation> = env
+        .event
+        .revoked_sessions()
+        .into_iter()
+        .map(|sid| Revocation::session_revoked(seq, at, user, sid))
+        .collect();
+    match &env.event {
+        Event::UserLocked { user_id, until, .. } => {
+            out.push(Revocation::user_locked(seq, at, *user_id, *until));
         }
-    }
-
-    /// Rebuilds from a window snapshot: keys and locks from the read model,
-    /// then the window's events folded in order.
-    pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> Self {
-        let mut state = RevocationState::new(retention_ms);
-        for key in &snapshot.keys {
-            state
-                .keys
-                .insert(key.kid.clone(), (key.status, key.retire_after));
+        Event::UserUnlocked { user_id } => {
+            out.push(Revocation::user_unlocked(seq, at, *user_id));
         }
-        for (user, until) in &snapshot.locks {
-            state.locks.insert(*user, *until);
-        }
-        for env in &snapshot.events {
-            state.apply(env);
-        }
-        state.last_seq = snapshot.head;
-        state.prune(now);
-        state
-    }
-
-    /// How long a revocation is remembered (ms).
-    pub fn retention_ms(&self) -> i64 {
-        self.retention_ms
-    }
-
-    /// The highest seq applied in order.
-    pub fn last_seq(&self) -> i64 {
-        self.last_seq
-    }
-
-    /// Applies one event. Idempotent, so an event applied early (the
-    /// serving instance, G2) can be applied again in order later.
-    pub fn apply(&mut self, env: &Envelope) {
-        let forget_at = env.at + self.retention_ms;
-        for sid in env.event.revoked_sessions() {
-            let entry = self.revoked.entry(sid).or_insert(forget_at);
-            *entry = (*entry).max(forget_at);
-        }
-        match &env.event {
-            Event::UserLocked { user_id, until, .. } => {
-                self.locks.insert(*user_id, *until);
-            }
-            Event::UserUnlocked { user_id } => {
-                self.locks.remove(user_id);
-            }
-            Event::KeyRotated {
+        Event::KeyRotated {
+            kid,
+            previous_kid,
+            compromised,
+            previous_retire_after,
+            ..
+        } => {
+            out.push(Revocation::key_status(
+                seq,
+                at,
                 kid,
-                previous_kid,
-                compromised,
-                previous_retire_after,
-                ..
-            } => {
-                self.keys.insert(kid.clone(), (KeyStatus::Active, None));
-                if let Some(prev) = previous_kid {
-                    let status = if *compromised {
-                        (KeyStatus::Revoked, None)
-                    } else {
-                        (KeyStatus::Verifying, *previous_retire_after)
-                    };
-                    self.keys.insert(prev.clone(), status);
-                }
+                KeyStatus::Active,
+                None,
+            ));
+            if let Some(prev) = previous_kid {
+                out.push(if *compromised {
+                    Revocation::key_status(seq, at, prev, KeyStatus::Revoked, None)
+                } else {
+                    Revocation::key_status(
+                        seq,
+                        at,
+                        prev,
+                        KeyStatus::Verifying,
+                        *previous_retire_after,
+                    )
+                });
             }
-            Event::KeyRetired { kid } => {
-                self.keys.insert(kid.clone(), (KeyStatus::Retired, None));
-            }
-            _ => {}
         }
-        if env.seq == self.last_seq + 1 {
-            self.last_seq = env.seq;
+        Event::KeyRetired { kid } => {
+            out.push(Revocation::key_status(
+                seq,
+                at,
+                kid,
+                KeyStatus::Retired,
+                None,
+            ));
         }
+        _ => {}
     }
+    out
+}
 
-    /// Marks everything up to `seq` as applied (after an in-order catch-up).
-    pub fn advance_to(&mut self, seq: i64) {
-        self.last_seq = self.last_seq.max(seq);
-    }
-
-    /// Checks a signature-valid token's key, session and user at `now` (ms).
-    pub fn check(&self, kid: &str, user: Uuid, session: Uuid, now: i64) -> Result<(), Rejection> {
-        match self.key_status(kid, now) {
-            None => return Err(Rejection::UnknownKey),
-            Some(KeyStatus::Revoked) => return Err(Rejection::KeyRevoked),
-            Some(KeyStatus::Retired) => return Err(Rejection::KeyRetired),
-            Some(KeyStatus::Active | KeyStatus::Verifying) => {}
-        }
-        // Locked first: a lock also revokes the sessions, and the caller
-        // should learn the account is locked (403), not merely logged out.
-        if let Some(until) = self.locked_until(user, now) {
-            return Err(Rejection::UserLocked { until });
-        }
-        if self.revoked.contains_key(&session) {
-            return Err(Rejection::SessionRevoked);
-        }
-        Ok(())
-    }
-
-    /// The effective status of a key at `now`: a verifying key past its
-    /// retirement time counts as retired even before the event lands.
-    pub fn key_status(&self, kid: &str, now: i64) -> Option<KeyStatus> {
-        let (status, retire_after) = self.keys.get(kid)?;
-        match (status, retire_after) {
-            (KeyStatus::Verifying, t)
-                if crate::domain::retires(t.map(Timestamp::from_ms), Timestamp::from_ms(now)) =>
-            {
-                Some(KeyStatus::Retired)
-            }
-            (s, _) => Some(*s),
-        }
-    }
-
-    /// Whether a verifying key is past its retirement time but its
-    /// `key_retired` event has not been folded yet.
-    pub fn retirement_due(&self, now: i64) -> bool {
-        self.keys.values().any(|(s, t)| {
-            *s == KeyStatus::Verifying
-                && crate::domain::retires(t.map(Timestamp::from_ms), Timestamp::from_ms(now))
-        })
-    }
-
-    /// Every key the state knows, with its effective status.
-    pub fn keys(&self, now: i64) -> Vec<(String, KeyStatus)> {
-        let mut out: Vec<_> = self
-            .keys
-            .keys()
-            .filter_map(|k| self.key_status(k, now).map(|s| (k.clone(), s)))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    /// The kid of the active key, if any.
-    pub fn active_kid(&self) -> Option<&str> {
-        self.keys
+/// The items of a window snapshot, in fold order: the standing key
+/// statuses and locks (seq 0), then the window's events.
+pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
+    let mut out: Vec<Revocation> = snapshot
+        .keys
+        .iter()
+        .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after))
+        .collect();
+    out.extend(
+        snapshot
+            .locks
             .iter()
-            .find(|(_, (s, _))| *s == KeyStatus::Active)
-            .map(|(k, _)| k.as_str())
+            .map(|(user, until): &(Uuid, i64)| Revocation::user_locked(0, now, *user, *until)),
+    );
+    for env in &snapshot.events {
+        out.extend(items(env));
     }
+    out
+}
 
-    /// When the user's lock ends, if locked at `now`.
-    pub fn locked_until(&self, user: Uuid, now: i64) -> Option<i64> {
-        self.locks.get(&user).copied().filter(|until| *until > now)
-    }
+/// Rebuilds the state from a window snapshot.
+pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> RevocationState {
+    RevocationState::from_window(
+        &window_items(snapshot, now),
+        snapshot.head,
+        retention_ms,
+        now,
+    )
+}
 
-    /// Whether a session's tokens are revoked.
-    pub fn is_session_revoked(&self, session: Uuid) -> bool {
-        self.revoked.contains_key(&session)
-    }
+/// Folding log events into the shared state.
+pub trait EventFold {
+    /// Applies one log event (idempotent; `last_seq` moves only in order).
+    fn apply_event(&mut self, env: &Envelope);
+}
 
-    /// Forgets what can no longer reject anything (G8).
-    pub fn prune(&mut self, now: i64) {
-        self.revoked.retain(|_, forget_at| *forget_at > now);
-        self.locks.retain(|_, until| *until > now);
-    }
-
-    /// Sizes of the state: (revoked sessions, locks, keys).
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        (self.revoked.len(), self.locks.len(), self.keys.len())
+impl EventFold for RevocationState {
+    fn apply_event(&mut self, env: &Envelope) {
+        self.apply(env.seq, &items(env));
     }
 }
 
@@ -210,6 +118,7 @@ impl RevocationState {
 mod tests {
     use super::*;
     use crate::events::RevokeCause;
+    use uuid::Uuid;
 
     const RETENTION: i64 = 330_000;
 
@@ -227,9 +136,9 @@ mod tests {
 
     fn given(events: Vec<Event>) -> RevocationState {
         let mut state = RevocationState::new(RETENTION);
-        state.keys.insert("k1".into(), (KeyStatus::Active, None));
+        state.apply_item(&Revocation::key_status(0, 0, "k1", KeyStatus::Active, None));
         for (i, e) in events.into_iter().enumerate() {
-            state.apply(&env(i as i64 + 1, 1_000, e));
+            state.apply_event(&env(i as i64 + 1, 1_000, e));
         }
         state
     }
@@ -242,10 +151,10 @@ mod tests {
             session_id: s1,
         }]);
         assert_eq!(
-            state.check("k1", u, s1, 2_000),
+            state.check("k1", u, s1, 0, 2_000),
             Err(Rejection::SessionRevoked)
         );
-        assert_eq!(state.check("k1", u, s2, 2_000), Ok(()));
+        assert_eq!(state.check("k1", u, s2, 0, 2_000), Ok(()));
         assert_eq!(state.last_seq(), 1);
     }
 
@@ -270,9 +179,9 @@ mod tests {
                 revoked_session_ids: vec![],
             },
         ]);
-        assert!(state.check("k1", u, s1, 2_000).is_err());
-        assert!(state.check("k1", u, s2, 2_000).is_err());
-        assert_eq!(state.check("k1", u, s3, 2_000), Ok(()));
+        assert!(state.check("k1", u, s1, 0, 2_000).is_err());
+        assert!(state.check("k1", u, s2, 0, 2_000).is_err());
+        assert_eq!(state.check("k1", u, s3, 0, 2_000), Ok(()));
     }
 
     #[test]
@@ -285,13 +194,13 @@ mod tests {
             reason: None,
         }]);
         assert_eq!(
-            locked.check("k1", u, s, 4_999),
+            locked.check("k1", u, s, 0, 4_999),
             Err(Rejection::UserLocked { until: 5_000 })
         );
-        assert_eq!(locked.check("k1", u, s, 5_000), Ok(()));
+        assert_eq!(locked.check("k1", u, s, 0, 5_000), Ok(()));
         let mut lifted = locked.clone();
-        lifted.apply(&env(2, 1_000, Event::UserUnlocked { user_id: u }));
-        assert_eq!(lifted.check("k1", u, s, 2_000), Ok(()));
+        lifted.apply_event(&env(2, 1_000, Event::UserUnlocked { user_id: u }));
+        assert_eq!(lifted.check("k1", u, s, 0, 2_000), Ok(()));
     }
 
     #[test]
@@ -307,17 +216,20 @@ mod tests {
             }])
         };
         let leaked = rotated(true);
-        assert_eq!(leaked.check("k1", u, s, 2_000), Err(Rejection::KeyRevoked));
-        assert_eq!(leaked.check("k2", u, s, 2_000), Ok(()));
+        assert_eq!(
+            leaked.check("k1", u, s, 0, 2_000),
+            Err(Rejection::KeyRevoked)
+        );
+        assert_eq!(leaked.check("k2", u, s, 0, 2_000), Ok(()));
         assert_eq!(leaked.active_kid(), Some("k2"));
         let scheduled = rotated(false);
-        assert_eq!(scheduled.check("k1", u, s, 2_000), Ok(()));
+        assert_eq!(scheduled.check("k1", u, s, 0, 2_000), Ok(()));
         assert_eq!(
-            scheduled.check("k1", u, s, 9_000),
+            scheduled.check("k1", u, s, 0, 9_000),
             Err(Rejection::KeyRetired)
         );
         assert_eq!(
-            scheduled.check("k9", u, s, 2_000),
+            scheduled.check("k9", u, s, 0, 2_000),
             Err(Rejection::UnknownKey)
         );
     }
@@ -336,11 +248,11 @@ mod tests {
             },
         );
         let mut early = given(vec![]);
-        early.apply(&lock); // out of order: seq 3 before 1 and 2
+        early.apply_event(&lock); // out of order: seq 3 before 1 and 2
         assert_eq!(early.last_seq(), 0);
         let unlock = env(1, 900, Event::UserUnlocked { user_id: u });
-        early.apply(&unlock);
-        early.apply(&env(
+        early.apply_event(&unlock);
+        early.apply_event(&env(
             2,
             950,
             Event::LoginFailed {
@@ -350,9 +262,9 @@ mod tests {
                 locked_until: None,
             },
         ));
-        early.apply(&lock);
+        early.apply_event(&lock);
         assert_eq!(early.last_seq(), 3);
-        assert!(early.check("k1", u, s, 2_000).is_err());
+        assert!(early.check("k1", u, s, 0, 2_000).is_err());
         assert_eq!(early.locked_until(u, 2_000), Some(50_000));
     }
 

@@ -31,7 +31,7 @@ use recall::events::{Envelope, Event, Meta};
 use recall::keys::MasterKey;
 use recall::passwords::{hash_blocking, verify_blocking};
 use recall::service::{refresh_hash, LoginInput, Recall};
-use recall::state::RevocationState;
+use recall::state::{EventFold, RevocationState};
 use recall::store::{NewSession, Store};
 use recall::sync::now_ms;
 use serde_json::{json, Value};

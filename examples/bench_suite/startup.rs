@@ -100,7 +100,7 @@ pub(super) async fn startup_in(
     let snapshot = store.snapshot(now - retention, now).await?;
     let snapshot_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let state = RevocationState::from_snapshot(&snapshot, retention, now);
+    let state = recall::state::from_snapshot(&snapshot, retention, now);
     let fold_ms = t1.elapsed().as_secs_f64() * 1e3;
     let head = store.head().await?;
     progress(
@@ -168,7 +168,7 @@ pub(super) fn memory(sessions: usize) -> anyhow::Result<Value> {
     let before = rss_bytes();
     for i in 0..sessions {
         // Each event is built, folded and dropped, as the sync path does.
-        state.apply(&logout(i as i64 + 1));
+        state.apply_event(&logout(i as i64 + 1));
     }
     let after = rss_bytes();
     anyhow::ensure!(state.sizes().0 == sessions, "fold lost sessions");

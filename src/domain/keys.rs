@@ -5,41 +5,8 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 
-/// Lifecycle of a signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Signs new tokens and verifies.
-    Active,
-    /// Verifies tokens it signed before a scheduled rotation, until retired.
-    Verifying,
-    /// No token of it can still be valid.
-    Retired,
-    /// Leaked: its tokens are rejected at once.
-    Revoked,
-}
-
-impl KeyStatus {
-    /// The API name of the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Verifying => "verifying",
-            KeyStatus::Retired => "retired",
-            KeyStatus::Revoked => "revoked",
-        }
-    }
-
-    /// Parses a stored status.
-    pub fn parse(s: &str) -> Option<KeyStatus> {
-        Some(match s {
-            "active" => KeyStatus::Active,
-            "verifying" => KeyStatus::Verifying,
-            "retired" => KeyStatus::Retired,
-            "revoked" => KeyStatus::Revoked,
-            _ => return None,
-        })
-    }
-}
+/// Lifecycle of a signing key (shared with the verifier crate).
+pub use recall_verifier::state::KeyStatus;
 
 /// What becomes of the previous active key in a rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +52,7 @@ pub fn rotation(compromised: bool, retention: Duration, now: Timestamp) -> Previ
 /// Whether a verifying key whose retirement is due at `retire_after` is
 /// retired at `now`.
 pub fn retires(retire_after: Option<Timestamp>, now: Timestamp) -> bool {
-    retire_after.is_some_and(|at| at <= now)
+    recall_verifier::state::retires(retire_after.map(Timestamp::ms), now.ms())
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ impl From<Error> for ApiError {
                     TokenRefusal::KeyRetired => "the signing key was retired",
                     TokenRefusal::UnknownKey => "unknown signing key",
                     TokenRefusal::UnknownUser => "unknown user",
+                    TokenRefusal::UnknownService => "unknown or ended service credential",
                 }
                 .into(),
             ),

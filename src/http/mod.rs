@@ -4,6 +4,8 @@ pub mod admin;
 pub mod body;
 pub mod errors;
 pub mod extract;
+pub mod feed;
+pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod users;
@@ -49,6 +51,17 @@ async fn rate_limit(
 async fn not_allowed(allow: Method) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(errors::ErrorBody {
+            error: "method_not_allowed".into(),
+            error_description: format!("this route answers {allow} only"),
+        })
+}
+
+/// 405 for a resource serving several methods.
+async fn not_allowed_many(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(errors::ErrorBody {
             error: "method_not_allowed".into(),
@@ -123,7 +136,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(one("/v1/admin/events", Method::GET).route(web::get().to(admin::events)))
         .service(one("/v1/admin/events/stream", Method::GET).route(web::get().to(admin::stream)))
+        .service(
+            web::resource("/v1/admin/services")
+                .route(web::post().to(feed::create_service))
+                .route(web::get().to(feed::services))
+                .default_service(web::to(|| not_allowed_many("GET, POST"))),
+        )
+        .service(
+            one("/v1/admin/services/{service_id}", Method::DELETE)
+                .route(web::delete().to(feed::revoke_service)),
+        )
+        .service(one("/v1/revocations", Method::GET).route(web::get().to(feed::page)))
+        .service(one("/v1/revocations/stream", Method::GET).route(web::get().to(feed::stream)))
         .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))
+        .service(
+            one("/.well-known/oauth-authorization-server", Method::GET)
+                .route(web::get().to(oauth::metadata)),
+        )
+        .service(
+            one("/.well-known/openid-configuration", Method::GET)
+                .route(web::get().to(oauth::openid_configuration)),
+        )
+        .service(limited("/oauth/token", Method::POST).route(web::post().to(oauth::token)))
         .service(limited("/oauth/revoke", Method::POST).route(web::post().to(ops::revoke)))
         .service(limited("/oauth/introspect", Method::POST).route(web::post().to(ops::introspect)))
         .service(one("/healthz", Method::GET).route(web::get().to(ops::healthz)))

@@ -13,7 +13,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, ops, users};
+use super::{admin, feed, oauth, ops, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,7 +43,15 @@ use super::{admin, ops, users};
         admin::keys,
         admin::events,
         admin::stream,
+        feed::create_service,
+        feed::services,
+        feed::revoke_service,
+        feed::page,
+        feed::stream,
         ops::jwks,
+        oauth::metadata,
+        oauth::openid_configuration,
+        oauth::token,
         ops::revoke,
         ops::introspect,
         ops::healthz,
@@ -58,6 +66,7 @@ use super::{admin, ops, users};
         (name = "auth", description = "Log in, refresh, log out, forward auth"),
         (name = "sessions", description = "A user's own sessions"),
         (name = "admin", description = "Emergency controls and the audit log (admin only)"),
+        (name = "feed", description = "The revocation feed verifiers fold (a service credential or admin)"),
         (name = "standards", description = "JWKS, RFC 7009 revocation, RFC 7662 introspection"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
@@ -127,7 +136,7 @@ fn add_errors(path: &str, op: &mut Operation) {
         add("403", "account_locked: the account is locked");
     }
     if in_path {
-        add("404", "not_found: no such user or session");
+        add("404", "not_found: no such user, session or service");
     }
     if path == "/v1/admin/users" {
         add("404", "not_found: no such user");
@@ -158,6 +167,12 @@ impl Modify for Shared {
         admin.description =
             Some("RECALL_ADMIN_TOKEN, or the access token of a user with role admin.".into());
         components.add_security_scheme("admin", SecurityScheme::Http(admin));
+        let mut service = Http::new(HttpAuthScheme::Bearer);
+        service.description = Some(
+            "A service credential (POST /v1/admin/services): the feed and introspection only."
+                .into(),
+        );
+        components.add_security_scheme("service", SecurityScheme::Http(service));
         for (path, item) in doc.paths.paths.iter_mut() {
             for op in [
                 &mut item.get,

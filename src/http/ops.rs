@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::body::RawBody;
 use super::errors::ApiError;
-use super::extract::{client_ip, Admin};
+use super::extract::{bearer, client_ip};
 use crate::events::Meta;
 use crate::service::Recall;
 use crate::tokens::b64url;
@@ -150,6 +150,12 @@ pub struct TokenForm {
 pub struct Introspection {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<Uuid>,
@@ -196,21 +202,24 @@ pub async fn revoke(
     Ok(HttpResponse::Ok().finish())
 }
 
-/// `POST /oauth/introspect` (RFC 7662; admin).
+/// `POST /oauth/introspect` (RFC 7662; a service credential or admin).
 #[utoipa::path(post, path = "/oauth/introspect", tag = "standards",
     request_body(content((TokenForm = "application/x-www-form-urlencoded"), (TokenForm = "application/json"))),
     responses((status = 200, description = "Whether the token is good now", body = Introspection)),
-    security(("admin" = [])))]
+    security(("service" = []), ("admin" = [])))]
 pub async fn introspect(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    _admin: Admin,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
+    recall.feed().authorize(bearer(&req)?).await?;
     let form = token_form(&req, &body.0)?;
     let body = match recall.authenticate(&form.token) {
         Ok(p) => Introspection {
             active: true,
+            iss: Some(p.claims().iss.clone()),
+            aud: Some(p.claims().aud.clone()),
+            jti: Some(p.claims().jti),
             sub: Some(p.user_id),
             sid: Some(p.session_id),
             exp: Some(p.claims().exp),

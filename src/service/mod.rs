@@ -20,13 +20,13 @@ use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
-use crate::state::RevocationState;
 use crate::store::{Guess, SessionEnd, SessionRecord, Store, StoreError};
 use crate::sync::{now_ms, StateSync};
 use crate::tokens::{b64url, Claims, Keyring};
 
 pub mod admin;
 mod auth;
+pub mod feed;
 mod inputs;
 mod outbox;
 mod queries;
@@ -34,6 +34,7 @@ mod verifier;
 
 pub use admin::Admin;
 pub use auth::Auth;
+pub use feed::{Feed, FeedCaller, FeedPage};
 pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
 pub use queries::{AdminIdentity, Readiness, SessionView};
@@ -47,6 +48,7 @@ pub struct Recall {
     core: Arc<Core>,
     auth: Auth,
     admin: Admin,
+    feed: Feed,
 }
 
 impl std::ops::Deref for Recall {
@@ -127,7 +129,7 @@ impl Recall {
         let snapshot = store
             .snapshot(started - settings.retention_ms(), started)
             .await?;
-        let state = RevocationState::from_snapshot(&snapshot, settings.retention_ms(), started);
+        let state = crate::state::from_snapshot(&snapshot, settings.retention_ms(), started);
         tracing::info!(
             head = snapshot.head,
             window_events = snapshot.events.len(),
@@ -135,7 +137,11 @@ impl Recall {
             bus = bus.kind(),
             "state rebuilt from the revocation window"
         );
-        let keyring = Arc::new(Keyring::new(&settings.issuer, &settings.audience));
+        let keyring = Arc::new(Keyring::new(
+            &settings.issuer,
+            &settings.accepted_issuers(),
+            &settings.audience,
+        ));
         keyring.load(&snapshot.keys, &settings.master_key)?;
         let metrics = Arc::new(Metrics::default());
         let sync = Arc::new(StateSync::new(
@@ -204,6 +210,7 @@ impl Recall {
         let recall = Arc::new(Recall {
             auth: Auth { core: core.clone() },
             admin: Admin { core: core.clone() },
+            feed: Feed { core: core.clone() },
             core,
         });
         Ok((recall, tasks))
@@ -217,6 +224,11 @@ impl Recall {
     /// The emergency controls and the audit log.
     pub fn admin(&self) -> &Admin {
         &self.admin
+    }
+
+    /// The revocation feed and the service credentials that read it.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 }
 

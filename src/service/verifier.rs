@@ -34,7 +34,10 @@ impl Verifier {
                 Error::Token(TokenRefusal::Invalid(e))
             })?;
         let (claims, kid) = (&verified.0, &verified.1);
-        let checked = self.sync.state().check(kid, claims.sub, claims.sid, now);
+        let checked = self
+            .sync
+            .state()
+            .check(kid, claims.sub, claims.sid, claims.iat, now);
         if let Err(rejection) = checked {
             self.metrics.token_rejected(match rejection {
                 Rejection::UserLocked { .. } => "user_locked",

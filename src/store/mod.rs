@@ -7,6 +7,7 @@ mod keys;
 pub mod postgres;
 mod records;
 mod rows;
+mod services;
 pub mod sql;
 pub mod sqlite;
 mod throttle;
@@ -33,6 +34,7 @@ pub use records::{
     EventFilter, Guess, KeyRecord, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
     SessionRecord, Snapshot, Throttle, UserRecord,
 };
+pub use services::ServiceRecord;
 pub use throttle::PASSWORD_FAILURES_PER_SESSION;
 
 /// What can go wrong in the store.

@@ -114,7 +114,7 @@ impl StateSync {
             if env.seq != state.last_seq() + 1 {
                 continue;
             }
-            state.apply(env);
+            state.apply_event(env);
             self.metrics.observe_lag_ms((now - env.at) as f64);
             key_event |= matches!(env.event, Event::KeyRotated { .. });
             let _ = self.applied.send(env.clone());
@@ -180,7 +180,7 @@ impl StateSync {
         let snapshot = self
             .timed(self.store.snapshot(started - retention_ms, started))
             .await?;
-        let rebuilt = RevocationState::from_snapshot(&snapshot, retention_ms, started);
+        let rebuilt = crate::state::from_snapshot(&snapshot, retention_ms, started);
         self.keyring
             .load(&snapshot.keys, &self.master)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -24,7 +24,7 @@ use crate::bus::BusMessage;
 use crate::events::{Envelope, Event, Meta};
 use crate::keys::MasterKey;
 use crate::metrics::{inc, Metrics};
-use crate::state::RevocationState;
+use crate::state::{EventFold, RevocationState};
 use crate::store::{Store, StoreError};
 use crate::tokens::Keyring;
 
@@ -143,7 +143,7 @@ impl StateSync {
             let mut state = self.state.write();
             for env in envs {
                 let expected = env.seq == state.last_seq() + 1;
-                state.apply(env);
+                state.apply_event(env);
                 if expected {
                     let _ = self.applied.send(env.clone());
                 } else if env.seq > state.last_seq() {

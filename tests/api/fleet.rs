@@ -20,15 +20,15 @@ use crate::helpers::{
 
 /// A TCP proxy the test can cut (closing every connection and refusing
 /// new ones) and restore: stands between instances and Redis or PostgreSQL.
-struct Proxy {
-    port: u16,
+pub struct Proxy {
+    pub port: u16,
     cut: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
 
 impl Proxy {
-    async fn new(upstream: String) -> Proxy {
+    pub async fn new(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -58,18 +58,18 @@ impl Proxy {
         }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         for c in self.conns.lock().drain(..) {
             c.abort();
         }
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
 
-    fn redis_url(&self) -> String {
+    pub fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

@@ -6,6 +6,7 @@ mod admin_fleet;
 mod audit;
 mod brute_force;
 mod cli;
+mod feed;
 mod fleet;
 mod helpers;
 mod http_errors;
@@ -17,6 +18,7 @@ mod store_contract;
 mod tls;
 mod tokens;
 mod trust;
+mod verifiers;
 
 /// Runs an `async fn(Kind)` test once per store.
 #[macro_export]

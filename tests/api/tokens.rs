@@ -20,7 +20,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let master = MasterKey::generate();
     let rec = generate_signing_key(&master, 0).unwrap();
-    let ring = Keyring::new("recall", "recall-api");
+    let ring = Keyring::new("recall", &[], "recall-api");
     ring.load(std::slice::from_ref(&rec), &master).unwrap();
     let der = master.open(&rec.kid, &rec.private_key_enc).unwrap();
     Fixture {

@@ -1,0 +1,109 @@
+//! Service credentials: what verifiers and SSF receivers authenticate
+//! with. The token is stored only as its SHA-256; creating and ending one
+//! are events, so the audit log shows who did it, and an ended one stops
+//! working on every instance at the next request (every check reads here).
+
+use uuid::Uuid;
+
+use super::rows::{commit_one, first};
+use super::sql::Row;
+use super::{Store, StoreError};
+use crate::events::{Envelope, Event, Meta};
+
+/// A service credential as stored (never its token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const SERVICE_COLS: &str = "id, name, created_at, revoked_at";
+
+fn service(r: &Row) -> Result<ServiceRecord, StoreError> {
+    Ok(ServiceRecord {
+        id: r.uuid(0)?,
+        name: r.text(1)?,
+        created_at: r.int(2)?,
+        revoked_at: r.opt_int(3)?,
+    })
+}
+
+impl Store {
+    /// Creates a service credential whose token hashes to `token_hash`.
+    pub async fn create_service(
+        &self,
+        id: Uuid,
+        name: &str,
+        token_hash: &[u8; 32],
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Envelope, StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[
+                id.into(),
+                name.into(),
+                token_hash.as_slice().into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        let event = Event::ServiceCreated {
+            service_id: id,
+            name: name.to_owned(),
+        };
+        commit_one(tx, event, meta, now).await
+    }
+
+    /// Every service credential, oldest first.
+    pub async fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql = format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_at, id");
+        let rows = tx.query(&sql, &[]).await?;
+        rows.iter().map(service).collect()
+    }
+
+    /// The live service whose token hashes to `token_hash`, if any.
+    pub async fn service_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<ServiceRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql = format!(
+            "SELECT {SERVICE_COLS} FROM services WHERE token_hash = $1 AND revoked_at IS NULL"
+        );
+        let rows = tx.query(&sql, &[token_hash.as_slice().into()]).await?;
+        rows.first().map(service).transpose()
+    }
+
+    /// Ends a service credential. `NotFound` if there is none; `None` if it
+    /// was ended already (idempotent).
+    pub async fn revoke_service(
+        &self,
+        id: Uuid,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let ended = tx
+            .exec(
+                "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[id.into(), now.into()],
+            )
+            .await?;
+        if ended == 0 {
+            let rows = tx
+                .query("SELECT id FROM services WHERE id = $1", &[id.into()])
+                .await?;
+            return match first(rows) {
+                Ok(_) => Ok(None),
+                Err(_) => Err(StoreError::NotFound),
+            };
+        }
+        let event = Event::ServiceRevoked { service_id: id };
+        commit_one(tx, event, meta, now).await.map(Some)
+    }
+}

@@ -1,0 +1,322 @@
+//! Reach, on the user's side: verifier sidecars (`recall verifier`, real
+//! processes with no database, Redis or master key) following a fleet of
+//! three Recall instances on PostgreSQL and Redis. Every revocation kind
+//! reaches them; a killed upstream is resumed from another by
+//! Last-Event-ID; a cut feed fails closed and recovers.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::feed::{admin_delete, create_service, post_204, user};
+use crate::fleet::Proxy;
+use crate::helpers::{eventually, refresh_res, Backend, Kind, Session, TestApp, ADMIN_TOKEN};
+
+/// A generous bound for a revocation to reach a verifier (the benchmark
+/// measures the real figure).
+const BOUND: Duration = Duration::from_secs(3);
+
+/// A `recall verifier` process.
+pub struct Sidecar {
+    child: Child,
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Sidecar {
+    /// Starts one on a free loopback port and waits until it is ready.
+    pub async fn start(upstreams: &[String], token: &str, staleness_ms: u64) -> Sidecar {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_recall"))
+            .args(["verifier", "--upstream", &upstreams.join(",")])
+            .args(["--service-token", token, "--bind", "127.0.0.1:0"])
+            .args(["--max-staleness-ms", &staleness_ms.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("recall verifier starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(p) = line.strip_prefix("recall verifier listening on port ") {
+                    return p.trim().parse::<u16>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("the sidecar prints its port");
+        let sidecar = Sidecar {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let ready = eventually(Duration::from_secs(10), || async {
+            sidecar.get("/readyz").await == 200
+        })
+        .await;
+        assert!(ready.is_some(), "the sidecar never became ready");
+        sidecar
+    }
+
+    async fn get(&self, path: &str) -> u16 {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Forward auth: the status, and `X-User-Id` when admitted.
+    pub async fn verify(&self, access: &str) -> (u16, Option<String>) {
+        let res = self
+            .http
+            .get(format!("{}/v1/auth/verify", self.base))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("sidecar answers");
+        let user = res
+            .headers()
+            .get("x-user-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (res.status().as_u16(), user)
+    }
+
+    /// Waits until the sidecar answers `status` for `access`.
+    pub async fn until(&self, access: &str, status: u16, limit: Duration) -> Option<Duration> {
+        eventually(limit, || async { self.verify(access).await.0 == status }).await
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn both(sidecars: &[Sidecar], access: &str, status: u16, what: &str) {
+    for (i, s) in sidecars.iter().enumerate() {
+        let took = s.until(access, status, BOUND).await;
+        assert!(
+            took.is_some(),
+            "{what}: verifier {i} never answered {status}"
+        );
+    }
+}
+
+fn upstreams(fleet: &[TestApp]) -> Vec<String> {
+    fleet.iter().map(|a| a.base.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_revocation_kind_reaches_both_verifiers() {
+    let b = Backend::new(Kind::Postgres).await;
+    // No concurrent-refresh grace, so a reused refresh token is theft at once.
+    let fleet = b
+        .spawn_subscribed_fleet(3, |s| s.refresh_grace_secs = 0)
+        .await;
+    let (_, token) = create_service(&fleet[0], "sidecars").await;
+    let ups = upstreams(&fleet);
+    let sidecars = vec![
+        Sidecar::start(&ups, &token, 5000).await,
+        Sidecar::start(&ups[1..], &token, 5000).await,
+    ];
+    let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
+    let s = user(a, "reach").await;
+    for v in &sidecars {
+        let (status, who) = v.verify(&s.access).await;
+        assert_eq!(status, 204);
+        assert_eq!(who.as_deref(), Some(s.user_id.as_str()));
+        assert_eq!(v.verify("not.a.token").await.0, 401);
+    }
+    // logout
+    post_204(bb, "/v1/auth/logout", &s.access).await;
+    both(&sidecars, &s.access, 401, "logout").await;
+    // logout-all
+    let name = crate::helpers::username("all");
+    a.register(&name).await;
+    let (s1, s2) = (a.login(&name).await, c.login(&name).await);
+    post_204(c, "/v1/auth/logout-all", &s1.access).await;
+    both(&sidecars, &s2.access, 401, "logout-all").await;
+    // logout-others
+    let name = crate::helpers::username("others");
+    a.register(&name).await;
+    let (keep, other) = (a.login(&name).await, bb.login(&name).await);
+    post_204(a, "/v1/auth/logout-others", &keep.access).await;
+    both(&sidecars, &other.access, 401, "logout-others").await;
+    both(
+        &sidecars,
+        &keep.access,
+        204,
+        "logout-others keeps the caller",
+    )
+    .await;
+    // admin revoke
+    let r = user(bb, "revoked").await;
+    let res = c
+        .post(
+            &format!("/v1/admin/users/{}/revoke-sessions", r.user_id),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    both(&sidecars, &r.access, 401, "admin revoke").await;
+    // lock: 403 account_locked, as Recall answers
+    let l = user(a, "locked").await;
+    let res = bb
+        .post(
+            &format!("/v1/admin/users/{}/lock", l.user_id),
+            Some(ADMIN_TOKEN),
+            json!({ "duration_secs": 600 }),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    both(&sidecars, &l.access, 403, "lock").await;
+    // password change (other sessions)
+    let name = crate::helpers::username("pw");
+    a.register(&name).await;
+    let (here, there) = (a.login(&name).await, c.login(&name).await);
+    let res = a
+        .post(
+            "/v1/auth/password",
+            Some(&here.access),
+            json!({ "current_password": crate::helpers::PASSWORD, "new_password": "another password 2" }),
+        )
+        .await;
+    assert_eq!(res.status, 204);
+    both(&sidecars, &there.access, 401, "password change").await;
+    // refresh-token reuse
+    let u = user(c, "reuse").await;
+    let rotated = refresh_res(a, &u.refresh).await;
+    assert_eq!(rotated.status, 200);
+    let again = refresh_res(bb, &u.refresh).await;
+    assert_eq!(again.status, 401);
+    assert!(again.body["error_description"]
+        .as_str()
+        .is_some_and(|d| d.contains("reuse")));
+    both(&sidecars, &u.access, 401, "refresh-token reuse").await;
+    let successor = rotated.body["access_token"].as_str().unwrap();
+    both(&sidecars, successor, 401, "reuse ends the whole session").await;
+    // compromised rotation: old tokens die, refreshed ones (new key) pass
+    let k = user(a, "key").await;
+    let res = c
+        .post(
+            "/v1/admin/keys/rotate",
+            Some(ADMIN_TOKEN),
+            json!({ "compromised": true }),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    both(&sidecars, &k.access, 401, "compromised rotation").await;
+    let renewed = refresh_res(bb, &k.refresh).await;
+    assert_eq!(renewed.status, 200);
+    let fresh = renewed.body["access_token"].as_str().unwrap();
+    both(&sidecars, fresh, 204, "a token of the new key").await;
+    // service revoke: the credential the sidecars use ends; they fail closed.
+    let list = a.get("/v1/admin/services", Some(ADMIN_TOKEN)).await;
+    let id = list.body["services"][0]["service_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let del = admin_delete(bb, &format!("/v1/admin/services/{id}")).await;
+    assert_eq!(del.status, 204);
+    for (i, v) in sidecars.iter().enumerate() {
+        let took = v.until(fresh, 503, Duration::from_secs(10)).await;
+        assert!(
+            took.is_some(),
+            "verifier {i} kept answering after its credential ended"
+        );
+    }
+    for v in sidecars {
+        v.stop().await;
+    }
+    for app in fleet {
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_is_resumed_elsewhere_without_missing_an_item() {
+    let b = Backend::new(Kind::Postgres).await;
+    let mut fleet = b.spawn_fleet(3).await;
+    let (_, token) = create_service(&fleet[0], "failover").await;
+    // The verifier follows A first, then B, then C.
+    let v = Sidecar::start(&upstreams(&fleet), &token, 5000).await;
+    let mut sessions: Vec<Session> = Vec::new();
+    for _ in 0..30 {
+        sessions.push(user(&fleet[1], "burst").await);
+    }
+    for s in &sessions {
+        assert_eq!(v.verify(&s.access).await.0, 204);
+    }
+    // A burst of revocations through B, with A killed in the middle.
+    let a = fleet.remove(0);
+    for (i, s) in sessions.iter().enumerate() {
+        if i == 10 {
+            a.running.stop().await;
+            break;
+        }
+        post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
+    }
+    for s in &sessions[10..] {
+        post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
+    }
+    for (i, s) in sessions.iter().enumerate() {
+        let took = v.until(&s.access, 401, Duration::from_secs(10)).await;
+        assert!(took.is_some(), "revocation {i} never reached the verifier");
+    }
+    let survivor = user(&fleet[1], "after").await;
+    assert_eq!(v.verify(&survivor.access).await.0, 204);
+    v.stop().await;
+    for app in fleet {
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
+    let b = Backend::new(Kind::Postgres).await;
+    let fleet = b.spawn_fleet(1).await;
+    let (_, token) = create_service(&fleet[0], "cut").await;
+    let proxy = Proxy::new(fleet[0].base.trim_start_matches("http://").to_owned()).await;
+    let staleness = 1500;
+    let v = Sidecar::start(
+        &[format!("http://127.0.0.1:{}", proxy.port)],
+        &token,
+        staleness,
+    )
+    .await;
+    let s = user(&fleet[0], "cut").await;
+    assert_eq!(v.verify(&s.access).await.0, 204);
+    proxy.cut();
+    let cut_at = tokio::time::Instant::now();
+    let took = v.until(&s.access, 503, Duration::from_secs(10)).await;
+    assert!(
+        took.is_some(),
+        "the verifier kept answering with the feed cut"
+    );
+    assert!(
+        cut_at.elapsed() <= Duration::from_millis(staleness + 3000),
+        "failed closed only after {:?}",
+        cut_at.elapsed()
+    );
+    // Revoked while cut: once the feed is back, the verifier knows.
+    let other = user(&fleet[0], "cut2").await;
+    post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
+    proxy.restore();
+    assert!(v
+        .until(&other.access, 204, Duration::from_secs(10))
+        .await
+        .is_some());
+    assert_eq!(v.verify(&s.access).await.0, 401);
+    v.stop().await;
+    for app in fleet {
+        app.stop().await;
+    }
+}

@@ -1,0 +1,295 @@
+//! Access tokens as a verifier sees them: the claims, the public keys by
+//! kid (from Recall's JWKS, or loaded by Recall itself), and verification:
+//! strict header checks, the EdDSA signature, the registered claims. Pure
+//! CPU; a cache of verified tokens skips the signature on a repeat.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The JWT `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// Clock leeway for `exp` and `nbf`, seconds.
+pub const LEEWAY_SECS: u64 = 10;
+/// Longest token worth parsing.
+const MAX_TOKEN_LEN: usize = 4096;
+/// Verified tokens remembered (by exact bytes) to skip the signature check.
+const VERIFIED_CACHE: usize = 65_536;
+
+/// A token that passed header, signature and claims checks, and its kid.
+pub type Verified = Arc<(Claims, String)>;
+
+/// Access-token claims: ids only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// User id.
+    pub sub: Uuid,
+    /// Session id.
+    pub sid: Uuid,
+    pub jti: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    /// Client type: web, mobile or service.
+    pub ctype: String,
+}
+
+/// Why a token failed verification (all answer 401 invalid_token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm not allowed")]
+    BadAlgorithm,
+    #[error("wrong token type")]
+    BadType,
+    #[error("unknown key id")]
+    UnknownKid,
+    #[error("unsupported critical header")]
+    Critical,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    BadIssuer,
+    #[error("wrong audience")]
+    BadAudience,
+    #[error("invalid claims")]
+    BadClaims,
+}
+
+impl TokenError {
+    /// A metric label for the failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Expired => "expired",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::BadAlgorithm => "bad_algorithm",
+            TokenError::BadType => "bad_type",
+            TokenError::Critical => "critical_header",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::BadIssuer => "bad_issuer",
+            TokenError::BadAudience => "bad_audience",
+            TokenError::BadClaims => "bad_claims",
+            TokenError::Malformed => "malformed",
+        }
+    }
+}
+
+/// The raw JOSE header, read strictly before any signature work.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// One key of a JSON Web Key Set (RFC 7517; OKP/Ed25519, RFC 8037).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default)]
+    pub crv: Option<String>,
+    #[serde(default)]
+    pub x: Option<String>,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub alg: Option<String>,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+struct PublicKey {
+    decoding: DecodingKey,
+    raw: Vec<u8>,
+}
+
+/// Public keys by kid, and token verification against them.
+pub struct Keyring {
+    issuers: Vec<String>,
+    audience: String,
+    validation: Validation,
+    keys: RwLock<HashMap<String, Arc<PublicKey>>>,
+    /// Exact token -> its verified claims. Only the signature and the
+    /// static claim checks are skipped on a hit: expiry is checked again,
+    /// and key status and revocation by the caller on every request.
+    verified: quick_cache::sync::Cache<String, Verified>,
+}
+
+impl Keyring {
+    /// An empty keyring for tokens of any of `issuers` meant for `audience`.
+    pub fn new(issuers: &[&str], audience: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(issuers);
+        validation.set_audience(&[audience]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Keyring {
+            issuers: issuers.iter().map(|s| s.to_string()).collect(),
+            audience: audience.to_owned(),
+            validation,
+            keys: RwLock::new(HashMap::new()),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE),
+        }
+    }
+
+    /// The issuers accepted (the first is the current one).
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+
+    /// The audience required.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Adds an Ed25519 public key (its 32 raw bytes, the JWK `x`); a kid
+    /// already known keeps its key (kids are never reused).
+    pub fn insert(&self, kid: &str, public: &[u8]) {
+        if self.keys.read().contains_key(kid) {
+            return;
+        }
+        let raw = public.to_vec();
+        let decoding = DecodingKey::from_ed_der(&raw);
+        self.keys
+            .write()
+            .insert(kid.to_owned(), Arc::new(PublicKey { decoding, raw }));
+    }
+
+    /// Adds every Ed25519 key of a JWKS; returns how many were new.
+    pub fn load_jwks(&self, jwks: &Jwks) -> usize {
+        let mut added = 0;
+        for jwk in &jwks.keys {
+            let (Some(kid), Some(x)) = (&jwk.kid, &jwk.x) else {
+                continue;
+            };
+            if jwk.kty != "OKP" || jwk.crv.as_deref() != Some("Ed25519") {
+                continue;
+            }
+            if jwk.alg.as_deref().is_some_and(|a| a != "EdDSA") {
+                continue;
+            }
+            let Ok(raw) = URL_SAFE_NO_PAD.decode(x) else {
+                continue;
+            };
+            if raw.len() != 32 || self.has(kid) {
+                continue;
+            }
+            self.insert(kid, &raw);
+            added += 1;
+        }
+        added
+    }
+
+    /// Whether `kid`'s key is here.
+    pub fn has(&self, kid: &str) -> bool {
+        self.keys.read().contains_key(kid)
+    }
+
+    /// The public key bytes of `kid`, as inserted.
+    pub fn public_key(&self, kid: &str) -> Option<Vec<u8>> {
+        self.keys.read().get(kid).map(|k| k.raw.clone())
+    }
+
+    /// `verify` through the cache of verified tokens, at `now` (seconds).
+    pub fn verify_cached(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        let leeway = LEEWAY_SECS as i64;
+        if let Some(hit) = self.verified.get(token) {
+            if hit.0.exp + leeway < now {
+                return Err(TokenError::Expired);
+            }
+            if hit.0.nbf - leeway > now {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(hit);
+        }
+        let verified: Verified = Arc::new(self.verify(token)?);
+        if verified.0.exp + leeway >= now {
+            self.verified.insert(token.to_owned(), verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// The kid a token names, read from its header alone (no trust).
+    pub fn kid_of(token: &str) -> Option<String> {
+        let header_b64 = token.split('.').next()?;
+        let json = URL_SAFE_NO_PAD.decode(header_b64).ok()?;
+        serde_json::from_slice::<RawHeader>(&json).ok()?.kid
+    }
+
+    /// Verifies header, signature and claims; returns the claims and kid.
+    /// Revocation is the caller's next step (`RevocationState::check`).
+    pub fn verify(&self, token: &str) -> Result<(Claims, String), TokenError> {
+        if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+            return Err(TokenError::Malformed);
+        }
+        let header_b64 = token.split('.').next().ok_or(TokenError::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: RawHeader =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        // The algorithm is pinned (every Recall key is EdDSA): `none`,
+        // HS256-with-the-public-key and friends stop here.
+        if header.alg != "EdDSA" {
+            return Err(TokenError::BadAlgorithm);
+        }
+        if header.typ.as_deref() != Some(ACCESS_TYP) {
+            return Err(TokenError::BadType);
+        }
+        // No extensions are understood, so any `crit` is refused (RFC 7515 4.1.11).
+        if header.crit.is_some() {
+            return Err(TokenError::Critical);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKid)?;
+        let key = self
+            .keys
+            .read()
+            .get(&kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(
+            |e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature | K::InvalidEddsaKey => TokenError::BadSignature,
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::ImmatureSignature => TokenError::NotYetValid,
+                    K::InvalidIssuer => TokenError::BadIssuer,
+                    K::InvalidAudience => TokenError::BadAudience,
+                    K::InvalidAlgorithm => TokenError::BadAlgorithm,
+                    K::MissingRequiredClaim(_) | K::Json(_) => TokenError::BadClaims,
+                    _ => TokenError::Malformed,
+                }
+            },
+        )?;
+        Ok((data.claims, kid))
+    }
+}
+
+/// Base64url (no padding) of bytes, as in JWKs.
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
