@@ -24,12 +24,7 @@ MISS_TOKENS=${BENCH_MISS_TOKENS:-240000}
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
 
 ensure_wrk() {
-  command -v wrk >/dev/null 2>&1 && return
-  [ "$(id -u)" = 0 ] || die "wrk is missing; install Debian's wrk package"
-  log "installing wrk (apt-get)"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  command -v wrk >/dev/null 2>&1 || die "wrk did not install"
+  ensure_package wrk wrk
 }
 
 # --- setup -------------------------------------------------------------------

@@ -101,3 +101,21 @@ ensure_test_urls() {
     die "cannot PING with RECALL_TEST_REDIS_URL"
   log "RECALL_TEST_DATABASE_URL and RECALL_TEST_REDIS_URL answer"
 }
+
+# --- packages -----------------------------------------------------------------
+
+# Installs Debian package PKG (apt-get) unless COMMAND is already on PATH or
+# at one of the usual sbin places; dies if that does not work.
+ensure_package() {
+  local command=$1 pkg=$2
+  if command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ]; then
+    return
+  fi
+  [ "$(id -u)" = 0 ] || die "$command is missing; install Debian's $pkg package"
+  log "installing $pkg (apt-get)"
+  apt-get update -qq >/dev/null || log "apt-get update failed; trying the install anyway"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null ||
+    die "apt-get could not install $pkg"
+  command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ] ||
+    die "$pkg installed but $command is not there"
+}

@@ -37,6 +37,8 @@ ensure_postgres
 ensure_redis
 
 ensure_test_urls
+# nginx runs auth_request against the verifier sidecar (tests/api/nginx.rs).
+ensure_package nginx nginx
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 # A PostgreSQL with ssl = on and a Redis with a TLS port, certificates from a

@@ -12,12 +12,14 @@ mod helpers;
 mod http_errors;
 mod keys;
 mod limits;
+mod nginx;
 mod sessions;
 mod startup;
 mod store_contract;
 mod tls;
 mod tokens;
 mod trust;
+mod verifier_crate;
 mod verifiers;
 
 /// Runs an `async fn(Kind)` test once per store.

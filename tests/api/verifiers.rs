@@ -19,6 +19,24 @@ use crate::helpers::{eventually, refresh_res, Backend, Kind, Session, TestApp, A
 /// measures the real figure).
 const BOUND: Duration = Duration::from_secs(3);
 
+/// Reads a child's stdout until the line `prefix<port>`; returns the port.
+pub async fn port_from(child: &mut Child, prefix: &str) -> u16 {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(p) = line.strip_prefix(prefix) {
+                return p.trim().parse::<u16>().ok();
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("the process never printed {prefix:?}"))
+}
+
 /// A `recall verifier` process.
 pub struct Sidecar {
     child: Child,
@@ -38,20 +56,7 @@ impl Sidecar {
             .kill_on_drop(true)
             .spawn()
             .expect("recall verifier starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let port = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(p) = line.strip_prefix("recall verifier listening on port ") {
-                    return p.trim().parse::<u16>().ok();
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .expect("the sidecar prints its port");
+        let port = port_from(&mut child, "recall verifier listening on port ").await;
         let sidecar = Sidecar {
             child,
             base: format!("http://127.0.0.1:{port}"),
