@@ -33,6 +33,10 @@ const REVOKED: usize = 10_000;
 
 struct Fixture {
     _rt: tokio::runtime::Runtime,
+    /// Recall over HTTP, for the verifier crate to follow.
+    _server: recall::server::Running,
+    /// The verifier crate, following `_server`'s feed.
+    verifier: recall_verifier::Verifier,
     dir: PathBuf,
     recall: Arc<Recall>,
     kid: String,
@@ -112,8 +116,42 @@ impl Fixture {
             ctype: "web".into(),
         };
         let token = recall.sync().keyring().issue(&kid, &claims).expect("issue");
+        // The verifier crate as an API embeds it: JWKS and the feed over
+        // HTTP from a real server, then every check from memory.
+        let (server, verifier) = rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let server = recall::server::Application::with_core(
+                listener,
+                recall.clone(),
+                Vec::new(),
+                1,
+                false,
+            )
+            .expect("server")
+            .spawn();
+            let (_, service) = recall
+                .feed()
+                .create_service("bench", &Meta::system())
+                .await
+                .expect("service");
+            let config = recall_verifier::Config::new(vec![server.url()], service);
+            let verifier = recall_verifier::Verifier::new(config).expect("verifier");
+            verifier.start();
+            for _ in 0..200 {
+                if verifier.is_fresh() && verifier.authenticate(&token).is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            verifier
+                .authenticate(&token)
+                .expect("the verifier caught up");
+            (server, verifier)
+        });
         Fixture {
             _rt: rt,
+            _server: server,
+            verifier,
             dir,
             recall,
             kid,
@@ -231,6 +269,12 @@ fn bench(c: &mut Criterion, f: &Fixture) {
             BatchSize::SmallInput,
         )
     });
+
+    // The verifier crate in someone else's API, cache hit: the same path
+    // (staleness, cached verification, the shared fold's check).
+    g.bench_function("verifier_hit", |b| {
+        b.iter(|| f.verifier.authenticate(black_box(&f.token)).expect("hit"))
+    });
     g.finish();
 }
 
@@ -241,6 +285,10 @@ fn main() {
         let _ = fixture.recall.sync().keyring().verify(&fixture.token);
         extract(&fixture.request(&fixture.token));
         extract(&fixture.request(&fixture.fresh_token()));
+        fixture
+            .verifier
+            .authenticate(&fixture.token)
+            .expect("verifier");
         println!("bench extractor: smoke run ok (use `cargo bench --bench extractor` to measure)");
         return;
     }

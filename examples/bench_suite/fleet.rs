@@ -11,12 +11,16 @@ pub(super) async fn fleet(cli: &Cli, revocations: usize) -> anyhow::Result<Value
     result
 }
 
-pub(super) async fn fleet_on(cli: &Cli, db: &BenchDb, revocations: usize) -> anyhow::Result<Value> {
+/// `n` instances on `db` sharing a fresh Redis channel, each with its tasks.
+pub(super) async fn start_nodes(
+    cli: &Cli,
+    db: &BenchDb,
+    n: usize,
+) -> anyhow::Result<Vec<(Arc<Recall>, Vec<JoinHandle<()>>)>> {
     let master = MasterKey::generate();
     let channel = format!("recall:bench:{}", Uuid::new_v4().simple());
     let mut nodes = Vec::new();
-    let mut tasks = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..n {
         let mut s = settings(&cli.dir, Some(db.url.clone()), master.clone())?;
         s.redis_url = Some(cli.redis.clone());
         s.redis_channel = channel.clone();
@@ -24,7 +28,15 @@ pub(super) async fn fleet_on(cli: &Cli, db: &BenchDb, revocations: usize) -> any
         store.migrate().await?;
         let bus: Arc<dyn Bus> =
             Arc::new(RedisBus::new(&cli.redis, &channel, s.notice_auth(), None)?);
-        let (node, t) = Recall::start_with(s, store, bus).await?;
+        nodes.push(Recall::start_with(s, store, bus).await?);
+    }
+    Ok(nodes)
+}
+
+pub(super) async fn fleet_on(cli: &Cli, db: &BenchDb, revocations: usize) -> anyhow::Result<Value> {
+    let mut nodes = Vec::new();
+    let mut tasks = Vec::new();
+    for (node, t) in start_nodes(cli, db, 3).await? {
         nodes.push(node);
         tasks.extend(t);
     }

@@ -19,6 +19,7 @@ mod flood;
 mod login;
 mod report;
 mod startup;
+mod verifiers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,6 +101,11 @@ enum Cmd {
         binary: PathBuf,
         #[arg(long, default_value_t = 400)]
         requests: usize,
+    },
+    /// Propagation from a fleet to two verifiers following its feed.
+    Verifiers {
+        #[arg(long, default_value_t = 500)]
+        revocations: usize,
     },
     Report {
         /// Directory holding the other subcommands' JSON and wrk's lines.
@@ -229,6 +235,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = match &cli.cmd {
         Cmd::Fleet { revocations } => fleet::fleet(&cli, *revocations).await?,
+        Cmd::Verifiers { revocations } => verifiers::verifiers(&cli, *revocations).await?,
         Cmd::Login {
             secs,
             rounds,

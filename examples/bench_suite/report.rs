@@ -292,6 +292,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         ("2. Recall::authenticate, cache miss", "authenticate_miss"),
         ("2. Authenticated extractor, cache hit", "extractor_hit"),
         ("2. Authenticated extractor, cache miss", "extractor_miss"),
+        ("11. recall-verifier crate, cache hit", "verifier_hit"),
     ];
     let mut micro_json = serde_json::Map::new();
     for (label, name) in micro {
@@ -312,6 +313,30 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         ));
     }
 
+    if let (Some(v), Some(x)) = (micro_ns("verifier_hit"), micro_ns("extractor_hit")) {
+        rows.push(row(
+            "11. verifier crate vs in-process extractor (cache hit)",
+            format!("{} vs {}", time_text(v), time_text(x)),
+            "≤ 1 µs, about the extractor's",
+            Some(v <= 1000.0),
+            "criterion means: Verifier::authenticate (staleness, cached verification, the shared fold's check) against Recall's own Authenticated extractor".into(),
+        ));
+    }
+    let followers = read_json(&results.join("verifiers.json"));
+    let vp99 = num(&followers["p99_ms"]);
+    rows.push(row(
+        "11. propagation to verifiers (p50 / p99 / max)",
+        match (num(&followers["p50_ms"]), vp99, num(&followers["max_ms"])) {
+            (Some(p50), Some(p99), Some(max)) => format!("{p50:.2} / {p99:.2} / {max:.2} ms"),
+            _ => "not measured".into(),
+        },
+        "p99 ≤ 10 ms",
+        vp99.map(|p| p <= 10.0),
+        format!(
+            "{} revocations one at a time through C of a 3-instance fleet (PostgreSQL + Redis); two recall-verifier instances following A's and B's SSE feeds; from C's answer until both reject; {} not within 2 s",
+            followers["revocations"], followers["not_within_2s"]
+        ),
+    ));
     let p99 = num(&fleet["p99_ms"]);
     rows.push(row(
         "3. propagation A → B and C (p50 / p99 / max)",
@@ -536,6 +561,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         },
         "micro_ns": micro_json,
         "propagation": fleet,
+        "propagation_to_verifiers": followers,
         "login": login,
         "startup": startup,
         "memory": memory,
