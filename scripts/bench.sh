@@ -172,6 +172,12 @@ request_path() {
 }
 measure "1. request path: wrk -t$WRK_THREADS -c$WRK_CONNS, $WRK_ROUNDS interleaved rounds of ${WRK_SECS}s per guard" request_path
 
+# --- 11. sidecar through nginx ----------------------------------------------------
+
+# shellcheck source=scripts/bench_nginx.sh
+source "$ROOT/scripts/bench_nginx.sh"
+measure "11. nginx auth_request through the sidecar vs nginx with no auth" nginx_sidecar
+
 # --- 3-5. fleet, login, start-up, memory -----------------------------------------
 
 suite() { # name subcommand args...

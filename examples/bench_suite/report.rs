@@ -322,6 +322,22 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
             "criterion means: Verifier::authenticate (staleness, cached verification, the shared fold's check) against Recall's own Authenticated extractor".into(),
         ));
     }
+    let (none, side) = (
+        best_round(results, "nginx_none"),
+        best_round(results, "nginx_sidecar"),
+    );
+    if let (Some(n), Some(sc)) = (num(&none["rps"]), num(&side["rps"])) {
+        rows.push(row(
+            "11. nginx + sidecar vs nginx with no auth",
+            format!("{:.2} ({})", sc / n, wrk_text(&side)),
+            "a ratio, in one run",
+            None,
+            format!(
+                "wrk through nginx auth_request to `recall verifier` (examples/nginx/recall-verifier.conf) against the same nginx proxying with no auth ({}); one live token",
+                wrk_text(&none)
+            ),
+        ));
+    }
     let followers = read_json(&results.join("verifiers.json"));
     let vp99 = num(&followers["p99_ms"]);
     rows.push(row(
@@ -562,6 +578,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         "micro_ns": micro_json,
         "propagation": fleet,
         "propagation_to_verifiers": followers,
+        "nginx": { "none": none, "sidecar": side },
         "login": login,
         "startup": startup,
         "memory": memory,
