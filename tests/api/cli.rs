@@ -506,3 +506,22 @@ async fn help_never_prints_secrets() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_create_and_revoke_a_service_credential() {
+    let b = Backend::new(Kind::Postgres).await;
+    let app = instance(&b).await;
+    let made = run_one(&b, &["create-service", "orders-api"]).await;
+    let token = made["token"].as_str().unwrap().to_owned();
+    let id = made["service_id"].as_str().unwrap().to_owned();
+    assert_eq!(made["name"], "orders-api");
+    assert_eq!(app.get("/v1/revocations", Some(&token)).await.status, 200);
+    let listed = app.get("/v1/admin/services", Some(ADMIN_TOKEN)).await;
+    assert_eq!(listed.body["services"][0]["service_id"], id.as_str());
+    let ended = run_one(&b, &["revoke-service", &id]).await;
+    assert_eq!(ended["revoked"], true);
+    assert_eq!(app.get("/v1/revocations", Some(&token)).await.status, 401);
+    let audit = events(&app, "type=service_created").await;
+    assert_eq!(audit[0]["actor"], "cli");
+    app.stop().await;
+}

@@ -218,10 +218,10 @@ async fn the_feed_gives_a_window_then_items_by_cursor(kind: Kind) {
 /// Reads SSE messages until `pred` holds for one (or `limit` passes).
 async fn read_until(
     stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    parser: &mut recall_verifier::client::SseParser,
+    parser: &mut recall_verifier::sse::SseParser,
     limit: Duration,
-    pred: impl Fn(&recall_verifier::client::SseMessage) -> bool,
-) -> Option<recall_verifier::client::SseMessage> {
+    pred: impl Fn(&recall_verifier::sse::SseMessage) -> bool,
+) -> Option<recall_verifier::sse::SseMessage> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let left = deadline.checked_duration_since(tokio::time::Instant::now())?;

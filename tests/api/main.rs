@@ -15,6 +15,7 @@ mod limits;
 mod nginx;
 mod sessions;
 mod startup;
+mod store_concurrency;
 mod store_contract;
 mod tls;
 mod tokens;

@@ -14,7 +14,8 @@ use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 
-use crate::client::{Principal, Verifier, VerifyError};
+use crate::client::Verifier;
+use crate::error::{Principal, VerifyError};
 
 /// A caller whose bearer token passed: signature, claims, not revoked,
 /// and the verifier is fresh.

@@ -18,8 +18,10 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::state::{Kind, Rejection, Revocation, RevocationState};
-use crate::token::{Jwks, Keyring, TokenError, Verified};
+use crate::error::{Principal, VerifyError};
+use crate::sse::SseParser;
+use crate::state::{Kind, Revocation, RevocationState};
+use crate::token::{Jwks, Keyring, TokenError};
 
 /// Shortest time between two JWKS fetches caused by an unknown `kid`.
 pub const JWKS_REFRESH_MIN: Duration = Duration::from_secs(3);
@@ -56,56 +58,6 @@ impl Config {
             max_staleness: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
         }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    /// The verified claims and the signing kid.
-    pub verified: Verified,
-}
-
-/// Why a request is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    /// No token, or not `Authorization: Bearer <token>`.
-    #[error("missing bearer token")]
-    Missing,
-    #[error("{0}")]
-    Token(TokenError),
-    #[error("the token was revoked")]
-    Revoked(Rejection),
-    /// Nothing heard from Recall within the staleness bound: fail closed.
-    #[error("revocation state is stale; retry shortly")]
-    Stale,
-}
-
-impl VerifyError {
-    /// The HTTP status for this refusal: 401, 403 (locked) or 503 (stale).
-    pub fn status(&self) -> u16 {
-        match self {
-            VerifyError::Stale => 503,
-            VerifyError::Revoked(Rejection::UserLocked { .. }) => 403,
-            _ => 401,
-        }
-    }
-
-    /// The error code, as Recall words it.
-    pub fn code(&self) -> &'static str {
-        match self {
-            VerifyError::Stale => "unavailable",
-            VerifyError::Revoked(Rejection::UserLocked { .. }) => "account_locked",
-            _ => "invalid_token",
-        }
-    }
-
-    /// The JSON error body Recall answers with.
-    pub fn body(&self) -> String {
-        serde_json::json!({ "error": self.code(), "error_description": self.to_string() })
-            .to_string()
     }
 }
 
@@ -171,69 +123,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Splits an SSE byte stream into messages (event, id, data).
-#[derive(Default)]
-pub struct SseParser {
-    buf: String,
-    event: Option<String>,
-    id: Option<String>,
-    data: String,
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseMessage {
-    pub event: String,
-    pub id: Option<String>,
-    pub data: String,
-}
-
-impl SseParser {
-    /// Feeds bytes; returns every message they complete. Invalid UTF-8 is
-    /// replaced, so hostile bytes end as a JSON error, never a panic.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
-        self.buf.push_str(&String::from_utf8_lossy(bytes));
-        let mut out = Vec::new();
-        while let Some(pos) = self.buf.find('\n') {
-            let line: String = self.buf.drain(..=pos).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() || self.event.is_some() {
-                    out.push(SseMessage {
-                        event: self.event.take().unwrap_or_else(|| "message".into()),
-                        id: self.id.take(),
-                        data: std::mem::take(&mut self.data)
-                            .trim_end_matches('\n')
-                            .to_owned(),
-                    });
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line, ""),
-            };
-            match field {
-                "event" => self.event = Some(value.to_owned()),
-                "id" => self.id = Some(value.to_owned()),
-                "data" => {
-                    self.data.push_str(value);
-                    self.data.push('\n');
-                }
-                _ => {}
-            }
-        }
-        // A line longer than this is not Recall talking: drop it.
-        if self.buf.len() > 1 << 20 {
-            self.buf.clear();
-        }
-        out
-    }
 }
 
 impl Verifier {
@@ -664,45 +553,6 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_messages_split_across_chunks_and_comments_are_skipped() {
-        let mut p = SseParser::default();
-        assert!(p.feed(b": hello\n\nid: 7\nevent: revo").is_empty());
-        let msgs = p.feed(b"cations\ndata: []\n\nevent: head\nid: 9\ndata: {\"head_seq\":9}\n\n");
-        assert_eq!(
-            msgs,
-            vec![
-                SseMessage {
-                    event: "revocations".into(),
-                    id: Some("7".into()),
-                    data: "[]".into()
-                },
-                SseMessage {
-                    event: "head".into(),
-                    id: Some("9".into()),
-                    data: "{\"head_seq\":9}".into()
-                },
-            ]
-        );
-        // Hostile bytes: no panic, and the next message still parses.
-        assert!(p.feed(&[0xff, 0xfe, b'\n', b'\n']).is_empty());
-        assert_eq!(p.feed(b"event: head\r\ndata: x\r\n\r\n").len(), 1);
-    }
-
-    #[test]
-    fn refusals_map_to_recall_statuses() {
-        assert_eq!(VerifyError::Stale.status(), 503);
-        assert_eq!(
-            VerifyError::Revoked(Rejection::UserLocked { until: 1 }).status(),
-            403
-        );
-        assert_eq!(
-            VerifyError::Revoked(Rejection::SessionRevoked).status(),
-            401
-        );
-        assert_eq!(VerifyError::Missing.code(), "invalid_token");
-    }
 
     #[test]
     fn a_new_verifier_refuses_everything_until_it_has_heard_recall() {

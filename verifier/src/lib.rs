@@ -19,6 +19,8 @@ pub mod token;
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod error;
+pub mod sse;
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -27,6 +29,7 @@ pub mod actix;
 pub mod tower;
 
 #[cfg(feature = "client")]
-pub use client::{Config, Principal, Verifier, VerifyError};
+pub use client::{Config, Verifier};
+pub use error::{Principal, VerifyError};
 pub use state::{KeyStatus, Kind, Rejection, Revocation, RevocationState};
 pub use token::{Claims, Keyring, TokenError};

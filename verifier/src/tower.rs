@@ -15,7 +15,8 @@ use std::task::{Context, Poll};
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::client::{Verifier, VerifyError};
+use crate::client::Verifier;
+use crate::error::VerifyError;
 
 /// Wraps a service with token verification.
 #[derive(Clone)]
