@@ -18,6 +18,7 @@ pub mod random;
 pub mod server;
 pub mod service;
 pub mod sidecar;
+pub mod ssf;
 pub mod state;
 pub mod store;
 pub mod sync;

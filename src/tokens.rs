@@ -92,10 +92,21 @@ impl Keyring {
 
     /// Signs `claims` with `kid`.
     pub fn issue(&self, kid: &str, claims: &Claims) -> Result<String, TokenError> {
+        self.sign_json(kid, ACCESS_TYP, claims)
+    }
+
+    /// Signs any claims with `kid` under the JWT `typ` given (`at+jwt` for
+    /// access tokens, `secevent+jwt` for Security Event Tokens).
+    pub fn sign_json(
+        &self,
+        kid: &str,
+        typ: &str,
+        claims: &impl serde::Serialize,
+    ) -> Result<String, TokenError> {
         let signing = self.signing.read();
         let encoding = signing.get(kid).ok_or(TokenError::UnknownKid)?;
         let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TYP.to_owned());
+        header.typ = Some(typ.to_owned());
         header.kid = Some(kid.to_owned());
         jsonwebtoken::encode(&header, claims, encoding).map_err(|_| TokenError::Malformed)
     }

@@ -14,6 +14,7 @@ mod keys;
 mod limits;
 mod nginx;
 mod sessions;
+mod ssf;
 mod startup;
 mod store_concurrency;
 mod store_contract;
