@@ -78,6 +78,7 @@ pub enum Missing {
     User,
     Session,
     Service,
+    Stream,
     Resource,
 }
 
@@ -87,6 +88,7 @@ impl std::fmt::Display for Missing {
             Missing::User => "user",
             Missing::Session => "session",
             Missing::Service => "service",
+            Missing::Stream => "stream",
             Missing::Resource => "resource",
         })
     }

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod ssf;
 pub mod users;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -146,6 +147,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             one("/v1/admin/services/{service_id}", Method::DELETE)
                 .route(web::delete().to(feed::revoke_service)),
         )
+        .service(
+            one("/.well-known/ssf-configuration", Method::GET).route(web::get().to(ssf::metadata)),
+        )
+        .service(
+            web::resource("/ssf/streams")
+                .route(web::post().to(ssf::create))
+                .route(web::get().to(ssf::read))
+                .route(web::patch().to(ssf::update))
+                .route(web::put().to(ssf::replace))
+                .route(web::delete().to(ssf::delete))
+                .default_service(web::to(|| {
+                    not_allowed_many("DELETE, GET, PATCH, POST, PUT")
+                })),
+        )
+        .service(
+            web::resource("/ssf/status")
+                .route(web::get().to(ssf::status))
+                .route(web::post().to(ssf::set_status))
+                .default_service(web::to(|| not_allowed_many("GET, POST"))),
+        )
+        .service(one("/ssf/poll/{stream_id}", Method::POST).route(web::post().to(ssf::poll)))
+        .service(one("/v1/admin/ssf/streams", Method::GET).route(web::get().to(ssf::admin_streams)))
         .service(one("/v1/revocations", Method::GET).route(web::get().to(feed::page)))
         .service(one("/v1/revocations/stream", Method::GET).route(web::get().to(feed::stream)))
         .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))

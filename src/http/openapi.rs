@@ -13,7 +13,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, feed, oauth, ops, users};
+use super::{admin, feed, oauth, ops, ssf, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,16 @@ use super::{admin, feed, oauth, ops, users};
         feed::services,
         feed::revoke_service,
         feed::page,
+        ssf::metadata,
+        ssf::create,
+        ssf::read,
+        ssf::update,
+        ssf::replace,
+        ssf::delete,
+        ssf::status,
+        ssf::set_status,
+        ssf::poll,
+        ssf::admin_streams,
         feed::stream,
         ops::jwks,
         oauth::metadata,
@@ -67,6 +77,7 @@ use super::{admin, feed, oauth, ops, users};
         (name = "sessions", description = "A user's own sessions"),
         (name = "admin", description = "Emergency controls and the audit log (admin only)"),
         (name = "feed", description = "The revocation feed verifiers fold (a service credential or admin)"),
+        (name = "ssf", description = "Shared Signals (SSF 1.0): streams for receivers with a service credential"),
         (name = "standards", description = "JWKS, RFC 7009 revocation, RFC 7662 introspection"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

@@ -30,6 +30,7 @@ pub mod feed;
 mod inputs;
 mod outbox;
 mod queries;
+pub mod signals;
 mod verifier;
 
 pub use admin::Admin;
@@ -38,6 +39,7 @@ pub use feed::{Feed, FeedCaller, FeedPage};
 pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
 pub use queries::{AdminIdentity, Readiness, SessionView};
+pub use signals::Signals;
 pub use verifier::Verifier;
 
 /// The running core, wired once: the user-facing service (`auth`), the
@@ -49,6 +51,7 @@ pub struct Recall {
     auth: Auth,
     admin: Admin,
     feed: Feed,
+    signals: Signals,
 }
 
 impl std::ops::Deref for Recall {
@@ -211,6 +214,7 @@ impl Recall {
             auth: Auth { core: core.clone() },
             admin: Admin { core: core.clone() },
             feed: Feed { core: core.clone() },
+            signals: Signals { core: core.clone() },
             core,
         });
         Ok((recall, tasks))
@@ -224,6 +228,11 @@ impl Recall {
     /// The emergency controls and the audit log.
     pub fn admin(&self) -> &Admin {
         &self.admin
+    }
+
+    /// Shared Signals streams (SSF 1.0).
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// The revocation feed and the service credentials that read it.

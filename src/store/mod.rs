@@ -10,6 +10,7 @@ mod rows;
 mod services;
 pub mod sql;
 pub mod sqlite;
+mod ssf;
 mod throttle;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use records::{
     SessionRecord, Snapshot, Throttle, UserRecord,
 };
 pub use services::ServiceRecord;
+pub use ssf::StreamRecord;
 pub use throttle::PASSWORD_FAILURES_PER_SESSION;
 
 /// What can go wrong in the store.

@@ -46,6 +46,16 @@ async fn undeclared_methods_get_405_with_allow() {
         ("GET", "/v1/admin/services"),
         ("DELETE", "/v1/admin/services/{service_id}"),
         ("GET", "/v1/revocations"),
+        ("GET", "/.well-known/ssf-configuration"),
+        ("POST", "/ssf/streams"),
+        ("GET", "/ssf/streams"),
+        ("PATCH", "/ssf/streams"),
+        ("PUT", "/ssf/streams"),
+        ("DELETE", "/ssf/streams"),
+        ("GET", "/ssf/status"),
+        ("POST", "/ssf/status"),
+        ("POST", "/ssf/poll/{stream_id}"),
+        ("GET", "/v1/admin/ssf/streams"),
         ("GET", "/v1/revocations/stream"),
         ("POST", "/oauth/revoke"),
         ("POST", "/oauth/introspect"),
@@ -71,7 +81,8 @@ async fn undeclared_methods_get_405_with_allow() {
         let concrete = t
             .replace("{session_id}", &id.to_string())
             .replace("{user_id}", &id.to_string())
-            .replace("{service_id}", &id.to_string());
+            .replace("{service_id}", &id.to_string())
+            .replace("{stream_id}", &id.to_string());
         routes.entry(concrete).or_default().push(m);
     }
     for (path, served) in &routes {
@@ -375,9 +386,10 @@ async fn openapi_document_is_complete() {
             ]
             .iter()
             .any(|p| path.starts_with(p));
+            let receiver = path.starts_with("/ssf/");
             assert_eq!(
                 secured,
-                admin || user || path == "/v1/users",
+                admin || user || receiver || path == "/v1/users",
                 "{what}: security"
             );
             if secured {

@@ -1,0 +1,15 @@
+-- SSF 1.0 event streams: one per receiver registration. The cursor is the
+-- last (seq, index) of the log's security events this stream has had
+-- delivered (push) or acknowledged (poll): at least once, in log order.
+CREATE TABLE ssf_streams (
+    id                   TEXT   PRIMARY KEY,
+    service_id           TEXT   NOT NULL,
+    config               TEXT   NOT NULL,
+    status               TEXT   NOT NULL,
+    reason               TEXT,
+    cursor_seq           BIGINT NOT NULL,
+    cursor_index         BIGINT NOT NULL,
+    created_at           BIGINT NOT NULL,
+    updated_at           BIGINT NOT NULL
+);
+CREATE INDEX ssf_streams_service ON ssf_streams (service_id);

@@ -1,0 +1,154 @@
+//! SSF event streams as the store keeps them: the receiver's configuration
+//! (JSON), its status, and its delivery cursor.
+
+use uuid::Uuid;
+
+use super::sql::Row;
+use super::{Store, StoreError};
+
+/// One stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    pub id: Uuid,
+    /// The service credential that registered it (and alone manages it).
+    pub service_id: Uuid,
+    /// The receiver-facing configuration (SSF 1.0 stream configuration).
+    pub config: serde_json::Value,
+    /// `enabled`, `paused` or `disabled`.
+    pub status: String,
+    pub reason: Option<String>,
+    /// The last (seq, index) delivered or acknowledged.
+    pub cursor: (i64, i64),
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLS: &str =
+    "id, service_id, config, status, reason, cursor_seq, cursor_index, created_at, updated_at";
+
+fn stream(r: &Row) -> Result<StreamRecord, StoreError> {
+    let config = serde_json::from_str(&r.text(2)?)
+        .map_err(|e| StoreError::Corrupt(format!("stream config: {e}")))?;
+    Ok(StreamRecord {
+        id: r.uuid(0)?,
+        service_id: r.uuid(1)?,
+        config,
+        status: r.text(3)?,
+        reason: r.opt_text(4)?,
+        cursor: (r.int(5)?, r.int(6)?),
+        created_at: r.int(7)?,
+        updated_at: r.int(8)?,
+    })
+}
+
+impl Store {
+    /// Stores a new stream.
+    pub async fn create_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            &format!(
+                "INSERT INTO ssf_streams ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            &[
+                s.id.into(),
+                s.service_id.into(),
+                s.config.to_string().into(),
+                s.status.as_str().into(),
+                s.reason.clone().into(),
+                s.cursor.0.into(),
+                s.cursor.1.into(),
+                s.created_at.into(),
+                s.updated_at.into(),
+            ],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// The streams of one service (receiver), oldest first.
+    pub async fn streams_of(&self, service_id: Uuid) -> Result<Vec<StreamRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql =
+            format!("SELECT {COLS} FROM ssf_streams WHERE service_id = $1 ORDER BY created_at, id");
+        let rows = tx.query(&sql, &[service_id.into()]).await?;
+        rows.iter().map(stream).collect()
+    }
+
+    /// Every stream (the admin view), oldest first.
+    pub async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql = format!("SELECT {COLS} FROM ssf_streams ORDER BY created_at, id");
+        let rows = tx.query(&sql, &[]).await?;
+        rows.iter().map(stream).collect()
+    }
+
+    /// One stream, if `service_id` owns it.
+    pub async fn stream_of(
+        &self,
+        service_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<StreamRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql = format!("SELECT {COLS} FROM ssf_streams WHERE id = $1 AND service_id = $2");
+        let rows = tx.query(&sql, &[id.into(), service_id.into()]).await?;
+        rows.first().map(stream).transpose()
+    }
+
+    /// Replaces a stream's configuration, status and cursor (the service
+    /// decides them; the row must exist and be the service's).
+    pub async fn update_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = tx
+            .exec(
+                "UPDATE ssf_streams SET config = $3, status = $4, reason = $5, cursor_seq = $6, \
+                 cursor_index = $7, updated_at = $8 WHERE id = $1 AND service_id = $2",
+                &[
+                    s.id.into(),
+                    s.service_id.into(),
+                    s.config.to_string().into(),
+                    s.status.as_str().into(),
+                    s.reason.clone().into(),
+                    s.cursor.0.into(),
+                    s.cursor.1.into(),
+                    s.updated_at.into(),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await
+    }
+
+    /// Moves a stream's cursor forward (never back) to `to`.
+    pub async fn advance_stream(
+        &self,
+        id: Uuid,
+        to: (i64, i64),
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            "UPDATE ssf_streams SET cursor_seq = $2, cursor_index = $3, updated_at = $4 \
+             WHERE id = $1 AND (cursor_seq < $2 OR (cursor_seq = $2 AND cursor_index < $3))",
+            &[id.into(), to.0.into(), to.1.into(), now.into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Deletes a stream of `service_id`.
+    pub async fn delete_stream(&self, service_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = tx
+            .exec(
+                "DELETE FROM ssf_streams WHERE id = $1 AND service_id = $2",
+                &[id.into(), service_id.into()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await
+    }
+}
