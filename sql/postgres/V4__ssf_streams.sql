@@ -10,6 +10,12 @@ CREATE TABLE ssf_streams (
     cursor_seq           BIGINT NOT NULL,
     cursor_index         BIGINT NOT NULL,
     created_at           BIGINT NOT NULL,
-    updated_at           BIGINT NOT NULL
+    updated_at           BIGINT NOT NULL,
+    -- Push delivery: exactly one instance delivers a stream at a time (the
+    -- lease), and a failing receiver is retried with backoff.
+    lease_owner          TEXT,
+    lease_until          BIGINT,
+    failures             BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at      BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX ssf_streams_service ON ssf_streams (service_id);

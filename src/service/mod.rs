@@ -29,6 +29,7 @@ mod auth;
 pub mod feed;
 mod inputs;
 mod outbox;
+pub mod push;
 mod queries;
 pub mod signals;
 mod verifier;
@@ -215,8 +216,16 @@ impl Recall {
             admin: Admin { core: core.clone() },
             feed: Feed { core: core.clone() },
             signals: Signals { core: core.clone() },
-            core,
+            core: core.clone(),
         });
+        {
+            // SSF push delivery (RFC 8935), off the write path; a lease in
+            // the store picks one instance per stream.
+            let signals = Signals { core };
+            tasks.push(tokio::spawn(async move {
+                signals.run_push(push::instance_id()).await
+            }));
+        }
         Ok((recall, tasks))
     }
 

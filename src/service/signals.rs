@@ -251,7 +251,7 @@ impl Signals {
     /// The security events this stream should carry after its cursor, in
     /// order, up to `max` (and whether more wait), scanning a bounded
     /// stretch of the log.
-    async fn pending(
+    pub(super) async fn pending_for(
         &self,
         stream: &StreamRecord,
         max: usize,
@@ -324,7 +324,7 @@ impl Signals {
             return Err(invalid("delivery.method", "this stream is not polled"));
         }
         if !acks.is_empty() {
-            let (pending, _, _) = self.pending(&stream, acks.len().max(1) * 4).await?;
+            let (pending, _, _) = self.pending_for(&stream, acks.len().max(1) * 4).await?;
             let mut cursor = stream.cursor;
             for e in &pending {
                 let jti = crate::ssf::set::jti(stream.id, e.seq, e.index);
@@ -349,7 +349,7 @@ impl Signals {
                     more_available: false,
                 });
             }
-            let (pending, more, scanned_to) = self.pending(&stream, max).await?;
+            let (pending, more, scanned_to) = self.pending_for(&stream, max).await?;
             if pending.is_empty() && !more && acks.is_empty() {
                 // Nothing for this stream up to here: skip the cursor over it.
                 if scanned_to > stream.cursor.0 {

@@ -137,6 +137,67 @@ impl Store {
         tx.commit().await
     }
 
+    /// Enabled push streams whose next attempt is due at `now`.
+    pub async fn due_push_streams(&self, now: i64) -> Result<Vec<StreamRecord>, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let sql = format!(
+            "SELECT {COLS} FROM ssf_streams WHERE status = 'enabled' AND next_attempt_at <= $1 \
+             AND config LIKE '%urn:ietf:rfc:8935%' ORDER BY id"
+        );
+        let rows = tx.query(&sql, &[now.into()]).await?;
+        rows.iter().map(stream).collect()
+    }
+
+    /// Takes (or renews) the delivery lease of a stream for `owner` until
+    /// `until`, unless another owner holds an unexpired one.
+    pub async fn take_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let n = tx
+            .exec(
+                "UPDATE ssf_streams SET lease_owner = $2, lease_until = $4 WHERE id = $1 \
+                 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3)",
+                &[id.into(), owner.into(), now.into(), until.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Records a delivery attempt's outcome: failures in a row (0 after a
+    /// success) and when to try next.
+    pub async fn delivery_outcome(
+        &self,
+        id: Uuid,
+        failures: i64,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        tx.exec(
+            "UPDATE ssf_streams SET failures = $2, next_attempt_at = $3 WHERE id = $1",
+            &[id.into(), failures.into(), next_attempt_at.into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Failures in a row of a stream's push delivery.
+    pub async fn delivery_failures(&self, id: Uuid) -> Result<i64, StoreError> {
+        let mut tx = self.db.reader().await?;
+        let rows = tx
+            .query(
+                "SELECT failures FROM ssf_streams WHERE id = $1",
+                &[id.into()],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r.int(0))
+    }
+
     /// Deletes a stream of `service_id`.
     pub async fn delete_stream(&self, service_id: Uuid, id: Uuid) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;

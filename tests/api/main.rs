@@ -15,6 +15,7 @@ mod limits;
 mod nginx;
 mod sessions;
 mod ssf;
+mod ssf_push;
 mod startup;
 mod store_concurrency;
 mod store_contract;

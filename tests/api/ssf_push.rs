@@ -1,0 +1,211 @@
+//! SSF push delivery (RFC 8935) to real HTTP receivers, separate listeners:
+//! at least once through an outage, and a lease taken over when the
+//! instance holding it dies.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::both_stores;
+use crate::feed::{create_service, post_204, user};
+use crate::helpers::{eventually, redis_url, Backend, Kind, TestApp};
+
+/// A push receiver: answers `status` (202 by default) and records every
+/// SET it accepted with a 2xx, by jti, with how often it came.
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    status: Arc<AtomicU16>,
+    got: Arc<Mutex<HashMap<String, (String, usize)>>>,
+}
+
+impl Receiver {
+    async fn start(auth: &'static str) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Receiver {
+            port: listener.local_addr().unwrap().port(),
+            status: Arc::new(AtomicU16::new(202)),
+            got: Arc::default(),
+        };
+        let me = r.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                        if let Some(end) = head_end {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len])
+                                    .to_string();
+                                let typed = head.contains("content-type: application/secevent+jwt");
+                                let authed = head.contains(&format!(
+                                    "authorization: {}",
+                                    auth.to_ascii_lowercase()
+                                ));
+                                let status = if !typed || !authed {
+                                    400
+                                } else {
+                                    me.status.load(Ordering::SeqCst)
+                                };
+                                if (200..300).contains(&status) {
+                                    let claims = crate::ssf::claims_of(&body);
+                                    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+                                    let mut got = me.got.lock();
+                                    let entry = got.entry(jti).or_insert((body.clone(), 0));
+                                    entry.1 += 1;
+                                }
+                                let res = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                                let _ = sock.write_all(res.as_bytes()).await;
+                                return;
+                            }
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/events", self.port)
+    }
+
+    fn sessions(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .values()
+            .map(|(set, _)| crate::ssf::claims_of(set))
+            .filter_map(|c| c["sub_id"]["session"]["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn duplicates(&self) -> usize {
+        self.got.lock().values().map(|(_, n)| n - 1).sum()
+    }
+}
+
+async fn push_stream(app: &TestApp, receiver: &Receiver, auth: &str) -> String {
+    let (_, token) = create_service(app, "pusher").await;
+    let res = app
+        .post(
+            "/ssf/streams",
+            Some(&token),
+            json!({
+                "aud": "https://receiver.example",
+                "events_requested": [recall::ssf::SESSION_REVOKED],
+                "delivery": { "method": "urn:ietf:rfc:8935", "endpoint_url": receiver.url(), "authorization_header": auth },
+            }),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    assert!(
+        res.body["delivery"].get("authorization_header").is_none(),
+        "never echoed"
+    );
+    res.body["stream_id"].as_str().unwrap().to_owned()
+}
+
+async fn push_survives_a_receiver_outage(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let receiver = Receiver::start("Bearer receiver-secret").await;
+    push_stream(&app, &receiver, "Bearer receiver-secret").await;
+    receiver.status.store(503, Ordering::SeqCst);
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        let s = user(&app, &format!("out{i}")).await;
+        post_204(&app, "/v1/auth/logout", &s.access).await;
+        sessions.push(s.session_id);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        receiver.sessions().is_empty(),
+        "nothing was accepted while it answered 503"
+    );
+    receiver.status.store(202, Ordering::SeqCst);
+    let all = eventually(Duration::from_secs(20), || async {
+        receiver.sessions().len() == 5
+    })
+    .await;
+    assert!(all.is_some(), "got {:?}", receiver.sessions());
+    let mut got = receiver.sessions();
+    got.sort();
+    sessions.sort();
+    assert_eq!(got, sessions, "every revocation, none lost");
+    assert_eq!(receiver.duplicates(), 0, "202s are never resent");
+    let jwks = app.get("/.well-known/jwks.json", None).await.body;
+    for (set, _) in receiver.got.lock().values() {
+        let (_, claims) = crate::ssf::verify_with_jwks(set, &jwks);
+        assert_eq!(claims["aud"], "https://receiver.example");
+    }
+    app.stop().await;
+}
+
+both_stores!(push_survives_a_receiver_outage);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lease_holder_is_taken_over_from_the_cursor() {
+    let b = Backend::new(Kind::Postgres).await;
+    let first = b.spawn_with(b.settings(), Some(redis_url())).await;
+    let receiver = Receiver::start("Bearer r").await;
+    push_stream(&first, &receiver, "Bearer r").await;
+    // The first instance delivers (and holds the lease) before a second starts.
+    let s0 = user(&first, "lease0").await;
+    post_204(&first, "/v1/auth/logout", &s0.access).await;
+    assert!(eventually(Duration::from_secs(5), || async {
+        receiver.sessions().len() == 1
+    })
+    .await
+    .is_some());
+    let second = b.spawn_with(b.settings(), Some(redis_url())).await;
+    let mut expected = vec![s0.session_id.clone()];
+    for i in 0..6 {
+        let s = user(&second, &format!("lease{}", i + 1)).await;
+        if i == 3 {
+            first.running.stop().await;
+            post_204(&second, "/v1/auth/logout", &s.access).await;
+            expected.push(s.session_id);
+            for j in 4..6 {
+                let s = user(&second, &format!("lease{}", j + 1)).await;
+                post_204(&second, "/v1/auth/logout", &s.access).await;
+                expected.push(s.session_id);
+            }
+            break;
+        }
+        post_204(&second, "/v1/auth/logout", &s.access).await;
+        expected.push(s.session_id);
+    }
+    let all = eventually(Duration::from_secs(30), || async {
+        receiver.sessions().len() == expected.len()
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "after the holder died: {:?}",
+        receiver.sessions()
+    );
+    let mut got = receiver.sessions();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    second.stop().await;
+}
