@@ -124,6 +124,13 @@ async fn nginx_auth_request_through_the_sidecar() {
     let s = user(app, "nginx").await;
     // A valid token gets through, and X-User-Id reaches the upstream; a
     // forged X-User-Id from the client is replaced.
+    let through = eventually(Duration::from_secs(5), || async {
+        get(Some(s.access.clone()), None)
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(through.is_some(), "a live token never got through nginx");
     let res = get(Some(s.access.clone()), Some("attacker")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), s.user_id);
@@ -206,6 +213,13 @@ async fn the_worked_example_api_rejects_revoked_tokens() {
             .bearer_auth(access)
             .send()
     };
+    let served = eventually(Duration::from_secs(5), || async {
+        orders(s.access.clone())
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(served.is_some(), "the example never served a live token");
     let res = orders(s.access.clone()).await.unwrap();
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();

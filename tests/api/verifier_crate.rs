@@ -56,6 +56,11 @@ async fn the_tower_layer_admits_live_tokens_only() {
     let (_, token) = create_service(&recall, "tower").await;
     let v = started(&recall.base, &token).await;
     let s = user(&recall, "tower").await;
+    let live = eventually(Duration::from_secs(5), || async {
+        call(app(&v), Some(&s.access)).await.0 == 200
+    })
+    .await;
+    assert!(live.is_some());
     assert_eq!(
         call(app(&v), Some(&s.access)).await,
         (200, s.user_id.clone())
@@ -92,7 +97,11 @@ async fn the_tower_layer_admits_live_tokens_only() {
     assert!(locked.is_some());
     // With Recall gone, the verifier fails closed within its bound.
     let live = user(&recall, "tower-live").await;
-    assert_eq!(call(app(&v), Some(&live.access)).await.0, 200);
+    let fresh = eventually(Duration::from_secs(5), || async {
+        call(app(&v), Some(&live.access)).await.0 == 200
+    })
+    .await;
+    assert!(fresh.is_some());
     recall.stop().await;
     let closed = eventually(Duration::from_secs(10), || async {
         call(app(&v), Some(&live.access)).await.0 == 503
@@ -129,6 +138,8 @@ async fn the_actix_extractor_admits_live_tokens_only() {
         }
         req.to_request()
     };
+    let ready = eventually(Duration::from_secs(5), || async { v.is_fresh() }).await;
+    assert!(ready.is_some());
     let res = test::call_service(&svc, get(Some(&s.access))).await;
     assert_eq!(res.status(), 200);
     assert_eq!(test::read_body(res).await, s.user_id.as_bytes());

@@ -134,6 +134,8 @@ async fn every_revocation_kind_reaches_both_verifiers() {
     let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
     let s = user(a, "reach").await;
     for v in &sidecars {
+        // Fresh within the bound (a loaded machine may blip stale: fail closed).
+        assert!(v.until(&s.access, 204, BOUND).await.is_some());
         let (status, who) = v.verify(&s.access).await;
         assert_eq!(status, 204);
         assert_eq!(who.as_deref(), Some(s.user_id.as_str()));
@@ -258,7 +260,7 @@ async fn a_killed_upstream_is_resumed_elsewhere_without_missing_an_item() {
         sessions.push(user(&fleet[1], "burst").await);
     }
     for s in &sessions {
-        assert_eq!(v.verify(&s.access).await.0, 204);
+        assert!(v.until(&s.access, 204, BOUND).await.is_some());
     }
     // A burst of revocations through B, with A killed in the middle.
     let a = fleet.remove(0);
@@ -277,7 +279,7 @@ async fn a_killed_upstream_is_resumed_elsewhere_without_missing_an_item() {
         assert!(took.is_some(), "revocation {i} never reached the verifier");
     }
     let survivor = user(&fleet[1], "after").await;
-    assert_eq!(v.verify(&survivor.access).await.0, 204);
+    assert!(v.until(&survivor.access, 204, BOUND).await.is_some());
     v.stop().await;
     for app in fleet {
         app.stop().await;
@@ -298,7 +300,7 @@ async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
     )
     .await;
     let s = user(&fleet[0], "cut").await;
-    assert_eq!(v.verify(&s.access).await.0, 204);
+    assert!(v.until(&s.access, 204, BOUND).await.is_some());
     proxy.cut();
     let cut_at = tokio::time::Instant::now();
     let took = v.until(&s.access, 503, Duration::from_secs(10)).await;
@@ -319,7 +321,7 @@ async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
         .until(&other.access, 204, Duration::from_secs(10))
         .await
         .is_some());
-    assert_eq!(v.verify(&s.access).await.0, 401);
+    assert!(v.until(&s.access, 401, BOUND).await.is_some());
     v.stop().await;
     for app in fleet {
         app.stop().await;
