@@ -117,6 +117,12 @@ pub enum Event {
     ServiceRevoked {
         service_id: Uuid,
     },
+    /// A receiver asked for a verification event on its SSF stream.
+    StreamVerification {
+        stream_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
 }
 
 impl Event {
@@ -138,6 +144,7 @@ impl Event {
             Event::KeyRetired { .. } => "key_retired",
             Event::ServiceCreated { .. } => "service_created",
             Event::ServiceRevoked { .. } => "service_revoked",
+            Event::StreamVerification { .. } => "stream_verification",
         }
     }
 
@@ -158,7 +165,8 @@ impl Event {
             Event::KeyRotated { .. }
             | Event::KeyRetired { .. }
             | Event::ServiceCreated { .. }
-            | Event::ServiceRevoked { .. } => None,
+            | Event::ServiceRevoked { .. }
+            | Event::StreamVerification { .. } => None,
         }
     }
 
@@ -181,6 +189,7 @@ impl Event {
             Event::ServiceCreated { service_id, .. } | Event::ServiceRevoked { service_id } => {
                 format!("service:{service_id}")
             }
+            Event::StreamVerification { stream_id, .. } => format!("ssf:{stream_id}"),
             Event::LoginFailed { username, .. } => format!("username:{username}"),
             other => match other.user_id() {
                 Some(id) => format!("user:{id}"),

@@ -167,6 +167,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(ssf::set_status))
                 .default_service(web::to(|| not_allowed_many("GET, POST"))),
         )
+        .service(one("/ssf/verify", Method::POST).route(web::post().to(ssf::verify)))
         .service(one("/ssf/poll/{stream_id}", Method::POST).route(web::post().to(ssf::poll)))
         .service(one("/v1/admin/ssf/streams", Method::GET).route(web::get().to(ssf::admin_streams)))
         .service(one("/v1/revocations", Method::GET).route(web::get().to(feed::page)))

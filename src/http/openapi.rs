@@ -55,6 +55,7 @@ use super::{admin, feed, oauth, ops, ssf, users};
         ssf::delete,
         ssf::status,
         ssf::set_status,
+        ssf::verify,
         ssf::poll,
         ssf::admin_streams,
         feed::stream,

@@ -43,6 +43,18 @@ async fn receiver(recall: &Recall, req: &HttpRequest) -> Result<ServiceRecord, A
     }
 }
 
+/// The receiver, its JSON object body, and the `stream_id` in it.
+async fn receiver_and_stream(
+    recall: &Recall,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(ServiceRecord, Map<String, Value>, Uuid), ApiError> {
+    let owner = receiver(recall, req).await?;
+    let body = object(body)?;
+    let id = stream_id(&body)?;
+    Ok((owner, body, id))
+}
+
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match parse_json::<Value>(body)? {
         Value::Object(m) => Ok(m),
@@ -125,9 +137,7 @@ async fn configure(
     body: RawBody,
     replace: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let body = object(&body.0)?;
-    let id = stream_id(&body)?;
+    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
     let stream = recall
         .signals()
         .configure(&owner, id, &body, replace)
@@ -196,9 +206,7 @@ pub async fn set_status(
     recall: web::Data<Recall>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let body = object(&body.0)?;
-    let id = stream_id(&body)?;
+    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
     let status = body
         .get("status")
         .and_then(Value::as_str)
@@ -212,6 +220,25 @@ pub async fn set_status(
         .set_status(&owner, id, status, reason)
         .await?;
     Ok(HttpResponse::Ok().json(status_view(&stream)))
+}
+
+/// `POST /ssf/verify`
+#[utoipa::path(post, path = "/ssf/verify", tag = "ssf", request_body = Object,
+    responses((status = 204, description = "A verification event is on its way through the stream")),
+    security(("service" = [])))]
+pub async fn verify(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
+    let state = match body.get("state") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::InvalidRequest("state: a string".into())),
+    };
+    recall.signals().verify(&owner, id, state).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /ssf/poll/{stream_id}` (RFC 8936)

@@ -81,6 +81,7 @@ impl Signals {
             "delivery_methods_supported": [PUSH, POLL],
             "configuration_endpoint": format!("{base}/ssf/streams"),
             "status_endpoint": format!("{base}/ssf/status"),
+            "verification_endpoint": format!("{base}/ssf/verify"),
             "authorization_schemes": [{ "spec_urn": "urn:ietf:rfc:6750" }],
             "default_subjects": "ALL",
         })
@@ -171,6 +172,31 @@ impl Signals {
         };
         self.store.create_stream(&record).await?;
         Ok(record)
+    }
+
+    /// Asks for a verification event on one of `owner`'s streams: it is
+    /// appended to the log like any other, and delivered in order.
+    pub async fn verify(
+        &self,
+        owner: &ServiceRecord,
+        id: Uuid,
+        state: Option<String>,
+    ) -> Result<(), Error> {
+        let stream = self.get(owner, id).await?;
+        if state.as_ref().is_some_and(|s| s.chars().count() > 256) {
+            return Err(invalid("state", "at most 256 characters"));
+        }
+        let event = crate::events::Event::StreamVerification {
+            stream_id: stream.id,
+            state,
+        };
+        let meta = crate::events::Meta {
+            actor: Some(format!("service:{}", owner.id)),
+            ip: None,
+        };
+        let envs = self.store.append_raw(vec![event], &meta, now_ms()).await?;
+        self.committed(&envs).await;
+        Ok(())
     }
 
     /// Every stream (the admin view).
@@ -273,7 +299,9 @@ impl Signals {
         for env in &events {
             for e in security_events(env) {
                 let after = (e.seq, e.index as i64) > (cseq, cidx);
-                if after && wanted.iter().any(|w| w == e.event_type) {
+                // A verification event goes to its own stream only.
+                let ours = e.stream.is_none_or(|s| s == stream.id);
+                if after && ours && wanted.iter().any(|w| w == e.event_type) {
                     if out.len() == max {
                         return Ok((out, true, scanned_to));
                     }

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{ACCOUNT_DISABLED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE, SESSION_REVOKED};
+use super::{ACCOUNT_DISABLED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE, SESSION_REVOKED, VERIFICATION};
 use crate::events::{Envelope, Event, RevokeCause};
 
 /// Who an event is about: the user, and the session where there is one.
@@ -41,6 +41,19 @@ pub struct SecurityEvent {
     pub event_type: &'static str,
     pub subject: Subject,
     pub claims: Map<String, Value>,
+    /// A verification event belongs to one stream, which is its subject.
+    pub stream: Option<Uuid>,
+}
+
+impl SecurityEvent {
+    /// The SET's `sub_id`: the stream for a verification event, else the
+    /// user (and session).
+    pub fn sub_id(&self) -> Value {
+        match self.stream {
+            Some(stream) => json!({ "format": "opaque", "id": stream.to_string() }),
+            None => self.subject.sub_id(),
+        }
+    }
 }
 
 /// CAEP `initiating_entity` for a revocation cause.
@@ -66,6 +79,7 @@ fn caep(at_ms: i64, initiating: &str, reason: Option<&str>) -> Map<String, Value
 /// The security events of one log event, in a stable order.
 pub fn security_events(env: &Envelope) -> Vec<SecurityEvent> {
     let mut out: Vec<(&'static str, Subject, Map<String, Value>)> = Vec::new();
+    let mut stream = None;
     let at = env.at;
     let ended = |user: Uuid, sessions: &[Uuid], claims: Map<String, Value>, out: &mut Vec<_>| {
         for sid in sessions {
@@ -147,6 +161,18 @@ pub fn security_events(env: &Envelope) -> Vec<SecurityEvent> {
             };
             out.push((ACCOUNT_ENABLED, subject, Map::new()));
         }
+        Event::StreamVerification { stream_id, state } => {
+            let mut claims = Map::new();
+            if let Some(state) = state {
+                claims.insert("state".into(), json!(state));
+            }
+            let subject = Subject {
+                user: Uuid::nil(),
+                session: None,
+            };
+            out.push((VERIFICATION, subject, claims));
+            stream = Some(*stream_id);
+        }
         _ => {}
     }
     out.into_iter()
@@ -157,6 +183,7 @@ pub fn security_events(env: &Envelope) -> Vec<SecurityEvent> {
             event_type,
             subject,
             claims,
+            stream,
         })
         .collect()
 }
@@ -164,7 +191,6 @@ pub fn security_events(env: &Envelope) -> Vec<SecurityEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssf::VERIFICATION;
 
     fn env(event: Event) -> Envelope {
         Envelope {
@@ -330,6 +356,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_verification_request_is_its_streams_own_event() {
+        let stream = Uuid::now_v7();
+        let e = security_events(&env(Event::StreamVerification {
+            stream_id: stream,
+            state: Some("s1".into()),
+        }));
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].event_type, e[0].stream), (VERIFICATION, Some(stream)));
+        assert_eq!(e[0].claims["state"], "s1");
+        assert_eq!(
+            e[0].sub_id(),
+            json!({ "format": "opaque", "id": stream.to_string() })
+        );
     }
 
     #[test]

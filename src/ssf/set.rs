@@ -39,7 +39,7 @@ pub fn set_claims(
         "jti": jti(stream_id, event.seq, event.index),
         // Every SET of one log event shares its transaction (RFC 8417 2.2).
         "txn": format!("recall:{}", event.seq),
-        "sub_id": event.subject.sub_id(),
+        "sub_id": event.sub_id(),
         "events": events,
     })
 }
@@ -63,6 +63,7 @@ mod tests {
                 session: Some(session),
             },
             claims,
+            stream: None,
         };
         let set = set_claims(
             &event,

@@ -557,8 +557,8 @@ impl Store {
         commit_one(tx, Event::UserUnlocked { user_id }, meta, now).await
     }
 
-    /// Appends raw events with no read-model change (tests and tools use it
-    /// to make gaps and backdated history).
+    /// Appends events that change no read model: SSF verification requests,
+    /// and, for tests and tools, gaps and backdated history.
     pub async fn append_raw(
         &self,
         events: Vec<Event>,

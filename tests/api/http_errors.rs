@@ -54,6 +54,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("DELETE", "/ssf/streams"),
         ("GET", "/ssf/status"),
         ("POST", "/ssf/status"),
+        ("POST", "/ssf/verify"),
         ("POST", "/ssf/poll/{stream_id}"),
         ("GET", "/v1/admin/ssf/streams"),
         ("GET", "/v1/revocations/stream"),

@@ -323,6 +323,7 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
 }
 
 both_stores!(
+    verification_reaches_only_its_own_stream,
     every_revocation_path_reaches_a_poll_receiver,
     streams_belong_to_their_receiver,
     paused_holds_and_disabled_drops
@@ -448,5 +449,43 @@ async fn paused_holds_and_disabled_drops(kind: Kind) {
         "what happened while disabled is dropped"
     );
     assert_eq!(set("sleeping").await.status, 400);
+    app.stop().await;
+}
+
+async fn verification_reaches_only_its_own_stream(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let (mine, stream) = poll_stream(&app, "verify", json!({})).await;
+    let (theirs, other) = poll_stream(&app, "other", json!({})).await;
+    let meta = app.get("/.well-known/ssf-configuration", None).await;
+    assert!(meta.body["verification_endpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ssf/verify"));
+    let res = app
+        .post(
+            "/ssf/verify",
+            Some(&mine),
+            json!({ "stream_id": stream, "state": "s-42" }),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{:?}", res.body);
+    let sets = drain(&app, &mine, &stream).await;
+    assert_eq!(sets.len(), 1);
+    let event = &sets[0]["events"][recall::ssf::VERIFICATION];
+    assert_eq!(event["state"], "s-42");
+    assert_eq!(
+        sets[0]["sub_id"],
+        json!({ "format": "opaque", "id": stream })
+    );
+    assert!(
+        drain(&app, &theirs, &other).await.is_empty(),
+        "another stream's verification"
+    );
+    // Only the stream's own receiver may ask.
+    let stolen = app
+        .post("/ssf/verify", Some(&theirs), json!({ "stream_id": stream }))
+        .await;
+    assert_eq!(stolen.status, 404);
     app.stop().await;
 }
