@@ -44,6 +44,12 @@ struct Build {
     version: &'static str,
 }
 
+/// One SSF stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    pub stream: String,
+}
+
 /// Every metric Recall exports, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +70,14 @@ pub struct Metrics {
     pub refreshes: Counter,
     pub tokens_rejected: Family<Reason, Counter>,
     pub stale_rejections: Counter,
+    /// SSF: SETs a receiver accepted (push 2xx, or acknowledged by poll).
+    pub ssf_delivered: Family<StreamLabel, Counter>,
+    /// SSF: push attempts that failed (to be retried) or were rejected.
+    pub ssf_failed: Family<StreamLabel, Counter>,
+    /// SSF: log events the stream's cursor is behind the head.
+    pub ssf_lag_events: Family<StreamLabel, Gauge>,
+    /// SSF: age (s) of the oldest SET waiting for the stream.
+    pub ssf_lag_seconds: Family<StreamLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     // Gauges, set from their sources when `/metrics` is read.
     staleness_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_seq: Gauge,
@@ -141,6 +155,31 @@ impl Default for Metrics {
             "Bearer tokens rejected, by reason",
             tokens_rejected.clone(),
         );
+        let ssf_delivered = Family::<StreamLabel, Counter>::default();
+        r.register(
+            "recall_ssf_sets_delivered",
+            "SSF Security Event Tokens a receiver accepted, by stream",
+            ssf_delivered.clone(),
+        );
+        let ssf_failed = Family::<StreamLabel, Counter>::default();
+        r.register(
+            "recall_ssf_sets_failed",
+            "SSF push attempts that failed or were rejected, by stream",
+            ssf_failed.clone(),
+        );
+        let ssf_lag_events = Family::<StreamLabel, Gauge>::default();
+        r.register(
+            "recall_ssf_lag_events",
+            "Log events between an SSF stream's cursor and the head, by stream",
+            ssf_lag_events.clone(),
+        );
+        let ssf_lag_seconds =
+            Family::<StreamLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        r.register(
+            "recall_ssf_lag_seconds",
+            "Age of the oldest SET waiting for an SSF stream, by stream",
+            ssf_lag_seconds.clone(),
+        );
         let staleness_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         r.register(
             "recall_staleness_seconds",
@@ -191,6 +230,10 @@ impl Default for Metrics {
             ),
             refreshes: counter(&mut r, "recall_refreshes", "Successful refreshes"),
             tokens_rejected,
+            ssf_delivered,
+            ssf_failed,
+            ssf_lag_events,
+            ssf_lag_seconds,
             stale_rejections: counter(
                 &mut r,
                 "recall_stale_rejections",
@@ -249,6 +292,13 @@ fn mirror(counter: &Counter, value: u64) {
 }
 
 impl Metrics {
+    /// The label of one SSF stream.
+    pub fn stream(id: uuid::Uuid) -> StreamLabel {
+        StreamLabel {
+            stream: id.to_string(),
+        }
+    }
+
     /// Counts one login outcome.
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&Outcome { outcome }).inc();

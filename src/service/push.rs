@@ -124,6 +124,7 @@ impl Signals {
             return Ok(0);
         }
         let (pending, _, scanned_to) = self.pending_for(stream, BATCH).await?;
+        self.record_lag(stream, pending.first()).await;
         if pending.is_empty() {
             if scanned_to > stream.cursor.0 {
                 self.store
@@ -135,12 +136,17 @@ impl Signals {
         let mut sent = 0;
         for e in &pending {
             let (jti, set) = self.sign(stream, e)?;
+            let label = crate::metrics::Metrics::stream(stream.id);
             match self.post(http, stream, set).await {
-                Sent::Accepted => {}
+                Sent::Accepted => {
+                    self.metrics.ssf_delivered.get_or_create(&label).inc();
+                }
                 Sent::Rejected(why) => {
+                    self.metrics.ssf_failed.get_or_create(&label).inc();
                     tracing::warn!(stream = %stream.id, %jti, %why, "SSF push: the receiver rejected a SET for good");
                 }
                 Sent::Retry(why) => {
+                    self.metrics.ssf_failed.get_or_create(&label).inc();
                     let failures = self.store.delivery_failures(stream.id).await? + 1;
                     let next = now_ms() + backoff(failures).as_millis() as i64;
                     self.store

@@ -313,6 +313,31 @@ impl Signals {
         Ok((out, more, scanned_to))
     }
 
+    /// Sets a stream's lag gauges: events behind the head, and the age of
+    /// its oldest waiting SET.
+    pub(super) async fn record_lag(&self, stream: &StreamRecord, oldest: Option<&SecurityEvent>) {
+        let label = crate::metrics::Metrics::stream(stream.id);
+        let head = self.sync.state().last_seq();
+        let behind = match oldest {
+            Some(e) => head - e.seq + 1,
+            None => 0,
+        };
+        self.metrics
+            .ssf_lag_events
+            .get_or_create(&label)
+            .set(behind.max(0));
+        let age = match oldest {
+            Some(e) => match self.store.read_after(e.seq - 1, 1).await {
+                Ok(envs) => envs
+                    .first()
+                    .map_or(0.0, |env| (now_ms() - env.at).max(0) as f64 / 1000.0),
+                Err(_) => 0.0,
+            },
+            None => 0.0,
+        };
+        self.metrics.ssf_lag_seconds.get_or_create(&label).set(age);
+    }
+
     /// Signs the SET carrying `e` on `stream`.
     pub fn sign(
         &self,
@@ -378,6 +403,7 @@ impl Signals {
                 });
             }
             let (pending, more, scanned_to) = self.pending_for(&stream, max).await?;
+            self.record_lag(&stream, pending.first()).await;
             if pending.is_empty() && !more && acks.is_empty() {
                 // Nothing for this stream up to here: skip the cursor over it.
                 if scanned_to > stream.cursor.0 {

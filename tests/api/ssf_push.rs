@@ -128,7 +128,7 @@ async fn push_survives_a_receiver_outage(kind: Kind) {
     let b = Backend::new(kind).await;
     let app = b.spawn().await;
     let receiver = Receiver::start("Bearer receiver-secret").await;
-    push_stream(&app, &receiver, "Bearer receiver-secret").await;
+    let stream = push_stream(&app, &receiver, "Bearer receiver-secret").await;
     receiver.status.store(503, Ordering::SeqCst);
     let mut sessions = Vec::new();
     for i in 0..5 {
@@ -152,6 +152,21 @@ async fn push_survives_a_receiver_outage(kind: Kind) {
     sessions.sort();
     assert_eq!(got, sessions, "every revocation, none lost");
     assert_eq!(receiver.duplicates(), 0, "202s are never resent");
+    // Per-stream metrics: delivered, failed attempts, and no lag left.
+    let label = format!("{{stream=\"{stream}\"}}");
+    let delivered = app
+        .metric(&format!("recall_ssf_sets_delivered_total{label}"))
+        .await;
+    let failed = app
+        .metric(&format!("recall_ssf_sets_failed_total{label}"))
+        .await;
+    assert_eq!(delivered, 5.0);
+    assert!(failed >= 1.0, "the 503s were counted: {failed}");
+    let lag = eventually(Duration::from_secs(3), || async {
+        app.metric(&format!("recall_ssf_lag_events{label}")).await == 0.0
+    })
+    .await;
+    assert!(lag.is_some());
     let jwks = app.get("/.well-known/jwks.json", None).await.body;
     for (set, _) in receiver.got.lock().values() {
         let (_, claims) = crate::ssf::verify_with_jwks(set, &jwks);
