@@ -187,6 +187,7 @@ suite() { # name subcommand args...
 }
 measure "3. propagation: 1,000 revocations through A of a 3-instance fleet" suite fleet fleet
 measure "11. propagation to verifiers: 500 revocations, 2 verifiers on SSE feeds" suite verifiers verifiers
+measure "12. SSF: 300 revocations to a push receiver" suite ssf ssf
 measure "4. login: raw argon2id vs Recall::login, then 2x overload" suite login login
 measure "5. start-up: 1,000,000 events in the log (SQLite)" suite startup startup
 measure "5. memory: 100,000 revoked sessions" suite memory memory

@@ -18,6 +18,7 @@ mod fleet;
 mod flood;
 mod login;
 mod report;
+mod ssf;
 mod startup;
 mod verifiers;
 
@@ -101,6 +102,11 @@ enum Cmd {
         binary: PathBuf,
         #[arg(long, default_value_t = 400)]
         requests: usize,
+    },
+    /// Time from a revoking call to its SET at a push receiver.
+    Ssf {
+        #[arg(long, default_value_t = 300)]
+        revocations: usize,
     },
     /// Propagation from a fleet to two verifiers following its feed.
     Verifiers {
@@ -235,6 +241,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = match &cli.cmd {
         Cmd::Fleet { revocations } => fleet::fleet(&cli, *revocations).await?,
+        Cmd::Ssf { revocations } => ssf::ssf(&cli, *revocations).await?,
         Cmd::Verifiers { revocations } => verifiers::verifiers(&cli, *revocations).await?,
         Cmd::Login {
             secs,

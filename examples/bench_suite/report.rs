@@ -338,6 +338,21 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
             ),
         ));
     }
+    let signals = read_json(&results.join("ssf.json"));
+    let sp99 = num(&signals["p99_ms"]);
+    rows.push(row(
+        "12. revoking call to SET at a push receiver (p50 / p99 / max)",
+        match (num(&signals["p50_ms"]), sp99, num(&signals["max_ms"])) {
+            (Some(p50), Some(p99), Some(max)) => format!("{p50:.2} / {p99:.2} / {max:.2} ms"),
+            _ => "not measured".into(),
+        },
+        "reported",
+        None,
+        format!(
+            "{} admin revocations one at a time on one instance (PostgreSQL); an SSF push stream (RFC 8935) to a receiver on loopback; {} not within 5 s",
+            signals["revocations"], signals["not_within_5s"]
+        ),
+    ));
     let followers = read_json(&results.join("verifiers.json"));
     let vp99 = num(&followers["p99_ms"]);
     rows.push(row(
@@ -578,6 +593,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         "micro_ns": micro_json,
         "propagation": fleet,
         "propagation_to_verifiers": followers,
+        "ssf_push": signals,
         "nginx": { "none": none, "sidecar": side },
         "login": login,
         "startup": startup,
