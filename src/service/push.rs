@@ -62,7 +62,7 @@ impl Signals {
             if let Err(e) = self.push_round(&http, &owner).await {
                 tracing::warn!(error = %e, "SSF push round failed");
             }
-            let _ = tokio::time::timeout(TICK, wake.recv()).await;
+            wait_for_signal(&mut wake, TICK).await;
         }
     }
 
@@ -163,6 +163,29 @@ impl Signals {
         }
         self.store.delivery_outcome(stream.id, 0, 0).await?;
         Ok(sent)
+    }
+}
+
+/// Waits until this instance applies an event that means something to a
+/// receiver (logins and refreshes do not), or `limit` passes: a busy log
+/// of logins costs delivery nothing.
+pub async fn wait_for_signal(
+    wake: &mut tokio::sync::broadcast::Receiver<crate::events::Envelope>,
+    limit: Duration,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, wake.recv()).await {
+            Ok(Ok(env)) if crate::ssf::security_events(&env).is_empty() => continue,
+            // No more wake-ups (shutting down): just the tick, never a spin.
+            Ok(Err(RecvError::Closed)) => {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            // A signal, a lag (something may have been missed), or the tick.
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
+        }
     }
 }
 

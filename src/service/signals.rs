@@ -431,7 +431,7 @@ impl Signals {
                     more_available: false,
                 });
             }
-            let _ = tokio::time::timeout(left, wake.recv()).await;
+            super::push::wait_for_signal(&mut wake, left).await;
         }
     }
 }
