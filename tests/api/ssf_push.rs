@@ -224,3 +224,42 @@ async fn a_dead_lease_holder_is_taken_over_from_the_cursor() {
     assert_eq!(got, expected);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_every_instance_loses_nothing() {
+    let b = Backend::new(Kind::Postgres).await;
+    let receiver = Receiver::start("Bearer r").await;
+    let fleet = b.spawn_fleet(2).await;
+    push_stream(&fleet[0], &receiver, "Bearer r").await;
+    // The receiver is down while revocations happen, then every instance dies.
+    receiver.status.store(503, Ordering::SeqCst);
+    let mut expected = Vec::new();
+    for (i, app) in fleet.iter().enumerate() {
+        let s = user(app, &format!("restart{i}")).await;
+        post_204(app, "/v1/auth/logout", &s.access).await;
+        expected.push(s.session_id);
+    }
+    for app in fleet {
+        app.stop().await;
+    }
+    // A new fleet starts; the receiver comes back: everything arrives.
+    receiver.status.store(202, Ordering::SeqCst);
+    let fresh = b.spawn_fleet(2).await;
+    let all = eventually(Duration::from_secs(30), || async {
+        receiver.sessions().len() == expected.len()
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "after the restart: {:?}",
+        receiver.sessions()
+    );
+    let mut got = receiver.sessions();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(receiver.duplicates(), 0);
+    for app in fresh {
+        app.stop().await;
+    }
+}
