@@ -172,7 +172,10 @@ cmd_up() {
     printf '\n=== %s: cluster.sh up, %s ===\n' "$(date -u +%FT%TZ)" "$HOST:$port" >>"$LOGS/recall-$i.log"
     # nohup: survives the terminal closing; stdin from /dev/null so it never
     # competes for the terminal.
+    # One public URL (hence one token issuer) for the whole fleet: the
+    # default, http://RECALL_BIND, would differ per instance.
     RECALL_BIND="$HOST:$port" RECALL_DATA_DIR="$DIR/data-$i" \
+      RECALL_PUBLIC_URL="${RECALL_PUBLIC_URL:-http://$HOST:$BASE_PORT}" \
       nohup "$BIN" serve </dev/null >>"$LOGS/recall-$i.log" 2>&1 &
     echo $! >"$PIDS/recall-$i.pid"
     echo "$url" >"$PIDS/recall-$i.url"

@@ -314,6 +314,12 @@ impl Config {
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        if self.public_url.is_none() && self.issuer.is_none() && database_url.is_some() {
+            tracing::warn!(
+                "RECALL_PUBLIC_URL is not set: the token issuer defaults to http://{bind}, \
+                 which must be the same on every instance of a fleet; set RECALL_PUBLIC_URL"
+            );
+        }
         let public_url = self
             .public_url
             .filter(|u| !u.trim().is_empty())
