@@ -31,7 +31,7 @@ admin_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 RECALL_BIND="127.0.0.1:$port" RECALL_DATA_DIR="$work/data" RECALL_ADMIN_TOKEN="$admin_token" \
   RECALL_RATE_LIMIT_PER_MIN=100000 RUST_LOG=warn \
-  target/debug/recall >"$work/recall.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}/debug/recall" >"$work/recall.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
