@@ -45,11 +45,6 @@ impl Keyring {
         &self.issuer
     }
 
-    /// Every issuer whose tokens verify (the configured one first).
-    pub fn accepted_issuers(&self) -> &[String] {
-        self.public.issuers()
-    }
-
     /// The configured audience.
     pub fn audience(&self) -> &str {
         &self.audience

@@ -58,40 +58,9 @@ pub(super) async fn fleet_measure(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (user_id, _) = a
-        .auth()
-        .register(
-            &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
-            PASSWORD.into(),
-            &Meta::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-    // The sessions to revoke, created through the store's login path (no
-    // argon2 needed for this measure), committed and published through A.
+    // The sessions to revoke, committed and published through A.
     let started = Instant::now();
-    let mut sids = Vec::with_capacity(revocations);
-    for _ in 0..revocations {
-        let s = NewSession {
-            id: Uuid::now_v7(),
-            user_id,
-            client_type: "web".into(),
-            device_id: None,
-            ip: Some("127.0.0.1".into()),
-            user_agent: None,
-            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
-            refresh_expires_at: now_ms() + 3_600_000,
-        };
-        let recall::store::Login::Created(env) = a
-            .store()
-            .login(&s, &Meta::user(user_id, None), now_ms())
-            .await?
-        else {
-            anyhow::bail!("a fresh user was locked");
-        };
-        a.committed(&[env]).await;
-        sids.push(s.id);
-    }
+    let sids = bench_sessions(&a, revocations).await?;
     let head = a.sync().state().last_seq();
     while b.sync().state().last_seq() < head || c.sync().state().last_seq() < head {
         anyhow::ensure!(

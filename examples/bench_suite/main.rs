@@ -128,6 +128,43 @@ enum Cmd {
 
 const PASSWORD: &str = "correct horse battery";
 
+/// A fresh user with `n` sessions, created through the store's login path
+/// (no argon2 needed), each committed and published through `recall`.
+async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> {
+    let (user_id, _) = recall
+        .auth()
+        .register(
+            &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
+            PASSWORD.into(),
+            &Meta::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+    let mut sids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = NewSession {
+            id: Uuid::now_v7(),
+            user_id,
+            client_type: "web".into(),
+            device_id: None,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
+            refresh_expires_at: now_ms() + 3_600_000,
+        };
+        let recall::store::Login::Created(env) = recall
+            .store()
+            .login(&s, &Meta::user(user_id, None), now_ms())
+            .await?
+        else {
+            anyhow::bail!("a fresh user was locked");
+        };
+        recall.committed(&[env]).await;
+        sids.push(s.id);
+    }
+    Ok(sids)
+}
+
 fn progress(what: &str, msg: &str) {
     eprintln!("    [{what}] {msg}");
 }

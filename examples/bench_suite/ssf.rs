@@ -93,33 +93,7 @@ async fn ssf_on(cli: &Cli, db: &BenchDb, revocations: usize) -> anyhow::Result<V
         .create(&service, body.as_object().expect("an object"))
         .await
         .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
-    let (user_id, _) = recall
-        .auth()
-        .register(
-            &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
-            PASSWORD.into(),
-            &Meta::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-    let mut sids = Vec::with_capacity(revocations);
-    for _ in 0..revocations {
-        let session = NewSession {
-            id: Uuid::now_v7(),
-            user_id,
-            client_type: "web".into(),
-            device_id: None,
-            ip: None,
-            user_agent: None,
-            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
-            refresh_expires_at: now_ms() + 3_600_000,
-        };
-        recall
-            .store()
-            .login(&session, &Meta::default(), now_ms())
-            .await?;
-        sids.push(session.id);
-    }
+    let sids = bench_sessions(&recall, revocations).await?;
     progress(
         "ssf",
         &format!("{revocations} sessions; revoking one at a time"),

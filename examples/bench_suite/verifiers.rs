@@ -43,32 +43,7 @@ async fn verifiers_on(cli: &Cli, db: &BenchDb, revocations: usize) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let c = servers[2].recall.clone();
-    let mut sids = Vec::with_capacity(revocations);
-    let (user_id, _) = c
-        .auth()
-        .register(
-            &format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]),
-            PASSWORD.into(),
-            &Meta::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-    for _ in 0..revocations {
-        let session = NewSession {
-            id: Uuid::now_v7(),
-            user_id,
-            client_type: "web".into(),
-            device_id: None,
-            ip: None,
-            user_agent: None,
-            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
-            refresh_expires_at: now_ms() + 3_600_000,
-        };
-        c.store()
-            .login(&session, &Meta::default(), now_ms())
-            .await?;
-        sids.push(session.id);
-    }
+    let sids = bench_sessions(&c, revocations).await?;
     progress(
         "verifiers",
         &format!("{revocations} sessions; revoking through C"),
