@@ -5,6 +5,8 @@ CREATE TABLE ssf_streams (
     id                   TEXT   PRIMARY KEY,
     service_id           TEXT   NOT NULL,
     config               TEXT   NOT NULL,
+    -- The delivery method, from config (urn:ietf:rfc:8935 push, 8936 poll).
+    method               TEXT   NOT NULL,
     status               TEXT   NOT NULL,
     reason               TEXT,
     cursor_seq           INTEGER NOT NULL,

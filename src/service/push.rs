@@ -70,7 +70,7 @@ impl Signals {
     /// can take, concurrently.
     pub async fn push_round(&self, http: &reqwest::Client, owner: &str) -> Result<usize, Error> {
         let now = now_ms();
-        let due = self.store.due_push_streams(now).await?;
+        let due = self.store.due_streams(PUSH, now).await?;
         let until = now + LEASE.as_millis() as i64;
         let mut mine = Vec::new();
         for s in due {

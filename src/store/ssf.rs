@@ -23,6 +23,14 @@ pub struct StreamRecord {
     pub updated_at: i64,
 }
 
+/// The delivery method a configuration names.
+fn method(config: &serde_json::Value) -> String {
+    config["delivery"]["method"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 const COLS: &str =
     "id, service_id, config, status, reason, cursor_seq, cursor_index, created_at, updated_at";
 
@@ -47,7 +55,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         tx.exec(
             &format!(
-                "INSERT INTO ssf_streams ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO ssf_streams ({COLS}, method) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             &[
                 s.id.into(),
@@ -59,6 +68,7 @@ impl Store {
                 s.cursor.1.into(),
                 s.created_at.into(),
                 s.updated_at.into(),
+                method(&s.config).into(),
             ],
         )
         .await?;
@@ -101,7 +111,7 @@ impl Store {
         let n = tx
             .exec(
                 "UPDATE ssf_streams SET config = $3, status = $4, reason = $5, cursor_seq = $6, \
-                 cursor_index = $7, updated_at = $8 WHERE id = $1 AND service_id = $2",
+                 cursor_index = $7, updated_at = $8, method = $9 WHERE id = $1 AND service_id = $2",
                 &[
                     s.id.into(),
                     s.service_id.into(),
@@ -111,6 +121,7 @@ impl Store {
                     s.cursor.0.into(),
                     s.cursor.1.into(),
                     s.updated_at.into(),
+                    method(&s.config).into(),
                 ],
             )
             .await?;
@@ -137,14 +148,18 @@ impl Store {
         tx.commit().await
     }
 
-    /// Enabled push streams whose next attempt is due at `now`.
-    pub async fn due_push_streams(&self, now: i64) -> Result<Vec<StreamRecord>, StoreError> {
+    /// Enabled streams delivered by `method` whose next attempt is due at `now`.
+    pub async fn due_streams(
+        &self,
+        method: &str,
+        now: i64,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
         let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {COLS} FROM ssf_streams WHERE status = 'enabled' AND next_attempt_at <= $1 \
-             AND config LIKE '%urn:ietf:rfc:8935%' ORDER BY id"
+             AND method = $2 ORDER BY id"
         );
-        let rows = tx.query(&sql, &[now.into()]).await?;
+        let rows = tx.query(&sql, &[now.into(), method.into()]).await?;
         rows.iter().map(stream).collect()
     }
 
