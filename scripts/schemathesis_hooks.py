@@ -12,6 +12,7 @@ its 401.
 import itertools
 import json
 import os
+import urllib.error
 import urllib.request
 
 import schemathesis
@@ -52,6 +53,50 @@ class FreshUser:
 class Admin:
     def get(self, case, context):
         return os.environ["RECALL_ST_ADMIN_TOKEN"]
+
+    def set(self, case, data, context):
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+_receiver = {"token": None}
+
+
+def _receiver_alive(token):
+    req = urllib.request.Request(
+        BASE + "/ssf/streams", headers={"authorization": "Bearer " + token}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10):
+            return True
+    except urllib.error.HTTPError:
+        return False
+
+
+@schemathesis.auth(refresh_interval=None).apply_to(path_regex=r"^/ssf/")
+class Receiver:
+    """A receiver's service credential, created through the admin API:
+    stream management, status, verification and polling belong to it. It is
+    kept for the whole run (streams are visible only to their receiver, so a
+    new credential would make every stream made before it 404), and replaced
+    only if the run's own admin calls revoked it."""
+
+    def get(self, case, context):
+        token = _receiver["token"]
+        if token is not None and _receiver_alive(token):
+            return token
+        req = urllib.request.Request(
+            BASE + "/v1/admin/services",
+            data=json.dumps({"name": f"st-receiver-{os.getpid()}"}).encode(),
+            headers={
+                "content-type": "application/json",
+                "authorization": "Bearer " + os.environ["RECALL_ST_ADMIN_TOKEN"],
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as res:
+            _receiver["token"] = json.load(res)["token"]
+        return _receiver["token"]
 
     def set(self, case, data, context):
         case.headers = case.headers or {}

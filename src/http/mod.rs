@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod ssf;
+pub mod ssf_types;
 pub mod users;
 
 use actix_web::body::{EitherBody, MessageBody};

@@ -4,33 +4,18 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
-use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::body::{parse_json, RawBody};
-use super::errors::ApiError;
+use super::body::{parse_json, JsonBody, RawBody};
+use super::errors::{ApiError, ErrorBody};
 use super::extract::{bearer, Admin};
+use super::ssf_types::{
+    AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfig,
+    StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
+};
 use crate::clock::rfc3339;
 use crate::service::{FeedCaller, Recall};
 use crate::store::{ServiceRecord, StreamRecord};
-
-/// `?stream_id=`
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StreamQuery {
-    /// The stream; absent on GET /ssf/streams: every stream of the caller.
-    stream_id: Option<Uuid>,
-}
-
-impl StreamQuery {
-    /// The stream named, which this route requires.
-    fn required(&self) -> Result<Uuid, ApiError> {
-        self.stream_id
-            .ok_or_else(|| ApiError::InvalidRequest("stream_id: a stream id is required".into()))
-    }
-}
 
 /// The receiver: a live service credential (admins manage streams through
 /// their services, not directly).
@@ -43,72 +28,50 @@ async fn receiver(recall: &Recall, req: &HttpRequest) -> Result<ServiceRecord, A
     }
 }
 
-/// The receiver, its JSON object body, and the `stream_id` in it.
-async fn receiver_and_stream(
-    recall: &Recall,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<(ServiceRecord, Map<String, Value>, Uuid), ApiError> {
-    let owner = receiver(recall, req).await?;
-    let body = object(body)?;
-    let id = stream_id(&body)?;
-    Ok((owner, body, id))
-}
-
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match parse_json::<Value>(body)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(ApiError::InvalidRequest("a JSON object is expected".into())),
+fn status_view(s: &StreamRecord) -> StatusView {
+    StatusView {
+        stream_id: s.id,
+        status: s.status.clone(),
+        reason: s.reason.clone(),
     }
-}
-
-fn stream_id(body: &Map<String, Value>) -> Result<Uuid, ApiError> {
-    body.get("stream_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| ApiError::InvalidRequest("stream_id: a stream id is required".into()))
-}
-
-/// A stream's configuration as its receiver reads it (never the push
-/// authorization header it gave us).
-fn view(s: &StreamRecord) -> Value {
-    let mut config = s.config.clone();
-    if let Some(d) = config.get_mut("delivery").and_then(Value::as_object_mut) {
-        d.remove("authorization_header");
-    }
-    config
-}
-
-fn status_view(s: &StreamRecord) -> Value {
-    json!({ "stream_id": s.id.to_string(), "status": s.status, "reason": s.reason })
 }
 
 /// `GET /.well-known/ssf-configuration`
 #[utoipa::path(get, path = "/.well-known/ssf-configuration", tag = "ssf",
-    responses((status = 200, description = "SSF 1.0 transmitter configuration metadata", body = Object)))]
-pub async fn metadata(recall: web::Data<Recall>) -> HttpResponse {
-    HttpResponse::Ok()
+    responses((status = 200, description = "SSF 1.0 transmitter configuration metadata", body = TransmitterMetadata)))]
+pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiError> {
+    let metadata = TransmitterMetadata::from_value(recall.signals().metadata())?;
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(recall.signals().metadata())
+        .json(metadata))
 }
 
 /// `POST /ssf/streams`
-#[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = Object,
-    responses((status = 201, description = "The stream's configuration", body = Object)),
+#[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = StreamInput,
+    responses((status = 201, description = "The stream's configuration", body = StreamConfig)),
     security(("service" = [])))]
 pub async fn create(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: JsonBody<StreamInput>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
-    let stream = recall.signals().create(&owner, &object(&body.0)?).await?;
-    Ok(HttpResponse::Created().json(view(&stream)))
+    let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
+    Ok(HttpResponse::Created().json(StreamConfig::from_stored(&stream.config)?))
+}
+
+/// One stream's configuration, or every stream's.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum StreamsAnswer {
+    One(StreamConfig),
+    All(Vec<StreamConfig>),
 }
 
 /// `GET /ssf/streams?stream_id=`
 #[utoipa::path(get, path = "/ssf/streams", tag = "ssf", params(StreamQuery),
-    responses((status = 200, description = "One stream, or every stream of the caller", body = Object)),
+    responses((status = 200, description = "One stream (with stream_id), or every stream of the caller", body = StreamsAnswer),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn read(
     req: HttpRequest,
@@ -116,135 +79,137 @@ pub async fn read(
     q: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
-    let body = match q.stream_id {
-        Some(id) => view(&recall.signals().get(&owner, id).await?),
-        None => Value::Array(
+    let answer = match q.stream_id {
+        Some(id) => StreamsAnswer::One(StreamConfig::from_stored(
+            &recall.signals().get(&owner, id).await?.config,
+        )?),
+        None => StreamsAnswer::All(
             recall
                 .signals()
                 .list(&owner)
                 .await?
                 .iter()
-                .map(view)
-                .collect(),
+                .map(|s| StreamConfig::from_stored(&s.config))
+                .collect::<Result<_, _>>()?,
         ),
     };
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 async fn configure(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: StreamUpdate,
     replace: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
+    let owner = receiver(&recall, &req).await?;
     let stream = recall
         .signals()
-        .configure(&owner, id, &body, replace)
+        .configure(&owner, body.stream_id, &body.config.fields()?, replace)
         .await?;
-    Ok(HttpResponse::Ok().json(view(&stream)))
+    Ok(HttpResponse::Ok().json(StreamConfig::from_stored(&stream.config)?))
 }
 
 /// `PATCH /ssf/streams`
-#[utoipa::path(patch, path = "/ssf/streams", tag = "ssf", request_body = Object,
-    responses((status = 200, description = "Updated: the fields given change", body = Object)),
+#[utoipa::path(patch, path = "/ssf/streams", tag = "ssf", request_body = StreamUpdate,
+    responses((status = 200, description = "Updated: the fields given change", body = StreamConfig),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn update(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: JsonBody<StreamUpdate>,
 ) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body, false).await
+    configure(req, recall, body.0, false).await
 }
 
 /// `PUT /ssf/streams`
-#[utoipa::path(put, path = "/ssf/streams", tag = "ssf", request_body = Object,
-    responses((status = 200, description = "Replaced: fields not given take their defaults", body = Object)),
+#[utoipa::path(put, path = "/ssf/streams", tag = "ssf", request_body = StreamUpdate,
+    responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfig),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn replace(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: JsonBody<StreamUpdate>,
 ) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body, true).await
+    configure(req, recall, body.0, true).await
 }
 
 /// `DELETE /ssf/streams?stream_id=`
-#[utoipa::path(delete, path = "/ssf/streams", tag = "ssf", params(StreamQuery),
-    responses((status = 204, description = "Deleted")), security(("service" = [])))]
+#[utoipa::path(delete, path = "/ssf/streams", tag = "ssf", params(StreamIdQuery),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
+    security(("service" = [])))]
 pub async fn delete(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    q: web::Query<StreamQuery>,
+    q: web::Query<StreamIdQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
-    let id = q.required()?;
-    recall.signals().delete(&owner, id).await?;
+    recall.signals().delete(&owner, q.stream_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /ssf/status?stream_id=`
-#[utoipa::path(get, path = "/ssf/status", tag = "ssf", params(StreamQuery),
-    responses((status = 200, description = "{stream_id, status, reason}", body = Object)),
+#[utoipa::path(get, path = "/ssf/status", tag = "ssf", params(StreamIdQuery),
+    responses((status = 200, description = "The stream's status", body = StatusView),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn status(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    q: web::Query<StreamQuery>,
+    q: web::Query<StreamIdQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
-    let id = q.required()?;
-    Ok(HttpResponse::Ok().json(status_view(&recall.signals().get(&owner, id).await?)))
+    let stream = recall.signals().get(&owner, q.stream_id).await?;
+    Ok(HttpResponse::Ok().json(status_view(&stream)))
 }
 
 /// `POST /ssf/status`
-#[utoipa::path(post, path = "/ssf/status", tag = "ssf", request_body = Object,
-    responses((status = 200, description = "{stream_id, status, reason}", body = Object)),
+#[utoipa::path(post, path = "/ssf/status", tag = "ssf", request_body = StatusInput,
+    responses((status = 200, description = "The stream's new status", body = StatusView),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn set_status(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: JsonBody<StatusInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
-    let status = body
-        .get("status")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::InvalidRequest("status: enabled, paused or disabled".into()))?;
-    let reason = body
-        .get("reason")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let owner = receiver(&recall, &req).await?;
+    let StatusInput {
+        stream_id,
+        status,
+        reason,
+    } = body.0;
     let stream = recall
         .signals()
-        .set_status(&owner, id, status, reason)
+        .set_status(&owner, stream_id, status.as_str(), reason)
         .await?;
     Ok(HttpResponse::Ok().json(status_view(&stream)))
 }
 
 /// `POST /ssf/verify`
-#[utoipa::path(post, path = "/ssf/verify", tag = "ssf", request_body = Object,
-    responses((status = 204, description = "A verification event is on its way through the stream")),
+#[utoipa::path(post, path = "/ssf/verify", tag = "ssf", request_body = VerifyInput,
+    responses((status = 204, description = "A verification event is on its way through the stream"),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn verify(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    body: RawBody,
+    body: JsonBody<VerifyInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let (owner, body, id) = receiver_and_stream(&recall, &req, &body.0).await?;
-    let state = match body.get("state") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::InvalidRequest("state: a string".into())),
-    };
-    recall.signals().verify(&owner, id, state).await?;
+    let owner = receiver(&recall, &req).await?;
+    let VerifyInput { stream_id, state } = body.0;
+    recall.signals().verify(&owner, stream_id, state).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /ssf/poll/{stream_id}` (RFC 8936)
-#[utoipa::path(post, path = "/ssf/poll/{stream_id}", tag = "ssf", request_body = Object,
+#[utoipa::path(post, path = "/ssf/poll/{stream_id}", tag = "ssf", request_body = PollInput,
     params(("stream_id" = Uuid, Path, description = "A polled stream of the caller")),
-    responses((status = 200, description = "{sets: {jti: SET}, moreAvailable}", body = Object)),
+    responses((status = 200, description = "SETs by jti, and whether more wait", body = PollView),
+        (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn poll(
     req: HttpRequest,
@@ -254,72 +219,73 @@ pub async fn poll(
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such stream".into()))?;
-    let body = if body.0.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
+    let input = if body.0.iter().all(u8::is_ascii_whitespace) {
+        PollInput::default()
     } else {
-        object(&body.0)?
+        parse_json::<PollInput>(&body.0)?
     };
-    let acks: Vec<String> = match body.get("ack") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
+    let max = input.max()?;
+    if !input.set_errs.is_empty() {
+        let refused: Vec<(&String, &String)> = input
+            .set_errs
             .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| ApiError::InvalidRequest("ack: an array of jti strings".into()))?,
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "ack: an array of jti strings".into(),
-            ))
-        }
-    };
-    let max = match body.get("maxEvents") {
-        None => 100,
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n <= 1000)
-            .ok_or_else(|| ApiError::InvalidRequest("maxEvents: 0 to 1000".into()))?
-            as usize,
-    };
-    let immediately = match body.get("returnImmediately") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| ApiError::InvalidRequest("returnImmediately: a boolean".into()))?,
-    };
+            .map(|(jti, e)| (jti, &e.err))
+            .collect();
+        tracing::warn!(stream = %id, ?refused, "the receiver refused SETs");
+    }
+    // A SET refused by the receiver was delivered all the same: it moves
+    // the cursor like an acknowledgement.
+    let mut acks = input.ack;
+    acks.extend(input.set_errs.into_keys());
     let answer = recall
         .signals()
-        .poll(&owner, id, &acks, max, immediately)
+        .poll(
+            &owner,
+            id,
+            &acks,
+            max,
+            input.return_immediately.unwrap_or(false),
+        )
         .await?;
+    let sets = answer
+        .sets
+        .into_iter()
+        .filter_map(|(jti, set)| set.as_str().map(|s| (jti, s.to_owned())))
+        .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "sets": answer.sets, "moreAvailable": answer.more_available })))
+        .json(PollView {
+            sets,
+            more_available: answer.more_available,
+        }))
 }
 
 /// `GET /v1/admin/ssf/streams`
 #[utoipa::path(get, path = "/v1/admin/ssf/streams", tag = "admin",
-    responses((status = 200, description = "Every stream: receiver, status, cursor", body = Object)),
+    responses((status = 200, description = "Every stream: receiver, status, cursor", body = AdminStreams)),
     security(("admin" = [])))]
 pub async fn admin_streams(
     recall: web::Data<Recall>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let streams: Vec<Value> = recall
+    let streams = recall
         .signals()
         .all()
         .await?
         .iter()
-        .map(|s| {
-            json!({
-                "stream_id": s.id.to_string(),
-                "service_id": s.service_id.to_string(),
-                "aud": s.config["aud"],
-                "method": s.config["delivery"]["method"],
-                "status": s.status,
-                "reason": s.reason,
-                "cursor_seq": s.cursor.0,
-                "created_at": rfc3339(s.created_at),
-            })
+        .map(|s| AdminStream {
+            stream_id: s.id,
+            service_id: s.service_id,
+            aud: s.config["aud"].as_str().unwrap_or_default().to_owned(),
+            method: s.config["delivery"]["method"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            status: s.status.clone(),
+            reason: s.reason.clone(),
+            cursor_seq: s.cursor.0,
+            created_at: rfc3339(s.created_at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "streams": streams })))
+    Ok(HttpResponse::Ok().json(AdminStreams { streams }))
 }

@@ -109,13 +109,28 @@ impl Signals {
                 let url = delivery
                     .and_then(|d| d.get("endpoint_url"))
                     .and_then(Value::as_str)
-                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-                    .ok_or_else(|| invalid("delivery.endpoint_url", "an http(s) URL for push"))?;
+                    .filter(|u| {
+                        let rest = u
+                            .strip_prefix("https://")
+                            .or_else(|| u.strip_prefix("http://"));
+                        rest.is_some_and(|r| !r.is_empty())
+                            && !u.chars().any(char::is_whitespace)
+                            && u.chars().count() <= 2048
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            "delivery.endpoint_url",
+                            "an http(s) URL for push, at most 2048 characters",
+                        )
+                    })?;
                 out.insert("endpoint_url".into(), json!(url));
                 if let Some(h) = delivery.and_then(|d| d.get("authorization_header")) {
                     let h = h
                         .as_str()
-                        .ok_or_else(|| invalid("delivery.authorization_header", "a string"))?;
+                        .filter(|h| h.chars().count() <= 4096)
+                        .ok_or_else(|| {
+                            invalid("delivery.authorization_header", "at most 4096 characters")
+                        })?;
                     out.insert("authorization_header".into(), json!(h));
                 }
             }
@@ -133,11 +148,15 @@ impl Signals {
             .filter(|s| wanted.iter().any(|w| w == s))
             .collect();
         let aud = match body.get("aud") {
-            Some(Value::String(a)) if !a.is_empty() => a.clone(),
+            Some(Value::String(a)) if !a.is_empty() && a.chars().count() <= 512 => a.clone(),
             None => format!("urn:recall:service:{}", owner.id),
-            _ => return Err(invalid("aud", "a non-empty string")),
+            _ => return Err(invalid("aud", "1 to 512 characters")),
         };
-        let description = body.get("description").and_then(Value::as_str);
+        let description = match body.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) if d.chars().count() <= 1024 => Some(d.as_str()),
+            _ => return Err(invalid("description", "at most 1024 characters")),
+        };
         Ok(json!({
             "stream_id": id.to_string(),
             "iss": self.settings.issuer,
@@ -262,6 +281,9 @@ impl Signals {
     ) -> Result<StreamRecord, Error> {
         if !matches!(status, "enabled" | "paused" | "disabled") {
             return Err(invalid("status", "enabled, paused or disabled"));
+        }
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 1024) {
+            return Err(invalid("reason", "at most 1024 characters"));
         }
         let mut stream = self.get(owner, id).await?;
         if stream.status == "disabled" && status != "disabled" {

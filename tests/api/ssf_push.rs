@@ -23,15 +23,23 @@ struct Receiver {
     port: u16,
     status: Arc<AtomicU16>,
     got: Arc<Mutex<HashMap<String, (String, usize)>>>,
+    /// jtis in the order they were accepted.
+    order: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
     async fn start(auth: &'static str) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(auth, 0).await
+    }
+
+    /// A receiver on `port` (0: any free one).
+    async fn start_on(auth: &'static str, port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let r = Receiver {
             port: listener.local_addr().unwrap().port(),
             status: Arc::new(AtomicU16::new(202)),
             got: Arc::default(),
+            order: Arc::default(),
         };
         let me = r.clone();
         tokio::spawn(async move {
@@ -65,6 +73,7 @@ impl Receiver {
                                 if (200..300).contains(&status) {
                                     let claims = crate::ssf::claims_of(&body);
                                     let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+                                    me.order.lock().push(jti.clone());
                                     let mut got = me.got.lock();
                                     let entry = got.entry(jti).or_insert((body.clone(), 0));
                                     entry.1 += 1;
@@ -104,6 +113,10 @@ impl Receiver {
 }
 
 async fn push_stream(app: &TestApp, receiver: &Receiver, auth: &str) -> String {
+    push_stream_to(app, &receiver.url(), auth).await
+}
+
+async fn push_stream_to(app: &TestApp, url: &str, auth: &str) -> String {
     let (_, token) = create_service(app, "pusher").await;
     let res = app
         .post(
@@ -112,7 +125,7 @@ async fn push_stream(app: &TestApp, receiver: &Receiver, auth: &str) -> String {
             json!({
                 "aud": "https://receiver.example",
                 "events_requested": [recall::ssf::SESSION_REVOKED],
-                "delivery": { "method": "urn:ietf:rfc:8935", "endpoint_url": receiver.url(), "authorization_header": auth },
+                "delivery": { "method": "urn:ietf:rfc:8935", "endpoint_url": url, "authorization_header": auth },
             }),
         )
         .await;
@@ -176,6 +189,100 @@ async fn push_survives_a_receiver_outage(kind: Kind) {
 }
 
 both_stores!(push_survives_a_receiver_outage);
+
+/// How long the receiver stays down in `a_receiver_down_for_minutes_gets_everything`
+/// (`RECALL_TEST_RECEIVER_DOWN_SECS`, default 150).
+fn outage() -> Duration {
+    let secs = std::env::var("RECALL_TEST_RECEIVER_DOWN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    Duration::from_secs(secs)
+}
+
+/// The receiver is not even listening (connections refused) for minutes
+/// while revocations keep coming; Recall backs off to its 30 s ceiling and
+/// keeps trying. When the receiver comes back on its address, every SET
+/// arrives, once each, in log order, within one backoff ceiling.
+async fn a_receiver_down_for_minutes_gets_everything(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    // Reserve an address, then leave it closed: the receiver is down.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let stream = push_stream_to(&app, &url, "Bearer long").await;
+    let label = format!("{{stream=\"{stream}\"}}");
+    let down = outage();
+    let started = tokio::time::Instant::now();
+    let mut expected = Vec::new();
+    let mut i = 0;
+    while started.elapsed() < down {
+        let s = user(&app, &format!("down{i}")).await;
+        post_204(&app, "/v1/auth/logout", &s.access).await;
+        expected.push(s.session_id);
+        i += 1;
+        tokio::time::sleep((down / 12).max(Duration::from_millis(200))).await;
+    }
+    let failed = app
+        .metric(&format!("recall_ssf_sets_failed_total{label}"))
+        .await;
+    let lag = app.metric(&format!("recall_ssf_lag_seconds{label}")).await;
+    tracing::info!(
+        ?down,
+        failed,
+        lag,
+        events = expected.len(),
+        "receiver coming back"
+    );
+    assert!(failed >= 1.0, "refused connections were counted: {failed}");
+    assert!(
+        lag >= down.as_secs_f64() / 2.0,
+        "the lag gauge shows the outage: {lag} s after {down:?}"
+    );
+    assert_eq!(
+        app.metric(&format!("recall_ssf_sets_delivered_total{label}"))
+            .await,
+        0.0
+    );
+    // The receiver comes back on the same address.
+    let receiver = Receiver::start_on("Bearer long", port).await;
+    let all = eventually(Duration::from_secs(60), || async {
+        receiver.sessions().len() == expected.len()
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "{} of {} after the outage",
+        receiver.sessions().len(),
+        expected.len()
+    );
+    let mut got = receiver.sessions();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every revocation, none lost");
+    assert_eq!(receiver.duplicates(), 0, "each accepted once");
+    // In log order: the jti is `stream.seq.index`.
+    let seqs: Vec<(i64, i64)> = receiver
+        .order
+        .lock()
+        .iter()
+        .map(|jti| {
+            let mut parts = jti.rsplitn(3, '.');
+            let index = parts.next().unwrap().parse().unwrap();
+            let seq = parts.next().unwrap().parse().unwrap();
+            (seq, index)
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "log order: {seqs:?}");
+    app.stop().await;
+}
+
+both_stores!(a_receiver_down_for_minutes_gets_everything);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lease_holder_is_taken_over_from_the_cursor() {
