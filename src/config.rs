@@ -145,6 +145,10 @@ pub struct Config {
         default_value_t = 60
     )]
     pub rate_limit_per_min: u32,
+    /// Origins (comma-separated, like `https://app.example.com`) whose pages
+    /// may call the JSON API from a browser (CORS). None by default.
+    #[arg(long, global = true, env = "RECALL_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
 }
 
 /// Most grace a concurrent refresh may get: longer would let a stolen
@@ -181,6 +185,29 @@ fn secret(
         }
         (None, None) => Ok(None),
     }
+}
+
+/// Parses `RECALL_CORS_ORIGINS`: comma-separated origins, each
+/// `http(s)://host[:port]` with nothing after it.
+pub fn parse_cors_origins(text: &str) -> Result<Vec<String>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let rest = t
+                .strip_prefix("https://")
+                .or_else(|| t.strip_prefix("http://"));
+            match rest {
+                Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '*']) => {
+                    Ok(t.to_owned())
+                }
+                _ => Err(ConfigError::Invalid(format!(
+                    "RECALL_CORS_ORIGINS: {t:?} is not an origin like https://app.example.com \
+                     (scheme, host and port only; no wildcard)"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Parses `RECALL_TRUSTED_PROXIES`: comma-separated CIDRs or bare addresses.
@@ -235,6 +262,8 @@ pub struct Settings {
     pub open_registration: bool,
     pub session_max_secs: i64,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed to call the JSON API from a browser (CORS).
+    pub cors_origins: Vec<String>,
     pub rate_limit_per_min: u32,
     /// Notices waiting to be published; past it the oldest is dropped (G4
     /// covers the loss: the log has it).
@@ -281,6 +310,7 @@ impl Config {
             ));
         }
         let trusted_proxies = parse_trusted_proxies(&self.trusted_proxies)?;
+        let cors_origins = parse_cors_origins(&self.cors_origins)?;
         let database_url = secret(
             self.database_url,
             self.database_url_file.as_deref(),
@@ -356,6 +386,7 @@ impl Config {
             open_registration: self.open_registration,
             session_max_secs: self.session_max_secs,
             trusted_proxies,
+            cors_origins,
             rate_limit_per_min: self.rate_limit_per_min,
             publish_queue: 4096,
             lockout: LockoutPolicy::default(),

@@ -125,6 +125,26 @@ pub enum Event {
     },
 }
 
+/// Every event type name (`Event::kind`), in declaration order.
+pub const KINDS: &[&str] = &[
+    "user_registered",
+    "login_succeeded",
+    "login_failed",
+    "session_refreshed",
+    "refresh_token_reused",
+    "logged_out",
+    "session_revoked",
+    "user_sessions_revoked",
+    "password_changed",
+    "user_locked",
+    "user_unlocked",
+    "key_rotated",
+    "key_retired",
+    "service_created",
+    "service_revoked",
+    "stream_verification",
+];
+
 impl Event {
     /// The snake_case type name, as stored in the `type` column.
     pub fn kind(&self) -> &'static str {

@@ -146,6 +146,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let data = web::Data::from(recall.clone());
+        let origins = recall.settings().cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(record_http))
@@ -153,6 +154,11 @@ impl Application {
                 // A span per request, with a request id in every log line
                 // logged while it is served.
                 .wrap(TracingLogger::<RequestSpan>::new())
+                // Outermost, so that preflights are answered before routing.
+                .wrap(actix_web::middleware::Condition::new(
+                    !origins.is_empty(),
+                    crate::http::cors(&origins),
+                ))
                 .app_data(data.clone())
                 .configure(crate::http::routes)
         })

@@ -110,6 +110,8 @@ pub struct RevokedSessions {
 pub struct Locked {
     #[schema(format = DateTime)]
     locked_until: String,
+    /// How many live sessions the lock ended.
+    revoked_sessions: usize,
     seq: i64,
 }
 
@@ -269,12 +271,17 @@ pub async fn lock(
             &admin.meta(&req),
         )
         .await?;
-    let until = match env.event {
-        crate::events::Event::UserLocked { until, .. } => until,
-        _ => 0,
+    let (until, revoked) = match &env.event {
+        crate::events::Event::UserLocked {
+            until,
+            revoked_session_ids,
+            ..
+        } => (*until, revoked_session_ids.len()),
+        _ => (0, 0),
     };
     Ok(HttpResponse::Ok().json(Locked {
         locked_until: rfc3339(until),
+        revoked_sessions: revoked,
         seq: env.seq,
     }))
 }

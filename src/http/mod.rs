@@ -8,6 +8,8 @@ pub mod feed;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
+pub mod site;
 pub mod ssf;
 pub mod ssf_types;
 pub mod users;
@@ -90,6 +92,25 @@ fn limited(
     >,
 > {
     one(path, method).wrap(from_fn(rate_limit))
+}
+
+/// CORS for `RECALL_CORS_ORIGINS`: those origins' pages may call the JSON
+/// API with a bearer token. Credentials (cookies) are never allowed across
+/// origins, and an origin not listed simply gets no CORS headers (the
+/// browser then withholds the answer); the cookie routes check `Origin`
+/// themselves.
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .block_on_origin_mismatch(false)
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 /// Every route of API.md.
@@ -189,5 +210,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(one("/readyz", Method::GET).route(web::get().to(ops::readyz)))
         .service(one("/metrics", Method::GET).route(web::get().to(ops::metrics)))
         .service(one("/openapi.json", Method::GET).route(web::get().to(openapi::openapi)))
+        .service(one("/", Method::GET).route(web::get().to(site::index)))
+        .service(one("/account", Method::GET).route(web::get().to(site::account)))
+        .service(one("/admin", Method::GET).route(web::get().to(site::admin)))
+        .service(one("/assets/{name}", Method::GET).route(web::get().to(site::asset)))
+        .service(limited("/web/login", Method::POST).route(web::post().to(site::login)))
+        .service(limited("/web/refresh", Method::POST).route(web::post().to(site::refresh)))
+        .service(one("/web/logout", Method::POST).route(web::post().to(site::logout)))
         .default_service(web::to(not_found));
 }

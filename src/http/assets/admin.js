@@ -1,0 +1,233 @@
+// /admin: find a user and see their sessions; lock, unlock, revoke; rotate
+// the signing key; the keys table; and the live event stream, filtered by
+// user and type. Every action says what it did.
+'use strict';
+
+(async () => {
+  const { api, el, say, fail, when, device } = Recall;
+  const me = await Recall.start();
+  if (!me) return;
+  document.getElementById('admin-link').hidden = false;
+  try {
+    await loadKeys();
+  } catch (e) {
+    if (e.status === 403) fail('Your account has no admin rights.');
+    else fail(e.message);
+    return;
+  }
+
+  let user = null;
+
+  async function loadKeys() {
+    const { keys } = await api('GET', '/v1/admin/keys');
+    document.querySelector('#keys tbody').replaceChildren(
+      ...keys.map((k) =>
+        el(
+          'tr',
+          { 'data-kid': k.kid },
+          el('td', {}, el('code', {}, k.kid)),
+          el('td', {}, k.alg),
+          el('td', { class: 'status-' + k.status }, k.status),
+          el('td', {}, when(k.created_at)),
+        ),
+      ),
+    );
+  }
+
+  async function loadUser(username) {
+    user = await api('GET', '/v1/admin/users?username=' + encodeURIComponent(username));
+    const { sessions } = await api('GET', `/v1/admin/users/${user.user_id}/sessions`);
+    document.getElementById('user').hidden = false;
+    document.getElementById('user-name').textContent = user.username;
+    document.getElementById('user-id').textContent = user.user_id;
+    document.getElementById('user-locked').textContent = user.locked_until
+      ? 'locked until ' + when(user.locked_until)
+      : 'not locked';
+    document.querySelector('#user-sessions tbody').replaceChildren(
+      ...sessions.map((s) => {
+        const end = el('button', { type: 'button', class: 'danger' }, 'End');
+        end.addEventListener('click', async () => {
+          try {
+            await api('DELETE', '/v1/admin/sessions/' + s.session_id);
+            say(`Ended 1 session of ${user.username} (${device(s)}).`);
+            await loadUser(user.username);
+          } catch (e) {
+            fail(e.message);
+          }
+        });
+        return el(
+          'tr',
+          { 'data-session': s.session_id },
+          el('td', {}, device(s)),
+          el('td', {}, s.ip || ''),
+          el('td', {}, when(s.created_at)),
+          el('td', {}, when(s.last_used_at)),
+          el('td', {}, end),
+        );
+      }),
+    );
+    return sessions;
+  }
+
+  async function act(run) {
+    try {
+      await run();
+    } catch (e) {
+      fail(e.message);
+    }
+  }
+
+  document.getElementById('find').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    act(async () => {
+      const sessions = await loadUser(document.getElementById('find-username').value);
+      say(`${user.username}: ${sessions.length} live session${sessions.length === 1 ? '' : 's'}.`);
+    });
+  });
+
+  document.getElementById('lock').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    act(async () => {
+      const reason = document.getElementById('lock-reason').value;
+      const r = await api('POST', `/v1/admin/users/${user.user_id}/lock`, {
+        duration_secs: Number(document.getElementById('lock-duration').value),
+        reason: reason || null,
+      });
+      say(
+        `Locked ${user.username} until ${when(r.locked_until)}; ` +
+          `${r.revoked_sessions} session${r.revoked_sessions === 1 ? '' : 's'} ended.`,
+      );
+      await loadUser(user.username);
+    });
+  });
+
+  document.getElementById('unlock').addEventListener('click', () =>
+    act(async () => {
+      await api('POST', `/v1/admin/users/${user.user_id}/unlock`);
+      say(`Unlocked ${user.username}.`);
+      await loadUser(user.username);
+    }),
+  );
+
+  document.getElementById('revoke').addEventListener('click', () =>
+    act(async () => {
+      const r = await api('POST', `/v1/admin/users/${user.user_id}/revoke-sessions`, {
+        reason: 'revoked from the admin console',
+      });
+      say(`Revoked ${r.revoked_sessions} session${r.revoked_sessions === 1 ? '' : 's'} of ${user.username}.`);
+      await loadUser(user.username);
+    }),
+  );
+
+  document.getElementById('watch-user').addEventListener('click', () => {
+    document.getElementById('filter-user').value = user.user_id;
+    refilter();
+  });
+
+  async function rotate(compromised) {
+    const r = await api('POST', '/v1/admin/keys/rotate', {
+      compromised,
+      reason: compromised ? 'compromised: rotated from the admin console' : 'scheduled rotation',
+    });
+    say(
+      compromised
+        ? `New signing key ${r.kid}. Key ${r.previous_kid} is revoked: every token it signed is rejected now; ` +
+            'logged-in users renew theirs silently.'
+        : `New signing key ${r.kid}. Key ${r.previous_kid} still verifies the tokens it signed until they expire.`,
+    );
+    await loadKeys();
+  }
+
+  const confirmBox = document.getElementById('confirm-compromised');
+  document.getElementById('rotate').addEventListener('click', () => act(() => rotate(false)));
+  document.getElementById('rotate-compromised').addEventListener('click', () => {
+    confirmBox.hidden = false;
+  });
+  document.getElementById('cancel-rotate').addEventListener('click', () => {
+    confirmBox.hidden = true;
+  });
+  document.getElementById('confirm-rotate').addEventListener('click', () => {
+    confirmBox.hidden = true;
+    act(() => rotate(true));
+  });
+
+  // --- live events -----------------------------------------------------------
+  const list = document.getElementById('events');
+  const filterUser = document.getElementById('filter-user');
+  const filterType = document.getElementById('filter-type');
+  const streamState = document.getElementById('stream-state');
+
+  function shown(li) {
+    const u = filterUser.value.trim();
+    const t = filterType.value;
+    return (!u || li.dataset.user === u) && (!t || li.dataset.type === t);
+  }
+
+  function refilter() {
+    for (const li of list.children) li.hidden = !shown(li);
+  }
+  filterUser.addEventListener('input', refilter);
+  filterType.addEventListener('change', refilter);
+
+  function show(frame) {
+    let type = 'message';
+    let data = '';
+    for (const line of frame.split('\n')) {
+      if (line.startsWith('event:')) type = line.slice(6).trim();
+      else if (line.startsWith('data:')) data += line.slice(5).trim();
+    }
+    if (type === 'end' || !data) return;
+    let e;
+    try {
+      e = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const li = el(
+      'li',
+      { class: 'event', 'data-type': e.type, 'data-user': e.user_id || '' },
+      el('span', { class: 'type' }, e.type),
+      ` #${e.seq} ${when(e.at)}`,
+      e.user_id ? ` user ${e.user_id}` : '',
+      e.session_id ? ` session ${e.session_id}` : '',
+      e.actor ? ` by ${e.actor}` : '',
+    );
+    li.hidden = !shown(li);
+    list.prepend(li);
+    while (list.children.length > 500) list.lastChild.remove();
+  }
+
+  async function follow() {
+    for (;;) {
+      try {
+        const res = await fetch('/v1/admin/events/stream', {
+          headers: { authorization: 'Bearer ' + Recall.token() },
+        });
+        if (res.status === 401) {
+          await Recall.refresh();
+          continue;
+        }
+        if (!res.ok) throw new Error('HTTP ' + res.status);
+        streamState.textContent = 'live';
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            show(buf.slice(0, i));
+            buf = buf.slice(i + 2);
+          }
+        }
+      } catch (e) {
+        if (e.status === 401 || e.code === 'account_locked') return Recall.ended(e);
+      }
+      streamState.textContent = 'reconnecting…';
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  follow();
+  setInterval(() => loadKeys().catch(() => {}), 5000);
+})();

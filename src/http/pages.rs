@@ -1,0 +1,211 @@
+//! The pages' markup (maud: checked at compile time) and their embedded
+//! assets. No build step, no CDN, no external font: `cargo build` makes the
+//! whole product and it works offline. The pages hold no data: their
+//! scripts fetch it with the in-memory access token.
+
+use maud::{html, Markup, DOCTYPE};
+
+/// The embedded assets: name, body, content type.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        include_str!("assets/app.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "common.js",
+        include_str!("assets/common.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "login.js",
+        include_str!("assets/login.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "account.js",
+        include_str!("assets/account.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "admin.js",
+        include_str!("assets/admin.js"),
+        "text/javascript; charset=utf-8",
+    ),
+];
+
+/// An embedded asset by name, and its content type.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, body, kind)| (*body, *kind))
+}
+
+fn frame(title: &str, script: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Recall" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/common.js" defer {}
+                script src={ "/assets/" (script) } defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/account" { "Recall" }
+                    nav #nav hidden {
+                        a href="/account" { "Account" }
+                        a #admin-link href="/admin" hidden { "Admin" }
+                        span #whoami {}
+                        button #logout-here type="button" { "Log out" }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// `/`: log in, and register while registration is open.
+pub fn login(open_registration: bool) -> Markup {
+    frame(
+        "Log in",
+        "login.js",
+        html! {
+            p #notice .notice role="status" hidden {}
+            p #error .error role="alert" hidden {}
+            section.card {
+                h1 { "Log in" }
+                form #login {
+                    label { "Username" input #login-username name="username" autocomplete="username" required; }
+                    label { "Password" input #login-password name="password" type="password" autocomplete="current-password" required; }
+                    button #login-submit type="submit" { "Log in" }
+                }
+            }
+            @if open_registration {
+                section.card {
+                    h2 { "Create an account" }
+                    form #register {
+                        label { "Username" input #register-username name="username" autocomplete="username" required minlength="3" maxlength="64"; }
+                        label { "Password" input #register-password name="password" type="password" autocomplete="new-password" required minlength="8"; }
+                        button #register-submit type="submit" { "Create account" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `/account`: this user's live sessions, and the ways to end them.
+pub fn account() -> Markup {
+    frame(
+        "Your sessions",
+        "account.js",
+        html! {
+            p #status .notice role="status" hidden {}
+            p #error .error role="alert" hidden {}
+            section.card {
+                h1 { "Your sessions" }
+                p.hint { "Every device logged in to your account. A session ended anywhere disappears here within seconds." }
+                table #sessions {
+                    thead { tr { th { "Device" } th { "IP" } th { "Created" } th { "Last used" } th {} th {} } }
+                    tbody {}
+                }
+                div.actions {
+                    button #logout-others type="button" { "Log out other devices" }
+                    button #logout-all .danger type="button" { "Log out everywhere" }
+                }
+            }
+            section.card {
+                h2 { "Change password" }
+                p.hint { "Every other device is logged out." }
+                form #password {
+                    label { "Current password" input #current-password type="password" autocomplete="current-password" required; }
+                    label { "New password" input #new-password type="password" autocomplete="new-password" required minlength="8"; }
+                    button #password-submit type="submit" { "Change password" }
+                }
+            }
+        },
+    )
+}
+
+/// `/admin`: the emergency controls.
+pub fn admin() -> Markup {
+    frame(
+        "Admin",
+        "admin.js",
+        html! {
+            p #status .notice role="status" hidden {}
+            p #error .error role="alert" hidden {}
+            section.card {
+                h1 { "Find a user" }
+                form #find {
+                    label { "Username" input #find-username required; }
+                    button type="submit" { "Find" }
+                }
+                div #user hidden {
+                    h2 #user-name {}
+                    p.hint { "id " code #user-id {} " · " span #user-locked {} }
+                    table #user-sessions {
+                        thead { tr { th { "Device" } th { "IP" } th { "Created" } th { "Last used" } th {} } }
+                        tbody {}
+                    }
+                    form #lock .inline {
+                        label { "Lock for"
+                            select #lock-duration {
+                                option value="900" { "15 minutes" }
+                                option value="3600" selected { "1 hour" }
+                                option value="86400" { "24 hours" }
+                                option value="604800" { "7 days" }
+                            }
+                        }
+                        label { "Reason" input #lock-reason maxlength="256"; }
+                        button #lock-submit .danger type="submit" { "Lock" }
+                    }
+                    div.actions {
+                        button #unlock type="button" { "Unlock" }
+                        button #revoke .danger type="button" { "Revoke all sessions" }
+                        button #watch-user type="button" { "Show only this user's events" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Signing keys" }
+                div.actions {
+                    button #rotate type="button" { "Rotate (scheduled)" }
+                    button #rotate-compromised .danger type="button" { "Rotate as compromised…" }
+                }
+                div #confirm-compromised .confirm hidden {
+                    p { strong { "Every token the current key signed dies now, on every instance." }
+                        " Logged-in users get new tokens silently from their refresh tokens." }
+                    button #confirm-rotate .danger type="button" { "Yes: revoke the current key" }
+                    button #cancel-rotate type="button" { "Cancel" }
+                }
+                table #keys {
+                    thead { tr { th { "kid" } th { "alg" } th { "status" } th { "created" } } }
+                    tbody {}
+                }
+            }
+            section.card {
+                h2 { "Live events" }
+                form #filters .inline {
+                    label { "User id" input #filter-user placeholder="any"; }
+                    label { "Type"
+                        select #filter-type {
+                            option value="" { "any" }
+                            @for t in crate::events::KINDS {
+                                option value=(t) { (t) }
+                            }
+                        }
+                    }
+                    span #stream-state .hint { "connecting…" }
+                }
+                ol #events reversed {}
+            }
+        },
+    )
+}
