@@ -66,4 +66,6 @@ verifier_is_light() {
 step "verifier dependencies" verifier_is_light
 step "test" cargo test --workspace --all-targets -- --test-threads=4
 step "schemathesis" bash scripts/schemathesis.sh
+# Headless Chromium (Debian's) through playwright-core: the pages' flows.
+step "browser" bash scripts/browser.sh
 log "all checks passed ($((SECONDS - total_started))s)"

@@ -514,6 +514,23 @@ mod tests {
         assert!(settings(&["--refresh-grace-secs", "60"]).is_ok());
         let s = settings(&["--trusted-proxies", "10.0.0.0/8, 192.0.2.1"]).unwrap();
         assert_eq!(s.trusted_proxies.len(), 2);
+        assert!(s.cors_origins.is_empty(), "nothing is open by default");
+        let s = settings(&["--cors-origins", "https://a.example, http://localhost:3000"]).unwrap();
+        assert_eq!(
+            s.cors_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "a.example",
+            "https://a.example/app",
+            "https://*.example",
+            "https://",
+        ] {
+            let text = error(&["--cors-origins", bad]);
+            assert!(text.contains("RECALL_CORS_ORIGINS"), "{bad}: {text}");
+        }
+        let s = settings(&["--trusted-proxies", "10.0.0.0/8, 192.0.2.1"]).unwrap();
         assert_eq!(s.session_max_secs, 2_592_000);
         assert_eq!(s.rate_limit_per_min, 60);
     }

@@ -24,6 +24,7 @@ mod tokens;
 mod trust;
 mod verifier_crate;
 mod verifiers;
+mod web;
 
 /// Runs an `async fn(Kind)` test once per store.
 #[macro_export]

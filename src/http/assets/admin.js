@@ -169,20 +169,38 @@
   filterUser.addEventListener('input', refilter);
   filterType.addEventListener('change', refilter);
 
-  function show(frame) {
+  // The stream ends whenever the token it was opened with expires; what
+  // happened while reconnecting is read from the log, from the last seq
+  // shown.
+  let lastSeq = 0;
+
+  function frame(text) {
     let type = 'message';
     let data = '';
-    for (const line of frame.split('\n')) {
+    for (const line of text.split('\n')) {
       if (line.startsWith('event:')) type = line.slice(6).trim();
       else if (line.startsWith('data:')) data += line.slice(5).trim();
     }
     if (type === 'end' || !data) return;
-    let e;
     try {
-      e = JSON.parse(data);
+      show(JSON.parse(data));
     } catch {
-      return;
+      // not an event
     }
+  }
+
+  async function backfill() {
+    for (;;) {
+      const page = await api('GET', `/v1/admin/events?after=${lastSeq}&limit=1000`);
+      for (const e of page.events) show(e);
+      if (page.events.length === 0 || page.next_after <= lastSeq) return;
+      lastSeq = Math.max(lastSeq, page.next_after);
+    }
+  }
+
+  function show(e) {
+    if (e.seq <= lastSeq) return;
+    lastSeq = e.seq;
     const li = el(
       'li',
       { class: 'event', 'data-type': e.type, 'data-user': e.user_id || '' },
@@ -198,6 +216,13 @@
   }
 
   async function follow() {
+    // The log's head, from the revocation feed, read before the stream
+    // opens: what comes after it is shown, from the stream or the log.
+    try {
+      lastSeq = (await api('GET', `/v1/revocations?after=${Number.MAX_SAFE_INTEGER}&limit=1`)).head_seq;
+    } catch (e) {
+      fail(e.message);
+    }
     for (;;) {
       try {
         const res = await fetch('/v1/admin/events/stream', {
@@ -208,6 +233,7 @@
           continue;
         }
         if (!res.ok) throw new Error('HTTP ' + res.status);
+        await backfill();
         streamState.textContent = 'live';
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
@@ -217,7 +243,7 @@
           buf += value;
           let i;
           while ((i = buf.indexOf('\n\n')) >= 0) {
-            show(buf.slice(0, i));
+            frame(buf.slice(0, i));
             buf = buf.slice(i + 2);
           }
         }
