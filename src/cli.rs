@@ -125,6 +125,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let bind = settings.bind.clone();
             let app = Application::build(settings, workers, true).await?;
             tracing::info!(%bind, port = app.port(), "recall serving");
+            // On stdout too, for whoever started it on port 0.
+            println!("recall listening on port {}", app.port());
             app.run_until_stopped().await?;
             Ok(())
         }

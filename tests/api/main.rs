@@ -6,6 +6,7 @@ mod admin_fleet;
 mod audit;
 mod brute_force;
 mod cli;
+mod crash;
 mod feed;
 mod fleet;
 mod helpers;
