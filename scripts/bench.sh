@@ -6,7 +6,8 @@
 # revoked session. Prints one table, writes bench/results.json and
 # bench/RESULTS.md. Needs PostgreSQL and Redis (started here if they are
 # installed but down, as scripts/test.sh does) and wrk (installed with
-# apt-get if missing). Loopback only; every load is bounded in time.
+# apt-get if missing), and plots the scale curves (matplotlib from PyPI).
+# Loopback only; every load is bounded in time.
 #
 # Knobs (env): BENCH_WRK_THREADS (2), BENCH_WRK_CONNS (64), BENCH_WRK_SECS (4)
 # x BENCH_WRK_ROUNDS (3) per guard, BENCH_WRK_MISS_SECS (10),
@@ -191,6 +192,8 @@ measure "12. SSF: 300 revocations to a push receiver" suite ssf ssf
 measure "4. login: raw argon2id vs Recall::login, then 2x overload" suite login login
 measure "5. start-up: 1,000,000 events in the log (SQLite)" suite startup startup
 measure "5. memory: 100,000 revoked sessions" suite memory memory
+measure "13. scale: 3/10/30 instances, 10k/100k/1M window, 1/8/32 writers, refresh per core" \
+  suite scale scale
 measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 400 reset" \
   suite flood flood --binary "$ROOT/target/release/recall"
 
@@ -202,6 +205,10 @@ export BENCH_WRK_THREADS=$WRK_THREADS BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECS=
 export BENCH_WRK_ROUNDS=$WRK_ROUNDS BENCH_WRK_MISS_SECS=$WRK_MISS_SECS
 log "report (bench/results.json, bench/RESULTS.md)"
 "$SUITE" report --results "$WORK" --criterion "$WORK/criterion" --out "$ROOT/bench"
+if [ -s "$WORK/scale.json" ]; then
+  ensure_matplotlib
+  python3 scripts/plot_scale.py "$WORK/scale.json" "$ROOT/bench"
+fi
 log "finished in ${BENCH_TOTAL_S}s (build ${BENCH_BUILD_S}s, measurements ${BENCH_MEASURE_S}s)"
 if [ "${#FAILED[@]}" -gt 0 ]; then
   die "measures that did not run: ${FAILED[*]}"

@@ -119,3 +119,11 @@ ensure_package() {
   command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ] ||
     die "$pkg installed but $command is not there"
 }
+
+# matplotlib (PyPI) for the benchmark plots.
+ensure_matplotlib() {
+  python3 -c 'import matplotlib' 2>/dev/null && return
+  log "installing matplotlib (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check "matplotlib==3.9.2" ||
+    die "pip could not install matplotlib"
+}

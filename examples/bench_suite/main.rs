@@ -11,6 +11,8 @@
 //! - `memory`: RSS per revoked session with 100,000 folded in;
 //! - `flood`: peak RSS of the `recall` binary under 400 concurrent logins
 //!   and under 400 logins whose connections are reset;
+//! - `scale`: how cost grows with the fleet, the window, the writers, and
+//!   refresh throughput per core (`scripts/plot_scale.py` plots it);
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 
@@ -18,6 +20,7 @@ mod fleet;
 mod flood;
 mod login;
 mod report;
+mod scale;
 mod ssf;
 mod startup;
 mod verifiers;
@@ -112,6 +115,21 @@ enum Cmd {
     Verifiers {
         #[arg(long, default_value_t = 500)]
         revocations: usize,
+    },
+    /// How cost grows: fleet size, window size, writers, refresh per core.
+    Scale {
+        #[arg(long, value_delimiter = ',', default_value = "3,10,30")]
+        fleet_sizes: Vec<usize>,
+        /// Revocations timed per fleet size.
+        #[arg(long, default_value_t = 300)]
+        revocations: usize,
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        windows: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        writers: Vec<usize>,
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
     },
     Report {
         /// Directory holding the other subcommands' JSON and wrk's lines.
@@ -293,6 +311,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 callers: callers.unwrap_or(16 * cores()),
             };
             login::login(&cli, &phases).await?
+        }
+        Cmd::Scale {
+            fleet_sizes,
+            revocations,
+            windows,
+            writers,
+            secs,
+        } => {
+            let curves = scale::Curves {
+                fleet_sizes: fleet_sizes.clone(),
+                revocations: *revocations,
+                windows: windows.clone(),
+                writers: writers.clone(),
+                secs: *secs,
+            };
+            scale::scale(&cli, &curves).await?
         }
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,

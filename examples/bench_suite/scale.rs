@@ -1,0 +1,288 @@
+//! 13. How cost grows: propagation and log reads against fleet size,
+//! start-up time and memory against the revocation window, append
+//! throughput against concurrent writers, and refresh throughput per core.
+
+use super::*;
+use crate::fleet::start_nodes;
+
+/// What `scale` measures (each list is one curve's x values).
+pub(super) struct Curves {
+    pub fleet_sizes: Vec<usize>,
+    pub revocations: usize,
+    pub windows: Vec<usize>,
+    pub writers: Vec<usize>,
+    pub secs: f64,
+}
+
+pub(super) async fn scale(cli: &Cli, c: &Curves) -> anyhow::Result<Value> {
+    let mut fleet = Vec::new();
+    for &n in &c.fleet_sizes {
+        let db = BenchDb::create(&cli.pg).await?;
+        let r = fleet_of(cli, &db, n, c.revocations).await;
+        db.drop_db().await;
+        fleet.push(r?);
+    }
+    let mut startup = Vec::new();
+    for &w in &c.windows {
+        startup.push(window(cli, w).await?);
+    }
+    let db = BenchDb::create(&cli.pg).await?;
+    let appends = appends(&db, &c.writers, c.secs).await;
+    let refresh = refreshes(cli, &db, c.secs).await;
+    db.drop_db().await;
+    Ok(json!({
+        "fleet": fleet,
+        "startup": startup,
+        "append": appends?,
+        "refresh": refresh?,
+        "cores": cores(),
+    }))
+}
+
+/// Propagation through `n` in-process instances on PostgreSQL + Redis:
+/// each revocation through the first until every other rejects; and how
+/// often the fleet read the log meanwhile.
+async fn fleet_of(cli: &Cli, db: &BenchDb, n: usize, revocations: usize) -> anyhow::Result<Value> {
+    let started = start_nodes(cli, db, n).await?;
+    let nodes: Vec<Arc<Recall>> = started.iter().map(|(r, _)| r.clone()).collect();
+    let tasks: Vec<JoinHandle<()>> = started.into_iter().flat_map(|(_, t)| t).collect();
+    let result = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes.iter().all(|n| n.sync().bus_connected()) {
+            anyhow::ensure!(Instant::now() < deadline, "the fleet never subscribed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a = nodes[0].clone();
+        let sids = bench_sessions(&a, revocations).await?;
+        let head = a.sync().state().last_seq();
+        while nodes.iter().any(|n| n.sync().state().last_seq() < head) {
+            anyhow::ensure!(Instant::now() < deadline + Duration::from_secs(60), "catch-up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let reads = |nodes: &[Arc<Recall>]| -> u64 {
+            nodes.iter().map(|n| n.metrics().catchup_reads.get()).sum()
+        };
+        let reads_before = reads(&nodes);
+        let t_all = Instant::now();
+        let others: Vec<Arc<Recall>> = nodes[1..].to_vec();
+        let handle = tokio::runtime::Handle::current();
+        let limit = Duration::from_secs(2);
+        let (all, late) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut all = Vec::with_capacity(sids.len());
+            let mut late = 0usize;
+            for sid in &sids {
+                handle
+                    .block_on(a.admin().admin_revoke_session(*sid, None, &Meta::system()))
+                    .map_err(|e| anyhow::anyhow!("revoke: {e}"))?;
+                let t0 = Instant::now();
+                let mut waiting: Vec<&Arc<Recall>> = others.iter().collect();
+                while !waiting.is_empty() {
+                    waiting.retain(|n| !n.sync().state().is_session_revoked(*sid));
+                    if t0.elapsed() > limit {
+                        late += 1;
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                all.push(t0.elapsed().min(limit).as_secs_f64() * 1e3);
+            }
+            Ok((all, late))
+        })
+        .await??;
+        // Log reads are counted over at least 5 s: the polling backstop
+        // reads once a second per instance.
+        let window = Duration::from_secs(5);
+        if t_all.elapsed() < window {
+            tokio::time::sleep(window - t_all.elapsed()).await;
+        }
+        let secs = t_all.elapsed().as_secs_f64();
+        let reads = reads(&nodes) - reads_before;
+        let all = sorted(all);
+        progress(
+            "scale",
+            &format!(
+                "{n} instances: p50 {:.3} ms, p99 {:.3} ms; {reads} log reads in {secs:.1}s",
+                pct(&all, 50.0),
+                pct(&all, 99.0)
+            ),
+        );
+        Ok(json!({
+            "instances": n,
+            "revocations": all.len(),
+            "p50_ms": round(pct(&all, 50.0), 3),
+            "p99_ms": round(pct(&all, 99.0), 3),
+            "max_ms": round(pct(&all, 100.0), 3),
+            "not_within_2s": late,
+            "log_reads_per_s": round(reads as f64 / secs, 2),
+            "log_reads_per_s_per_instance": round(reads as f64 / secs / n as f64, 3),
+        }))
+    }
+    .await;
+    stop(&tasks);
+    result
+}
+
+/// Start-up time and memory with `revoked` sessions inside the window
+/// (SQLite, as `startup`).
+async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
+    let dir = cli.dir.join(format!("window-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        let s = settings(&dir, None, MasterKey::generate())?;
+        let store = Store::open(None, &s.sqlite_path())?;
+        store.migrate().await?;
+        let mut written = 0;
+        while written < revoked {
+            let n = 20_000.min(revoked - written);
+            let evs = (0..n)
+                .map(|_| Event::LoggedOut {
+                    user_id: Uuid::now_v7(),
+                    session_id: Uuid::now_v7(),
+                })
+                .collect();
+            store
+                .append_raw(evs, &Meta::system(), now_ms() - 60_000)
+                .await?;
+            written += n;
+        }
+        drop(store);
+        let rss0 = startup::rss_bytes();
+        let t0 = Instant::now();
+        let store = Store::open(None, &s.sqlite_path())?;
+        store.migrate().await?;
+        let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+        let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let rss = startup::rss_bytes().saturating_sub(rss0);
+        let folded = recall.sync().state().sizes().0;
+        stop(&tasks);
+        drop(recall);
+        anyhow::ensure!(folded == revoked, "folded {folded} of {revoked}");
+        progress(
+            "scale",
+            &format!(
+                "{revoked} revoked sessions in the window: ready in {ready_ms:.0} ms, +{:.1} MiB",
+                rss as f64 / 1048576.0
+            ),
+        );
+        Ok(json!({
+            "revoked_sessions": revoked,
+            "ready_ms": round(ready_ms, 1),
+            "rss_growth_mib": round(rss as f64 / 1048576.0, 2),
+        }))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Events appended per second on PostgreSQL by `writers` concurrent
+/// writers, one event per transaction (as each revoking call commits).
+async fn appends(db: &BenchDb, writers: &[usize], secs: f64) -> anyhow::Result<Vec<Value>> {
+    let store = Store::open(Some(&db.url), Path::new("unused.db"))?;
+    store.migrate().await?;
+    let mut out = Vec::new();
+    for &w in writers {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..w {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let e = Event::LoggedOut {
+                        user_id: Uuid::now_v7(),
+                        session_id: Uuid::now_v7(),
+                    };
+                    if store.append_raw(vec![e], &Meta::system(), now_ms()).await.is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await?;
+        }
+        let rate = total as f64 / t0.elapsed().as_secs_f64();
+        progress("scale", &format!("{w} writers: {rate:.0} appends/s"));
+        out.push(json!({ "writers": w, "appends_per_s": round(rate, 0) }));
+    }
+    Ok(out)
+}
+
+/// Refresh-token rotations per second on PostgreSQL through `Recall`'s own
+/// refresh path (theft detection, the cutoff checks and the event append
+/// included), from 64 sessions refreshed concurrently.
+async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> {
+    let s = settings(&cli.dir, Some(db.url.clone()), MasterKey::generate())?;
+    let store = Store::open(Some(&db.url), &s.sqlite_path())?;
+    store.migrate().await?;
+    let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+    let result = async {
+        let name = format!("refresh-{}", &Uuid::new_v4().simple().to_string()[..10]);
+        recall
+            .auth()
+            .register(&name, PASSWORD.into(), &Meta::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+        let callers = 64;
+        let mut tokens = Vec::new();
+        for _ in 0..callers {
+            let input = LoginInput {
+                username: name.clone(),
+                password: PASSWORD.into(),
+                client_type: None,
+                device_id: None,
+                user_agent: None,
+            };
+            let t = recall
+                .auth()
+                .login(input, &Meta::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("login: {e}"))?;
+            tokens.push(t.refresh_token);
+        }
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let t0 = Instant::now();
+        let mut workers = Vec::new();
+        for mut token in tokens {
+            let recall = recall.clone();
+            workers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    match recall.auth().refresh(&token, &Meta::default()).await {
+                        Ok(t) => {
+                            token = t.refresh_token;
+                            n += 1;
+                        }
+                        Err(e) => return Err(anyhow::anyhow!("refresh: {e}")),
+                    }
+                }
+                Ok(n)
+            }));
+        }
+        let mut total = 0;
+        for w in workers {
+            total += w.await??;
+        }
+        let rate = total as f64 / t0.elapsed().as_secs_f64();
+        let per_core = rate / cores() as f64;
+        progress(
+            "scale",
+            &format!("refresh: {rate:.0}/s on {} cores = {per_core:.0}/s per core", cores()),
+        );
+        Ok(json!({
+            "refreshes_per_s": round(rate, 0),
+            "per_core": round(per_core, 0),
+            "callers": callers,
+            "cores": cores(),
+            "goal_per_core": 500,
+            "keycloak_sizing_per_vcpu": 120,
+        }))
+    }
+    .await;
+    stop(&tasks);
+    result
+}
