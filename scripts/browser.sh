@@ -22,31 +22,26 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 
 cargo build --quiet --bin recall
-bin="${CARGO_TARGET_DIR:-target}/debug/recall"
 work=$(mktemp -d /tmp/recall-browser.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-admin_password="admin password $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-shots=${RECALL_SCREENSHOTS:-$PWD/target/screenshots}
-
-export RECALL_DATA_DIR="$work/data"
-printf '%s\n' "$admin_password" | "$bin" admin create-user webadmin --admin >"$work/cli.log" 2>&1 ||
-  die "recall admin create-user failed: $(cat "$work/cli.log")"
-
-# A short access-token life, so that the flows see silent renewal.
-RECALL_BIND="127.0.0.1:$port" RECALL_PUBLIC_URL="$base" RECALL_ACCESS_TTL_SECS=10 \
-  RECALL_RATE_LIMIT_PER_MIN=100000 RUST_LOG=warn \
-  "$bin" >"$work/recall.log" 2>&1 &
-pid=$!
 cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_recall
   rm -rf "$work"
 }
 trap cleanup EXIT
+admin_password="admin password $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+shots=${RECALL_SCREENSHOTS:-$PWD/target/screenshots}
 
-up() { curl -fsS "$base/readyz" >/dev/null 2>&1; }
-wait_until up "Recall on $base" " (log: $(tail -n 5 "$work/recall.log" 2>/dev/null))"
+# An admin user, made by the CLI on the store the server then opens.
+printf '%s\n' "$admin_password" |
+  RECALL_DATA_DIR="$work/data" "${CARGO_TARGET_DIR:-target}/debug/recall" admin create-user webadmin --admin \
+    >"$work/cli.log" 2>&1 || die "recall admin create-user failed: $(cat "$work/cli.log")"
+
+# The public URL is the address the browser uses (the cookie routes check
+# Origin against it); a short access-token life, so that the flows see
+# silent renewal.
+RECALL_PORT=$(free_port)
+base="http://127.0.0.1:$RECALL_PORT"
+start_recall "$work" RECALL_PUBLIC_URL="$base" RECALL_ACCESS_TTL_SECS=10
 
 log "browser flows in $(chromium --version 2>/dev/null || echo chromium) at $base"
 RECALL_BASE=$base RECALL_WEB_ADMIN=webadmin RECALL_WEB_ADMIN_PASSWORD=$admin_password \

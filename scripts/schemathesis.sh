@@ -23,25 +23,15 @@ if ! command -v st >/dev/null 2>&1 || ! st --version 2>/dev/null | grep -q "$ST_
 fi
 ST=$(command -v st) || die "schemathesis installed but st is not on PATH"
 
-cargo build --quiet --bin recall
 work=$(mktemp -d /tmp/recall-st.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-admin_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-
-RECALL_BIND="127.0.0.1:$port" RECALL_DATA_DIR="$work/data" RECALL_ADMIN_TOKEN="$admin_token" \
-  RECALL_RATE_LIMIT_PER_MIN=100000 RUST_LOG=warn \
-  "${CARGO_TARGET_DIR:-target}/debug/recall" >"$work/recall.log" 2>&1 &
-pid=$!
 cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_recall
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-up() { curl -fsS "$base/readyz" >/dev/null 2>&1; }
-wait_until up "Recall on $base" " (log: $(tail -n 5 "$work/recall.log" 2>/dev/null))"
+admin_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+start_recall "$work" RECALL_ADMIN_TOKEN="$admin_token"
+base=$RECALL_BASE
 
 # Credentials come from scripts/schemathesis_hooks.py: admin operations
 # use the bootstrap admin token, user operations fresh users (the run logs

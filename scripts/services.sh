@@ -127,3 +127,33 @@ ensure_matplotlib() {
   python3 -m pip install --quiet --disable-pip-version-check "matplotlib==3.9.2" ||
     die "pip could not install matplotlib"
 }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts the debug `recall` (built here) on a free loopback port (or
+# RECALL_PORT), on the
+# embedded store in WORK/data, with any extra NAME=VALUE settings, and waits
+# until it is ready. Sets RECALL_PID and RECALL_BASE; its log is
+# WORK/recall.log. The caller stops it (stop_recall) and removes WORK.
+start_recall() {
+  local work=$1 port
+  shift
+  cargo build --quiet --bin recall
+  port=${RECALL_PORT:-$(free_port)}
+  RECALL_BASE="http://127.0.0.1:$port"
+  env RECALL_BIND="127.0.0.1:$port" RECALL_DATA_DIR="$work/data" \
+    RECALL_RATE_LIMIT_PER_MIN=100000 RUST_LOG=warn "$@" \
+    "${CARGO_TARGET_DIR:-target}/debug/recall" >"$work/recall.log" 2>&1 &
+  RECALL_PID=$!
+  recall_up() { curl -fsS "$RECALL_BASE/readyz" >/dev/null 2>&1; }
+  wait_until recall_up "Recall on $RECALL_BASE" " (log: $(tail -n 5 "$work/recall.log" 2>/dev/null))"
+}
+
+stop_recall() {
+  if [ -n "${RECALL_PID:-}" ]; then
+    kill "$RECALL_PID" 2>/dev/null || true
+    wait "$RECALL_PID" 2>/dev/null || true
+  fi
+}
