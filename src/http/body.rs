@@ -21,7 +21,7 @@ pub struct JsonBody<T>(pub T);
 /// Parses JSON, naming the field that failed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {
@@ -29,7 +29,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::InvalidRequest(format!("invalid JSON body: field `{path}`: {inner}"))
         }
-    })
+    })?;
+    // One JSON value and nothing after it but whitespace.
+    de.end()
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// Reads the whole body, refusing more than 64 KiB.
@@ -153,6 +157,27 @@ mod tests {
     struct N {
         #[serde(default, deserialize_with = "integer")]
         n: Option<i64>,
+    }
+
+    /// Found by the `json_bodies` fuzz target
+    /// (fuzz/regressions/json_bodies-trailing-data): a body was accepted
+    /// with anything after its JSON value.
+    #[test]
+    fn nothing_but_whitespace_may_follow_the_json_value() {
+        let n = |json: &str| parse_json::<N>(json.as_bytes()).map(|v| v.n);
+        assert_eq!(n("{\"n\": 1}  \n").ok(), Some(Some(1)));
+        for bad in [
+            "{\"n\": 1} and then anything",
+            "{\"n\": 1}{\"n\": 2}",
+            "{} x",
+            "{}\u{0}",
+        ] {
+            let err = n(bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("trailing")),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -231,3 +231,26 @@ fn the_verified_cache_still_checks_expiry_and_never_caches_failures() {
         assert!(f.ring.verify_cached(&bad, now()).is_err());
     }
 }
+
+/// Found by the `token` fuzz target (fuzz/regressions/token-exp-overflow):
+/// a correctly signed token whose `exp` or `nbf` sits at the edge of i64
+/// overflowed the leeway arithmetic of the verified-token cache (a panic
+/// with overflow checks on). Now it is judged like any other token, on the
+/// cache miss and on the cache hit.
+#[test]
+fn extreme_exp_and_nbf_do_not_overflow_the_cache_checks() {
+    let f = fixture();
+    let mut far = claims();
+    far["exp"] = json!(i64::MAX);
+    let token = sign(&f, header(&f), far);
+    for _ in 0..2 {
+        assert!(f.ring.verify_cached(&token, now()).is_ok());
+    }
+    let mut early = claims();
+    early["nbf"] = json!(i64::MIN);
+    early["exp"] = json!(i64::MAX);
+    let token = sign(&f, header(&f), early);
+    for _ in 0..2 {
+        let _ = f.ring.verify_cached(&token, now());
+    }
+}

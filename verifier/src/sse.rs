@@ -4,7 +4,9 @@
 /// Splits an SSE byte stream into messages (event, id, data).
 #[derive(Default)]
 pub struct SseParser {
-    buf: String,
+    /// Bytes not yet ending a line: kept as bytes, so that a character
+    /// split across two chunks is decoded whole.
+    buf: Vec<u8>,
     event: Option<String>,
     id: Option<String>,
     data: String,
@@ -22,10 +24,11 @@ impl SseParser {
     /// Feeds bytes; returns every message they complete. Invalid UTF-8 is
     /// replaced, so hostile bytes end as a JSON error, never a panic.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
-        self.buf.push_str(&String::from_utf8_lossy(bytes));
+        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.find('\n') {
-            let line: String = self.buf.drain(..=pos).collect();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&raw);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if !self.data.is_empty() || self.event.is_some() {
@@ -88,6 +91,14 @@ mod tests {
                 },
             ]
         );
+        // A character split across chunks arrives whole.
+        let text = "data: caf\u{e9} \u{1f512}\n\n".as_bytes();
+        let mut whole = Vec::new();
+        for chunk in text.chunks(1) {
+            whole.extend(p.feed(chunk));
+        }
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].data, "caf\u{e9} \u{1f512}");
         // Hostile bytes: no panic, and the next message still parses.
         assert!(p.feed(&[0xff, 0xfe, b'\n', b'\n']).is_empty());
         assert_eq!(p.feed(b"event: head\r\ndata: x\r\n\r\n").len(), 1);

@@ -217,16 +217,17 @@ impl Keyring {
     pub fn verify_cached(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
         let leeway = LEEWAY_SECS as i64;
         if let Some(hit) = self.verified.get(token) {
-            if hit.0.exp + leeway < now {
+            // Saturating: a signed token may carry any i64.
+            if hit.0.exp.saturating_add(leeway) < now {
                 return Err(TokenError::Expired);
             }
-            if hit.0.nbf - leeway > now {
+            if hit.0.nbf.saturating_sub(leeway) > now {
                 return Err(TokenError::NotYetValid);
             }
             return Ok(hit);
         }
         let verified: Verified = Arc::new(self.verify(token)?);
-        if verified.0.exp + leeway >= now {
+        if verified.0.exp.saturating_add(leeway) >= now {
             self.verified.insert(token.to_owned(), verified.clone());
         }
         Ok(verified)
