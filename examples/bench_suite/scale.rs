@@ -56,7 +56,10 @@ async fn fleet_of(cli: &Cli, db: &BenchDb, n: usize, revocations: usize) -> anyh
         let sids = bench_sessions(&a, revocations).await?;
         let head = a.sync().state().last_seq();
         while nodes.iter().any(|n| n.sync().state().last_seq() < head) {
-            anyhow::ensure!(Instant::now() < deadline + Duration::from_secs(60), "catch-up");
+            anyhow::ensure!(
+                Instant::now() < deadline + Duration::from_secs(60),
+                "catch-up"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let reads = |nodes: &[Arc<Recall>]| -> u64 {
@@ -194,7 +197,11 @@ async fn appends(db: &BenchDb, writers: &[usize], secs: f64) -> anyhow::Result<V
                         user_id: Uuid::now_v7(),
                         session_id: Uuid::now_v7(),
                     };
-                    if store.append_raw(vec![e], &Meta::system(), now_ms()).await.is_ok() {
+                    if store
+                        .append_raw(vec![e], &Meta::system(), now_ms())
+                        .await
+                        .is_ok()
+                    {
                         n += 1;
                     }
                 }
@@ -271,7 +278,10 @@ async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> 
         let per_core = rate / cores() as f64;
         progress(
             "scale",
-            &format!("refresh: {rate:.0}/s on {} cores = {per_core:.0}/s per core", cores()),
+            &format!(
+                "refresh: {rate:.0}/s on {} cores = {per_core:.0}/s per core",
+                cores()
+            ),
         );
         Ok(json!({
             "refreshes_per_s": round(rate, 0),
