@@ -327,3 +327,36 @@ async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
         app.stop().await;
     }
 }
+
+/// Found by the soak (bench/SOAK.md): the verifier moved its cursor only on
+/// `revocations` frames, so while the log's newest events were logins and
+/// refreshes (no revocation items), no `head` found it caught up and it
+/// failed closed with 503 one staleness bound after the last revocation,
+/// with its upstream healthy. A head now moves the cursor to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stretch_without_revocations_is_not_staleness() {
+    let b = Backend::new(Kind::Postgres).await;
+    let fleet = b.spawn_fleet(1).await;
+    let (_, token) = create_service(&fleet[0], "quiet").await;
+    let staleness = 1500;
+    let v = Sidecar::start(&upstreams(&fleet), &token, staleness).await;
+    let first = user(&fleet[0], "quiet").await;
+    post_204(&fleet[0], "/v1/auth/logout", &first.access).await;
+    assert!(v.until(&first.access, 401, BOUND).await.is_some());
+    // Only logins and refreshes from here, for three staleness bounds.
+    let s = user(&fleet[0], "quiet").await;
+    let until = tokio::time::Instant::now() + Duration::from_millis(3 * staleness);
+    while tokio::time::Instant::now() < until {
+        let _ = user(&fleet[0], "quieter").await;
+        let (status, _) = v.verify(&s.access).await;
+        assert_eq!(status, 204, "a healthy upstream with no revocations is not stale");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And revocations still arrive.
+    post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
+    assert!(v.until(&s.access, 401, BOUND).await.is_some());
+    v.stop().await;
+    for app in fleet {
+        app.stop().await;
+    }
+}

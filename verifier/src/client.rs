@@ -503,6 +503,11 @@ impl Verifier {
                     "head" => {
                         let head: Head = serde_json::from_str(&msg.data)
                             .map_err(|e| format!("{url}: bad head message: {e}"))?;
+                        // The stream sends a head only after every item up
+                        // to it: events with no items (logins, refreshes)
+                        // move the cursor too, or a quiet stretch of them
+                        // would read as staleness.
+                        self.inner.cursor.fetch_max(head.head_seq, Ordering::AcqRel);
                         self.heard_head(head.head_seq);
                     }
                     "end" => return Err(format!("{url}: stream ended: {}", msg.data)),
