@@ -80,6 +80,11 @@ impl Keyring {
         self.signing.read().contains_key(kid)
     }
 
+    /// Drops expired tokens from the verified cache (at most every 30 s).
+    pub fn sweep_expired(&self, now_secs: i64) -> usize {
+        self.public.sweep_expired(now_secs)
+    }
+
     /// The public key bytes of `kid`.
     pub fn public_key(&self, kid: &str) -> Option<Vec<u8>> {
         self.public.public_key(kid)

@@ -35,6 +35,7 @@ impl StateSync {
     pub async fn housekeeping(&self) {
         let now = now_ms();
         self.state.write().prune(now);
+        self.keyring().sweep_expired(now / 1000);
         let due = self.state.read().retirement_due(now);
         if due {
             match self.store.retire_keys(&Meta::system(), now).await {

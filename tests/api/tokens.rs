@@ -254,3 +254,30 @@ fn extreme_exp_and_nbf_do_not_overflow_the_cache_checks() {
         let _ = f.ring.verify_cached(&token, now());
     }
 }
+
+/// Found by the soak (bench/SOAK.md): expired tokens stayed in the
+/// verified cache until its capacity pushed them out, so a verifier's
+/// memory grew for as long as new tokens came. Housekeeping sweeps them.
+#[test]
+fn housekeeping_sweeps_expired_tokens_out_of_the_cache() {
+    let f = fixture();
+    let t = now();
+    let mut live = Vec::new();
+    for i in 0..50 {
+        let mut c = claims();
+        c["exp"] = json!(t + if i % 2 == 0 { 5 } else { 3600 });
+        let token = sign(&f, header(&f), c);
+        assert!(f.ring.verify_cached(&token, t).is_ok());
+        if i % 2 == 1 {
+            live.push(token);
+        }
+    }
+    assert_eq!(f.ring.sweep_expired(t), 50, "nothing has expired yet");
+    // A minute on: the 25 short-lived ones (and their leeway) are gone.
+    assert_eq!(f.ring.sweep_expired(t + 60), 25);
+    // At most every 30 s: a sweep right after does nothing more.
+    assert_eq!(f.ring.sweep_expired(t + 61), 25);
+    for token in &live {
+        assert!(f.ring.verify_cached(token, t + 61).is_ok());
+    }
+}

@@ -400,6 +400,9 @@ impl Verifier {
         if self.cursor() >= head {
             self.inner.fresh_at.store(now_ms(), Ordering::Release);
             self.inner.state.write().prune(now_ms());
+            if let Some(keyring) = self.inner.keyring.read().clone() {
+                keyring.sweep_expired(now_ms() / 1000);
+            }
         }
     }
 

@@ -135,7 +135,12 @@ pub struct Keyring {
     /// static claim checks are skipped on a hit: expiry is checked again,
     /// and key status and revocation by the caller on every request.
     verified: quick_cache::sync::Cache<String, Verified>,
+    /// When expired entries were last swept out of `verified` (seconds).
+    swept_at: std::sync::atomic::AtomicI64,
 }
+
+/// Expired entries are swept out of the cache at most this often (seconds).
+const SWEEP_EVERY_SECS: i64 = 30;
 
 impl Keyring {
     /// An empty keyring for tokens of any of `issuers` meant for `audience`.
@@ -152,7 +157,28 @@ impl Keyring {
             validation,
             keys: RwLock::new(HashMap::new()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE),
+            swept_at: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Drops cached tokens that have expired, at most every 30 s (call it
+    /// from housekeeping, off the request path). Without it the cache keeps
+    /// dead tokens until its capacity pushes them out, so memory grows for
+    /// as long as new tokens arrive. Returns how many entries remain.
+    pub fn sweep_expired(&self, now: i64) -> usize {
+        use std::sync::atomic::Ordering;
+        let last = self.swept_at.load(Ordering::Relaxed);
+        if now - last >= SWEEP_EVERY_SECS
+            && self
+                .swept_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let leeway = LEEWAY_SECS as i64;
+            self.verified
+                .retain(|_, v| v.0.exp.saturating_add(leeway) >= now);
+        }
+        self.verified.len()
     }
 
     /// The issuers accepted (the first is the current one).
