@@ -349,7 +349,10 @@ async fn a_quiet_stretch_without_revocations_is_not_staleness() {
     while tokio::time::Instant::now() < until {
         let _ = user(&fleet[0], "quieter").await;
         let (status, _) = v.verify(&s.access).await;
-        assert_eq!(status, 204, "a healthy upstream with no revocations is not stale");
+        assert_eq!(
+            status, 204,
+            "a healthy upstream with no revocations is not stale"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // And revocations still arrive.
