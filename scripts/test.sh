@@ -68,4 +68,6 @@ step "test" cargo test --workspace --all-targets -- --test-threads=4
 step "schemathesis" bash scripts/schemathesis.sh
 # Headless Chromium (Debian's) through playwright-core: the pages' flows.
 step "browser" bash scripts/browser.sh
+# A short run of every fuzz target (scripts/fuzz.sh runs longer ones).
+step "fuzz" env FUZZ_SECS="${TEST_FUZZ_SECS:-20}" bash scripts/fuzz.sh
 log "all checks passed ($((SECONDS - total_started))s)"
