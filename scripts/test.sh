@@ -68,6 +68,18 @@ step "test" cargo test --workspace --all-targets -- --test-threads=4
 step "schemathesis" bash scripts/schemathesis.sh
 # Headless Chromium (Debian's) through playwright-core: the pages' flows.
 step "browser" bash scripts/browser.sh
+# A short soak with chaos (scripts/soak.sh runs 10 minutes on release).
+soak_short() {
+  local report rc=0
+  report=$(mktemp /tmp/recall-soak.XXXXXX.md)
+  SOAK_PROFILE=debug SOAK_REPORT=$report bash scripts/soak.sh "${TEST_SOAK_SECS:-60}" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$report" >&2 || true
+  fi
+  rm -f "$report"
+  return "$rc"
+}
+step "soak" soak_short
 # A short run of every fuzz target (scripts/fuzz.sh runs longer ones).
 step "fuzz" env FUZZ_SECS="${TEST_FUZZ_SECS:-20}" bash scripts/fuzz.sh
 log "all checks passed ($((SECONDS - total_started))s)"
