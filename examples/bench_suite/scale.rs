@@ -1,5 +1,5 @@
-//! 13. How cost grows: propagation and log reads against fleet size,
-//! start-up time and memory against the revocation window, append
+//! Measure 13, how cost grows: propagation and log reads against fleet
+//! size, start-up time and memory against the revocation window, append
 //! throughput against concurrent writers, and refresh throughput per core.
 
 use super::*;
