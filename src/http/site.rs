@@ -19,6 +19,7 @@ use super::body::JsonBody;
 use super::errors::ApiError;
 use super::extract::client_ip;
 use super::pages;
+use super::users::user_agent;
 use crate::events::Meta;
 use crate::service::{LoginInput, Recall, TokenResponse};
 
@@ -98,13 +99,6 @@ fn token_answer(t: TokenResponse) -> HttpResponse {
 pub struct WebLogin {
     username: String,
     password: String,
-}
-
-fn user_agent(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// `POST /web/login`: logs in as a `web` session and sets the cookie.

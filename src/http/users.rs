@@ -137,7 +137,8 @@ pub async fn register(
     Ok(HttpResponse::Created().json(Registered { user_id, username }))
 }
 
-fn user_agent(req: &HttpRequest) -> Option<String> {
+/// The request's User-Agent, as a session records it.
+pub(super) fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
