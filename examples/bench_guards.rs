@@ -6,7 +6,8 @@
 //! - `recall`: Recall's `Authenticated` extractor (EdDSA verify through the
 //!   verified-token cache, then the in-memory revocation state), on a Recall
 //!   core over embedded SQLite and the in-process bus;
-//! - `naive`: `Keyring::verify` (uncached EdDSA + claims) then a Redis
+//! - `naive`: the guard a team writes by hand: `jsonwebtoken::decode`
+//!   (EdDSA, iss, aud, exp, nbf; the key built once at start) then a Redis
 //!   `EXISTS denylist:<jti>` per request;
 //! - `stateful`: an opaque session id looked up in PostgreSQL per request.
 //!
@@ -29,7 +30,7 @@ use futures_util::future::LocalBoxFuture;
 use recall::bus::LocalBus;
 use recall::config::Settings;
 use recall::events::Meta;
-use recall::http::errors::{token_error_text, ApiError};
+use recall::http::errors::ApiError;
 use recall::http::extract::{bearer, Authenticated};
 use recall::keys::MasterKey;
 use recall::service::{LoginInput, Recall};
@@ -106,11 +107,12 @@ async fn stateful_guarded(auth: Stateful) -> HttpResponse {
 // --- naive: verify the JWT, then ask Redis --------------------------------
 
 struct NaiveCtx {
-    keyring: Arc<Keyring>,
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
     redis: redis::Client,
 }
 
-/// A caller that passed `Keyring::verify` and the Redis denylist.
+/// A caller that passed `jsonwebtoken::decode` and the Redis denylist.
 struct Naive(Uuid);
 
 thread_local! {
@@ -136,6 +138,23 @@ async fn redis_conn(
     Ok(conn)
 }
 
+/// The naive guard's key and rules, as a team would set up jsonwebtoken.
+fn naive_ctx(keyring: &Keyring, kid: &str, redis: &str) -> anyhow::Result<NaiveCtx> {
+    let public = keyring
+        .public_key(kid)
+        .ok_or_else(|| anyhow::anyhow!("no public key for {kid}"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_issuer(&[keyring.issuer()]);
+    validation.set_audience(&[keyring.audience()]);
+    validation.leeway = recall::tokens::LEEWAY_SECS;
+    validation.validate_nbf = true;
+    Ok(NaiveCtx {
+        key: jsonwebtoken::DecodingKey::from_ed_der(&public),
+        validation,
+        redis: redis::Client::open(redis)?,
+    })
+}
+
 impl FromRequest for Naive {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
@@ -147,10 +166,9 @@ impl FromRequest for Naive {
             .ok_or_else(|| ApiError::Internal("naive context missing".into()))
             .and_then(|ctx| {
                 let token = bearer(req)?;
-                let (claims, _kid) = ctx
-                    .keyring
-                    .verify(token)
-                    .map_err(|e| ApiError::InvalidToken(token_error_text(&e).into()))?;
+                let claims = jsonwebtoken::decode::<Claims>(token, &ctx.key, &ctx.validation)
+                    .map_err(|e| ApiError::InvalidToken(e.to_string()))?
+                    .claims;
                 Ok((ctx, claims))
             });
         Box::pin(async move {
@@ -466,10 +484,11 @@ async fn guards(args: Args) -> anyhow::Result<()> {
         "INSERT INTO sessions VALUES ('{revoked_opaque}', '{}', {expires}, NULL); ANALYZE sessions;",
         spare[0].claims.sub
     ));
+    let naive = naive_ctx(&keyring, &kid, &args.redis)?;
     let result = run(
         &args,
         &recall,
-        &keyring,
+        naive,
         logins,
         spare,
         &miss,
@@ -507,7 +526,7 @@ async fn guards(args: Args) -> anyhow::Result<()> {
 async fn run(
     args: &Args,
     recall: &Arc<Recall>,
-    keyring: &Arc<Keyring>,
+    naive: NaiveCtx,
     logins: &[Login],
     spare: &[Login],
     miss: &[String],
@@ -519,10 +538,7 @@ async fn run(
     pg_exec(db, sql).await?;
 
     let recall_data = web::Data::from(recall.clone());
-    let naive_data = web::Data::new(NaiveCtx {
-        keyring: keyring.clone(),
-        redis: redis::Client::open(args.redis.as_str())?,
-    });
+    let naive_data = web::Data::new(naive);
     let pg_data = web::Data::new(PgCtx {
         config: db.parse()?,
         per_worker: args.pg_per_worker,

@@ -10,16 +10,16 @@
 # Loopback only; every load is bounded in time.
 #
 # Knobs (env): BENCH_WRK_THREADS (2), BENCH_WRK_CONNS (64), BENCH_WRK_SECS (4)
-# x BENCH_WRK_ROUNDS (3) per guard, BENCH_WRK_MISS_SECS (10),
-# BENCH_MISS_TOKENS (240000), RECALL_TEST_DATABASE_URL, RECALL_TEST_REDIS_URL.
+# x BENCH_WRK_ROUNDS (3) per guard (the miss run too),
+# BENCH_MISS_TOKENS (600000: a third per round, so no slice wraps),
+# RECALL_TEST_DATABASE_URL, RECALL_TEST_REDIS_URL.
 set -euo pipefail
 
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 WRK_CONNS=${BENCH_WRK_CONNS:-64}
 WRK_SECS=${BENCH_WRK_SECS:-4}
 WRK_ROUNDS=${BENCH_WRK_ROUNDS:-3}
-WRK_MISS_SECS=${BENCH_WRK_MISS_SECS:-10}
-MISS_TOKENS=${BENCH_MISS_TOKENS:-240000}
+MISS_TOKENS=${BENCH_MISS_TOKENS:-600000}
 
 # shellcheck source=scripts/services.sh
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -142,6 +142,10 @@ request_path() {
   local tokens="$WORK/guards/tokens.txt" sessions="$WORK/guards/sessions.txt"
   local name port file round
   local specs=("none:$tokens" "recall:$tokens" "naive:$tokens" "stateful:$sessions")
+  split -n "l/$WRK_ROUNDS" -d -a 2 "$WORK/guards/miss_tokens.txt" "$WORK/guards/miss_tmp_"
+  for ((round = 0; round < WRK_ROUNDS; round++)); do
+    mv "$WORK/guards/miss_tmp_$(printf %02d "$round")" "$WORK/guards/miss_$round"
+  done
   # Warm-up (connections, pools, caches); not recorded.
   for spec in "${specs[@]}"; do
     IFS=: read -r name file <<<"$spec"
@@ -156,11 +160,12 @@ request_path() {
       run_wrk "$port" "$file" "$WRK_SECS" 0 >"$WORK/wrk_${name}_r$round.txt"
       show "$name" "round $round" "$WORK/wrk_${name}_r$round.txt"
     done
+    # Every token new: each round has its own part of the fresh tokens, and
+    # each wrk thread sends its own slice of that part once (cache misses).
+    run_wrk "$(port_of recall)" "$WORK/guards/miss_$((round - 1))" "$WRK_SECS" 1 \
+      >"$WORK/wrk_recall_miss_r$round.txt"
+    show recall_miss "round $round" "$WORK/wrk_recall_miss_r$round.txt"
   done
-  # Every token new: each wrk thread sends its own slice once (cache misses).
-  run_wrk "$(port_of recall)" "$WORK/guards/miss_tokens.txt" "$WRK_MISS_SECS" 1 \
-    >"$WORK/wrk_recall_miss_r1.txt"
-  show recall_miss "" "$WORK/wrk_recall_miss_r1.txt"
   touch "$WORK/guards/stop"
   for ((i = 0; i < 30; i++)); do
     kill -0 "$GUARDS_PID" 2>/dev/null || break
@@ -202,12 +207,13 @@ measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 40
 export BENCH_MEASURE_S=$((SECONDS - measure_started))
 export BENCH_TOTAL_S=$((SECONDS - total_started))
 export BENCH_WRK_THREADS=$WRK_THREADS BENCH_WRK_CONNS=$WRK_CONNS BENCH_WRK_SECS=$WRK_SECS
-export BENCH_WRK_ROUNDS=$WRK_ROUNDS BENCH_WRK_MISS_SECS=$WRK_MISS_SECS
+export BENCH_WRK_ROUNDS=$WRK_ROUNDS
 log "report (bench/results.json, bench/RESULTS.md)"
 "$SUITE" report --results "$WORK" --criterion "$WORK/criterion" --out "$ROOT/bench"
 if [ -s "$WORK/scale.json" ]; then
   ensure_matplotlib
-  python3 scripts/plot_scale.py "$WORK/scale.json" "$ROOT/bench"
+  cp "$WORK/scale.json" "$ROOT/bench/scale.json"
+  python3 scripts/plot_scale.py "$ROOT/bench/scale.json" "$ROOT/bench"
 fi
 log "finished in ${BENCH_TOTAL_S}s (build ${BENCH_BUILD_S}s, measurements ${BENCH_MEASURE_S}s)"
 if [ "${#FAILED[@]}" -gt 0 ]; then

@@ -16,5 +16,5 @@ cargo build --release --quiet --example bench_suite
 work=$(mktemp -d /tmp/recall-scale.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 log "scale curves (a few minutes)"
-target/release/examples/bench_suite --dir "$work/tmp" scale "$@" >"$work/scale.json"
-python3 scripts/plot_scale.py "$work/scale.json" bench
+target/release/examples/bench_suite --dir "$work/tmp" scale "$@" >bench/scale.json
+python3 scripts/plot_scale.py bench/scale.json bench

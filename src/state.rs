@@ -7,7 +7,7 @@
 use uuid::Uuid;
 
 use crate::events::{Envelope, Event};
-use crate::store::Snapshot;
+use crate::store::{KeyRecord, Snapshot, Standing};
 
 pub use recall_verifier::state::{
     retires, KeyStatus, Kind, Rejection, Revocation, RevocationState,
@@ -75,20 +75,24 @@ pub fn items(env: &Envelope) -> Vec<Revocation> {
 /// The items of a window snapshot, in fold order: the standing key
 /// statuses and locks (seq 0), then the window's events.
 pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
-    let mut out: Vec<Revocation> = snapshot
-        .keys
+    let mut out = standing_items(&snapshot.keys, &snapshot.locks, now);
+    for env in &snapshot.events {
+        out.extend(items(env));
+    }
+    out
+}
+
+/// The key statuses and locks in force, as seq-0 items (they come first).
+fn standing_items(keys: &[KeyRecord], locks: &[(Uuid, i64)], now: i64) -> Vec<Revocation> {
+    let mut out: Vec<Revocation> = keys
         .iter()
         .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after))
         .collect();
     out.extend(
-        snapshot
-            .locks
+        locks
             .iter()
-            .map(|(user, until): &(Uuid, i64)| Revocation::user_locked(0, now, *user, *until)),
+            .map(|(user, until)| Revocation::user_locked(0, now, *user, *until)),
     );
-    for env in &snapshot.events {
-        out.extend(items(env));
-    }
     out
 }
 
@@ -100,6 +104,39 @@ pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> Revoca
         retention_ms,
         now,
     )
+}
+
+/// Rebuilds the state from a window read page by page
+/// (`Store::snapshot_paged`): the same fold as `from_snapshot`, holding one
+/// page of events at a time. Returns the state and how many events it folded.
+pub async fn from_window_pages(
+    store: &crate::store::Store,
+    retention_ms: i64,
+    now: i64,
+) -> Result<(RevocationState, Standing, usize), crate::store::StoreError> {
+    let mut state: Option<RevocationState> = None;
+    let mut events = 0;
+    let standing = store
+        .snapshot_paged(now - retention_ms, now, &mut |standing, page| {
+            let state = state.get_or_insert_with(|| {
+                let mut s = RevocationState::new(retention_ms);
+                for item in standing_items(&standing.keys, &standing.locks, now) {
+                    s.apply_item(&item);
+                }
+                s
+            });
+            for env in &page {
+                for item in items(env) {
+                    state.apply_item(&item);
+                }
+            }
+            events += page.len();
+        })
+        .await?;
+    let mut state = state.unwrap_or_else(|| RevocationState::new(retention_ms));
+    state.advance_to(standing.head);
+    state.prune(now);
+    Ok((state, standing, events))
 }
 
 /// Folding log events into the shared state.

@@ -131,6 +131,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
     },
+    /// One point of the window curve, in a fresh process (`scale` runs it),
+    /// so memory left behind by an earlier point does not hide this one's.
+    #[command(hide = true)]
+    Window {
+        #[arg(long)]
+        revoked: usize,
+    },
     Report {
         /// Directory holding the other subcommands' JSON and wrk's lines.
         #[arg(long)]
@@ -328,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             scale::scale(&cli, &curves).await?
         }
+        Cmd::Window { revoked } => scale::window(&cli, *revoked).await?,
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,
         Cmd::Flood { binary, requests } => flood::floods(binary, &cli.dir, *requests).await?,

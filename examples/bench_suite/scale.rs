@@ -24,7 +24,7 @@ pub(super) async fn scale(cli: &Cli, c: &Curves) -> anyhow::Result<Value> {
     }
     let mut startup = Vec::new();
     for &w in &c.windows {
-        startup.push(window(cli, w).await?);
+        startup.push(window_in_child(cli, w).await?);
     }
     let db = BenchDb::create(&cli.pg).await?;
     let appends = appends(&db, &c.writers, c.secs).await;
@@ -125,9 +125,10 @@ async fn fleet_of(cli: &Cli, db: &BenchDb, n: usize, revocations: usize) -> anyh
     result
 }
 
-/// Start-up time and memory with `revoked` sessions inside the window
-/// (SQLite, as `startup`).
-async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
+/// Fills a SQLite log with `revoked` logouts inside the window, then times
+/// `window` in a child process of this binary (`bench_suite window`), so the
+/// fill's allocations (and an earlier point's) do not hide the start's.
+async fn window_in_child(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
     let dir = cli.dir.join(format!("window-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let result = async {
@@ -149,33 +150,51 @@ async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
             written += n;
         }
         drop(store);
-        let rss0 = startup::rss_bytes();
-        let t0 = Instant::now();
-        let store = Store::open(None, &s.sqlite_path())?;
-        store.migrate().await?;
-        let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
-        let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let rss = startup::rss_bytes().saturating_sub(rss0);
-        let folded = recall.sync().state().sizes().0;
-        stop(&tasks);
-        drop(recall);
-        anyhow::ensure!(folded == revoked, "folded {folded} of {revoked}");
-        progress(
-            "scale",
-            &format!(
-                "{revoked} revoked sessions in the window: ready in {ready_ms:.0} ms, +{:.1} MiB",
-                rss as f64 / 1048576.0
-            ),
-        );
-        Ok(json!({
-            "revoked_sessions": revoked,
-            "ready_ms": round(ready_ms, 1),
-            "rss_growth_mib": round(rss as f64 / 1048576.0, 2),
-        }))
+        let out = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--dir")
+            .arg(&dir)
+            .args(["window", "--revoked", &revoked.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?
+            .wait_with_output()
+            .await?;
+        anyhow::ensure!(out.status.success(), "window {revoked}: {}", out.status);
+        Ok(serde_json::from_slice(&out.stdout)?)
     }
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Start-up time and memory with `revoked` sessions inside the window of
+/// the SQLite log in `cli.dir` (as `startup`): from opening the store until
+/// ready, and the RSS growth over the same span.
+pub(super) async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
+    let s = settings(&cli.dir, None, MasterKey::generate())?;
+    let rss0 = startup::rss_bytes();
+    let t0 = Instant::now();
+    let store = Store::open(None, &s.sqlite_path())?;
+    store.migrate().await?;
+    let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+    let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let rss = startup::rss_bytes().saturating_sub(rss0);
+    let folded = recall.sync().state().sizes().0;
+    stop(&tasks);
+    drop(recall);
+    anyhow::ensure!(folded == revoked, "folded {folded} of {revoked}");
+    progress(
+        "scale",
+        &format!(
+            "{revoked} revoked sessions in the window: ready in {ready_ms:.0} ms, +{:.1} MiB",
+            rss as f64 / 1048576.0
+        ),
+    );
+    Ok(json!({
+        "revoked_sessions": revoked,
+        "ready_ms": round(ready_ms, 1),
+        "rss_growth_mib": round(rss as f64 / 1048576.0, 2),
+    }))
 }
 
 /// Events appended per second on PostgreSQL by `writers` concurrent

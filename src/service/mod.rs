@@ -130,13 +130,11 @@ impl Recall {
         // Subscribe before reading, so nothing committed in between is missed (G4).
         let notices = bus.subscribe();
         let started = now_ms();
-        let snapshot = store
-            .snapshot(started - settings.retention_ms(), started)
-            .await?;
-        let state = crate::state::from_snapshot(&snapshot, settings.retention_ms(), started);
+        let (state, snapshot, window_events) =
+            crate::state::from_window_pages(&store, settings.retention_ms(), started).await?;
         tracing::info!(
             head = snapshot.head,
-            window_events = snapshot.events.len(),
+            window_events,
             store = store.kind(),
             bus = bus.kind(),
             "state rebuilt from the revocation window"

@@ -12,6 +12,7 @@ pub mod sql;
 pub mod sqlite;
 mod ssf;
 mod throttle;
+mod window;
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use crate::domain::{
 };
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 use rows::{
-    append, commit_one, envelope, first, insert_refresh, locked_until, query_keys, require_user,
+    append, commit_one, envelope, first, insert_refresh, locked_until, require_user,
     revoke_all_rows, revoke_session_rows, session, session_in, update_user, user,
 };
 use sql::{Db, Val};
@@ -33,7 +34,7 @@ use sql::{Db, Val};
 pub use crate::domain::LockoutPolicy;
 pub use records::{
     EventFilter, Guess, KeyRecord, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
-    SessionRecord, Snapshot, Throttle, UserRecord,
+    SessionRecord, Snapshot, Standing, Throttle, UserRecord,
 };
 pub use services::ServiceRecord;
 pub use ssf::StreamRecord;
@@ -144,42 +145,6 @@ impl Store {
             )
             .await?;
         rows.iter().map(envelope).collect()
-    }
-
-    /// Everything needed to rebuild the revocation state: events since
-    /// `window_start` plus the locks and keys that outlive the window (G8).
-    pub async fn snapshot(&self, window_start: i64, now: i64) -> Result<Snapshot, StoreError> {
-        let mut tx = self.db.begin_snapshot().await?;
-        let head = first(
-            tx.query("SELECT last FROM recall_seq WHERE id = 1", &[])
-                .await?,
-        )?
-        .int(0)?;
-        // `+seq`: sorting the window is cheap; letting SQLite walk the whole
-        // log in seq order instead of using the `at` index is not (G8).
-        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE at >= $1 ORDER BY +seq");
-        let events = tx
-            .query(&sql, &[window_start.into()])
-            .await?
-            .iter()
-            .map(envelope)
-            .collect::<Result<Vec<_>, _>>()?;
-        let locks = tx
-            .query(
-                "SELECT id, locked_until FROM users WHERE locked_until > $1",
-                &[now.into()],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((r.uuid(0)?, r.int(1)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let keys = query_keys(&mut *tx, "WHERE status <> 'retired'").await?;
-        Ok(Snapshot {
-            head,
-            events,
-            locks,
-            keys,
-        })
     }
 
     /// A user by lowercased username.

@@ -137,6 +137,18 @@ pub struct Snapshot {
     pub keys: Vec<KeyRecord>,
 }
 
+/// What outlives the revocation window, read in the same snapshot as the
+/// window's events (`Store::snapshot_paged`).
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// The last committed seq at the snapshot.
+    pub head: i64,
+    /// Users whose admin lock is still in force: (user, until).
+    pub locks: Vec<(Uuid, i64)>,
+    /// Every signing key not yet retired.
+    pub keys: Vec<KeyRecord>,
+}
+
 /// Filters for the audit listing.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

@@ -177,10 +177,13 @@ impl StateSync {
         }
         let started = now_ms();
         let retention_ms = self.state.read().retention_ms();
-        let snapshot = self
-            .timed(self.store.snapshot(started - retention_ms, started))
+        let (rebuilt, snapshot, window_events) = self
+            .timed(crate::state::from_window_pages(
+                &self.store,
+                retention_ms,
+                started,
+            ))
             .await?;
-        let rebuilt = crate::state::from_snapshot(&snapshot, retention_ms, started);
         self.keyring
             .load(&snapshot.keys, &self.master)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -202,7 +205,7 @@ impl StateSync {
         drop(slot);
         tracing::info!(
             head = snapshot.head,
-            window_events = snapshot.events.len(),
+            window_events,
             "state rebuilt after the log went backwards; serving again"
         );
         Ok(())

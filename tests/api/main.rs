@@ -26,6 +26,7 @@ mod trust;
 mod verifier_crate;
 mod verifiers;
 mod web;
+mod window;
 
 /// Runs an `async fn(Kind)` test once per store.
 #[macro_export]
