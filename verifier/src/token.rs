@@ -364,3 +364,162 @@ fn unix_now() -> i64 {
 pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims() -> Claims {
+        Claims {
+            iss: "https://auth.example.com".into(),
+            aud: "recall-api".into(),
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            jti: Uuid::now_v7(),
+            iat: NOW,
+            nbf: NOW,
+            exp: NOW + 300,
+            ctype: "web".into(),
+        }
+    }
+
+    /// A token over `kid`, and its three parts (the signature as bytes).
+    fn token(key: &SigningKey, kid: &str, claims: &Claims) -> (String, String, Vec<u8>) {
+        let header = format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#);
+        let signed = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(&serde_json::to_vec(claims).expect("claims"))
+        );
+        let signature = key.sign(signed.as_bytes()).to_bytes().to_vec();
+        (
+            format!("{signed}.{}", b64url(&signature)),
+            signed,
+            signature,
+        )
+    }
+
+    fn ring(key: &SigningKey) -> Keyring {
+        let ring = Keyring::new(&["https://auth.example.com", "recall"], "recall-api");
+        ring.insert("k1", key.verifying_key().as_bytes());
+        ring
+    }
+
+    #[test]
+    fn the_signature_is_checked_against_the_parsed_key() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let ring = ring(&key);
+        let (good, signed, signature) = token(&key, "k1", &claims());
+        assert_eq!(ring.verify_at(&good, NOW).map(|v| v.1), Ok("k1".into()));
+        // Another key's signature, a short one, and one that is not base64url.
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let (forged, _, _) = token(&other, "k1", &claims());
+        assert_eq!(ring.verify_at(&forged, NOW), Err(TokenError::BadSignature));
+        let short = format!("{signed}.{}", b64url(&signature[..63]));
+        assert_eq!(ring.verify_at(&short, NOW), Err(TokenError::BadSignature));
+        let junk = format!("{signed}.!!!");
+        assert_eq!(ring.verify_at(&junk, NOW), Err(TokenError::Malformed));
+        // S + l: the same signature written a second way is refused.
+        let l: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut malleated = signature.clone();
+        let mut carry = 0u16;
+        for (i, byte) in l.iter().enumerate() {
+            let sum = malleated[32 + i] as u16 + *byte as u16 + carry;
+            malleated[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        let malleated = format!("{signed}.{}", b64url(&malleated));
+        assert_eq!(
+            ring.verify_at(&malleated, NOW),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_no_usable_point_fails_every_token() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let ring = ring(&key);
+        // 31 bytes, and the identity point (a weak key any signature fits).
+        ring.insert("short", &[1; 31]);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        ring.insert("weak", &identity);
+        for kid in ["short", "weak"] {
+            assert!(ring.has(kid));
+            let (t, _, _) = token(&key, kid, &claims());
+            assert_eq!(
+                ring.verify_at(&t, NOW),
+                Err(TokenError::BadSignature),
+                "{kid}"
+            );
+        }
+        let (t, _, _) = token(&key, "nobody", &claims());
+        assert_eq!(ring.verify_at(&t, NOW), Err(TokenError::UnknownKid));
+    }
+
+    #[test]
+    fn claims_are_checked_at_the_callers_clock() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let ring = ring(&key);
+        let (t, _, _) = token(&key, "k1", &claims());
+        let leeway = LEEWAY_SECS as i64;
+        assert!(ring.verify_at(&t, NOW + 300 + leeway).is_ok());
+        assert_eq!(
+            ring.verify_at(&t, NOW + 301 + leeway),
+            Err(TokenError::Expired)
+        );
+        assert!(ring.verify_at(&t, NOW - leeway).is_ok());
+        assert_eq!(
+            ring.verify_at(&t, NOW - leeway - 1),
+            Err(TokenError::NotYetValid)
+        );
+        let old_issuer = Claims {
+            iss: "recall".into(),
+            ..claims()
+        };
+        assert!(ring
+            .verify_at(&token(&key, "k1", &old_issuer).0, NOW)
+            .is_ok());
+        for (c, e) in [
+            (
+                Claims {
+                    iss: "https://evil.example".into(),
+                    ..claims()
+                },
+                TokenError::BadIssuer,
+            ),
+            (
+                Claims {
+                    aud: "another-api".into(),
+                    ..claims()
+                },
+                TokenError::BadAudience,
+            ),
+            (
+                Claims {
+                    exp: i64::MIN,
+                    nbf: i64::MAX,
+                    ..claims()
+                },
+                TokenError::Expired,
+            ),
+        ] {
+            assert_eq!(ring.verify_at(&token(&key, "k1", &c).0, NOW), Err(e));
+        }
+        // A signed payload that is not the claims: refused as claims.
+        let signed = format!(
+            "{}.{}",
+            b64url(br#"{"alg":"EdDSA","typ":"at+jwt","kid":"k1"}"#),
+            b64url(br#"{"sub":"x"}"#)
+        );
+        let sig = key.sign(signed.as_bytes()).to_bytes();
+        let t = format!("{signed}.{}", b64url(&sig));
+        assert_eq!(ring.verify_at(&t, NOW), Err(TokenError::BadClaims));
+    }
+}
