@@ -130,10 +130,10 @@ impl Recall {
         // Subscribe before reading, so nothing committed in between is missed (G4).
         let notices = bus.subscribe();
         let started = now_ms();
-        let (state, snapshot, window_events) =
+        let (state, standing, window_events) =
             crate::state::from_window_pages(&store, settings.retention_ms(), started).await?;
         tracing::info!(
-            head = snapshot.head,
+            head = standing.head,
             window_events,
             store = store.kind(),
             bus = bus.kind(),
@@ -144,7 +144,7 @@ impl Recall {
             &settings.accepted_issuers(),
             &settings.audience,
         ));
-        keyring.load(&snapshot.keys, &settings.master_key)?;
+        keyring.load(&standing.keys, &settings.master_key)?;
         let metrics = Arc::new(Metrics::default());
         let sync = Arc::new(StateSync::new(
             state,

@@ -177,7 +177,7 @@ impl StateSync {
         }
         let started = now_ms();
         let retention_ms = self.state.read().retention_ms();
-        let (rebuilt, snapshot, window_events) = self
+        let (rebuilt, standing, window_events) = self
             .timed(crate::state::from_window_pages(
                 &self.store,
                 retention_ms,
@@ -185,7 +185,7 @@ impl StateSync {
             ))
             .await?;
         self.keyring
-            .load(&snapshot.keys, &self.master)
+            .load(&standing.keys, &self.master)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         *self.state.write() = rebuilt;
         // Events committed since the snapshot (this instance's own, say)
@@ -204,7 +204,7 @@ impl StateSync {
         self.regressed.store(false, Ordering::Release);
         drop(slot);
         tracing::info!(
-            head = snapshot.head,
+            head = standing.head,
             window_events,
             "state rebuilt after the log went backwards; serving again"
         );

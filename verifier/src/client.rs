@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::error::{Principal, VerifyError};
 use crate::sse::SseParser;
 use crate::state::{Kind, Revocation, RevocationState};
-use crate::token::{Jwks, Keyring, TokenError};
+use crate::token::{now_ms, Jwks, Keyring, TokenError};
 
 /// Shortest time between two JWKS fetches caused by an unknown `kid`.
 pub const JWKS_REFRESH_MIN: Duration = Duration::from_secs(3);
@@ -116,13 +116,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Verifier {

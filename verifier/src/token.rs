@@ -272,7 +272,7 @@ impl Keyring {
     /// Verifies header, signature and claims; returns the claims and kid.
     /// Revocation is the caller's next step (`RevocationState::check`).
     pub fn verify(&self, token: &str) -> Result<(Claims, String), TokenError> {
-        self.verify_at(token, unix_now())
+        self.verify_at(token, now_ms() / 1000)
     }
 
     /// `verify` with the clock read by the caller (seconds).
@@ -304,18 +304,14 @@ impl Keyring {
             return Err(TokenError::Critical);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKid)?;
-        let key = self
-            .keys
-            .read()
-            .get(&kid)
-            .and_then(|k| k.key)
-            .ok_or_else(|| {
-                if self.has(&kid) {
-                    TokenError::BadSignature
-                } else {
-                    TokenError::UnknownKid
-                }
-            })?;
+        // One look under the lock (a second read lock taken while this one
+        // is held can deadlock behind a waiting writer).
+        let known = self.keys.read().get(&kid).map(|k| k.key);
+        let key = match known {
+            None => return Err(TokenError::UnknownKid),
+            Some(None) => return Err(TokenError::BadSignature),
+            Some(Some(key)) => key,
+        };
         let signature = URL_SAFE_NO_PAD
             .decode(signature_b64)
             .map_err(|_| TokenError::Malformed)?;
@@ -353,11 +349,11 @@ impl Keyring {
     }
 }
 
-/// The wall clock in Unix seconds.
-fn unix_now() -> i64 {
+/// The wall clock in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Base64url (no padding) of bytes, as in JWKs.
