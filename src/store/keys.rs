@@ -9,8 +9,8 @@ use crate::events::{Envelope, Event, Meta};
 impl Store {
     /// Every signing key, newest first.
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
-        query_keys(&mut *tx, "").await
+        self.read(|mut tx| async move { query_keys(&mut *tx, "").await })
+            .await
     }
 
     /// Installs `key` as the first active key unless one exists already
@@ -21,23 +21,26 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Option<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        // Take the log lock first so two starting instances serialise here.
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
-            .await?;
-        let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
-        if !active.is_empty() {
-            return Ok(None);
-        }
-        insert_key(&mut *tx, key).await?;
-        let event = Event::KeyRotated {
-            kid: key.kid.clone(),
-            previous_kid: None,
-            compromised: false,
-            previous_retire_after: None,
-            reason: Some("initial key".to_owned()),
-        };
-        commit_one(tx, event, meta, now).await.map(Some)
+        let (key, meta) = (key.clone(), meta.clone());
+        self.write(move |mut tx| async move {
+            // Take the log lock first so two starting instances serialise here.
+            tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+                .await?;
+            let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
+            if !active.is_empty() {
+                return Ok(None);
+            }
+            insert_key(&mut *tx, &key).await?;
+            let event = Event::KeyRotated {
+                kid: key.kid.clone(),
+                previous_kid: None,
+                compromised: false,
+                previous_retire_after: None,
+                reason: Some("initial key".to_owned()),
+            };
+            commit_one(tx, event, &meta, now).await.map(Some)
+        })
+        .await
     }
 
     /// Makes `key` the active key; the previous one becomes what the
@@ -50,49 +53,55 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+        let (key, meta) = (key.clone(), meta.clone());
+        self.write(move |mut tx| async move {
+            tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
+                .await?;
+            let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
+            let previous_kid = active.first().map(|k| k.kid.clone());
+            tx.exec(
+                "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
+                &[
+                    previous.status().as_str().into(),
+                    previous.retire_after().into(),
+                ],
+            )
             .await?;
-        let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
-        let previous_kid = active.first().map(|k| k.kid.clone());
-        tx.exec(
-            "UPDATE signing_keys SET status = $1, retire_after = $2 WHERE status = 'active'",
-            &[
-                previous.status().as_str().into(),
-                previous.retire_after().into(),
-            ],
-        )
-        .await?;
-        insert_key(&mut *tx, key).await?;
-        let event = Event::KeyRotated {
-            kid: key.kid.clone(),
-            previous_kid,
-            compromised: previous == PreviousKey::Revoked,
-            previous_retire_after: previous.retire_after().map(|t| t.ms()),
-            reason,
-        };
-        commit_one(tx, event, meta, now).await
+            insert_key(&mut *tx, &key).await?;
+            let event = Event::KeyRotated {
+                kid: key.kid.clone(),
+                previous_kid,
+                compromised: previous == PreviousKey::Revoked,
+                previous_retire_after: previous.retire_after().map(|t| t.ms()),
+                reason,
+            };
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Retires verifying keys whose tokens have all expired; one event each.
     pub async fn retire_keys(&self, meta: &Meta, now: i64) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let due = tx
-            .query(
-                "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            let due = tx
+                .query(
+                    "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \
                  AND retire_after <= $1 RETURNING kid",
-                &[now.into()],
-            )
-            .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut events = Vec::new();
-        for row in &due {
-            events.push(Event::KeyRetired { kid: row.text(0)? });
-        }
-        let envs = append(&mut *tx, events, meta, now).await?;
-        tx.commit().await?;
-        Ok(envs)
+                    &[now.into()],
+                )
+                .await?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut events = Vec::new();
+            for row in &due {
+                events.push(Event::KeyRetired { kid: row.text(0)? });
+            }
+            let envs = append(&mut *tx, events, &meta, now).await?;
+            tx.commit().await?;
+            Ok(envs)
+        })
+        .await
     }
 }

@@ -13,6 +13,7 @@ pub mod sqlite;
 mod ssf;
 mod throttle;
 mod window;
+mod work;
 
 use std::sync::Arc;
 
@@ -107,11 +108,13 @@ impl Store {
 
     /// The last committed sequence number.
     pub async fn head(&self) -> Result<i64, StoreError> {
-        let mut tx = self.db.reader().await?;
-        let rows = tx
-            .query("SELECT last FROM recall_seq WHERE id = 1", &[])
-            .await?;
-        first(rows)?.int(0)
+        self.read(|mut tx| async move {
+            let rows = tx
+                .query("SELECT last FROM recall_seq WHERE id = 1", &[])
+                .await?;
+            first(rows)?.int(0)
+        })
+        .await
     }
 
     /// Up to `limit` events after `after`, oldest first.
@@ -126,41 +129,44 @@ impl Store {
 
     /// The audit listing: events after a cursor, optionally of one user or type.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {EVENT_COLS} FROM events WHERE seq > $1 \
              AND ($2 = '' OR user_id = $2) AND ($3 = '' OR type = $3) ORDER BY seq LIMIT $4"
         );
         let user = filter.user_id.map(|u| u.to_string()).unwrap_or_default();
         let kind = filter.kind.clone().unwrap_or_default();
-        let rows = tx
-            .query(
-                &sql,
-                &[
-                    filter.after.into(),
-                    user.into(),
-                    kind.into(),
-                    filter.limit.into(),
-                ],
-            )
-            .await?;
-        rows.iter().map(envelope).collect()
+        let params = [
+            filter.after.into(),
+            user.into(),
+            kind.into(),
+            filter.limit.into(),
+        ];
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &params).await?;
+            rows.iter().map(envelope).collect()
+        })
+        .await
     }
 
     /// A user by lowercased username.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1");
-        let rows = tx.query(&sql, &[username.into()]).await?;
-        rows.first().map(user).transpose()
+        let username = username.to_owned();
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &[username.into()]).await?;
+            rows.first().map(user).transpose()
+        })
+        .await
     }
 
     /// A user by id.
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        let rows = tx.query(&sql, &[id.into()]).await?;
-        rows.first().map(user).transpose()
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &[id.into()]).await?;
+            rows.first().map(user).transpose()
+        })
+        .await
     }
 
     /// Creates a user; `Conflict` when the username is taken.
@@ -173,24 +179,28 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        tx.exec(
-            "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                user_id.into(),
-                username.into(),
-                password_hash.into(),
-                roles.join(",").into(),
-                now.into(),
-            ],
-        )
-        .await?;
+        let params = [
+            user_id.into(),
+            username.into(),
+            password_hash.into(),
+            roles.join(",").into(),
+            now.into(),
+        ];
         let event = Event::UserRegistered {
             user_id,
             username: username.to_owned(),
             roles: roles.to_vec(),
         };
-        commit_one(tx, event, meta, now).await
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            tx.exec(
+                "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &params,
+            )
+            .await?;
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Creates a session with its first refresh token; clears the failure count.
@@ -198,7 +208,8 @@ impl Store {
     /// wins: both are checked again inside this transaction, and a lock in
     /// force is never cleared by a success.
     pub async fn login(&self, s: &NewSession, meta: &Meta, now: i64) -> Result<Login, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let (s, meta) = (s.clone(), meta.clone());
+        self.write(move |mut tx| async move {
         // A success clears the counts. The delete locks the row (waiting for
         // a concurrent lock to commit, then seeing it); a lock in force
         // returns before commit, which rolls the delete back.
@@ -239,7 +250,9 @@ impl Store {
             client_type: s.client_type.clone(),
             device_id: s.device_id.clone(),
         };
-        Ok(Login::Created(commit_one(tx, event, meta, now).await?))
+        Ok(Login::Created(commit_one(tx, event, &meta, now).await?))
+        })
+        .await
     }
 
     /// Spends a refresh token by compare-and-swap and stores its successor.
@@ -251,7 +264,8 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
+        self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.
         let spent = tx
             .query(
@@ -315,7 +329,7 @@ impl Store {
                     user_id: session.user_id,
                     session_id: session.id,
                 };
-                let event = commit_one(tx, event, meta, now).await?;
+                let event = commit_one(tx, event, &meta, now).await?;
                 return Ok(RefreshOutcome::Reused { event });
             }
             (RefreshDecision::Rotate { expires_at }, Some(session)) => SessionRecord {
@@ -323,7 +337,7 @@ impl Store {
                 ..session
             },
         };
-        insert_refresh(&mut *tx, new_hash, session.id, now).await?;
+        insert_refresh(&mut *tx, &new_hash, session.id, now).await?;
         tx.exec(
             "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
             &[session.id.into(), session.refresh_expires_at.into()],
@@ -333,8 +347,10 @@ impl Store {
             user_id: session.user_id,
             session_id: session.id,
         };
-        let event = commit_one(tx, event, meta, now).await?;
+        let event = commit_one(tx, event, &meta, now).await?;
         Ok(RefreshOutcome::Rotated { session, event })
+        })
+        .await
     }
 
     /// The session a refresh token belongs to, if the token was ever issued.
@@ -342,23 +358,26 @@ impl Store {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
-        let rows = tx
-            .query(
-                "SELECT session_id FROM refresh_tokens WHERE hash = $1",
-                &[hash.as_slice().into()],
-            )
-            .await?;
-        match rows.first() {
-            None => Ok(None),
-            Some(r) => session_in(&mut *tx, r.uuid(0)?).await,
-        }
+        let hash = *hash;
+        self.read(move |mut tx| async move {
+            let rows = tx
+                .query(
+                    "SELECT session_id FROM refresh_tokens WHERE hash = $1",
+                    &[hash.as_slice().into()],
+                )
+                .await?;
+            match rows.first() {
+                None => Ok(None),
+                Some(r) => session_in(&mut *tx, r.uuid(0)?).await,
+            }
+        })
+        .await
     }
 
     /// One session by id, revoked or not.
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
-        session_in(&mut *tx, id).await
+        self.read(move |mut tx| async move { session_in(&mut *tx, id).await })
+            .await
     }
 
     /// The user's sessions that are neither revoked nor past their refresh lifetime.
@@ -368,21 +387,23 @@ impl Store {
         user_id: Uuid,
         now: i64,
     ) -> Result<Vec<(SessionRecord, i64)>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {SESSION_COLS}, \
              (SELECT MAX(r.issued_at) FROM refresh_tokens r WHERE r.session_id = sessions.id) \
              FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
              AND refresh_expires_at > $2 ORDER BY created_at, id"
         );
-        let rows = tx.query(&sql, &[user_id.into(), now.into()]).await?;
-        rows.iter()
-            .map(|r| {
-                let s = session(r)?;
-                let used = r.opt_int(9)?.unwrap_or(s.created_at);
-                Ok((s, used))
-            })
-            .collect()
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &[user_id.into(), now.into()]).await?;
+            rows.iter()
+                .map(|r| {
+                    let s = session(r)?;
+                    let used = r.opt_int(9)?.unwrap_or(s.created_at);
+                    Ok((s, used))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Ends one session. `owner` restricts it to that user's sessions
@@ -395,23 +416,26 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Option<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let found = session_in(&mut *tx, session_id).await?;
-        let decision = end_session(
-            session_id,
-            found.as_ref().map(|s| s.user_id),
-            found.as_ref().is_some_and(|s| s.revoked_at.is_some()),
-            owner,
-            how,
-        );
-        match decision {
-            EndDecision::NotFound => Err(StoreError::NotFound),
-            EndDecision::AlreadyEnded => Ok(None),
-            EndDecision::End(event) => {
-                revoke_session_rows(&mut *tx, &[session_id], now).await?;
-                commit_one(tx, event, meta, now).await.map(Some)
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            let found = session_in(&mut *tx, session_id).await?;
+            let decision = end_session(
+                session_id,
+                found.as_ref().map(|s| s.user_id),
+                found.as_ref().is_some_and(|s| s.revoked_at.is_some()),
+                owner,
+                how,
+            );
+            match decision {
+                EndDecision::NotFound => Err(StoreError::NotFound),
+                EndDecision::AlreadyEnded => Ok(None),
+                EndDecision::End(event) => {
+                    revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                    commit_one(tx, event, &meta, now).await.map(Some)
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Ends every live session of a user at once (the per-user cut-off).
@@ -437,16 +461,19 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        require_user(&mut *tx, user_id).await?;
-        let session_ids = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
-        let event = Event::UserSessionsRevoked {
-            user_id,
-            session_ids,
-            cause,
-            reason,
-        };
-        commit_one(tx, event, meta, now).await
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            require_user(&mut *tx, user_id).await?;
+            let session_ids = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
+            let event = Event::UserSessionsRevoked {
+                user_id,
+                session_ids,
+                cause,
+                reason,
+            };
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Stores a new password hash and ends every other session.
@@ -458,7 +485,8 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let (new_hash, meta) = (new_hash.to_owned(), meta.clone());
+        self.write(move |mut tx| async move {
         update_user(&mut *tx, "password_hash = $2", user_id, new_hash.into()).await?;
         // The right current password: a success clears the counts (but
         // never a brute-force lock in force).
@@ -481,7 +509,9 @@ impl Store {
             kept_session_id: keep,
             revoked_session_ids: revoked,
         };
-        commit_one(tx, event, meta, now).await
+        commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Locks a user until `until` and ends every session.
@@ -493,16 +523,19 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        update_user(&mut *tx, "locked_until = $2", user_id, until.into()).await?;
-        let revoked = revoke_all_rows(&mut *tx, user_id, None, now).await?;
-        let event = Event::UserLocked {
-            user_id,
-            until,
-            revoked_session_ids: revoked,
-            reason,
-        };
-        commit_one(tx, event, meta, now).await
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            update_user(&mut *tx, "locked_until = $2", user_id, until.into()).await?;
+            let revoked = revoke_all_rows(&mut *tx, user_id, None, now).await?;
+            let event = Event::UserLocked {
+                user_id,
+                until,
+                revoked_session_ids: revoked,
+                reason,
+            };
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Lifts an admin lock (and any brute-force lock on the username).
@@ -512,14 +545,17 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
-        tx.exec(
-            "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
-            &[user_id.into()],
-        )
-        .await?;
-        commit_one(tx, Event::UserUnlocked { user_id }, meta, now).await
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
+            tx.exec(
+                "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
+                &[user_id.into()],
+            )
+            .await?;
+            commit_one(tx, Event::UserUnlocked { user_id }, &meta, now).await
+        })
+        .await
     }
 
     /// Appends events that change no read model: SSF verification requests,
@@ -530,25 +566,30 @@ impl Store {
         meta: &Meta,
         at: i64,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let envs = append(&mut *tx, events, meta, at).await?;
-        tx.commit().await?;
-        Ok(envs)
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            let envs = append(&mut *tx, events, &meta, at).await?;
+            tx.commit().await?;
+            Ok(envs)
+        })
+        .await
     }
 
     /// Deletes refresh-token hashes of sessions that ended before `before`:
     /// a token of an ended session is refused either way, so only live
     /// sessions need their spent tokens for theft detection. Returns how many.
     pub async fn prune_refresh_tokens(&self, before: i64) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let n = tx
-            .exec(
-                "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
-                 WHERE revoked_at < $1 OR refresh_expires_at < $1)",
-                &[before.into()],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(n)
+        self.write(move |mut tx| async move {
+            let n = tx
+                .exec(
+                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
+                     WHERE revoked_at < $1 OR refresh_expires_at < $1)",
+                    &[before.into()],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
     }
 }

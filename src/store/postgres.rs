@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
-use super::sql::{Db, Row, Tx, Val};
+use super::sql::{Db, Mode, Row, Tx, Val, Work};
 use super::StoreError;
 
 mod embedded {
@@ -151,29 +151,32 @@ impl PgDb {
         Ok(Self { pool })
     }
 
-    async fn object(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "postgres: {}",
-                crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
-            ))
-        })
-    }
-
-    async fn begin_with(&self, begin: &str) -> Result<Box<dyn Tx>, StoreError> {
-        let obj = self.object().await?;
-        obj.batch_execute(begin).await.map_err(pg_err)?;
-        Ok(Box::new(PgTx {
+    /// A transaction begun with `begin`. The guard exists before `BEGIN`
+    /// is sent, so a caller dropped at that await still rolls back.
+    async fn begin_with(pool: &Pool, begin: &str) -> Result<PgTx, StoreError> {
+        let obj = object(pool).await?;
+        let tx = PgTx {
             obj: Some(obj),
             done: false,
-        }))
+        };
+        tx.client()?.batch_execute(begin).await.map_err(pg_err)?;
+        Ok(tx)
     }
+}
+
+async fn object(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get().await.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "postgres: {}",
+            crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
+        ))
+    })
 }
 
 #[async_trait]
 impl Db for PgDb {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut obj = self.object().await?;
+        let mut obj = object(&self.pool).await?;
         obj.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(pg_err)?;
@@ -187,21 +190,30 @@ impl Db for PgDb {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
-        self.begin_with("BEGIN").await
-    }
-
-    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(PgReader(self.object().await?)))
-    }
-
-    async fn autocommit(&self) -> Result<Box<dyn Tx>, StoreError> {
-        self.reader().await
+    async fn run(&self, mode: Mode, work: Work) -> Result<(), StoreError> {
+        // A task of its own: whatever becomes of the caller, the work runs
+        // from its first statement to its commit (or rollback), and the
+        // connection goes back to the pool only after (G11).
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let tx: Box<dyn Tx> = match mode {
+                Mode::Write => Box::new(PgDb::begin_with(&pool, "BEGIN").await?),
+                Mode::Read | Mode::Autocommit => Box::new(PgReader(object(&pool).await?)),
+            };
+            work(tx).await;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
-        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
+        let tx = PgDb::begin_with(
+            &self.pool,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
+        .await?;
+        Ok(Box::new(tx))
     }
 
     fn kind(&self) -> &'static str {

@@ -40,30 +40,36 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        tx.exec(
-            "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
-            &[
-                id.into(),
-                name.into(),
-                token_hash.as_slice().into(),
-                now.into(),
-            ],
-        )
-        .await?;
+        let params = [
+            id.into(),
+            name.into(),
+            token_hash.as_slice().into(),
+            now.into(),
+        ];
         let event = Event::ServiceCreated {
             service_id: id,
             name: name.to_owned(),
         };
-        commit_one(tx, event, meta, now).await
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            tx.exec(
+                "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+                &params,
+            )
+            .await?;
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// Every service credential, oldest first.
     pub async fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_at, id");
-        let rows = tx.query(&sql, &[]).await?;
-        rows.iter().map(service).collect()
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &[]).await?;
+            rows.iter().map(service).collect()
+        })
+        .await
     }
 
     /// The live service whose token hashes to `token_hash`, if any.
@@ -71,12 +77,15 @@ impl Store {
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<ServiceRecord>, StoreError> {
-        let mut tx = self.db.reader().await?;
         let sql = format!(
             "SELECT {SERVICE_COLS} FROM services WHERE token_hash = $1 AND revoked_at IS NULL"
         );
-        let rows = tx.query(&sql, &[token_hash.as_slice().into()]).await?;
-        rows.first().map(service).transpose()
+        let hash = token_hash.as_slice().into();
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &[hash]).await?;
+            rows.first().map(service).transpose()
+        })
+        .await
     }
 
     /// Ends a service credential. `NotFound` if there is none; `None` if it
@@ -87,23 +96,26 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Option<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let ended = tx
-            .exec(
-                "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[id.into(), now.into()],
-            )
-            .await?;
-        if ended == 0 {
-            let rows = tx
-                .query("SELECT id FROM services WHERE id = $1", &[id.into()])
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            let ended = tx
+                .exec(
+                    "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                    &[id.into(), now.into()],
+                )
                 .await?;
-            return match first(rows) {
-                Ok(_) => Ok(None),
-                Err(_) => Err(StoreError::NotFound),
-            };
-        }
-        let event = Event::ServiceRevoked { service_id: id };
-        commit_one(tx, event, meta, now).await.map(Some)
+            if ended == 0 {
+                let rows = tx
+                    .query("SELECT id FROM services WHERE id = $1", &[id.into()])
+                    .await?;
+                return match first(rows) {
+                    Ok(_) => Ok(None),
+                    Err(_) => Err(StoreError::NotFound),
+                };
+            }
+            let event = Event::ServiceRevoked { service_id: id };
+            commit_one(tx, event, &meta, now).await.map(Some)
+        })
+        .await
     }
 }

@@ -3,6 +3,7 @@
 //! and placeholders are `$1, $2, ...` (the SQLite adapter rewrites them).
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 
 use super::StoreError;
 
@@ -154,21 +155,40 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
-/// A database that hands out transactions: the port both adapters implement.
+/// How a unit of work uses its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A read-write transaction (`BEGIN`; SQLite's `BEGIN IMMEDIATE`),
+    /// committed by the work or rolled back when it drops its `Tx`.
+    Write,
+    /// Independent reads: each statement commits on its own (no
+    /// BEGIN/ROLLBACK round trips); `commit` is a no-op.
+    Read,
+    /// Single-statement writes on the write connection that commit on their
+    /// own (the guess reservation: one round trip, no BEGIN/COMMIT).
+    Autocommit,
+}
+
+/// A unit of work: everything one store call does on one connection, from
+/// its first statement to its commit. It may await only its `Tx`.
+pub type Work = Box<dyn FnOnce(Box<dyn Tx>) -> BoxFuture<'static, ()> + Send>;
+
+/// A database that runs units of work: the port both adapters implement.
 #[async_trait]
 pub trait Db: Send + Sync {
     /// Runs the embedded migrations; safe when several instances start at once.
     async fn migrate(&self) -> Result<(), StoreError>;
-    /// Starts a read-write transaction.
-    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError>;
-    /// Starts a read-only transaction that sees one consistent snapshot.
+    /// Runs `work` on a connection in `mode`, to its end, whatever becomes
+    /// of the caller (G11): a caller dropped at any `.await` of this call
+    /// never leaves a transaction open, a statement half sent or a
+    /// connection in a state that its next user inherits. The work either
+    /// commits or rolls back; the caller only loses its answer.
+    async fn run(&self, mode: Mode, work: Work) -> Result<(), StoreError>;
+    /// Starts a read-only transaction that sees one consistent snapshot,
+    /// on a connection of its own; for reads that page through the window
+    /// between awaits of the caller's. Dropped anywhere, it rolls back
+    /// before the connection serves anyone else.
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
-    /// A connection for independent reads: each statement commits on its
-    /// own (no BEGIN/ROLLBACK round trips); `commit` is a no-op.
-    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError>;
-    /// A connection for single-statement writes that commit on their own
-    /// (the guess reservation: one round trip, no BEGIN/COMMIT).
-    async fn autocommit(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A short name for logs and readiness reasons ("postgres", "sqlite").
     fn kind(&self) -> &'static str;
 }

@@ -1,20 +1,28 @@
 //! Embedded SQLite adapter (one instance, nothing to set up). Every
 //! connection lives on a thread of its own, so no blocking SQLite call, the
-//! fsync at commit included, ever runs on an async worker: a transaction
-//! holds its connection (an async mutex) and sends it one statement at a
-//! time. One writer connection, where `BEGIN IMMEDIATE` takes the write lock
-//! up front so sequence order equals commit order (G6); and a few reader
-//! connections that, in WAL mode, read beside the writer without waiting.
+//! fsync at commit included, ever runs on an async worker. A store call is
+//! one job on that thread, from `BEGIN` to `COMMIT`: one hop per call, not
+//! one per statement, and a caller that vanishes mid-call cannot leave the
+//! connection inside a transaction (G11), because the job runs to its end
+//! whoever waits for it, and the thread rolls back whatever a job left open
+//! before it runs the next. One writer connection, where `BEGIN IMMEDIATE`
+//! takes the write lock up front so sequence order equals commit order
+//! (G6); a few reader connections that, in WAL mode, read beside the writer
+//! without waiting; and one for snapshot reads that span several awaits.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
+use parking_lot::Mutex as SyncMutex;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
-use super::sql::{Db, Row, Tx, Val};
+use super::sql::{Db, Mode, Row, Tx, Val, Work};
 use super::StoreError;
 
 mod embedded {
@@ -24,7 +32,10 @@ mod embedded {
 /// Reader connections beside the writer.
 const READERS: usize = 2;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A connection shared by its thread and the `Tx` of the job it runs.
+type Conn = Arc<SyncMutex<Connection>>;
+
+type Job = Box<dyn FnOnce(&Conn) + Send>;
 
 /// A connection on its own thread, running the jobs it is sent in order.
 pub struct ConnThread {
@@ -32,24 +43,26 @@ pub struct ConnThread {
 }
 
 impl ConnThread {
-    fn spawn(mut conn: Connection, name: String) -> Result<Self, StoreError> {
+    fn spawn(conn: Connection, name: String) -> Result<Self, StoreError> {
         let (jobs, inbox) = mpsc::channel::<Job>();
+        let conn: Conn = Arc::new(SyncMutex::new(conn));
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 // Ends when every sender (the `SqliteDb`) is gone.
                 while let Ok(job) = inbox.recv() {
-                    job(&mut conn);
+                    job(&conn);
                 }
             })
             .map_err(|e| StoreError::Config(format!("sqlite thread: {e}")))?;
         Ok(ConnThread { jobs })
     }
 
-    /// Runs `f` on the connection's thread and waits for its answer.
+    /// Runs `f` on the connection's thread and waits for its answer. Once
+    /// sent, `f` runs whether or not anyone still waits.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(move |c| {
@@ -60,15 +73,63 @@ impl ConnThread {
     }
 
     /// Queues `f` without waiting (a rollback from `Drop`).
-    fn send(&self, f: impl FnOnce(&mut Connection) + Send + 'static) {
+    fn send(&self, f: impl FnOnce(&Conn) + Send + 'static) {
         let _ = self.jobs.send(Box::new(f));
+    }
+}
+
+/// Rolls back a transaction that something left open on `conn`, so the next
+/// job starts clean whatever the last one did. Loud: it means a bug.
+fn ensure_clean(conn: &Conn, when: &str) {
+    let c = conn.lock();
+    if !c.is_autocommit() {
+        tracing::error!(
+            when,
+            "sqlite connection was left inside a transaction; rolling it back"
+        );
+        let _ = c.execute_batch("ROLLBACK");
+    }
+}
+
+/// Runs one unit of work to its end on this thread: `BEGIN IMMEDIATE` for a
+/// write, then the work, whose only awaits are its `Tx`'s statements, each
+/// run here and ready at once. A work that panics, or awaits anything else,
+/// is dropped, which rolls back its transaction.
+fn run_work(conn: &Conn, mode: Mode, work: Work) -> Result<(), StoreError> {
+    ensure_clean(conn, "before a unit of work");
+    if mode == Mode::Write {
+        conn.lock()
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite_err)?;
+    }
+    let tx: Box<dyn Tx> = Box::new(DirectTx {
+        conn: conn.clone(),
+        open: mode == Mode::Write,
+    });
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut work = work(tx);
+        let mut cx = Context::from_waker(Waker::noop());
+        match work.as_mut().poll(&mut cx) {
+            Poll::Ready(()) => Ok(()),
+            Poll::Pending => Err(StoreError::Query(
+                "a store call awaited something other than its connection".into(),
+            )),
+        }
+    }));
+    ensure_clean(conn, "after a unit of work");
+    match outcome {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Query("a store call panicked".into())),
     }
 }
 
 /// The embedded store: one SQLite file.
 pub struct SqliteDb {
-    writer: Arc<Mutex<ConnThread>>,
-    readers: Vec<Arc<Mutex<ConnThread>>>,
+    writer: ConnThread,
+    readers: Vec<ConnThread>,
+    next_reader: AtomicUsize,
+    /// Snapshot reads hold their connection across the caller's awaits.
+    snapshot: Arc<Mutex<ConnThread>>,
 }
 
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -104,81 +165,72 @@ impl SqliteDb {
                     .map_err(|e| StoreError::Config(format!("database {}: {e}", side.display())))?;
             }
         }
+        let read_only = || {
+            open_conn(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        };
         let mut readers = Vec::with_capacity(READERS);
         for n in 0..READERS {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let conn = open_conn(path, flags)?;
-            readers.push(Arc::new(Mutex::new(ConnThread::spawn(
-                conn,
+            readers.push(ConnThread::spawn(
+                read_only()?,
                 format!("recall-sqlite-r{n}"),
-            )?)));
+            )?);
         }
+        let snapshot = ConnThread::spawn(read_only()?, "recall-sqlite-snap".into())?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(ConnThread::spawn(
-                writer,
-                "recall-sqlite-w".into(),
-            )?)),
+            writer: ConnThread::spawn(writer, "recall-sqlite-w".into())?,
             readers,
+            next_reader: AtomicUsize::new(0),
+            snapshot: Arc::new(Mutex::new(snapshot)),
         })
     }
 
-    /// A free reader connection, or the first to become free.
-    async fn reader_conn(&self) -> OwnedMutexGuard<ConnThread> {
-        for r in &self.readers {
-            if let Ok(guard) = r.clone().try_lock_owned() {
-                return guard;
-            }
-        }
-        let pick = crate::random::below(self.readers.len());
-        match self.readers.get(pick) {
-            Some(r) => r.clone().lock_owned().await,
-            None => self.writer.clone().lock_owned().await,
-        }
-    }
-
-    async fn begin_on(
-        conn: OwnedMutexGuard<ConnThread>,
-        begin: &'static str,
-    ) -> Result<Box<dyn Tx>, StoreError> {
-        conn.run(move |c| c.execute_batch(begin).map_err(sqlite_err))
-            .await?;
-        Ok(Box::new(SqliteTx { conn, done: false }))
+    /// The next reader, round robin (each runs its queue in order).
+    fn reader(&self) -> &ConnThread {
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        self.readers
+            .get(n % self.readers.len().max(1))
+            .unwrap_or(&self.writer)
     }
 }
 
 #[async_trait]
 impl Db for SqliteDb {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let conn = self.writer.lock().await;
-        conn.run(|c| {
-            embedded::migrations::runner()
-                .run(c)
-                .map(|_| ())
-                .map_err(|e| StoreError::Migration(e.to_string()))
-        })
-        .await
+        self.writer
+            .run(|c| {
+                embedded::migrations::runner()
+                    .run(&mut *c.lock())
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Migration(e.to_string()))
+            })
+            .await
     }
 
-    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
-        let conn = self.writer.clone().lock_owned().await;
-        SqliteDb::begin_on(conn, "BEGIN IMMEDIATE").await
-    }
-
-    async fn reader(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(SqliteReader(self.reader_conn().await)))
-    }
-
-    async fn autocommit(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(SqliteReader(
-            self.writer.clone().lock_owned().await,
-        )))
+    async fn run(&self, mode: Mode, work: Work) -> Result<(), StoreError> {
+        let thread = match mode {
+            Mode::Write | Mode::Autocommit => &self.writer,
+            Mode::Read => self.reader(),
+        };
+        thread.run(move |c| run_work(c, mode, work)).await
     }
 
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
-        let conn = self.reader_conn().await;
-        SqliteDb::begin_on(conn, "BEGIN").await
+        let conn = self.snapshot.clone().lock_owned().await;
+        // The guard exists before `BEGIN` is sent: dropped at the await
+        // below, it queues the rollback behind the `BEGIN`.
+        let tx = SqliteTx { conn, done: false };
+        tx.conn
+            .run(|c| {
+                ensure_clean(c, "before a snapshot");
+                c.lock().execute_batch("BEGIN").map_err(sqlite_err)
+            })
+            .await?;
+        Ok(Box::new(tx))
     }
 
     fn kind(&self) -> &'static str {
@@ -186,6 +238,47 @@ impl Db for SqliteDb {
     }
 }
 
+/// The `Tx` of a unit of work, used on the connection's own thread: every
+/// statement runs at once, so its futures are ready when first polled.
+struct DirectTx {
+    conn: Conn,
+    /// A transaction is open that this must end.
+    open: bool,
+}
+
+impl Drop for DirectTx {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.lock().execute_batch("ROLLBACK");
+        }
+    }
+}
+
+#[async_trait]
+impl Tx for DirectTx {
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        sqlite_exec(&self.conn.lock(), sql, params)
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        sqlite_query(&self.conn.lock(), sql, params)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        if self.open {
+            // Whatever COMMIT answers, Drop must not send another statement:
+            // a failed COMMIT leaves the transaction to `ensure_clean`.
+            self.open = false;
+            self.conn
+                .lock()
+                .execute_batch("COMMIT")
+                .map_err(sqlite_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot transaction spanning several jobs on its own connection.
 struct SqliteTx {
     conn: OwnedMutexGuard<ConnThread>,
     done: bool,
@@ -197,7 +290,10 @@ impl Drop for SqliteTx {
             // Queued before the guard is released: the next holder's
             // statements run after the rollback.
             self.conn.send(|c| {
-                let _ = c.execute_batch("ROLLBACK");
+                let c = c.lock();
+                if !c.is_autocommit() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
             });
         }
     }
@@ -231,48 +327,26 @@ impl rusqlite::ToSql for Val {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        run_exec(&self.conn, sql, params).await
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        self.conn
+            .run(move |c| sqlite_exec(&c.lock(), &sql, &params))
+            .await
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        run_query(&self.conn, sql, params).await
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        self.conn
+            .run(move |c| sqlite_query(&c.lock(), &sql, &params))
+            .await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         self.conn
-            .run(|c| c.execute_batch("COMMIT").map_err(sqlite_err))
+            .run(|c| c.lock().execute_batch("COMMIT").map_err(sqlite_err))
             .await?;
         self.done = true;
         Ok(())
     }
-}
-
-/// Autocommit statements on one connection.
-struct SqliteReader(OwnedMutexGuard<ConnThread>);
-
-#[async_trait]
-impl Tx for SqliteReader {
-    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        run_exec(&self.0, sql, params).await
-    }
-
-    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        run_query(&self.0, sql, params).await
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-async fn run_exec(conn: &ConnThread, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-    let (sql, params) = (sql.to_owned(), params.to_vec());
-    conn.run(move |c| sqlite_exec(c, &sql, &params)).await
-}
-
-async fn run_query(conn: &ConnThread, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-    let (sql, params) = (sql.to_owned(), params.to_vec());
-    conn.run(move |c| sqlite_query(c, &sql, &params)).await
 }
 
 fn sqlite_exec(conn: &Connection, sql: &str, params: &[Val]) -> Result<u64, StoreError> {

@@ -48,14 +48,19 @@ async fn guess_failed_in(
         .await?;
     let (failures, lock_count, current_lock) = match rows.first() {
         Some(r) => (r.int(0)?, r.int(1)?, r.opt_ts(2)?),
-        // A success cleared the counts meanwhile; count this one afresh.
+        // A success cleared the counts meanwhile; count this one afresh
+        // (upserting: a concurrent failure may have counted afresh first).
         None => {
-            tx.exec(
-                "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0)",
-                &[username.into()],
-            )
-            .await?;
-            (1, 0, None)
+            let row = first(
+                tx.query(
+                    "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
+                     ON CONFLICT (username) DO UPDATE SET failures = login_throttle.failures + 1 \
+                     RETURNING failures, lock_count, locked_until",
+                    &[username.into()],
+                )
+                .await?,
+            )?;
+            (row.int(0)?, row.int(1)?, row.opt_ts(2)?)
         }
     };
     let mut locked_until = None;
@@ -75,21 +80,24 @@ async fn guess_failed_in(
 impl Store {
     /// The brute-force counters of a username.
     pub async fn throttle(&self, username: &str) -> Result<Throttle, StoreError> {
-        let mut tx = self.db.reader().await?;
-        let rows = tx
-            .query(
-                "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1",
-                &[username.into()],
-            )
-            .await?;
-        match rows.first() {
-            None => Ok(Throttle::default()),
-            Some(r) => Ok(Throttle {
-                failures: r.int(0)?,
-                lock_count: r.int(1)?,
-                locked_until: r.opt_int(2)?,
-            }),
-        }
+        let username = username.to_owned();
+        self.read(move |mut tx| async move {
+            let rows = tx
+                .query(
+                    "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1",
+                    &[username.into()],
+                )
+                .await?;
+            match rows.first() {
+                None => Ok(Throttle::default()),
+                Some(r) => Ok(Throttle {
+                    failures: r.int(0)?,
+                    lock_count: r.int(1)?,
+                    locked_until: r.opt_int(2)?,
+                }),
+            }
+        })
+        .await
     }
 
     /// Reserves one guess of `username`'s brute-force budget before its
@@ -107,25 +115,27 @@ impl Store {
         // The common case is one autocommit statement: count the guess
         // unless a lock is in force (the upsert locks the row, so parallel
         // guesses each get their own count).
-        let row = {
-            let mut conn = self.db.autocommit().await?;
-            first(
-                conn.query(
-                    "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
-                     ON CONFLICT (username) DO UPDATE SET failures = CASE \
-                     WHEN login_throttle.locked_until > $2 THEN login_throttle.failures \
-                     ELSE login_throttle.failures + 1 END \
-                     RETURNING failures, locked_until",
-                    &[username.into(), now.into()],
+        let name = username.to_owned();
+        let row = self
+            .autocommit(move |mut conn| async move {
+                first(
+                    conn.query(
+                        "INSERT INTO login_throttle (username, failures, lock_count) VALUES ($1, 1, 0) \
+                         ON CONFLICT (username) DO UPDATE SET failures = CASE \
+                         WHEN login_throttle.locked_until > $2 THEN login_throttle.failures \
+                         ELSE login_throttle.failures + 1 END \
+                         RETURNING failures, locked_until",
+                        &[name.into(), now.into()],
+                    )
+                    .await?,
                 )
-                .await?,
-            )?
-        };
+            })
+            .await?;
         let failures = row.int(0)?;
         // Past the budget, lock (once: of several guesses past it at once,
         // the first to lock the row decides, the others see its lock).
         let at = Timestamp::from_ms(now);
-        let mut tx = match after_reservation(failures, 0, row.opt_ts(1)?, policy, at) {
+        match after_reservation(failures, 0, row.opt_ts(1)?, policy, at) {
             Reservation::Reserved => return Ok(Guess::Reserved),
             Reservation::Locked { until } => {
                 return Ok(Guess::Locked {
@@ -133,51 +143,60 @@ impl Store {
                     event: None,
                 })
             }
-            Reservation::LockNow { .. } => self.db.begin().await?,
+            Reservation::LockNow { .. } => {}
         };
-        let row = first(
-            tx.query(
-                "UPDATE login_throttle SET failures = failures WHERE username = $1 \
+        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        self.write(move |mut tx| async move {
+            let policy = &policy;
+            let username = username.as_str();
+            let row = first(
+                tx.query(
+                    "UPDATE login_throttle SET failures = failures WHERE username = $1 \
                  RETURNING failures, lock_count, locked_until",
-                &[username.into()],
-            )
-            .await?,
-        )?;
-        let (nth, until) =
-            match after_reservation(failures, row.int(1)?, row.opt_ts(2)?, policy, at) {
-                Reservation::LockNow { nth, until } => (nth, until.ms()),
-                Reservation::Locked { until } => {
-                    return Ok(Guess::Locked {
-                        until: until.ms(),
-                        event: None,
-                    })
-                }
-                Reservation::Reserved => return Ok(Guess::Reserved),
+                    &[username.into()],
+                )
+                .await?,
+            )?;
+            let (nth, until) =
+                match after_reservation(failures, row.int(1)?, row.opt_ts(2)?, policy, at) {
+                    Reservation::LockNow { nth, until } => (nth, until.ms()),
+                    Reservation::Locked { until } => {
+                        return Ok(Guess::Locked {
+                            until: until.ms(),
+                            event: None,
+                        })
+                    }
+                    Reservation::Reserved => return Ok(Guess::Reserved),
+                };
+            lock_throttle(&mut *tx, username, nth, until).await?;
+            let event = Event::LoginFailed {
+                username: username.to_owned(),
+                user_id: None,
+                failures,
+                locked_until: Some(until),
             };
-        lock_throttle(&mut *tx, username, nth, until).await?;
-        let event = Event::LoginFailed {
-            username: username.to_owned(),
-            user_id: None,
-            failures,
-            locked_until: Some(until),
-        };
-        let event = commit_one(tx, event, meta, now).await?;
-        Ok(Guess::Locked {
-            until,
-            event: Some(event),
+            let event = commit_one(tx, event, &meta, now).await?;
+            Ok(Guess::Locked {
+                until,
+                event: Some(event),
+            })
         })
+        .await
     }
 
     /// Gives back a reserved guess that was never checked (the hash pool
     /// was saturated).
     pub async fn release_guess(&self, username: &str) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        tx.exec(
-            "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0",
-            &[username.into()],
-        )
-        .await?;
-        tx.commit().await
+        let username = username.to_owned();
+        self.write(move |mut tx| async move {
+            tx.exec(
+                "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0",
+                &[username.into()],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 
     /// Records a reserved guess that failed. The guess was counted when it
@@ -190,9 +209,12 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let event = guess_failed_in(&mut *tx, username, policy, now).await?;
-        commit_one(tx, event, meta, now).await
+        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        self.write(move |mut tx| async move {
+            let event = guess_failed_in(&mut *tx, &username, &policy, now).await?;
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     /// A wrong `current_password` on a password change: a failed guess of
@@ -207,30 +229,33 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let mut events = vec![guess_failed_in(&mut *tx, username, policy, now).await?];
-        let rows = tx
-            .query(
-                "UPDATE sessions SET password_failures = password_failures + 1 \
+        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        self.write(move |mut tx| async move {
+            let mut events = vec![guess_failed_in(&mut *tx, &username, &policy, now).await?];
+            let rows = tx
+                .query(
+                    "UPDATE sessions SET password_failures = password_failures + 1 \
                  WHERE id = $1 AND revoked_at IS NULL RETURNING password_failures",
-                &[session_id.into()],
-            )
-            .await?;
-        if let Some(row) = rows.first() {
-            if row.int(0)? >= PASSWORD_FAILURES_PER_SESSION {
-                revoke_session_rows(&mut *tx, &[session_id], now).await?;
-                events.push(Event::SessionRevoked {
-                    user_id,
-                    session_id,
-                    cause: RevokeCause::PasswordGuesses,
-                    reason: Some(format!(
-                        "{PASSWORD_FAILURES_PER_SESSION} wrong current passwords in a row"
-                    )),
-                });
+                    &[session_id.into()],
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                if row.int(0)? >= PASSWORD_FAILURES_PER_SESSION {
+                    revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                    events.push(Event::SessionRevoked {
+                        user_id,
+                        session_id,
+                        cause: RevokeCause::PasswordGuesses,
+                        reason: Some(format!(
+                            "{PASSWORD_FAILURES_PER_SESSION} wrong current passwords in a row"
+                        )),
+                    });
+                }
             }
-        }
-        let envs = append(&mut *tx, events, meta, now).await?;
-        tx.commit().await?;
-        Ok(envs)
+            let envs = append(&mut *tx, events, &meta, now).await?;
+            tx.commit().await?;
+            Ok(envs)
+        })
+        .await
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use recall::events::{Event, Meta};
-use recall::store::sql::Db;
+use recall::store::sql::{Db, Mode, Work};
 use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
 use uuid::Uuid;
@@ -96,11 +96,25 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
     let store = Store::new(db.clone());
     store.migrate().await.unwrap();
     let head = store.head().await.unwrap();
-    // A writer holds its transaction (and SQLite's write lock) open.
-    let mut tx = db.begin().await.unwrap();
-    tx.exec("UPDATE recall_seq SET last = last + 1 WHERE id = 1", &[])
-        .await
-        .unwrap();
+    // A writer holds its transaction (and SQLite's write lock) open: its
+    // unit of work blocks the writer's thread until told to commit.
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    let (begun, started) = tokio::sync::oneshot::channel::<()>();
+    let work: Work = Box::new(move |mut tx| {
+        Box::pin(async move {
+            tx.exec("UPDATE recall_seq SET last = last + 1 WHERE id = 1", &[])
+                .await
+                .unwrap();
+            let _ = begun.send(());
+            let _ = held.recv();
+            tx.commit().await.unwrap();
+        })
+    });
+    let writer = {
+        let db = db.clone();
+        tokio::spawn(async move { db.run(Mode::Write, work).await })
+    };
+    started.await.unwrap();
     let t = std::time::Instant::now();
     let seen = tokio::time::timeout(std::time::Duration::from_secs(5), store.head())
         .await
@@ -114,6 +128,7 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
     );
     assert_eq!(seen, head, "an uncommitted write was visible");
     assert_eq!(snapshot.head, head);
-    tx.commit().await.unwrap();
+    hold.send(()).unwrap();
+    writer.await.unwrap().unwrap();
     assert_eq!(store.head().await.unwrap(), head + 1, "the write committed");
 }
