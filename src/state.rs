@@ -305,6 +305,41 @@ mod tests {
         assert_eq!(early.locked_until(u, 2_000), Some(50_000));
     }
 
+    /// Two rotations committed at once on one instance: the second's
+    /// answer applies it early, a catch-up applies both in order, and then
+    /// the first's answer applies the first again. It must change nothing:
+    /// applied after the second, it made its key active again beside the
+    /// second's (found by the random-reset test: logins answered 500).
+    #[test]
+    fn an_event_applied_in_order_is_not_applied_again() {
+        let rotation = |seq, kid: &str, previous: &str| {
+            env(
+                seq,
+                1_000,
+                Event::KeyRotated {
+                    kid: kid.into(),
+                    previous_kid: Some(previous.into()),
+                    compromised: true,
+                    previous_retire_after: None,
+                    reason: None,
+                },
+            )
+        };
+        let (first, second) = (rotation(1, "k2", "k1"), rotation(2, "k3", "k2"));
+        let mut state = given(vec![]);
+        state.apply_event(&second); // early, read-your-writes
+        state.apply_event(&first); // the catch-up, in order
+        state.apply_event(&second);
+        state.apply_event(&first); // the first's own answer, late
+        assert_eq!(state.last_seq(), 2);
+        assert_eq!(state.active_kid(), Some("k3"));
+        let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(
+            state.check("k2", u, s, 0, 2_000),
+            Err(Rejection::KeyRevoked)
+        );
+    }
+
     #[test]
     fn pruning_forgets_revocations_once_their_tokens_expired() {
         let (u, s) = (Uuid::now_v7(), Uuid::now_v7());

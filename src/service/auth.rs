@@ -100,11 +100,11 @@ impl Auth {
             self.hasher.verify(input.password, None).await?;
             return Err(Error::BadCredentials);
         };
-        self.reserve_guess(username.as_str(), meta).await?;
+        let guess = self.reserve_guess(username.as_str(), meta).await?;
         let user = match self.store.user_by_name(username.as_str()).await {
             Ok(user) => user,
             Err(e) => {
-                let _ = self.store.release_guess(username.as_str()).await;
+                guess.release().await;
                 return Err(e.into());
             }
         };
@@ -119,10 +119,11 @@ impl Auth {
             Ok(ok) => ok,
             Err(saturated) => {
                 // Never checked: the guess goes back to the budget.
-                let _ = self.store.release_guess(username.as_str()).await;
+                guess.release().await;
                 return Err(saturated.into());
             }
         };
+        guess.settle();
         let Some(user) = user.filter(|_| ok) else {
             self.metrics.login("failed");
             let env = self
@@ -242,15 +243,16 @@ impl Auth {
             .await?
             .ok_or(Error::Token(TokenRefusal::UnknownUser))?;
         // `current_password` is a guess like a login's (API.md, G10).
-        self.reserve_guess(&user.username, meta).await?;
+        let guess = self.reserve_guess(&user.username, meta).await?;
         let ok = match self.hasher.verify(current, Some(user.password_hash)).await {
             Ok(ok) => ok,
             Err(saturated) => {
-                let _ = self.store.release_guess(&user.username).await;
+                guess.release().await;
                 return Err(saturated.into());
             }
         };
         if !ok {
+            guess.settle();
             let envs = self
                 .store
                 .password_guess_failed(
@@ -265,7 +267,16 @@ impl Auth {
             self.committed(&envs).await;
             return Err(Error::BadCredentials);
         }
-        let hash = self.hasher.hash(new.0).await?;
+        // Right: the change clears the counts. Until it is handed to the
+        // store, a vanished caller gives the guess back.
+        let hash = match self.hasher.hash(new.0).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                guess.release().await;
+                return Err(e.into());
+            }
+        };
+        guess.settle();
         let env = self
             .store
             .change_password(p.user_id, &hash, Some(p.session_id), meta, now_ms())

@@ -20,13 +20,14 @@ use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
-use crate::store::{Guess, SessionEnd, SessionRecord, Store, StoreError};
+use crate::store::{SessionEnd, SessionRecord, Store, StoreError};
 use crate::sync::{now_ms, StateSync};
 use crate::tokens::{b64url, Claims, Keyring};
 
 pub mod admin;
 mod auth;
 pub mod feed;
+mod guess;
 mod inputs;
 mod outbox;
 pub mod push;
@@ -330,10 +331,17 @@ impl Core {
         session_id: Uuid,
         ctype: &str,
     ) -> Result<String, Error> {
-        let kid = self.sync.state().active_kid().map(str::to_owned);
-        let kid = kid.ok_or(Error::Unavailable(Unavailable::NoSigningKey))?;
+        let active = || self.sync.state().active_kid().map(str::to_owned);
+        let mut kid = active().ok_or(Error::Unavailable(Unavailable::NoSigningKey))?;
         if !self.sync.keyring().can_sign(&kid) {
             self.sync.reload_keys().await?;
+        }
+        if !self.sync.keyring().can_sign(&kid) {
+            // Rotated again meanwhile: the key the state names is already
+            // revoked in the store, so its private half is not loaded.
+            // Catch up with the log, which names the key active now.
+            self.sync.catch_up().await?;
+            kid = active().ok_or(Error::Unavailable(Unavailable::NoSigningKey))?;
         }
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
@@ -350,7 +358,13 @@ impl Core {
         self.sync
             .keyring()
             .issue(&kid, &claims)
-            .map_err(|e| Error::Internal(format!("signing failed: {e}")))
+            .map_err(|e| match e {
+                // Still racing rotations: a retry will find the new key.
+                crate::tokens::TokenError::UnknownKid => {
+                    Error::Unavailable(Unavailable::NoSigningKey)
+                }
+                e => Error::Internal(format!("signing failed: {e}")),
+            })
     }
 
     async fn token_response(
@@ -392,25 +406,6 @@ impl Core {
             }
             Err(StoreError::Conflict(_)) => Err(Error::UsernameTaken),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Counts a password guess against `username`'s budget before its hash
-    /// is checked (G10); a lock in force, or one this guess sets, refuses.
-    async fn reserve_guess(&self, username: &str, meta: &Meta) -> Result<(), Error> {
-        let reservation = self
-            .store
-            .reserve_guess(username, &self.settings.lockout, meta, now_ms())
-            .await?;
-        match reservation {
-            Guess::Reserved => Ok(()),
-            Guess::Locked { until, event } => {
-                inc(&self.metrics.guesses_refused);
-                if let Some(env) = event {
-                    self.committed(&[env]).await;
-                }
-                Err(Error::locked(until))
-            }
         }
     }
 

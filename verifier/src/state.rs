@@ -219,6 +219,12 @@ impl RevocationState {
     /// applied early (the serving instance, G2) can be applied again in
     /// order later; `last_seq` moves only in order.
     pub fn apply(&mut self, seq: i64, items: &[Revocation]) {
+        // At or below `last_seq` it was applied in order already: applying it
+        // again after later events would undo them (a key made active again
+        // after the rotation that revoked it, a lock lifted by an older unlock).
+        if seq <= self.last_seq {
+            return;
+        }
         for item in items {
             self.apply_item(item);
         }
