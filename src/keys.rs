@@ -55,14 +55,39 @@ impl MasterKey {
     /// Reads `dir/master.key`, creating it (mode 0600) on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, KeyError> {
         let path = dir.join("master.key");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return MasterKey::parse(&text);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => return MasterKey::parse(&text),
+            Ok(_) => {
+                // Empty: what a start killed between creating the file and
+                // writing it left behind (before the key was written
+                // atomically). Nothing can have been sealed with a key that
+                // was never written, unless the database holds something.
+                let db = dir.join("recall.db");
+                if std::fs::metadata(&db).is_ok_and(|m| m.len() > 0) {
+                    return Err(KeyError::Io(format!(
+                        "{} is empty but {} is not: restore the master key, or set \
+                         RECALL_MASTER_KEY",
+                        path.display(),
+                        db.display()
+                    )));
+                }
+                tracing::warn!(path = %path.display(), "replacing an empty master key file left by an interrupted start");
+                std::fs::remove_file(&path).map_err(|e| KeyError::Io(e.to_string()))?;
+            }
+            Err(_) => {}
         }
         crate::files::private_dir(dir).map_err(|e| KeyError::Io(e.to_string()))?;
         let key = MasterKey::generate();
-        crate::files::write_private(&path, &key.to_base64())
-            .map_err(|e| KeyError::Io(e.to_string()))?;
-        Ok(key)
+        match crate::files::write_private(&path, &key.to_base64()) {
+            Ok(()) => Ok(key),
+            // Another process starting on this directory wrote it first.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| KeyError::Io(e.to_string()))?;
+                MasterKey::parse(&text)
+            }
+            Err(e) => Err(KeyError::Io(e.to_string())),
+        }
     }
 
     /// The base64 form.
