@@ -142,21 +142,31 @@ impl Backend {
 
     /// Settings for one instance on this backend.
     pub fn settings(&self) -> Settings {
+        self.settings_with(&[])
+    }
+
+    /// `settings` with more flags, parsed as `recall` parses them (so
+    /// `--public-url` sets what RECALL_PUBLIC_URL would, and leaving it out
+    /// is what an unset RECALL_PUBLIC_URL is).
+    pub fn settings_with(&self, flags: &[&str]) -> Settings {
         // The product's defaults (as `recall` parses its flags), then what
         // tests need: this backend, and room for many logins from 127.0.0.1.
-        let mut s = Settings::from_flags([
+        let dir = self.dir.0.to_string_lossy();
+        let master = self.master.to_base64();
+        let mut all = vec![
             "--bind",
             "127.0.0.1:0",
             "--data-dir",
-            &self.dir.0.to_string_lossy(),
+            &dir,
             "--master-key",
-            &self.master.to_base64(),
+            &master,
             "--redis-channel",
             &self.channel,
             "--admin-token",
             ADMIN_TOKEN,
-        ])
-        .expect("test settings");
+        ];
+        all.extend_from_slice(flags);
+        let mut s = Settings::from_flags(all).expect("test settings");
         s.database_url = self.db.as_ref().map(|d| d.url.clone());
         s.rate_limit_per_min = 1_000_000;
         s.hash_workers = 2;
@@ -459,6 +469,13 @@ pub fn kid_of(token: &str) -> String {
     let header = token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_owned()
+}
+
+/// The `iss` claim of an access token (read, not verified).
+pub fn iss_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["iss"].as_str().unwrap().to_owned()
 }
 
 /// Events of the audit log (admin token), after a query string.

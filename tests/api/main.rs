@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod feed;
 mod fleet;
+mod fleet_config;
 mod helpers;
 mod http_errors;
 mod keys;
