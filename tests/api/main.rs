@@ -15,6 +15,7 @@ mod http_errors;
 mod keys;
 mod limits;
 mod nginx;
+mod scratch;
 mod sessions;
 mod ssf;
 mod ssf_push;
