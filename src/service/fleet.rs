@@ -46,8 +46,8 @@ pub(super) async fn join_fleet(
     if membership.adopted {
         tracing::info!(
             issuer = %membership.issuer,
-            default = %settings.issuer,
-            "adopted the fleet's issuer (RECALL_PUBLIC_URL and RECALL_ISSUER are not set)"
+            instead_of = %settings.issuer,
+            "adopted the fleet's recorded issuer"
         );
     }
     settings.issuer = membership.issuer;
