@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use crate::config::{Config, IssuerSource};
 use crate::events::Meta;
 use crate::http::admin::audit_event;
 use crate::server::Application;
@@ -78,6 +78,10 @@ pub enum AdminCommand {
     CreateService { name: String },
     /// End a service credential everywhere.
     RevokeService { service_id: uuid::Uuid },
+    /// Change the fleet's token issuer (PostgreSQL): tokens of the old one
+    /// verify until they expire; restart every instance with
+    /// RECALL_PUBLIC_URL or RECALL_ISSUER set to the new one (or unset).
+    SetIssuer { issuer: String },
     /// Print the audit log as JSON lines; --follow keeps printing new events.
     Events {
         #[arg(long, default_value_t = 0)]
@@ -118,7 +122,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let staleness = cli.config.max_staleness_ms;
         return crate::sidecar::run(args, cli.config.bind, staleness).await;
     }
-    let settings = cli.config.into_settings()?;
+    let mut settings = cli.config.into_settings()?;
+    if let Command::Admin(AdminCommand::SetIssuer { .. }) = command {
+        // This process is configured with the new issuer, which the fleet
+        // does not have yet: it joins with the fleet's (it issues no token)
+        // instead of being refused, and the audience and key still must match.
+        settings.issuer_source = IssuerSource::Default;
+    }
     match command {
         Command::Serve => {
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -225,6 +235,12 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                 .rotate_key(compromised, reason, &meta)
                 .await?;
             print(audit_event(&env));
+        }
+        AdminCommand::SetIssuer { issuer } => {
+            match recall.admin().set_issuer(&issuer, &meta).await? {
+                Some(env) => print(audit_event(&env)),
+                None => print(serde_json::json!({ "issuer": issuer, "changed": false })),
+            }
         }
         AdminCommand::Events {
             after,

@@ -238,6 +238,28 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Where `Settings::issuer` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerSource {
+    /// Neither RECALL_ISSUER nor RECALL_PUBLIC_URL: `http://RECALL_BIND`.
+    Default,
+    /// RECALL_PUBLIC_URL (the issuer defaults to it).
+    PublicUrl,
+    /// RECALL_ISSUER.
+    Issuer,
+}
+
+impl IssuerSource {
+    /// The variable that set the issuer; `None` for the default.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            IssuerSource::Issuer => Some("RECALL_ISSUER"),
+            IssuerSource::PublicUrl => Some("RECALL_PUBLIC_URL"),
+            IssuerSource::Default => None,
+        }
+    }
+}
+
 /// Validated runtime settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -253,6 +275,8 @@ pub struct Settings {
     /// The address clients use, without a trailing slash.
     pub public_url: String,
     pub issuer: String,
+    /// Where `issuer` came from: only a default one adopts the fleet's (G13).
+    pub issuer_source: IssuerSource,
     pub audience: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
@@ -344,15 +368,15 @@ impl Config {
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        if self.public_url.is_none() && self.issuer.is_none() && database_url.is_some() {
-            tracing::warn!(
-                "RECALL_PUBLIC_URL is not set: the token issuer defaults to http://{bind}, \
-                 which must be the same on every instance of a fleet; set RECALL_PUBLIC_URL"
-            );
-        }
-        let public_url = self
-            .public_url
-            .filter(|u| !u.trim().is_empty())
+        let public_url = self.public_url.filter(|u| !u.trim().is_empty());
+        let issuer = self.issuer.filter(|i| !i.is_empty());
+        // A fleet adopts its recorded issuer for an instance told neither (G13).
+        let issuer_source = match (&issuer, &public_url) {
+            (Some(_), _) => IssuerSource::Issuer,
+            (None, Some(_)) => IssuerSource::PublicUrl,
+            (None, None) => IssuerSource::Default,
+        };
+        let public_url = public_url
             .unwrap_or_else(|| format!("http://{bind}"))
             .trim_end_matches('/')
             .to_owned();
@@ -361,10 +385,7 @@ impl Config {
                 "RECALL_PUBLIC_URL must start with http:// or https://".into(),
             ));
         }
-        let issuer = self
-            .issuer
-            .filter(|i| !i.is_empty())
-            .unwrap_or_else(|| public_url.clone());
+        let issuer = issuer.unwrap_or_else(|| public_url.clone());
         Ok(Settings {
             bind,
             database_url,
@@ -377,6 +398,7 @@ impl Config {
             master_key,
             public_url,
             issuer,
+            issuer_source,
             audience: self.audience,
             access_ttl_secs: self.access_ttl_secs,
             refresh_ttl_secs: self.refresh_ttl_secs,

@@ -108,6 +108,12 @@ pub enum Event {
     KeyRetired {
         kid: String,
     },
+    /// The fleet's token issuer changed (`recall admin set-issuer`): new
+    /// tokens carry `issuer`; those of `previous` verify until they expire.
+    IssuerChanged {
+        issuer: String,
+        previous: String,
+    },
     /// A service credential (verifier, SSF receiver) was created.
     ServiceCreated {
         service_id: Uuid,
@@ -140,6 +146,7 @@ pub const KINDS: &[&str] = &[
     "user_unlocked",
     "key_rotated",
     "key_retired",
+    "issuer_changed",
     "service_created",
     "service_revoked",
     "stream_verification",
@@ -162,6 +169,7 @@ impl Event {
             Event::UserUnlocked { .. } => "user_unlocked",
             Event::KeyRotated { .. } => "key_rotated",
             Event::KeyRetired { .. } => "key_retired",
+            Event::IssuerChanged { .. } => "issuer_changed",
             Event::ServiceCreated { .. } => "service_created",
             Event::ServiceRevoked { .. } => "service_revoked",
             Event::StreamVerification { .. } => "stream_verification",
@@ -184,6 +192,7 @@ impl Event {
             Event::LoginFailed { user_id, .. } => *user_id,
             Event::KeyRotated { .. }
             | Event::KeyRetired { .. }
+            | Event::IssuerChanged { .. }
             | Event::ServiceCreated { .. }
             | Event::ServiceRevoked { .. }
             | Event::StreamVerification { .. } => None,
@@ -206,6 +215,7 @@ impl Event {
     pub fn stream(&self) -> String {
         match self {
             Event::KeyRotated { .. } | Event::KeyRetired { .. } => "keys".to_owned(),
+            Event::IssuerChanged { .. } => "fleet".to_owned(),
             Event::ServiceCreated { service_id, .. } | Event::ServiceRevoked { service_id } => {
                 format!("service:{service_id}")
             }

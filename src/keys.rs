@@ -12,6 +12,10 @@ use ed25519_dalek::SigningKey;
 
 use crate::store::KeyRecord;
 
+/// The fixed label the master-key fingerprint is an HMAC of (versioned, so
+/// the fingerprint's form can change without meaning another key).
+const FINGERPRINT_LABEL: &[u8] = b"recall fleet fingerprint v1";
+
 /// The 32-byte key that encrypts private signing keys.
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);
@@ -105,6 +109,20 @@ impl MasterKey {
         okm
     }
 
+    /// A short public name of this key (16 hex digits): HMAC-SHA256 of a
+    /// fixed label under it, so the instances of a fleet can tell whether
+    /// they share a key (G13) while the key itself is never stored or shown.
+    pub fn fingerprint(&self) -> String {
+        use hmac::Mac;
+        // HMAC takes keys of any length: this cannot fail.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!());
+        mac.update(FINGERPRINT_LABEL);
+        let tag = mac.finalize().into_bytes();
+        // 64 bits tell a misconfigured key apart; more would only be longer to read.
+        tag.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new((&self.0).into())
     }
@@ -196,5 +214,18 @@ mod tests {
         assert_ne!(a, master.derive(b"other", b"chan-a"));
         assert_ne!(a, MasterKey::generate().derive(b"purpose", b"chan-a"));
         assert_ne!(&a, &master.0);
+    }
+
+    #[test]
+    fn fingerprints_are_short_stable_and_differ_by_key() {
+        let master = MasterKey::generate();
+        let print = master.fingerprint();
+        assert_eq!(print.len(), 16);
+        assert!(print.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            print,
+            MasterKey::parse(&master.to_base64()).unwrap().fingerprint()
+        );
+        assert_ne!(print, MasterKey::generate().fingerprint());
     }
 }

@@ -45,6 +45,18 @@ impl Keyring {
         &self.issuer
     }
 
+    /// Every issuer whose tokens verify here, the configured one first.
+    pub fn accepted_issuers(&self) -> Vec<String> {
+        self.public.issuers()
+    }
+
+    /// Accepts `issuer`'s tokens too from now on: the fleet changed its
+    /// issuer while this instance runs, and a rolling restart must not
+    /// split it (G13). Returns whether it was new here.
+    pub fn accept_issuer(&self, issuer: &str) -> bool {
+        self.public.accept_issuer(issuer)
+    }
+
     /// The configured audience.
     pub fn audience(&self) -> &str {
         &self.audience

@@ -4,12 +4,14 @@
 //! so every rule is tested in microseconds, given / when / then.
 
 pub mod brute_force;
+pub mod fleet;
 pub mod keys;
 pub mod locks;
 pub mod refresh;
 pub mod sessions;
 
 pub use brute_force::{after_failure, after_reservation, may_log_in, LockoutPolicy, Reservation};
+pub use fleet::{change_issuer, join, Configured, FleetRecord, Membership, Mismatch};
 pub use keys::{retires, rotation, KeyStatus, PreviousKey};
 pub use locks::{lock_until, DEFAULT_LOCK_SECS, MAX_LOCK_SECS};
 pub use refresh::{decide_refresh, RefreshDecision, RefreshFacts, SessionFacts};

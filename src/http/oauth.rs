@@ -161,8 +161,7 @@ pub struct Metadata {
 pub async fn metadata(recall: web::Data<Recall>) -> HttpResponse {
     let s = recall.settings();
     let url = |path: &str| format!("{}{path}", s.public_url);
-    let mut accepted = vec![s.issuer.clone()];
-    accepted.extend(s.accepted_issuers().into_iter().map(str::to_owned));
+    let accepted = recall.accepted_issuers();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(Metadata {

@@ -27,6 +27,7 @@ use crate::tokens::{b64url, Claims, Keyring};
 pub mod admin;
 mod auth;
 pub mod feed;
+mod fleet;
 mod guess;
 mod inputs;
 mod outbox;
@@ -120,6 +121,9 @@ impl Recall {
         store: Store,
         bus: Arc<dyn Bus>,
     ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
+        // G13 first: an instance that would split the fleet generates no
+        // key and builds no state.
+        let (settings, previous_issuers) = fleet::join_fleet(settings, &store).await?;
         let now = now_ms();
         let first_key = generate_signing_key(&settings.master_key, now)?;
         if let Some(env) = store
@@ -140,9 +144,11 @@ impl Recall {
             bus = bus.kind(),
             "state rebuilt from the revocation window"
         );
+        let mut accepted = settings.accepted_issuers();
+        accepted.extend(previous_issuers.iter().map(String::as_str));
         let keyring = Arc::new(Keyring::new(
             &settings.issuer,
-            &settings.accepted_issuers(),
+            &accepted,
             &settings.audience,
         ));
         keyring.load(&standing.keys, &settings.master_key)?;
@@ -264,6 +270,13 @@ impl Core {
     /// The state and its sync machinery, for tools, benchmarks and tests.
     pub fn sync(&self) -> &Arc<StateSync> {
         &self.sync
+    }
+
+    /// Every issuer whose tokens verify here, the current one first: the
+    /// configured one, the fleet's previous ones and any it changed to
+    /// since this instance started.
+    pub fn accepted_issuers(&self) -> Vec<String> {
+        self.sync.keyring().accepted_issuers()
     }
 
     /// The metrics registry.

@@ -3,6 +3,7 @@
 //! Every write appends its event(s) and updates the read models in one
 //! transaction, and takes the sequence last so commit order is seq order.
 
+mod fleet;
 mod keys;
 pub mod postgres;
 mod records;

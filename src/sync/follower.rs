@@ -115,6 +115,7 @@ impl StateSync {
                 continue;
             }
             state.apply_event(env);
+            self.note_fleet_change(env);
             self.metrics.observe_lag_ms((now - env.at) as f64);
             key_event |= matches!(env.event, Event::KeyRotated { .. });
             let _ = self.applied.send(env.clone());

@@ -144,6 +144,7 @@ impl StateSync {
             for env in envs {
                 let expected = env.seq == state.last_seq() + 1;
                 state.apply_event(env);
+                self.note_fleet_change(env);
                 if expected {
                     let _ = self.applied.send(env.clone());
                 } else if env.seq > state.last_seq() {
@@ -152,6 +153,18 @@ impl StateSync {
             }
         }
         in_order
+    }
+
+    /// What an applied event changes outside the revocation state: after
+    /// the fleet's issuer changed, this instance accepts the new issuer's
+    /// tokens at once, so instances restarted with it are not refused by
+    /// those still running (G13).
+    fn note_fleet_change(&self, env: &Envelope) {
+        if let Event::IssuerChanged { issuer, .. } = &env.event {
+            if self.keyring.accept_issuer(issuer) {
+                tracing::info!(%issuer, seq = env.seq, "the fleet's issuer changed: its tokens verify here now");
+            }
+        }
     }
 
     /// Starts the follower (notices and the log poll) and the maintenance

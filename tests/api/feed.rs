@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_stores;
-use crate::helpers::{username, Backend, Kind, Session, TestApp, ADMIN_TOKEN};
+use crate::helpers::{iss_of, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN};
 
 both_stores!(
     service_credentials_open_the_feed_and_introspection_only,
@@ -411,7 +411,7 @@ async fn tokens_of_the_old_default_issuer_keep_working_until_they_expire() {
     let name = username("upgrade");
     before.register(&name).await;
     let s = before.login(&name).await;
-    assert_eq!(kid_iss(&s.access), "recall");
+    assert_eq!(iss_of(&s.access), "recall");
     before.stop().await;
     // After the upgrade the issuer is the public URL; the old token still works.
     let mut new = b.settings();
@@ -420,7 +420,7 @@ async fn tokens_of_the_old_default_issuer_keep_working_until_they_expire() {
     let after = b.spawn_with(new, None).await;
     assert_eq!(after.me_status(&s.access).await, 200);
     let fresh = after.login(&name).await;
-    assert_eq!(kid_iss(&fresh.access), "https://auth.example.com");
+    assert_eq!(iss_of(&fresh.access), "https://auth.example.com");
     // A foreign issuer is still refused.
     let mut other = b.settings();
     other.issuer = "https://elsewhere.example".into();
@@ -428,14 +428,4 @@ async fn tokens_of_the_old_default_issuer_keep_working_until_they_expire() {
     assert_eq!(elsewhere.me_status(&fresh.access).await, 401);
     after.stop().await;
     elsewhere.stop().await;
-}
-
-fn kid_iss(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    let claims: Value = serde_json::from_slice(&bytes).unwrap();
-    claims["iss"].as_str().unwrap().to_owned()
 }

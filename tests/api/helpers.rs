@@ -2,7 +2,6 @@
 //! a Redis channel per test, and in-process Recall instances on port 0.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,94 +18,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+pub use crate::scratch::{TempDir, TestDb};
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 pub const PASSWORD: &str = "correct horse battery";
-
-/// The server that tests create databases on.
-pub fn pg_admin_url() -> String {
-    std::env::var("RECALL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 /// The Redis server of the tests.
 pub fn redis_url() -> String {
     std::env::var("RECALL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A fresh PostgreSQL database, dropped when this is dropped.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-    /// The server's maintenance database, where it is created and dropped.
-    pub admin_url: String,
-}
-
-async fn pg_exec(admin_url: &str, sql: String) {
-    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must answer at RECALL_TEST_DATABASE_URL (scripts/test.sh starts it)");
-    tokio::spawn(conn);
-    client.batch_execute(&sql).await.expect(&sql);
-}
-
-impl TestDb {
-    pub async fn new() -> Self {
-        let name = format!("recall_test_{}", Uuid::new_v4().simple());
-        let base = pg_admin_url();
-        pg_exec(&base, format!("CREATE DATABASE {name}")).await;
-        let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
-        TestDb {
-            url: format!("{root}/{name}"),
-            name,
-            admin_url: base,
-        }
-    }
-
-    /// Takes charge of a database created elsewhere (dropped when this is).
-    pub fn adopt(name: String, url: String, admin_url: String) -> Self {
-        TestDb {
-            name,
-            url,
-            admin_url,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin_url = self.admin_url.clone();
-        // Drop runs inside a runtime; a thread with its own runtime can block.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(pg_exec(
-                    &admin_url,
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ));
-            }
-        })
-        .join();
-    }
-}
-
-/// A scratch directory, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let p = std::env::temp_dir().join(format!("recall-test-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Which event store a test runs on.
@@ -142,9 +61,16 @@ impl Backend {
 
     /// Settings for one instance on this backend.
     pub fn settings(&self) -> Settings {
+        self.settings_with(&[])
+    }
+
+    /// `settings` with more flags, parsed as `recall` parses them (so
+    /// `--public-url` sets what RECALL_PUBLIC_URL would, and leaving it out
+    /// is what an unset RECALL_PUBLIC_URL is).
+    pub fn settings_with(&self, flags: &[&str]) -> Settings {
         // The product's defaults (as `recall` parses its flags), then what
         // tests need: this backend, and room for many logins from 127.0.0.1.
-        let mut s = Settings::from_flags([
+        let defaults = [
             "--bind",
             "127.0.0.1:0",
             "--data-dir",
@@ -155,8 +81,9 @@ impl Backend {
             &self.channel,
             "--admin-token",
             ADMIN_TOKEN,
-        ])
-        .expect("test settings");
+        ];
+        let flags = defaults.iter().chain(flags).copied();
+        let mut s = Settings::from_flags(flags).expect("test settings");
         s.database_url = self.db.as_ref().map(|d| d.url.clone());
         s.rate_limit_per_min = 1_000_000;
         s.hash_workers = 2;
@@ -459,6 +386,13 @@ pub fn kid_of(token: &str) -> String {
     let header = token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_owned()
+}
+
+/// The `iss` claim of an access token (read, not verified).
+pub fn iss_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["iss"].as_str().unwrap().to_owned()
 }
 
 /// Events of the audit log (admin token), after a query string.

@@ -135,7 +135,9 @@ struct PublicKey {
 
 /// Public keys by kid, and token verification against them.
 pub struct Keyring {
-    issuers: Vec<String>,
+    /// Growable: a fleet that changes its issuer tells running instances,
+    /// which then accept the new one's tokens too. Read only on a cache miss.
+    issuers: RwLock<Vec<String>>,
     audience: String,
     keys: RwLock<HashMap<String, Arc<PublicKey>>>,
     /// Exact token -> its verified claims. Only the signature and the
@@ -153,7 +155,7 @@ impl Keyring {
     /// An empty keyring for tokens of any of `issuers` meant for `audience`.
     pub fn new(issuers: &[&str], audience: &str) -> Self {
         Keyring {
-            issuers: issuers.iter().map(|s| s.to_string()).collect(),
+            issuers: RwLock::new(issuers.iter().map(|s| s.to_string()).collect()),
             audience: audience.to_owned(),
             keys: RwLock::new(HashMap::new()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE),
@@ -182,8 +184,19 @@ impl Keyring {
     }
 
     /// The issuers accepted (the first is the current one).
-    pub fn issuers(&self) -> &[String] {
-        &self.issuers
+    pub fn issuers(&self) -> Vec<String> {
+        self.issuers.read().clone()
+    }
+
+    /// Accepts tokens of `issuer` too, from now on (an issuer change the
+    /// fleet made while this keyring runs); returns whether it was new.
+    pub fn accept_issuer(&self, issuer: &str) -> bool {
+        let mut issuers = self.issuers.write();
+        if issuers.iter().any(|i| i == issuer) {
+            return false;
+        }
+        issuers.push(issuer.to_owned());
+        true
     }
 
     /// The audience required.
@@ -339,7 +352,7 @@ impl Keyring {
         if claims.nbf.saturating_sub(leeway) > now {
             return Err(TokenError::NotYetValid);
         }
-        if !self.issuers.contains(&claims.iss) {
+        if !self.issuers.read().contains(&claims.iss) {
             return Err(TokenError::BadIssuer);
         }
         if claims.aud != self.audience {
