@@ -305,13 +305,14 @@ mod tests {
         assert_eq!(early.locked_until(u, 2_000), Some(50_000));
     }
 
-    /// Two rotations committed at once on one instance: the second's
-    /// answer applies it early, a catch-up applies both in order, and then
-    /// the first's answer applies the first again. It must change nothing:
-    /// applied after the second, it made its key active again beside the
-    /// second's (found by the random-reset test: logins answered 500).
+    /// Two writes committed at once on one instance: the second's answer
+    /// applies it early, a catch-up applies both in order, then the first's
+    /// answer applies the first again, late. It must undo nothing: before,
+    /// the late rotation made its key active again beside the newer one
+    /// (logins answered 500 until restart; found by the random-reset test),
+    /// and a late unlock would have lifted a newer lock.
     #[test]
-    fn an_event_applied_in_order_is_not_applied_again() {
+    fn an_older_event_applied_late_undoes_nothing() {
         let rotation = |seq, kid: &str, previous: &str| {
             env(
                 seq,
@@ -325,19 +326,49 @@ mod tests {
                 },
             )
         };
+        let u = Uuid::now_v7();
+        let unlock = env(3, 1_000, Event::UserUnlocked { user_id: u });
+        let lock = env(
+            4,
+            1_000,
+            Event::UserLocked {
+                user_id: u,
+                until: 50_000,
+                revoked_session_ids: vec![],
+                reason: None,
+            },
+        );
         let (first, second) = (rotation(1, "k2", "k1"), rotation(2, "k3", "k2"));
         let mut state = given(vec![]);
         state.apply_event(&second); // early, read-your-writes
-        state.apply_event(&first); // the catch-up, in order
-        state.apply_event(&second);
+        for env in [&first, &second, &unlock, &lock] {
+            state.apply_event(env); // the catch-up, in order
+        }
         state.apply_event(&first); // the first's own answer, late
-        assert_eq!(state.last_seq(), 2);
+        state.apply_event(&unlock);
+        assert_eq!(state.last_seq(), 4);
         assert_eq!(state.active_kid(), Some("k3"));
-        let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
+        let s = Uuid::now_v7();
         assert_eq!(
             state.check("k2", u, s, 0, 2_000),
             Err(Rejection::KeyRevoked)
         );
+        assert_eq!(state.locked_until(u, 2_000), Some(50_000));
+        // And an older lock applied after a newer unlock does not lock.
+        let v = Uuid::now_v7();
+        let mut state = given(vec![]);
+        state.apply_event(&env(2, 1_000, Event::UserUnlocked { user_id: v }));
+        state.apply_event(&env(
+            1,
+            1_000,
+            Event::UserLocked {
+                user_id: v,
+                until: 50_000,
+                revoked_session_ids: vec![],
+                reason: None,
+            },
+        ));
+        assert_eq!(state.locked_until(v, 2_000), None);
     }
 
     #[test]

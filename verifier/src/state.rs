@@ -175,9 +175,13 @@ pub struct RevocationState {
     revoked: HashMap<Uuid, i64>,
     /// user -> (cut-off, when it can be forgotten) (ms).
     cutoffs: HashMap<Uuid, (i64, i64)>,
-    /// user -> locked until (ms).
-    locks: HashMap<Uuid, i64>,
-    keys: HashMap<String, (KeyStatus, Option<i64>)>,
+    /// user -> (locked until (ms), seq of the lock).
+    locks: HashMap<Uuid, (i64, i64)>,
+    /// user -> (seq of an unlock, when it can be forgotten): so an older
+    /// lock applied late does not lock again.
+    unlocks: HashMap<Uuid, (i64, i64)>,
+    /// kid -> (status, retire after, seq of the event that set it).
+    keys: HashMap<String, (KeyStatus, Option<i64>, i64)>,
 }
 
 impl RevocationState {
@@ -189,6 +193,7 @@ impl RevocationState {
             revoked: HashMap::new(),
             cutoffs: HashMap::new(),
             locks: HashMap::new(),
+            unlocks: HashMap::new(),
             keys: HashMap::new(),
         }
     }
@@ -219,12 +224,6 @@ impl RevocationState {
     /// applied early (the serving instance, G2) can be applied again in
     /// order later; `last_seq` moves only in order.
     pub fn apply(&mut self, seq: i64, items: &[Revocation]) {
-        // At or below `last_seq` it was applied in order already: applying it
-        // again after later events would undo them (a key made active again
-        // after the rotation that revoked it, a lock lifted by an older unlock).
-        if seq <= self.last_seq {
-            return;
-        }
         for item in items {
             self.apply_item(item);
         }
@@ -233,7 +232,11 @@ impl RevocationState {
         }
     }
 
-    /// Applies one item (idempotent, order-insensitive within an event).
+    /// Applies one item. Idempotent and order-insensitive: revocations and
+    /// cut-offs only grow, and a lock or a key status is the one of the
+    /// latest event (by seq) that set it, so an older event applied late
+    /// (an instance's own answer after a catch-up applied a newer one)
+    /// cannot lift a lock or make a revoked key active again.
     pub fn apply_item(&mut self, item: &Revocation) {
         let forget_at = item.at.saturating_add(self.retention_ms);
         match item.kind {
@@ -252,23 +255,38 @@ impl RevocationState {
             }
             Kind::UserLocked => {
                 if let (Some(sub), Some(until)) = (item.sub, item.until) {
-                    self.locks.insert(sub, until);
+                    if self.lock_seq(sub) <= item.seq {
+                        self.locks.insert(sub, (until, item.seq));
+                    }
                 }
             }
             Kind::UserUnlocked => {
                 if let Some(sub) = item.sub {
-                    self.locks.remove(&sub);
+                    if self.lock_seq(sub) <= item.seq {
+                        self.locks.remove(&sub);
+                        self.unlocks.insert(sub, (item.seq, forget_at));
+                    }
                 }
             }
             Kind::KeyStatus => {
                 if let (Some(kid), Some(status)) = (&item.kid, item.status) {
-                    let until = (status == KeyStatus::Verifying)
-                        .then_some(item.until)
-                        .flatten();
-                    self.keys.insert(kid.clone(), (status, until));
+                    let newer = self.keys.get(kid).is_some_and(|k| k.2 > item.seq);
+                    if !newer {
+                        let until = (status == KeyStatus::Verifying)
+                            .then_some(item.until)
+                            .flatten();
+                        self.keys.insert(kid.clone(), (status, until, item.seq));
+                    }
                 }
             }
         }
+    }
+
+    /// The seq of the latest lock or unlock of `user` still remembered.
+    fn lock_seq(&self, user: Uuid) -> i64 {
+        let locked = self.locks.get(&user).map_or(i64::MIN, |l| l.1);
+        let unlocked = self.unlocks.get(&user).map_or(i64::MIN, |u| u.0);
+        locked.max(unlocked)
     }
 
     /// Marks everything up to `seq` as applied (after an in-order catch-up).
@@ -311,7 +329,7 @@ impl RevocationState {
     /// The effective status of a key at `now`: a verifying key past its
     /// retirement time counts as retired even before the event lands.
     pub fn key_status(&self, kid: &str, now: i64) -> Option<KeyStatus> {
-        let (status, retire_after) = self.keys.get(kid)?;
+        let (status, retire_after, _) = self.keys.get(kid)?;
         match (status, retire_after) {
             (KeyStatus::Verifying, t) if retires(*t, now) => Some(KeyStatus::Retired),
             (s, _) => Some(*s),
@@ -323,7 +341,7 @@ impl RevocationState {
     pub fn retirement_due(&self, now: i64) -> bool {
         self.keys
             .values()
-            .any(|(s, t)| *s == KeyStatus::Verifying && retires(*t, now))
+            .any(|(s, t, _)| *s == KeyStatus::Verifying && retires(*t, now))
     }
 
     /// Every key the state knows, with its effective status.
@@ -346,13 +364,17 @@ impl RevocationState {
     pub fn active_kid(&self) -> Option<&str> {
         self.keys
             .iter()
-            .find(|(_, (s, _))| *s == KeyStatus::Active)
+            .filter(|(_, (s, _, _))| *s == KeyStatus::Active)
+            .max_by_key(|(_, (_, _, seq))| *seq)
             .map(|(k, _)| k.as_str())
     }
 
     /// When the user's lock ends, if locked at `now`.
     pub fn locked_until(&self, user: Uuid, now: i64) -> Option<i64> {
-        self.locks.get(&user).copied().filter(|until| *until > now)
+        self.locks
+            .get(&user)
+            .map(|l| l.0)
+            .filter(|until| *until > now)
     }
 
     /// Whether a session's tokens are revoked.
@@ -364,7 +386,8 @@ impl RevocationState {
     pub fn prune(&mut self, now: i64) {
         self.revoked.retain(|_, forget_at| *forget_at > now);
         self.cutoffs.retain(|_, (_, forget_at)| *forget_at > now);
-        self.locks.retain(|_, until| *until > now);
+        self.locks.retain(|_, (until, _)| *until > now);
+        self.unlocks.retain(|_, (_, forget_at)| *forget_at > now);
     }
 
     /// Sizes of the state: (revoked sessions, locks, keys).
