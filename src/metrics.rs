@@ -90,6 +90,7 @@ pub struct Metrics {
     hash_workers: Gauge,
     hash_rejected: Counter,
     hash_abandoned: Counter,
+    followers: Gauge,
 }
 
 /// Values read from their sources at render time.
@@ -106,6 +107,8 @@ pub struct Gauges {
     pub hash_workers: usize,
     pub hash_rejected: u64,
     pub hash_abandoned: u64,
+    /// Open followers of applied events: SSE streams and push delivery.
+    pub followers: usize,
 }
 
 /// Adds one to a counter.
@@ -278,6 +281,12 @@ impl Default for Metrics {
                 "recall_hash_abandoned",
                 "Password-hash jobs skipped because their client had gone",
             ),
+            followers: gauge(
+                &mut r,
+                "recall_event_followers",
+                "Open followers of this instance's applied events: SSE streams \
+                 (revocation feed, audit log) and SSF push delivery",
+            ),
             registry: r,
         }
     }
@@ -327,6 +336,7 @@ impl Metrics {
         self.hash_workers.set(g.hash_workers as i64);
         mirror(&self.hash_rejected, g.hash_rejected);
         mirror(&self.hash_abandoned, g.hash_abandoned);
+        self.followers.set(g.followers as i64);
         let mut out = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -352,6 +362,7 @@ mod tests {
             hash_workers: 2,
             hash_rejected: 7,
             hash_abandoned: 0,
+            followers: 0,
         }
     }
 

@@ -106,6 +106,7 @@ impl Core {
             hash_workers: self.hasher.workers(),
             hash_rejected: pool.rejected.load(Relaxed),
             hash_abandoned: pool.abandoned.load(Relaxed),
+            followers: self.sync.followers(),
         })
     }
 

@@ -114,6 +114,11 @@ impl StateSync {
         self.applied.subscribe()
     }
 
+    /// How many followers of applied events are open (`recall_event_followers`).
+    pub fn followers(&self) -> usize {
+        self.applied.receiver_count()
+    }
+
     /// Time since the log last confirmed we are caught up.
     pub fn staleness_ms(&self, now: i64) -> i64 {
         (now - self.confirmed_at.load(Ordering::Acquire)).max(0)
