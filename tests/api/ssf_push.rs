@@ -3,7 +3,7 @@
 //! instance holding it dies.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ struct Receiver {
     got: Arc<Mutex<HashMap<String, (String, usize)>>>,
     /// jtis in the order they were accepted.
     order: Arc<Mutex<Vec<String>>>,
+    /// Reset every connection (RST) once part of the request has come.
+    reset: Arc<AtomicBool>,
 }
 
 impl Receiver {
@@ -40,6 +42,7 @@ impl Receiver {
             status: Arc::new(AtomicU16::new(202)),
             got: Arc::default(),
             order: Arc::default(),
+            reset: Arc::default(),
         };
         let me = r.clone();
         tokio::spawn(async move {
@@ -86,6 +89,11 @@ impl Receiver {
                         match sock.read(&mut chunk).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        if me.reset.load(Ordering::SeqCst) {
+                            // Mid-request: linger 0 makes the close an RST.
+                            let _ = sock.set_zero_linger();
+                            return;
                         }
                     }
                 });
@@ -189,6 +197,54 @@ async fn push_survives_a_receiver_outage(kind: Kind) {
 }
 
 both_stores!(push_survives_a_receiver_outage);
+
+/// A receiver that resets every delivery mid-request (G11): nothing counts
+/// as delivered, the cursor stays, and once it answers again every SET
+/// comes once, in log order.
+async fn deliveries_reset_mid_request_are_retried_whole(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let receiver = Receiver::start("Bearer receiver-secret").await;
+    let stream = push_stream(&app, &receiver, "Bearer receiver-secret").await;
+    receiver.reset.store(true, Ordering::SeqCst);
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        let s = user(&app, &format!("rst{i}")).await;
+        post_204(&app, "/v1/auth/logout", &s.access).await;
+        sessions.push(s.session_id);
+    }
+    let label = format!("{{stream=\"{stream}\"}}");
+    let failed = eventually(Duration::from_secs(10), || async {
+        app.metric(&format!("recall_ssf_sets_failed_total{label}"))
+            .await
+            >= 1.0
+    })
+    .await;
+    assert!(
+        failed.is_some(),
+        "the reset deliveries were counted as failed"
+    );
+    assert!(receiver.sessions().is_empty(), "nothing was accepted");
+    receiver.reset.store(false, Ordering::SeqCst);
+    let all = eventually(Duration::from_secs(30), || async {
+        receiver.sessions().len() == 5
+    })
+    .await;
+    assert!(all.is_some(), "got {:?}", receiver.sessions());
+    assert_eq!(receiver.duplicates(), 0, "each SET once");
+    // In log order: the receiver saw the sessions as they were logged out.
+    let got: Vec<String> = receiver
+        .order
+        .lock()
+        .iter()
+        .map(|jti| crate::ssf::claims_of(&receiver.got.lock()[jti].0))
+        .filter_map(|c| c["sub_id"]["session"]["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(got, sessions, "in log order");
+    app.stop().await;
+}
+
+both_stores!(deliveries_reset_mid_request_are_retried_whole);
 
 /// How long the receiver stays down in `a_receiver_down_for_minutes_gets_everything`
 /// (`RECALL_TEST_RECEIVER_DOWN_SECS`, default 150).
