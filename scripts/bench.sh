@@ -201,6 +201,10 @@ measure "13. scale: 3/10/30 instances, 10k/100k/1M window, 1/8/32 writers, refre
   suite scale scale
 measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 400 reset" \
   suite flood flood --binary "$ROOT/target/release/recall"
+# The embedded store against commit 2471758 (built here; its own figures,
+# printed and in bench/embedded.json, not in the table).
+measure "14. embedded store: refresh and /v1/me against 2471758, alternating rounds" \
+  bash "$ROOT/scripts/bench_embedded.sh"
 
 # --- report ------------------------------------------------------------------------
 

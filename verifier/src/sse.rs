@@ -103,4 +103,21 @@ mod tests {
         assert!(p.feed(&[0xff, 0xfe, b'\n', b'\n']).is_empty());
         assert_eq!(p.feed(b"event: head\r\ndata: x\r\n\r\n").len(), 1);
     }
+
+    /// The feed connection cut mid-frame (G11): the partial frame is never
+    /// emitted, so nothing of it is folded and the cursor stays at the last
+    /// whole frame; the reconnect's parser starts clean and takes the frame
+    /// the upstream sends again (from Last-Event-ID) whole.
+    #[test]
+    fn a_frame_cut_mid_way_is_never_emitted() {
+        let frame = b"id: 5\nevent: revocations\ndata: [{\"seq\":5,\"kind\":\"session_revoked\"}]\n\n";
+        for cut in 1..frame.len() {
+            let mut before = SseParser::default();
+            assert!(before.feed(&frame[..cut]).is_empty(), "cut at {cut}");
+            let mut after = SseParser::default();
+            let again = after.feed(frame);
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].id.as_deref(), Some("5"));
+        }
+    }
 }
