@@ -26,6 +26,9 @@ function init(args)
   for i = (id - 1) * per + 1, id * per do
     pool[#pool + 1] = all[i]
   end
+  if #pool == 0 then
+    error("thread " .. id .. ": no tokens in " .. os.getenv("BENCH_TOKENS"))
+  end
   idx = 0
   lost = 0
 end

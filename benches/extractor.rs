@@ -114,6 +114,8 @@ impl Fixture {
             nbf: now,
             exp: now + 3600,
             ctype: "web".into(),
+            cnf: None,
+            net: None,
         };
         let token = recall.sync().keyring().issue(&kid, &claims).expect("issue");
         // The verifier crate as an API embeds it: JWKS and the feed over

@@ -66,6 +66,8 @@ tokens() {
   for _ in $(seq 1 "$3"); do
     curl -fsS -X POST "http://127.0.0.1:$port/v1/auth/login" -H 'content-type: application/json' \
       -d "{\"username\":\"$user\",\"password\":\"correct horse battery\"}" >"$WORK/login.json"
+    # The body has no final newline: add one, or the tokens run together.
+    echo >>"$WORK/login.json"
     sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' "$WORK/login.json" >>"$WORK/$1/access"
     sed -n 's/.*"refresh_token":"\([^"]*\)".*/\1/p' "$WORK/login.json" >>"$WORK/$1/refresh"
   done

@@ -149,6 +149,10 @@ pub struct Config {
     /// may call the JSON API from a browser (CORS). None by default.
     #[arg(long, global = true, env = "RECALL_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
+    /// DPoP server nonces (RFC 9449 section 8): proofs must carry a nonce
+    /// an instance of the fleet issued within the last minute or two.
+    #[arg(long, global = true, env = "RECALL_DPOP_NONCE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dpop_nonce: bool,
 }
 
 /// Most grace a concurrent refresh may get: longer would let a stolen
@@ -289,6 +293,8 @@ pub struct Settings {
     /// Origins allowed to call the JSON API from a browser (CORS).
     pub cors_origins: Vec<String>,
     pub rate_limit_per_min: u32,
+    /// DPoP server nonces required (RECALL_DPOP_NONCE).
+    pub dpop_nonce: bool,
     /// Notices waiting to be published; past it the oldest is dropped (G4
     /// covers the loss: the log has it).
     pub publish_queue: usize,
@@ -410,6 +416,7 @@ impl Config {
             trusted_proxies,
             cors_origins,
             rate_limit_per_min: self.rate_limit_per_min,
+            dpop_nonce: self.dpop_nonce,
             publish_queue: 4096,
             lockout: LockoutPolicy::default(),
             hash_workers: cores,

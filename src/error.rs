@@ -21,6 +21,13 @@ pub enum Error {
     /// A refresh token was refused.
     #[error("refresh token refused: {0:?}")]
     Grant(GrantRefusal),
+    /// A DPoP proof was refused: at a token endpoint (`resource` false,
+    /// 400) or with a protected request (401), RFC 9449.
+    #[error("DPoP proof refused: {refusal:?}")]
+    Dpop {
+        refusal: DpopRefusal,
+        resource: bool,
+    },
     /// The account is locked until then (ms).
     #[error("the account is locked until {until_ms} (ms since the epoch)")]
     Locked { until_ms: i64 },
@@ -57,6 +64,27 @@ pub enum TokenRefusal {
     UnknownUser,
     /// Not a live service credential (unknown, or ended).
     UnknownService,
+    /// Bound to a network (or address) the request is not from.
+    OtherNetwork,
+}
+
+/// Why a DPoP proof (or its absence) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpopRefusal {
+    /// None sent where the policy or the token requires one.
+    Missing,
+    /// It failed a check of RFC 9449 section 4.3.
+    Invalid(recall_verifier::dpop::DpopError),
+    /// Its `jti` was seen before by an instance of the fleet.
+    Replayed,
+    /// Made with another key than the token or session is bound to.
+    WrongKey,
+    /// A DPoP-bound token sent as `Bearer`.
+    BoundAsBearer,
+    /// The `DPoP` scheme with a token that is not bound to a key.
+    NotBound,
+    /// Server nonces are on and it lacks a current one: retry with this.
+    UseNonce(String),
 }
 
 /// Why a refresh token was refused.
@@ -80,6 +108,7 @@ pub enum Missing {
     Service,
     Stream,
     Resource,
+    ClientType,
 }
 
 impl std::fmt::Display for Missing {
@@ -90,6 +119,7 @@ impl std::fmt::Display for Missing {
             Missing::Service => "service",
             Missing::Stream => "stream",
             Missing::Resource => "resource",
+            Missing::ClientType => "client type (web, mobile or service)",
         })
     }
 }
@@ -105,6 +135,8 @@ pub enum Unavailable {
     Saturated,
     /// No active signing key is loaded yet.
     NoSigningKey,
+    /// The fleet-wide DPoP replay check (Redis, or the store) does not answer.
+    ReplayCheck,
 }
 
 impl Error {

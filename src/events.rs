@@ -20,6 +20,9 @@ pub enum RevokeCause {
     TokenRevocation,
     /// Too many wrong current passwords on a password change from it.
     PasswordGuesses,
+    /// A token of it was used from elsewhere than it is bound to, and its
+    /// client type's policy says `on_mismatch = revoke`.
+    BindingMismatch,
 }
 
 /// Something that happened. Serialised with a `type` tag; payloads are
@@ -114,6 +117,12 @@ pub enum Event {
         issuer: String,
         previous: String,
     },
+    /// A client type's policy changed (admin API, CLI or page); sessions
+    /// logging in after it get it.
+    PolicyChanged {
+        client_type: String,
+        policy: crate::domain::Policy,
+    },
     /// A service credential (verifier, SSF receiver) was created.
     ServiceCreated {
         service_id: Uuid,
@@ -147,6 +156,7 @@ pub const KINDS: &[&str] = &[
     "key_rotated",
     "key_retired",
     "issuer_changed",
+    "policy_changed",
     "service_created",
     "service_revoked",
     "stream_verification",
@@ -170,6 +180,7 @@ impl Event {
             Event::KeyRotated { .. } => "key_rotated",
             Event::KeyRetired { .. } => "key_retired",
             Event::IssuerChanged { .. } => "issuer_changed",
+            Event::PolicyChanged { .. } => "policy_changed",
             Event::ServiceCreated { .. } => "service_created",
             Event::ServiceRevoked { .. } => "service_revoked",
             Event::StreamVerification { .. } => "stream_verification",
@@ -193,6 +204,7 @@ impl Event {
             Event::KeyRotated { .. }
             | Event::KeyRetired { .. }
             | Event::IssuerChanged { .. }
+            | Event::PolicyChanged { .. }
             | Event::ServiceCreated { .. }
             | Event::ServiceRevoked { .. }
             | Event::StreamVerification { .. } => None,
@@ -216,6 +228,7 @@ impl Event {
         match self {
             Event::KeyRotated { .. } | Event::KeyRetired { .. } => "keys".to_owned(),
             Event::IssuerChanged { .. } => "fleet".to_owned(),
+            Event::PolicyChanged { client_type, .. } => format!("policy:{client_type}"),
             Event::ServiceCreated { service_id, .. } | Event::ServiceRevoked { service_id } => {
                 format!("service:{service_id}")
             }

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub refreshes: Counter,
     pub tokens_rejected: Family<Reason, Counter>,
     pub stale_rejections: Counter,
+    /// DPoP proofs refused as used before (fleet-wide).
+    pub dpop_replays: Counter,
     /// SSF: SETs a receiver accepted (push 2xx, or acknowledged by poll).
     pub ssf_delivered: Family<StreamLabel, Counter>,
     /// SSF: push attempts that failed (to be retried) or were rejected.
@@ -237,6 +239,11 @@ impl Default for Metrics {
             ssf_failed,
             ssf_lag_events,
             ssf_lag_seconds,
+            dpop_replays: counter(
+                &mut r,
+                "recall_dpop_replays",
+                "DPoP proofs refused because an instance of the fleet saw them before",
+            ),
             stale_rejections: counter(
                 &mut r,
                 "recall_stale_rejections",

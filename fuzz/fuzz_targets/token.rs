@@ -106,6 +106,8 @@ fn fixture() -> &'static Fixture {
             // 2100-01-01: the fixture outlives any CI run.
             exp: 4_102_444_800,
             ctype: "web".into(),
+            cnf: None,
+            net: None,
         };
         let token = recall.issue(KID, &claims).expect("Recall signs");
         assert!(recall.verify(&token).is_ok(), "Recall's own token verifies");

@@ -37,6 +37,14 @@ pub trait Bus: Send + Sync {
     fn subscribe(&self) -> mpsc::Receiver<BusMessage>;
     /// "redis" or "local".
     fn kind(&self) -> &'static str;
+    /// Records the first use of `key` for `ttl_ms` across the fleet:
+    /// `Some(true)` the first time, `Some(false)` after; `None` when this
+    /// bus is not shared (in-process). An error when the server does not
+    /// answer: the caller fails closed.
+    async fn first_use(&self, key: &str, ttl_ms: u64) -> Result<Option<bool>, BusError> {
+        let _ = (key, ttl_ms);
+        Ok(None)
+    }
 }
 
 /// In-process bus for a single instance (or several in one process).

@@ -24,6 +24,8 @@ pub struct RedisBus {
     channel: String,
     auth: NoticeAuth,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// For DPoP replay checks (many at once: the connection is cloned out).
+    replay: Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisBus {
@@ -68,6 +70,7 @@ impl RedisBus {
             channel: channel.to_owned(),
             auth,
             publisher: Mutex::new(None),
+            replay: Mutex::new(None),
         })
     }
 
@@ -165,5 +168,39 @@ impl Bus for RedisBus {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    async fn first_use(&self, key: &str, ttl_ms: u64) -> Result<Option<bool>, BusError> {
+        let mut conn = {
+            let mut guard = self.replay.lock().await;
+            match guard.as_ref() {
+                Some(conn) => conn.clone(),
+                None => {
+                    let conn = self
+                        .client
+                        .get_multiplexed_async_connection_with_config(&Self::config())
+                        .await
+                        .map_err(|e| BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE")))?;
+                    *guard = Some(conn.clone());
+                    conn
+                }
+            }
+        };
+        // SET NX: only the first SET of a key answers OK.
+        let result: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(format!("recall:dpop:{}:{key}", self.channel))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut conn)
+            .await;
+        match result {
+            Ok(answer) => Ok(Some(answer.is_some())),
+            Err(e) => {
+                *self.replay.lock().await = None;
+                Err(BusError(e.to_string()))
+            }
+        }
     }
 }

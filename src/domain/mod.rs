@@ -7,6 +7,7 @@ pub mod brute_force;
 pub mod fleet;
 pub mod keys;
 pub mod locks;
+pub mod policy;
 pub mod refresh;
 pub mod sessions;
 
@@ -14,5 +15,6 @@ pub use brute_force::{after_failure, after_reservation, may_log_in, LockoutPolic
 pub use fleet::{change_issuer, join, Configured, FleetRecord, Membership, Mismatch};
 pub use keys::{retires, rotation, KeyStatus, PreviousKey};
 pub use locks::{lock_until, DEFAULT_LOCK_SECS, MAX_LOCK_SECS};
+pub use policy::{Binding, BindingRefusal, OnMismatch, Policy, SessionTerms, CLIENT_TYPES};
 pub use refresh::{decide_refresh, RefreshDecision, RefreshFacts, SessionFacts};
 pub use sessions::{end_session, EndDecision, SessionEnd};

@@ -13,6 +13,10 @@ pub struct SessionFacts {
     pub revoked_at: Option<Timestamp>,
     /// The user's admin lock, if any.
     pub locked_until: Option<Timestamp>,
+    /// When the presented token was issued (the session's last use).
+    pub last_used_at: Timestamp,
+    /// The session's idle timeout, if its policy has one.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What the store found for a presented refresh token.
@@ -62,7 +66,8 @@ pub fn decide_refresh(
     }
     let ends_at = s.created_at.plus(session_max);
     if facts.spent_now {
-        if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now {
+        let idle = s.idle_timeout.is_some_and(|t| now.since(s.last_used_at) > t);
+        if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now || idle {
             return RefreshDecision::Dead;
         }
         return RefreshDecision::Rotate {
@@ -101,7 +106,27 @@ mod tests {
             refresh_expires_at: at(N + 5000),
             revoked_at: None,
             locked_until: None,
+            last_used_at: at(N - 10),
+            idle_timeout: None,
         }
+    }
+
+    #[test]
+    fn given_a_session_idle_past_its_policy_then_dead_and_inside_it_rotates() {
+        let idle = SessionFacts {
+            last_used_at: at(N - 61_000),
+            idle_timeout: Some(Duration::from_secs(60)),
+            ..session()
+        };
+        assert_eq!(when(true, None, Some(idle)), RefreshDecision::Dead);
+        let busy = SessionFacts {
+            last_used_at: at(N - 59_000),
+            ..idle
+        };
+        assert!(matches!(
+            when(true, None, Some(busy)),
+            RefreshDecision::Rotate { .. }
+        ));
     }
 
     fn when(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
-use crate::error::{Error, GrantRefusal, TokenRefusal, Unavailable};
+use crate::error::{DpopRefusal, Error, GrantRefusal, TokenRefusal, Unavailable};
 use crate::tokens::TokenError;
 
 /// The body of every error answer.
@@ -31,6 +31,12 @@ pub enum ApiError {
     InvalidToken(String),
     #[error("{0}")]
     InvalidGrant(String),
+    /// RFC 9449: 400 at a token endpoint, 401 with a protected request.
+    #[error("{description}")]
+    InvalidDpopProof { description: String, resource: bool },
+    /// RFC 9449 section 8: retry with the nonce in `DPoP-Nonce`.
+    #[error("a DPoP nonce is required: retry with the one in the DPoP-Nonce header")]
+    UseDpopNonce { nonce: String, resource: bool },
     #[error("the account is locked until {}", rfc3339(*until_ms))]
     AccountLocked { until_ms: i64 },
     #[error("{0}")]
@@ -57,6 +63,8 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::InvalidDpopProof { .. } => "invalid_dpop_proof",
+            ApiError::UseDpopNonce { .. } => "use_dpop_nonce",
             ApiError::AccountLocked { .. } => "account_locked",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -73,6 +81,13 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidDpopProof { resource, .. } | ApiError::UseDpopNonce { resource, .. } => {
+                if *resource {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_REQUEST
+                }
+            }
             ApiError::InvalidCredentials
             | ApiError::InvalidToken(_)
             | ApiError::InvalidGrant(_) => StatusCode::UNAUTHORIZED,
@@ -99,6 +114,18 @@ impl ResponseError for ApiError {
         if let ApiError::InvalidToken(_) = self {
             res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
+        match self {
+            ApiError::InvalidDpopProof { resource: true, .. } => {
+                res.insert_header((header::WWW_AUTHENTICATE, DPOP_CHALLENGE));
+            }
+            ApiError::UseDpopNonce { nonce, resource } => {
+                if *resource {
+                    res.insert_header((header::WWW_AUTHENTICATE, DPOP_NONCE_CHALLENGE));
+                }
+                res.insert_header(("DPoP-Nonce", nonce.as_str()));
+            }
+            _ => {}
+        }
         if let ApiError::Unavailable(_) = self {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
@@ -112,6 +139,11 @@ impl ResponseError for ApiError {
         })
     }
 }
+
+/// `WWW-Authenticate` of a refused DPoP proof (RFC 9449 section 7.1).
+const DPOP_CHALLENGE: &str = r#"DPoP error="invalid_dpop_proof", algs="EdDSA ES256""#;
+/// `WWW-Authenticate` asking for a server nonce (RFC 9449 section 9).
+const DPOP_NONCE_CHALLENGE: &str = r#"DPoP error="use_dpop_nonce", algs="EdDSA ES256""#;
 
 /// The human text for a token failure.
 pub fn token_error_text(e: &TokenError) -> &'static str {
@@ -145,6 +177,7 @@ impl From<Error> for ApiError {
                     TokenRefusal::UnknownKey => "unknown signing key",
                     TokenRefusal::UnknownUser => "unknown user",
                     TokenRefusal::UnknownService => "unknown or ended service credential",
+                    TokenRefusal::OtherNetwork => "token used from another network",
                 }
                 .into(),
             ),
@@ -159,6 +192,27 @@ impl From<Error> for ApiError {
                 }
                 .into(),
             ),
+            Error::Dpop { refusal, resource } => {
+                let description = match refusal {
+                    DpopRefusal::UseNonce(nonce) => {
+                        return ApiError::UseDpopNonce { nonce, resource }
+                    }
+                    DpopRefusal::Missing => "a DPoP proof is required".into(),
+                    DpopRefusal::Invalid(e) => format!("DPoP proof: {e}"),
+                    DpopRefusal::Replayed => "this DPoP proof was used before".into(),
+                    DpopRefusal::WrongKey => "the DPoP proof is not made with the token's key".into(),
+                    DpopRefusal::NotBound => {
+                        "the DPoP scheme is for DPoP-bound tokens; send this one as Bearer".into()
+                    }
+                    DpopRefusal::BoundAsBearer => {
+                        "a DPoP-bound token must be sent as Authorization: DPoP with a proof".into()
+                    }
+                };
+                ApiError::InvalidDpopProof {
+                    description,
+                    resource,
+                }
+            }
             Error::Locked { until_ms } => ApiError::AccountLocked { until_ms },
             Error::NotAdmin => ApiError::Forbidden("admin rights required".into()),
             Error::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
@@ -172,6 +226,9 @@ impl From<Error> for ApiError {
                     Unavailable::Store => "the store is unreachable; try again",
                     Unavailable::Saturated => "too many password checks in flight; retry shortly",
                     Unavailable::NoSigningKey => "no active signing key",
+                    Unavailable::ReplayCheck => {
+                        "the DPoP replay check is unavailable; failing closed"
+                    }
                 }
                 .into(),
             ),

@@ -81,6 +81,11 @@ pub struct RevocationPage {
     next_after: i64,
     /// How long a revocation can still reject a token (ms).
     retention_ms: i64,
+    /// The key of network-bound tokens' digests (base64url, 32 bytes):
+    /// with it a verifier checks a token's `net` claim against the
+    /// client address. Only for authenticated callers; it reveals no
+    /// address by itself, but lets its holder test guesses.
+    binding_key: String,
 }
 
 /// A new service credential's name.
@@ -149,6 +154,7 @@ pub async fn page(
             head_seq: page.head_seq,
             next_after: page.next_after,
             retention_ms: page.retention_ms,
+            binding_key: recall.binding_key_b64().to_owned(),
         }))
 }
 

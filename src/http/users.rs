@@ -260,10 +260,10 @@ pub async fn password(
 /// `GET /v1/me`
 pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let p = auth.0;
-    let user = recall.auth().me(&p).await?;
+    let username = recall.auth().username(&p).await?;
     Ok(HttpResponse::Ok().json(Me {
         user_id: p.user_id,
-        username: user.username,
+        username,
         session_id: p.session_id,
         client_type: p.client_type().to_owned(),
     }))

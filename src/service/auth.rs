@@ -11,7 +11,6 @@ use super::{
     new_refresh_token, parse_client_type, refresh_hash, secs, Core, LoginInput, Password,
     Principal, TokenResponse, Username,
 };
-use crate::clock::Timestamp;
 use crate::error::{Error, GrantRefusal, TokenRefusal};
 use crate::events::{Meta, RevokeCause};
 use crate::metrics::inc;
@@ -56,6 +55,17 @@ impl Auth {
         };
         self.end_session(session_id, Some(p.user_id), how, meta)
             .await
+    }
+
+    /// The caller's username. Usernames never change, so after the first
+    /// read it comes from memory: `GET /v1/me` costs no store call.
+    pub async fn username(&self, p: &Principal) -> Result<String, Error> {
+        if let Some(name) = self.usernames.get(&p.user_id) {
+            return Ok(name);
+        }
+        let user = self.me(p).await?;
+        self.usernames.insert(p.user_id, user.username.clone());
+        Ok(user.username)
     }
 
     /// The caller's own account.
@@ -143,6 +153,7 @@ impl Auth {
             user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
             refresh_hash: refresh_hash(&refresh_token),
             refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
+            terms: Default::default(),
         };
         let login_meta = Meta::user(user.id, meta.ip.clone());
         let env = match self.store.login(&session, &login_meta, now_ms()).await? {
@@ -162,6 +173,7 @@ impl Auth {
             created_at: now,
             refresh_expires_at: session.refresh_expires_at,
             revoked_at: None,
+            terms: session.terms,
         };
         self.token_response(&record, refresh_token).await
     }
@@ -179,7 +191,8 @@ impl Auth {
                 &refresh_hash(token),
                 &refresh_hash(&next),
                 RefreshTerms {
-                    expires_at: Timestamp::from_ms(now).plus(secs(self.settings.refresh_ttl_secs)),
+                    refresh_ttl: secs(self.settings.refresh_ttl_secs),
+                    check: std::sync::Arc::new(|_| None),
                     grace: secs(self.settings.refresh_grace_secs),
                     session_max: secs(self.settings.session_max_secs),
                 },
@@ -202,6 +215,7 @@ impl Auth {
                 Err(Error::Grant(GrantRefusal::Reused))
             }
             RefreshOutcome::Locked { until } => Err(Error::locked(until)),
+            RefreshOutcome::Mismatch { .. } => Err(Error::Grant(GrantRefusal::Ended)),
         }
     }
 

@@ -26,11 +26,14 @@ use crate::tokens::{b64url, Claims, Keyring};
 
 pub mod admin;
 mod auth;
+mod bound;
+pub mod dpop;
 pub mod feed;
 mod fleet;
 mod guess;
 mod inputs;
 mod outbox;
+mod policies;
 pub mod push;
 mod queries;
 pub mod signals;
@@ -38,6 +41,9 @@ mod verifier;
 
 pub use admin::Admin;
 pub use auth::Auth;
+pub use bound::Presented;
+pub use dpop::DpopInput;
+pub use policies::PolicyView;
 pub use feed::{Feed, FeedCaller, FeedPage};
 pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
 use outbox::Outbox;
@@ -79,7 +85,16 @@ pub struct Core {
     outbox: Arc<Outbox>,
     /// Per client address: login, registration, refresh, `/oauth/*` (G10).
     limiter: Arc<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    /// user id -> username (immutable), for `GET /v1/me`; bounded.
+    usernames: quick_cache::sync::Cache<Uuid, String>,
+    /// The network-binding key and its base64url form (for the feed).
+    binding: (recall_verifier::binding::BindingKey, String),
+    /// DPoP replay memory and server nonces.
+    dpop: dpop::DpopGuard,
 }
+
+/// Usernames remembered for `GET /v1/me` (a few MiB at most).
+const USERNAMES_CACHED: usize = 65_536;
 
 /// A setting in whole seconds as a span (negative counts as zero; the
 /// settings checks refuse those anyway).
@@ -205,6 +220,14 @@ impl Recall {
             sync: sync.clone(),
             metrics: metrics.clone(),
         };
+        let binding_bytes = settings
+            .master_key
+            .derive(policies::BINDING_KEY_SALT, b"");
+        let binding = (
+            recall_verifier::binding::BindingKey::new(&binding_bytes),
+            b64url(&binding_bytes),
+        );
+        let (settings_master, settings_nonce) = (settings.master_key.clone(), settings.dpop_nonce);
         let core = Arc::new(Core {
             verifier,
             hasher: Hasher::new(settings.hash_workers, settings.hash_queue),
@@ -215,6 +238,9 @@ impl Recall {
             bus,
             outbox,
             limiter,
+            usernames: quick_cache::sync::Cache::new(USERNAMES_CACHED),
+            binding,
+            dpop: dpop::DpopGuard::new(&settings_master, settings_nonce),
         });
         let recall = Arc::new(Recall {
             auth: Auth { core: core.clone() },
@@ -367,6 +393,8 @@ impl Core {
             nbf: now,
             exp: now + self.settings.access_ttl_secs,
             ctype: ctype.to_owned(),
+            cnf: None,
+            net: None,
         };
         self.sync
             .keyring()

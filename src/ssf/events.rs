@@ -61,7 +61,7 @@ fn initiator(cause: RevokeCause) -> &'static str {
     match cause {
         RevokeCause::User | RevokeCause::TokenRevocation => "user",
         RevokeCause::Admin => "admin",
-        RevokeCause::PasswordGuesses => "policy",
+        RevokeCause::PasswordGuesses | RevokeCause::BindingMismatch => "policy",
     }
 }
 

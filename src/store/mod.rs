@@ -5,6 +5,7 @@
 
 mod fleet;
 mod keys;
+mod policies;
 pub mod postgres;
 mod records;
 mod rows;
@@ -64,7 +65,7 @@ pub enum StoreError {
 const EVENT_COLS: &str = "seq, stream, type, version, at, actor, ip, data";
 const USER_COLS: &str = "id, username, password_hash, roles, created_at, locked_until";
 const SESSION_COLS: &str =
-    "id, user_id, client_type, device_id, ip, user_agent, created_at, refresh_expires_at, revoked_at";
+    "id, user_id, client_type, device_id, ip, user_agent, created_at, refresh_expires_at, revoked_at, terms";
 const KEY_COLS: &str = "kid, alg, public_key, private_key_enc, status, created_at, retire_after";
 
 /// The event store: domain reads and writes over either adapter.
@@ -231,7 +232,7 @@ impl Store {
             return Ok(Login::Locked { until: until.ms() });
         }
         tx.exec(
-            &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"),
+            &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)"),
             &[
                 s.id.into(),
                 s.user_id.into(),
@@ -241,6 +242,7 @@ impl Store {
                 s.user_agent.clone().into(),
                 now.into(),
                 s.refresh_expires_at.into(),
+                rows::terms_json(&s.terms)?.into(),
             ],
         )
         .await?;
@@ -266,27 +268,30 @@ impl Store {
         now: i64,
     ) -> Result<RefreshOutcome, StoreError> {
         let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
+        let secs = |n: Option<i64>, default| {
+            n.map_or(default, |n| std::time::Duration::from_secs(n.max(0).unsigned_abs()))
+        };
         self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.
         let spent = tx
             .query(
-                "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id",
+                "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id, issued_at",
                 &[old_hash.as_slice().into(), now.into()],
             )
             .await?;
         let spent_now = !spent.is_empty();
-        let (session_id, spent_at) = match spent.first() {
-            Some(row) => (Some(row.uuid(0)?), None),
+        let (session_id, spent_at, issued_at) = match spent.first() {
+            Some(row) => (Some(row.uuid(0)?), None, row.ts(1)?),
             None => {
                 let rows = tx
                     .query(
-                        "SELECT session_id, spent_at FROM refresh_tokens WHERE hash = $1",
+                        "SELECT session_id, spent_at, issued_at FROM refresh_tokens WHERE hash = $1",
                         &[old_hash.as_slice().into()],
                     )
                     .await?;
                 match rows.first() {
-                    Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?)),
-                    None => (None, None),
+                    Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?), r.ts(2)?),
+                    None => (None, None, Timestamp::from_ms(now)),
                 }
             }
         };
@@ -302,8 +307,17 @@ impl Store {
                 locked_until: locked_until(&mut *tx, s.user_id, now)
                     .await?
                     .map(Timestamp::from_ms),
+                last_used_at: issued_at,
+                idle_timeout: s.terms.idle_timeout_secs.map(|n| secs(Some(n), terms.grace)),
             }),
             None => None,
+        };
+        let (refresh_ttl, session_max) = match &session {
+            Some(s) => (
+                secs(s.terms.refresh_ttl_secs, terms.refresh_ttl),
+                secs(s.terms.session_max_secs, terms.session_max),
+            ),
+            None => (terms.refresh_ttl, terms.session_max),
         };
         let decision = decide_refresh(
             &RefreshFacts {
@@ -311,9 +325,9 @@ impl Store {
                 spent_at,
                 session: facts,
             },
-            terms.expires_at,
+            Timestamp::from_ms(now).plus(refresh_ttl),
             terms.grace,
-            terms.session_max,
+            session_max,
             Timestamp::from_ms(now),
         );
         // Every refusal returns without commit, which rolls the spend back.
@@ -338,6 +352,10 @@ impl Store {
                 ..session
             },
         };
+        // Bound elsewhere: nothing is written, so the spend rolls back.
+        if let Some(refusal) = (terms.check)(&session) {
+            return Ok(RefreshOutcome::Mismatch { session, refusal });
+        }
         insert_refresh(&mut *tx, &new_hash, session.id, now).await?;
         tx.exec(
             "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
@@ -399,7 +417,7 @@ impl Store {
             rows.iter()
                 .map(|r| {
                     let s = session(r)?;
-                    let used = r.opt_int(9)?.unwrap_or(s.created_at);
+                    let used = r.opt_int(10)?.unwrap_or(s.created_at);
                     Ok((s, used))
                 })
                 .collect()

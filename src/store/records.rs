@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::KeyStatus;
+use crate::domain::{BindingRefusal, KeyStatus, SessionTerms};
 use crate::events::Envelope;
 
 /// A registered user as the read model holds it.
@@ -40,6 +40,8 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub refresh_expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// Lifetimes and binding fixed at login (empty: the settings').
+    pub terms: SessionTerms,
 }
 
 /// A signing key row; the private half is encrypted.
@@ -73,6 +75,7 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     pub refresh_hash: [u8; 32],
     pub refresh_expires_at: i64,
+    pub terms: SessionTerms,
 }
 
 /// How a refresh attempt ended.
@@ -93,18 +96,33 @@ pub enum RefreshOutcome {
     Reused { event: Envelope },
     /// The user is locked until then.
     Locked { until: i64 },
+    /// The request is not from where the session is bound to: nothing
+    /// was written (the token is not spent).
+    Mismatch {
+        session: SessionRecord,
+        refusal: BindingRefusal,
+    },
 }
 
 /// What a refresh may grant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct RefreshTerms {
-    /// The new refresh token's expiry, before the session's cap.
-    pub expires_at: crate::clock::Timestamp,
+    /// The new refresh token's lifetime, before the session's cap, for a
+    /// session whose terms do not say (one from before policies).
+    pub refresh_ttl: std::time::Duration,
     /// How long a just-spent token is refused without theft detection.
     pub grace: std::time::Duration,
-    /// Absolute session lifetime from login.
+    /// Absolute session lifetime from login, likewise.
     pub session_max: std::time::Duration,
+    /// The binding check of the request (network, DPoP key) against the
+    /// session's terms, decided by the service; run inside the unit, after
+    /// the spend and before anything is written.
+    pub check: BindingCheck,
 }
+
+/// Decides whether this request may use a session, by its terms.
+pub type BindingCheck =
+    std::sync::Arc<dyn Fn(&SessionRecord) -> Option<BindingRefusal> + Send + Sync>;
 
 /// The answer to a guess reservation (brute-force budget, G10).
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::sql::{Row, Tx, Val};
+use crate::domain::SessionTerms;
 use super::{KeyRecord, SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::domain::KeyStatus;
 use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
@@ -247,7 +248,22 @@ pub(super) fn session(r: &Row) -> Result<SessionRecord, StoreError> {
         created_at: r.int(6)?,
         refresh_expires_at: r.int(7)?,
         revoked_at: r.opt_int(8)?,
+        terms: match r.opt_text(9)? {
+            None => SessionTerms::default(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("session terms: {e}")))?,
+        },
     })
+}
+
+/// A session's terms as stored (NULL when there are none).
+pub(super) fn terms_json(terms: &SessionTerms) -> Result<Option<String>, StoreError> {
+    if *terms == SessionTerms::default() {
+        return Ok(None);
+    }
+    serde_json::to_string(terms)
+        .map(Some)
+        .map_err(|e| StoreError::Query(format!("session terms: {e}")))
 }
 
 /// When the user's admin lock ends, if it is in force at `now`.

@@ -16,6 +16,8 @@
 
 pub mod state;
 pub mod token;
+pub mod binding;
+pub mod dpop;
 
 #[cfg(feature = "client")]
 pub mod client;

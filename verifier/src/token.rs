@@ -45,6 +45,29 @@ pub struct Claims {
     pub exp: i64,
     /// Client type: web, mobile or service.
     pub ctype: String,
+    /// Confirmation (RFC 7800): `jkt`, the thumbprint of the DPoP key the
+    /// token is bound to (RFC 9449). Such a token needs a fresh proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// Network binding: a keyed digest of the login's network, never the
+    /// address (`binding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<crate::binding::NetBinding>,
+}
+
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the client's public key, base64url.
+    pub jkt: String,
+}
+
+impl Claims {
+    /// Whether this token is bound (to a key or a network): a verifier
+    /// must then see the request, not only the token.
+    pub fn is_bound(&self) -> bool {
+        self.cnf.is_some() || self.net.is_some()
+    }
 }
 
 /// Why a token failed verification (all answer 401 invalid_token).
@@ -392,6 +415,8 @@ mod tests {
             nbf: NOW,
             exp: NOW + 300,
             ctype: "web".into(),
+            cnf: None,
+            net: None,
         }
     }
 

@@ -1,0 +1,273 @@
+//! Client policies: per client type (`web`, `mobile`, `service`) the
+//! lifetimes of its sessions and how its tokens are bound. A policy is
+//! fleet-wide state: changed by a `policy_changed` event, read at login,
+//! and fixed into each session then (`SessionTerms`), so a change applies
+//! to sessions logged in after it and never logs anyone out by itself.
+
+use serde::{Deserialize, Serialize};
+
+/// The client types, in the order pages and answers list them.
+pub const CLIENT_TYPES: [&str; 3] = ["web", "mobile", "service"];
+
+/// What a session's tokens are bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    /// Nothing: a bearer token works from anywhere (the default).
+    None,
+    /// The login's network: the client address must stay in its prefix.
+    Network,
+    /// The login's exact address.
+    Address,
+    /// A key the client holds (DPoP, RFC 9449): every request needs a fresh proof.
+    Dpop,
+}
+
+impl Binding {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::None => "none",
+            Binding::Network => "network",
+            Binding::Address => "address",
+            Binding::Dpop => "dpop",
+        }
+    }
+}
+
+/// What a use from elsewhere does besides the 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMismatch {
+    /// Refuse the request.
+    Reject,
+    /// Refuse it and revoke the session fleet-wide.
+    Revoke,
+}
+
+/// One client type's policy (the body of `PUT /v1/admin/policies/{type}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub session_max_secs: i64,
+    /// A session unused (not refreshed) this long ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<i64>,
+    pub binding: Binding,
+    /// The IPv4 prefix of `network` binding (default 24).
+    #[serde(default = "default_v4")]
+    pub ipv4_prefix: u8,
+    /// The IPv6 prefix of `network` binding (default 56).
+    #[serde(default = "default_v6")]
+    pub ipv6_prefix: u8,
+    pub on_mismatch: OnMismatch,
+}
+
+fn default_v4() -> u8 {
+    24
+}
+
+fn default_v6() -> u8 {
+    56
+}
+
+/// Policy values refused, with the field that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// The longest session lifetime a policy may set: a year.
+pub const MAX_LIFETIME_SECS: i64 = 366 * 86_400;
+
+impl Policy {
+    /// Today's settings as every client type's policy.
+    pub fn default_from(access_ttl_secs: i64, refresh_ttl_secs: i64, session_max_secs: i64) -> Self {
+        Policy {
+            access_ttl_secs,
+            refresh_ttl_secs,
+            session_max_secs,
+            idle_timeout_secs: None,
+            binding: Binding::None,
+            ipv4_prefix: default_v4(),
+            ipv6_prefix: default_v6(),
+            on_mismatch: OnMismatch::Reject,
+        }
+    }
+
+    /// Checks a policy. `access_ceiling` is `RECALL_ACCESS_TTL_SECS`: the
+    /// revocation window every instance and verifier keeps is sized by it
+    /// (G8), so no policy may issue access tokens that outlive it.
+    pub fn check(&self, access_ceiling: i64) -> Result<(), PolicyError> {
+        let bad = |field, message: String| Err(PolicyError { field, message });
+        if !(10..=access_ceiling).contains(&self.access_ttl_secs) {
+            return bad(
+                "access_ttl_secs",
+                format!("10 to {access_ceiling} (RECALL_ACCESS_TTL_SECS sizes the revocation window)"),
+            );
+        }
+        if !(self.access_ttl_secs..=MAX_LIFETIME_SECS).contains(&self.refresh_ttl_secs) {
+            return bad(
+                "refresh_ttl_secs",
+                format!("access_ttl_secs to {MAX_LIFETIME_SECS}"),
+            );
+        }
+        if !(self.access_ttl_secs..=MAX_LIFETIME_SECS).contains(&self.session_max_secs) {
+            return bad(
+                "session_max_secs",
+                format!("access_ttl_secs to {MAX_LIFETIME_SECS}"),
+            );
+        }
+        if let Some(idle) = self.idle_timeout_secs {
+            if !(60..=MAX_LIFETIME_SECS).contains(&idle) {
+                return bad("idle_timeout_secs", format!("60 to {MAX_LIFETIME_SECS}"));
+            }
+        }
+        if !(8..=32).contains(&self.ipv4_prefix) {
+            return bad("ipv4_prefix", "8 to 32".into());
+        }
+        if !(16..=128).contains(&self.ipv6_prefix) {
+            return bad("ipv6_prefix", "16 to 128".into());
+        }
+        Ok(())
+    }
+
+    /// The prefix lengths a `network` or `address` binding uses, if any.
+    pub fn net_prefixes(&self) -> Option<(u8, u8)> {
+        match self.binding {
+            Binding::Network => Some((self.ipv4_prefix, self.ipv6_prefix)),
+            Binding::Address => Some((32, 128)),
+            Binding::None | Binding::Dpop => None,
+        }
+    }
+}
+
+/// Why a request may not use a bound session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingRefusal {
+    /// From outside the session's network (or another address).
+    Network,
+    /// Without a DPoP proof of the session's key, or with another key's.
+    Key,
+}
+
+impl BindingRefusal {
+    /// The reason a revocation records and a SET carries.
+    pub fn reason(self) -> &'static str {
+        match self {
+            BindingRefusal::Network => "token used from another network",
+            BindingRefusal::Key => "token used without its DPoP key",
+        }
+    }
+}
+
+/// What a session was given at login, fixed for its life: its lifetimes
+/// and what its tokens are bound to. Stored with the session; a session
+/// from before policies existed has none and keeps the settings'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SessionTerms {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_ttl_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_ttl_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_max_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<i64>,
+    /// `network`, `address`, `dpop` or absent (none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
+    /// The network binding: prefix length and keyed digest (never the address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<recall_verifier::binding::NetBinding>,
+    /// The DPoP key's thumbprint (RFC 7638) when the session is key-bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// Whether a use from elsewhere revokes the session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_on_mismatch: bool,
+}
+
+impl SessionTerms {
+    /// The session's binding as the sessions list shows it.
+    pub fn binding_name(&self) -> &'static str {
+        match (&self.jkt, &self.net, self.binding) {
+            (Some(_), _, _) => "dpop",
+            (None, Some(_), Some(Binding::Address)) => "address",
+            (None, Some(_), _) => "network",
+            _ => "none",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::default_from(300, 1_209_600, 2_592_000)
+    }
+
+    #[test]
+    fn given_todays_settings_then_they_are_a_valid_policy_binding_nothing() {
+        let p = policy();
+        assert_eq!(p.check(300), Ok(()));
+        assert_eq!(p.binding, Binding::None);
+        assert_eq!(p.net_prefixes(), None);
+    }
+
+    #[test]
+    fn given_an_access_ttl_past_the_window_then_refused_naming_the_field() {
+        let p = Policy {
+            access_ttl_secs: 301,
+            ..policy()
+        };
+        assert_eq!(p.check(300).unwrap_err().field, "access_ttl_secs");
+        let p = Policy {
+            access_ttl_secs: 5,
+            ..policy()
+        };
+        assert_eq!(p.check(300).unwrap_err().field, "access_ttl_secs");
+    }
+
+    #[test]
+    fn given_bad_lifetimes_or_prefixes_then_each_is_named() {
+        let cases = [
+            (Policy { refresh_ttl_secs: 100, ..policy() }, "refresh_ttl_secs"),
+            (Policy { session_max_secs: 0, ..policy() }, "session_max_secs"),
+            (Policy { idle_timeout_secs: Some(1), ..policy() }, "idle_timeout_secs"),
+            (Policy { ipv4_prefix: 33, ..policy() }, "ipv4_prefix"),
+            (Policy { ipv6_prefix: 8, ..policy() }, "ipv6_prefix"),
+        ];
+        for (p, field) in cases {
+            assert_eq!(p.check(300).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn given_network_or_address_binding_then_the_prefixes_follow() {
+        let net = Policy {
+            binding: Binding::Network,
+            ipv4_prefix: 20,
+            ..policy()
+        };
+        assert_eq!(net.net_prefixes(), Some((20, 56)));
+        let addr = Policy {
+            binding: Binding::Address,
+            ..policy()
+        };
+        assert_eq!(addr.net_prefixes(), Some((32, 128)));
+    }
+
+    #[test]
+    fn a_policy_body_with_an_unknown_field_or_binding_is_refused() {
+        let ok = r#"{"access_ttl_secs":60,"refresh_ttl_secs":600,"session_max_secs":3600,"binding":"network","on_mismatch":"revoke"}"#;
+        let p: Policy = serde_json::from_str(ok).unwrap();
+        assert_eq!((p.ipv4_prefix, p.ipv6_prefix), (24, 56));
+        assert!(serde_json::from_str::<Policy>(&ok.replace("network", "ip")).is_err());
+        assert!(serde_json::from_str::<Policy>(&ok.replace("}", r#","x":1}"#)).is_err());
+    }
+}
