@@ -82,6 +82,17 @@ pub enum AdminCommand {
     /// verify until they expire; restart every instance with
     /// RECALL_PUBLIC_URL or RECALL_ISSUER set to the new one (or unset).
     SetIssuer { issuer: String },
+    /// Print every client type's policy (JSON).
+    Policies,
+    /// Set a client type's policy (web, mobile or service) from JSON, as
+    /// `PUT /v1/admin/policies/{type}` takes it: an event, fleet-wide, for
+    /// sessions that log in after it.
+    SetPolicy {
+        client_type: String,
+        /// The policy, e.g. '{"access_ttl_secs":300,"refresh_ttl_secs":86400,
+        /// "session_max_secs":2592000,"binding":"network","on_mismatch":"revoke"}'.
+        policy: String,
+    },
     /// Print the audit log as JSON lines; --follow keeps printing new events.
     Events {
         #[arg(long, default_value_t = 0)]
@@ -241,6 +252,29 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                 Some(env) => print(audit_event(&env)),
                 None => print(serde_json::json!({ "issuer": issuer, "changed": false })),
             }
+        }
+        AdminCommand::Policies => {
+            let all: std::collections::BTreeMap<_, _> = recall
+                .policies()
+                .await?
+                .into_iter()
+                .map(|(t, v)| (t, v.policy))
+                .collect();
+            print(serde_json::json!({ "policies": all }));
+        }
+        AdminCommand::SetPolicy {
+            client_type,
+            policy,
+        } => {
+            let policy: crate::domain::Policy = serde_json::from_str(&policy)
+                .map_err(|e| anyhow::anyhow!("the policy is not valid JSON for a policy: {e}"))?;
+            let view = recall
+                .admin()
+                .set_policy(&client_type, policy, &meta)
+                .await?;
+            print(serde_json::json!({
+                "client_type": client_type, "policy": view.policy, "seq": view.seq,
+            }));
         }
         AdminCommand::Events {
             after,

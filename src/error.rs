@@ -98,6 +98,8 @@ pub enum GrantRefusal {
     JustUsed,
     /// Spent earlier: the session is now revoked (theft detection).
     Reused,
+    /// The session is bound to another network than the request's.
+    OtherNetwork,
 }
 
 /// What was not found.

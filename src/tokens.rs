@@ -13,7 +13,9 @@ use parking_lot::RwLock;
 use crate::keys::{KeyError, MasterKey};
 use crate::store::KeyRecord;
 
-pub use recall_verifier::token::{Claims, TokenError, Verified, ACCESS_TYP, LEEWAY_SECS};
+pub use recall_verifier::token::{
+    Claims, Confirmation, TokenError, Verified, ACCESS_TYP, LEEWAY_SECS,
+};
 
 /// Key material by kid: public keys for verification (shared with the
 /// verifier crate), private keys for signing where this instance may sign.

@@ -85,7 +85,11 @@ pub const MAX_LIFETIME_SECS: i64 = 366 * 86_400;
 
 impl Policy {
     /// Today's settings as every client type's policy.
-    pub fn default_from(access_ttl_secs: i64, refresh_ttl_secs: i64, session_max_secs: i64) -> Self {
+    pub fn default_from(
+        access_ttl_secs: i64,
+        refresh_ttl_secs: i64,
+        session_max_secs: i64,
+    ) -> Self {
         Policy {
             access_ttl_secs,
             refresh_ttl_secs,
@@ -106,7 +110,9 @@ impl Policy {
         if !(10..=access_ceiling).contains(&self.access_ttl_secs) {
             return bad(
                 "access_ttl_secs",
-                format!("10 to {access_ceiling} (RECALL_ACCESS_TTL_SECS sizes the revocation window)"),
+                format!(
+                    "10 to {access_ceiling} (RECALL_ACCESS_TTL_SECS sizes the revocation window)"
+                ),
             );
         }
         if !(self.access_ttl_secs..=MAX_LIFETIME_SECS).contains(&self.refresh_ttl_secs) {
@@ -236,11 +242,41 @@ mod tests {
     #[test]
     fn given_bad_lifetimes_or_prefixes_then_each_is_named() {
         let cases = [
-            (Policy { refresh_ttl_secs: 100, ..policy() }, "refresh_ttl_secs"),
-            (Policy { session_max_secs: 0, ..policy() }, "session_max_secs"),
-            (Policy { idle_timeout_secs: Some(1), ..policy() }, "idle_timeout_secs"),
-            (Policy { ipv4_prefix: 33, ..policy() }, "ipv4_prefix"),
-            (Policy { ipv6_prefix: 8, ..policy() }, "ipv6_prefix"),
+            (
+                Policy {
+                    refresh_ttl_secs: 100,
+                    ..policy()
+                },
+                "refresh_ttl_secs",
+            ),
+            (
+                Policy {
+                    session_max_secs: 0,
+                    ..policy()
+                },
+                "session_max_secs",
+            ),
+            (
+                Policy {
+                    idle_timeout_secs: Some(1),
+                    ..policy()
+                },
+                "idle_timeout_secs",
+            ),
+            (
+                Policy {
+                    ipv4_prefix: 33,
+                    ..policy()
+                },
+                "ipv4_prefix",
+            ),
+            (
+                Policy {
+                    ipv6_prefix: 8,
+                    ..policy()
+                },
+                "ipv6_prefix",
+            ),
         ];
         for (p, field) in cases {
             assert_eq!(p.check(300).unwrap_err().field, field);

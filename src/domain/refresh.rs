@@ -66,7 +66,9 @@ pub fn decide_refresh(
     }
     let ends_at = s.created_at.plus(session_max);
     if facts.spent_now {
-        let idle = s.idle_timeout.is_some_and(|t| now.since(s.last_used_at) > t);
+        let idle = s
+            .idle_timeout
+            .is_some_and(|t| now.since(s.last_used_at) > t);
         if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now || idle {
             return RefreshDecision::Dead;
         }

@@ -81,7 +81,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidDpopProof { resource, .. } | ApiError::UseDpopNonce { resource, .. } => {
+            ApiError::InvalidDpopProof { resource, .. }
+            | ApiError::UseDpopNonce { resource, .. } => {
                 if *resource {
                     StatusCode::UNAUTHORIZED
                 } else {
@@ -189,6 +190,7 @@ impl From<Error> for ApiError {
                         "this refresh token was just used by a concurrent refresh"
                     }
                     GrantRefusal::Reused => "refresh token reuse detected; the session is revoked",
+                    GrantRefusal::OtherNetwork => "refresh token used from another network",
                 }
                 .into(),
             ),
@@ -200,7 +202,9 @@ impl From<Error> for ApiError {
                     DpopRefusal::Missing => "a DPoP proof is required".into(),
                     DpopRefusal::Invalid(e) => format!("DPoP proof: {e}"),
                     DpopRefusal::Replayed => "this DPoP proof was used before".into(),
-                    DpopRefusal::WrongKey => "the DPoP proof is not made with the token's key".into(),
+                    DpopRefusal::WrongKey => {
+                        "the DPoP proof is not made with the token's key".into()
+                    }
                     DpopRefusal::NotBound => {
                         "the DPoP scheme is for DPoP-bound tokens; send this one as Bearer".into()
                     }

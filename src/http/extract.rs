@@ -1,7 +1,7 @@
 //! Request extractors: the bearer principal (in-memory only), the admin
 //! (bootstrap token or `admin` role), and who/where for the audit log.
 
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
@@ -10,12 +10,96 @@ use actix_web::{http::header, web, FromRequest, HttpRequest};
 
 use super::errors::ApiError;
 use crate::events::Meta;
-use crate::service::{Principal, Recall};
+use crate::service::{DpopInput, Presented, Principal, Recall};
 
 fn recall(req: &HttpRequest) -> Result<web::Data<Recall>, ApiError> {
     req.app_data::<web::Data<Recall>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("app state missing".into()))
+}
+
+/// The access token of a request and whether it came with the `DPoP`
+/// scheme (RFC 9449) rather than `Bearer`.
+pub fn access_token(req: &HttpRequest) -> Result<(&str, bool), ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::InvalidToken("missing bearer token".into()))?;
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken("malformed authorization header".into()))?;
+    match text.split_once(' ') {
+        Some((scheme, token)) if !token.trim().is_empty() => {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Ok((token.trim(), false))
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Ok((token.trim(), true))
+            } else {
+                Err(ApiError::InvalidToken(
+                    "expected: Authorization: Bearer <token> (or DPoP <token>)".into(),
+                ))
+            }
+        }
+        _ => Err(ApiError::InvalidToken(
+            "expected: Authorization: Bearer <token>".into(),
+        )),
+    }
+}
+
+/// What a request presents of DPoP: its one `DPoP` header (several:
+/// refused), and the method and URI a proof must name. `original` takes
+/// them from `X-Original-Method` / `X-Original-URI` (forward auth): an
+/// absolute URI as it is, a path after `RECALL_PUBLIC_URL`.
+pub fn dpop_input(req: &HttpRequest, recall: &Recall, original: bool) -> DpopInput {
+    let mut proofs = req.headers().get_all("dpop");
+    let proof = match (proofs.next(), proofs.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(Err(())),
+        (Some(one), None) => Some(one.to_str().map(str::to_owned).map_err(|_| ())),
+    };
+    let header_text = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let base = recall.settings().public_url.trim_end_matches('/');
+    let (htm, uri) = match (
+        original,
+        header_text("x-original-method"),
+        header_text("x-original-uri"),
+    ) {
+        (true, Some(m), Some(u)) => (m, u),
+        _ => (req.method().as_str().to_owned(), req.path().to_owned()),
+    };
+    let htu = if uri.starts_with("http://") || uri.starts_with("https://") {
+        uri
+    } else {
+        format!(
+            "{base}{}",
+            if uri.starts_with('/') {
+                uri
+            } else {
+                format!("/{uri}")
+            }
+        )
+    };
+    DpopInput { proof, htm, htu }
+}
+
+/// The token of a request as presented: scheme, DPoP, client address.
+pub fn presented(
+    req: &HttpRequest,
+    recall: &Recall,
+    original: bool,
+) -> Result<Presented, ApiError> {
+    let (token, dpop_scheme) = access_token(req)?;
+    Ok(Presented {
+        token: token.to_owned(),
+        dpop_scheme,
+        dpop: dpop_input(req, recall, original),
+        ip: client_addr(req),
+    })
 }
 
 /// The bearer token of a request, if it has one.
@@ -101,16 +185,51 @@ impl Authenticated {
     }
 }
 
+/// The same, for forward auth (`/v1/auth/verify`): a DPoP proof names
+/// the original request (`X-Original-Method`, `X-Original-URI`).
+pub struct ForwardAuthenticated(pub Principal);
+
+/// Resolves the caller: in memory for a plain bearer token; a bound token
+/// also checks its network and DPoP proof (whose replay check is async).
+fn authenticate(
+    req: &HttpRequest,
+    original: bool,
+) -> Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>> {
+    let found = recall(req).and_then(|r| {
+        let (token, dpop_scheme) = access_token(req)?;
+        if !dpop_scheme {
+            let principal = r.verifier().authenticate(token)?;
+            if !principal.claims().is_bound() {
+                return Ok(Err(principal));
+            }
+        }
+        Ok(Ok((presented(req, &r, original)?, r)))
+    });
+    Box::pin(async move {
+        match found? {
+            Err(principal) => Ok(principal),
+            Ok((p, recall)) => Ok(recall.authenticate_request(&p).await?),
+        }
+    })
+}
+
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            recall(req)
-                .and_then(|r| bearer(req).and_then(|t| Ok(r.verifier().authenticate(t)?)))
-                .map(Authenticated),
-        )
+        let fut = authenticate(req, false);
+        Box::pin(async move { fut.await.map(Authenticated) })
+    }
+}
+
+impl FromRequest for ForwardAuthenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let fut = authenticate(req, true);
+        Box::pin(async move { fut.await.map(ForwardAuthenticated) })
     }
 }
 
@@ -149,10 +268,18 @@ impl FromRequest for Admin {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = recall(req).and_then(|r| bearer(req).map(|t| (r, t.to_owned())));
+        let found = recall(req).and_then(|r| {
+            let p = presented(req, &r, false)?;
+            Ok((r, p))
+        });
         Box::pin(async move {
-            let (recall, token) = found?;
-            resolve_admin(&recall, &token).await
+            let (recall, p) = found?;
+            let admin = resolve_admin(&recall, &p.token).await?;
+            // An admin by role: the token's binding holds too.
+            if admin.bearer.is_some() {
+                recall.authenticate_request(&p).await?;
+            }
+            Ok(admin)
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod policies;
 pub mod site;
 pub mod ssf;
 pub mod ssf_types;
@@ -193,6 +194,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(one("/ssf/poll/{stream_id}", Method::POST).route(web::post().to(ssf::poll)))
         .service(one("/v1/admin/ssf/streams", Method::GET).route(web::get().to(ssf::admin_streams)))
         .service(one("/v1/revocations", Method::GET).route(web::get().to(feed::page)))
+        .service(
+            one("/v1/revocations/mismatch", Method::POST).route(web::post().to(policies::mismatch)),
+        )
+        .service(one("/v1/admin/policies", Method::GET).route(web::get().to(policies::list)))
+        .service(
+            one("/v1/admin/policies/{client_type}", Method::PUT)
+                .route(web::put().to(policies::set)),
+        )
         .service(one("/v1/revocations/stream", Method::GET).route(web::get().to(feed::stream)))
         .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))
         .service(

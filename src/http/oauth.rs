@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::body::RawBody;
 use super::errors::ApiError;
-use super::extract::client_ip;
+use super::extract::{client_addr, client_ip, dpop_input};
 use crate::events::Meta;
 use crate::service::{Recall, TokenResponse};
 
@@ -120,7 +120,12 @@ pub async fn token(req: HttpRequest, recall: web::Data<Recall>, body: RawBody) -
         actor: None,
         ip: client_ip(&req),
     };
-    match recall.auth().refresh(&refresh_token, &meta).await {
+    let input = crate::service::RefreshInput {
+        refresh_token,
+        ip: client_addr(&req),
+        dpop: dpop_input(&req, &recall, false),
+    };
+    match recall.auth().refresh(input, &meta).await {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
@@ -139,6 +144,8 @@ pub struct Metadata {
     revocation_endpoint: String,
     introspection_endpoint: String,
     grant_types_supported: Vec<&'static str>,
+    /// DPoP proof algorithms accepted (RFC 9449 section 5.1).
+    dpop_signing_alg_values_supported: Vec<&'static str>,
     response_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     revocation_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -171,6 +178,7 @@ pub async fn metadata(recall: web::Data<Recall>) -> HttpResponse {
             revocation_endpoint: url("/oauth/revoke"),
             introspection_endpoint: url("/oauth/introspect"),
             grant_types_supported: vec!["refresh_token"],
+            dpop_signing_alg_values_supported: recall_verifier::dpop::ALGS.to_vec(),
             response_types_supported: vec![],
             token_endpoint_auth_methods_supported: vec!["none"],
             revocation_endpoint_auth_methods_supported: vec!["none"],

@@ -13,7 +13,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, feed, oauth, ops, ssf, users};
+use super::{admin, feed, oauth, ops, policies, ssf, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,9 @@ use super::{admin, feed, oauth, ops, ssf, users};
         feed::services,
         feed::revoke_service,
         feed::page,
+        policies::list,
+        policies::set,
+        policies::mismatch,
         ssf::metadata,
         ssf::create,
         ssf::read,

@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use super::body::JsonBody;
 use super::errors::ApiError;
-use super::extract::client_ip;
+use super::extract::{client_addr, client_ip};
 use super::pages;
 use super::users::user_agent;
 use crate::events::Meta;
-use crate::service::{LoginInput, Recall, TokenResponse};
+use crate::service::{LoginInput, Recall, RefreshInput, TokenResponse};
 
 /// The refresh cookie. `__Host-`: Secure, Path=/, no Domain, so no other
 /// host (not even a subdomain) can set or shadow it.
@@ -114,6 +114,8 @@ pub async fn login(
         client_type: Some("web".into()),
         device_id: None,
         user_agent: user_agent(&req),
+        ip: client_addr(&req),
+        dpop: Default::default(),
     };
     let meta = Meta {
         actor: None,
@@ -141,7 +143,12 @@ pub async fn refresh(
         actor: None,
         ip: client_ip(&req),
     };
-    match recall.auth().refresh(&token, &meta).await {
+    let input = RefreshInput {
+        refresh_token: token,
+        ip: client_addr(&req),
+        dpop: Default::default(),
+    };
+    match recall.auth().refresh(input, &meta).await {
         Ok(t) => Ok(token_answer(t)),
         Err(e) => {
             let e = ApiError::from(e);

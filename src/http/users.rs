@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use super::body::JsonBody;
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, client_ip, resolve_admin, Authenticated};
+use super::extract::{
+    bearer, client_addr, client_ip, dpop_input, resolve_admin, Authenticated, ForwardAuthenticated,
+};
 use super::rfc3339;
 use crate::events::Meta;
-use crate::service::{LoginInput, Recall, SessionView, TokenResponse};
+use crate::service::{LoginInput, Recall, RefreshInput, SessionView, TokenResponse};
 
 /// A new account.
 #[derive(Deserialize, ToSchema)]
@@ -100,6 +102,8 @@ pub struct SessionItem {
     expires_at: String,
     /// The session of the token that asked.
     current: bool,
+    /// What its tokens are bound to: `none`, `network`, `address` or `dpop`.
+    binding: &'static str,
 }
 
 /// Live sessions, newest first.
@@ -167,6 +171,8 @@ pub async fn login(
         client_type: body.client_type,
         device_id: body.device_id,
         user_agent: user_agent(&req),
+        ip: client_addr(&req),
+        dpop: dpop_input(&req, &recall, false),
     };
     let meta = Meta {
         actor: None,
@@ -188,9 +194,12 @@ pub async fn refresh(
         actor: None,
         ip: client_ip(&req),
     };
-    Ok(no_store(
-        recall.auth().refresh(&body.0.refresh_token, &meta).await?,
-    ))
+    let input = RefreshInput {
+        refresh_token: body.0.refresh_token,
+        ip: client_addr(&req),
+        dpop: dpop_input(&req, &recall, false),
+    };
+    Ok(no_store(recall.auth().refresh(input, &meta).await?))
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
@@ -282,6 +291,7 @@ pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList 
             last_used_at: rfc3339(v.last_used_at),
             expires_at: rfc3339(v.expires_at),
             current: Some(s.id) == current,
+            binding: s.terms.binding_name(),
         }
     };
     SessionList {
@@ -327,7 +337,7 @@ pub async fn delete_session(
         ("X-Session-Id" = Uuid, description = "The token's session")))),
     security(("user" = [])))]
 /// `GET /v1/auth/verify`: forward auth for nginx `auth_request` / Traefik.
-pub async fn verify(auth: Authenticated) -> HttpResponse {
+pub async fn verify(auth: ForwardAuthenticated) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header(("X-User-Id", auth.0.user_id.to_string()))
         .insert_header(("X-Session-Id", auth.0.session_id.to_string()))

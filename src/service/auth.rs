@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use super::{
     new_refresh_token, parse_client_type, refresh_hash, secs, Core, LoginInput, Password,
-    Principal, TokenResponse, Username,
+    Principal, RefreshInput, TokenResponse, Username,
 };
+use crate::domain::BindingRefusal;
 use crate::error::{Error, GrantRefusal, TokenRefusal};
 use crate::events::{Meta, RevokeCause};
 use crate::metrics::inc;
@@ -103,6 +104,8 @@ impl Auth {
         {
             return Err(Error::invalid("device_id", "at most 256 characters"));
         }
+        // The proof first: a bad one costs no hash and no guess.
+        let proof = self.token_proof(&input.dpop).await?;
         let now = now_ms();
         let name = input.username.to_lowercase();
         let Ok(username) = Username::parse(&name) else {
@@ -144,16 +147,19 @@ impl Auth {
             return Err(Error::BadCredentials);
         };
         let refresh_token = new_refresh_token();
+        let session_id = Uuid::now_v7();
+        let policy = self.policy_for(&client_type).await?;
+        let terms = self.terms_for(&policy, session_id, input.ip, proof.map(|p| p.jkt))?;
         let session = NewSession {
-            id: Uuid::now_v7(),
+            id: session_id,
             user_id: user.id,
             client_type,
             device_id: input.device_id,
             ip: meta.ip.clone(),
             user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
             refresh_hash: refresh_hash(&refresh_token),
-            refresh_expires_at: now + self.settings.refresh_ttl_secs * 1000,
-            terms: Default::default(),
+            refresh_expires_at: now + policy.refresh_ttl_secs * 1000,
+            terms,
         };
         let login_meta = Meta::user(user.id, meta.ip.clone());
         let env = match self.store.login(&session, &login_meta, now_ms()).await? {
@@ -175,14 +181,33 @@ impl Auth {
             revoked_at: None,
             terms: session.terms,
         };
-        self.token_response(&record, refresh_token).await
+        let jkt = record.terms.jkt.clone();
+        self.token_response(&record, refresh_token, jkt).await
     }
 
     /// Rotates a refresh token; reuse of a spent one revokes its session.
-    pub async fn refresh(&self, token: &str, meta: &Meta) -> Result<TokenResponse, Error> {
+    /// A session bound to a network or a DPoP key refreshes only from it.
+    pub async fn refresh(&self, input: RefreshInput, meta: &Meta) -> Result<TokenResponse, Error> {
+        let token = input.refresh_token.as_str();
         if token.is_empty() || token.len() > 512 {
             return Err(Error::Grant(GrantRefusal::Unknown));
         }
+        let proof = self.token_proof(&input.dpop).await?;
+        let jkt = proof.map(|p| p.jkt);
+        let check = {
+            let (key, ip, jkt) = (self.binding_key().clone(), input.ip, jkt.clone());
+            std::sync::Arc::new(move |s: &SessionRecord| {
+                if let Some(net) = &s.terms.net {
+                    if !ip.is_some_and(|ip| key.matches(s.id, net, ip)) {
+                        return Some(BindingRefusal::Network);
+                    }
+                }
+                match &s.terms.jkt {
+                    Some(bound) if jkt.as_ref() != Some(bound) => Some(BindingRefusal::Key),
+                    _ => None,
+                }
+            })
+        };
         let now = now_ms();
         let next = new_refresh_token();
         let outcome = self
@@ -192,7 +217,7 @@ impl Auth {
                 &refresh_hash(&next),
                 RefreshTerms {
                     refresh_ttl: secs(self.settings.refresh_ttl_secs),
-                    check: std::sync::Arc::new(|_| None),
+                    check,
                     grace: secs(self.settings.refresh_grace_secs),
                     session_max: secs(self.settings.session_max_secs),
                 },
@@ -204,7 +229,9 @@ impl Auth {
             RefreshOutcome::Rotated { session, event } => {
                 self.committed(&[event]).await;
                 inc(&self.metrics.refreshes);
-                self.token_response(&session, next).await
+                // A bound session's key, or the key of this proof.
+                let jkt = session.terms.jkt.clone().or(jkt);
+                self.token_response(&session, next, jkt).await
             }
             RefreshOutcome::Unknown => Err(Error::Grant(GrantRefusal::Unknown)),
             RefreshOutcome::Dead => Err(Error::Grant(GrantRefusal::Ended)),
@@ -215,7 +242,27 @@ impl Auth {
                 Err(Error::Grant(GrantRefusal::Reused))
             }
             RefreshOutcome::Locked { until } => Err(Error::locked(until)),
-            RefreshOutcome::Mismatch { .. } => Err(Error::Grant(GrantRefusal::Ended)),
+            RefreshOutcome::Mismatch { session, refusal } => {
+                self.metrics.token_rejected(match refusal {
+                    BindingRefusal::Network => "refresh_other_network",
+                    BindingRefusal::Key => "refresh_dpop_key",
+                });
+                if session.terms.revoke_on_mismatch {
+                    self.revoke_for_mismatch(session.user_id, session.id, refusal, input.ip)
+                        .await;
+                }
+                Err(match refusal {
+                    BindingRefusal::Network => Error::Grant(GrantRefusal::OtherNetwork),
+                    BindingRefusal::Key => Error::Dpop {
+                        refusal: if jkt.is_some() {
+                            crate::error::DpopRefusal::WrongKey
+                        } else {
+                            crate::error::DpopRefusal::Missing
+                        },
+                        resource: false,
+                    },
+                })
+            }
         }
     }
 

@@ -37,9 +37,8 @@ impl Core {
     pub async fn check_binding(&self, principal: &Principal, p: &Presented) -> Result<(), Error> {
         let claims = principal.claims();
         if let Some(net) = &claims.net {
-            let inside = p
-                .ip
-                .is_some_and(|ip| self.binding_key().matches(claims.sid, net, ip));
+            let inside =
+                p.ip.is_some_and(|ip| self.binding_key().matches(claims.sid, net, ip));
             if !inside {
                 self.metrics.token_rejected("other_network");
                 if net.rv {
@@ -80,6 +79,21 @@ impl Core {
         }
     }
 
+    /// A verifier's report that a network-bound token came from `ip`:
+    /// checked here (signature, state, binding), and the session revoked
+    /// when the address is outside its network and its policy says so.
+    pub async fn report_mismatch(&self, token: &str, ip: IpAddr) -> Result<(), Error> {
+        let principal = self.authenticate(token)?;
+        let claims = principal.claims();
+        if let Some(net) = claims.net.as_ref().filter(|n| n.rv) {
+            if !self.binding_key().matches(claims.sid, net, ip) {
+                self.revoke_for_mismatch(claims.sub, claims.sid, BindingRefusal::Network, Some(ip))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     /// Ends a session used from elsewhere when its policy says so. Best
     /// effort: the request is refused either way; a failure is logged.
     pub(super) async fn revoke_for_mismatch(
@@ -98,8 +112,12 @@ impl Core {
             ip: ip.map(|ip| ip.to_string()),
         };
         match self.end_session(session_id, None, how, &meta).await {
-            Ok(()) => tracing::warn!(%user_id, %session_id, reason = why.reason(), "session revoked: used from elsewhere"),
-            Err(e) => tracing::warn!(%session_id, error = %e, "could not revoke a mismatched session"),
+            Ok(()) => {
+                tracing::warn!(%user_id, %session_id, reason = why.reason(), "session revoked: used from elsewhere")
+            }
+            Err(e) => {
+                tracing::warn!(%session_id, error = %e, "could not revoke a mismatched session")
+            }
         }
     }
 }

@@ -90,7 +90,10 @@ impl DpopGuard {
         [bucket, bucket - 1].iter().any(|b| {
             let ours = Self::nonce_for(key, *b);
             ours.len() == nonce.len()
-                && bool::from(subtle::ConstantTimeEq::ct_eq(ours.as_bytes(), nonce.as_bytes()))
+                && bool::from(subtle::ConstantTimeEq::ct_eq(
+                    ours.as_bytes(),
+                    nonce.as_bytes(),
+                ))
         })
     }
 }
@@ -152,7 +155,11 @@ impl Core {
             resource,
         };
         let now = chrono::Utc::now().timestamp();
-        if !self.dpop.seen.first_use(&proof.jkt, &proof.jti, proof.iat, now) {
+        if !self
+            .dpop
+            .seen
+            .first_use(&proof.jkt, &proof.jti, proof.iat, now)
+        {
             inc(&self.metrics.dpop_replays);
             return Err(replayed);
         }

@@ -86,7 +86,7 @@ impl Principal {
 pub struct TokenResponse {
     /// An EdDSA JWT (`typ` at+jwt) carrying ids only.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` when the access token is bound to the proof's key.
     #[schema(value_type = String)]
     pub token_type: &'static str,
     /// Seconds the access token lives.
@@ -106,4 +106,16 @@ pub struct LoginInput {
     pub client_type: Option<String>,
     pub device_id: Option<String>,
     pub user_agent: Option<String>,
+    /// The client address (binding fixes its network).
+    pub ip: Option<std::net::IpAddr>,
+    /// The request's DPoP proof, if any, and what it must name.
+    pub dpop: super::DpopInput,
+}
+
+/// A refresh request: the token, the client address and DPoP proof.
+#[derive(Debug, Clone)]
+pub struct RefreshInput {
+    pub refresh_token: String,
+    pub ip: Option<std::net::IpAddr>,
+    pub dpop: super::DpopInput,
 }

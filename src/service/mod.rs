@@ -43,10 +43,12 @@ pub use admin::Admin;
 pub use auth::Auth;
 pub use bound::Presented;
 pub use dpop::DpopInput;
-pub use policies::PolicyView;
 pub use feed::{Feed, FeedCaller, FeedPage};
-pub use inputs::{parse_client_type, LoginInput, Password, Principal, TokenResponse, Username};
+pub use inputs::{
+    parse_client_type, LoginInput, Password, Principal, RefreshInput, TokenResponse, Username,
+};
 use outbox::Outbox;
+pub use policies::PolicyView;
 pub use queries::{AdminIdentity, Readiness, SessionView};
 pub use signals::Signals;
 pub use verifier::Verifier;
@@ -220,9 +222,7 @@ impl Recall {
             sync: sync.clone(),
             metrics: metrics.clone(),
         };
-        let binding_bytes = settings
-            .master_key
-            .derive(policies::BINDING_KEY_SALT, b"");
+        let binding_bytes = settings.master_key.derive(policies::BINDING_KEY_SALT, b"");
         let binding = (
             recall_verifier::binding::BindingKey::new(&binding_bytes),
             b64url(&binding_bytes),
@@ -364,12 +364,9 @@ impl Core {
         &self.verifier
     }
 
-    async fn access_token(
-        &self,
-        user_id: Uuid,
-        session_id: Uuid,
-        ctype: &str,
-    ) -> Result<String, Error> {
+    /// An access token of session `s`, for its lifetime, bound as its
+    /// terms say (network) and to the DPoP key `jkt` when there is one.
+    async fn access_token(&self, s: &SessionRecord, jkt: Option<String>) -> Result<String, Error> {
         let active = || self.sync.state().active_kid().map(str::to_owned);
         let mut kid = active().ok_or(Error::Unavailable(Unavailable::NoSigningKey))?;
         if !self.sync.keyring().can_sign(&kid) {
@@ -386,15 +383,15 @@ impl Core {
         let claims = Claims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
-            sub: user_id,
-            sid: session_id,
+            sub: s.user_id,
+            sid: s.id,
             jti: Uuid::now_v7(),
             iat: now,
             nbf: now,
-            exp: now + self.settings.access_ttl_secs,
-            ctype: ctype.to_owned(),
-            cnf: None,
-            net: None,
+            exp: now + self.access_ttl(s),
+            ctype: s.client_type.clone(),
+            cnf: jkt.map(|jkt| crate::tokens::Confirmation { jkt }),
+            net: s.terms.net.clone(),
         };
         self.sync
             .keyring()
@@ -408,16 +405,26 @@ impl Core {
             })
     }
 
+    /// Access-token lifetime of a session: its policy's, or the setting.
+    fn access_ttl(&self, s: &SessionRecord) -> i64 {
+        s.terms
+            .access_ttl_secs
+            .unwrap_or(self.settings.access_ttl_secs)
+            .min(self.settings.access_ttl_secs)
+    }
+
     async fn token_response(
         &self,
         s: &SessionRecord,
         refresh_token: String,
+        jkt: Option<String>,
     ) -> Result<TokenResponse, Error> {
-        let access_token = self.access_token(s.user_id, s.id, &s.client_type).await?;
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+        let access_token = self.access_token(s, jkt).await?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
-            expires_in: self.settings.access_ttl_secs,
+            token_type,
+            expires_in: self.access_ttl(s),
             refresh_token,
             refresh_expires_in: ((s.refresh_expires_at - now_ms()) / 1000).max(0),
             session_id: s.id,

@@ -163,14 +163,18 @@ impl Core {
     /// lifetime nor their absolute lifetime (`RECALL_SESSION_MAX_SECS`).
     pub(super) async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
         let now = now_ms();
-        let max_ms = self.settings.session_max_secs.saturating_mul(1000);
         let list = self.store.live_sessions(user_id, now).await?;
         Ok(list
             .into_iter()
             .map(|(s, last_used_at)| SessionView {
-                expires_at: s
-                    .refresh_expires_at
-                    .min(s.created_at.saturating_add(max_ms)),
+                expires_at: s.refresh_expires_at.min(
+                    s.created_at.saturating_add(
+                        s.terms
+                            .session_max_secs
+                            .unwrap_or(self.settings.session_max_secs)
+                            .saturating_mul(1000),
+                    ),
+                ),
                 last_used_at,
                 session: s,
             })

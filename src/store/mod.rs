@@ -269,7 +269,9 @@ impl Store {
     ) -> Result<RefreshOutcome, StoreError> {
         let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
         let secs = |n: Option<i64>, default| {
-            n.map_or(default, |n| std::time::Duration::from_secs(n.max(0).unsigned_abs()))
+            n.map_or(default, |n| {
+                std::time::Duration::from_secs(n.max(0).unsigned_abs())
+            })
         };
         self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.

@@ -59,8 +59,8 @@ impl Store {
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let json = serde_json::to_string(policy)
-            .map_err(|e| StoreError::Query(format!("policy: {e}")))?;
+        let json =
+            serde_json::to_string(policy).map_err(|e| StoreError::Query(format!("policy: {e}")))?;
         let event = Event::PolicyChanged {
             client_type: client_type.to_owned(),
             policy: policy.clone(),
@@ -106,8 +106,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.autocommit(move |mut conn| async move {
             if sweep {
-                conn.exec("DELETE FROM dpop_proofs WHERE expires_at < $1", &[now.into()])
-                    .await?;
+                conn.exec(
+                    "DELETE FROM dpop_proofs WHERE expires_at < $1",
+                    &[now.into()],
+                )
+                .await?;
             }
             let inserted = conn
                 .exec(

@@ -4,9 +4,9 @@
 use uuid::Uuid;
 
 use super::sql::{Row, Tx, Val};
-use crate::domain::SessionTerms;
 use super::{KeyRecord, SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::domain::KeyStatus;
+use crate::domain::SessionTerms;
 use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
 
 /// Sets one column of a user row; `NotFound` when there is no such user.

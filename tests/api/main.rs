@@ -4,6 +4,7 @@ mod abuse;
 mod admin_auth;
 mod admin_fleet;
 mod audit;
+mod bound;
 mod brute_force;
 mod cli;
 mod consistency;

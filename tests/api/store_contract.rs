@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use recall::clock::Timestamp;
 use recall::events::{Event, Meta, RevokeCause};
 use recall::keys::generate_signing_key;
 use recall::store::{
@@ -33,9 +32,10 @@ const SESSION_MAX: i64 = 2_592_000_000;
 
 fn terms(expires_at: i64, grace_ms: i64) -> RefreshTerms {
     RefreshTerms {
-        expires_at: Timestamp::from_ms(expires_at),
+        refresh_ttl: Duration::from_millis((expires_at - NOW).max(0) as u64),
         grace: Duration::from_millis(grace_ms as u64),
         session_max: Duration::from_millis(SESSION_MAX as u64),
+        check: std::sync::Arc::new(|_| None),
     }
 }
 
@@ -61,6 +61,7 @@ fn session(user: Uuid, n: u8) -> NewSession {
         user_agent: None,
         refresh_hash: [n; 32],
         refresh_expires_at: NOW + 3_600_000,
+        terms: Default::default(),
     }
 }
 

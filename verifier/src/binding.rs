@@ -66,7 +66,14 @@ impl BindingKey {
 
     /// The `net` claim for a session logging in from `ip`: the IPv4 or
     /// IPv6 prefix length as the address is.
-    pub fn bind(&self, sid: Uuid, ip: IpAddr, v4_prefix: u8, v6_prefix: u8, revoke: bool) -> NetBinding {
+    pub fn bind(
+        &self,
+        sid: Uuid,
+        ip: IpAddr,
+        v4_prefix: u8,
+        v6_prefix: u8,
+        revoke: bool,
+    ) -> NetBinding {
         let p = match canonical(ip) {
             IpAddr::V4(_) => v4_prefix.min(32),
             IpAddr::V6(_) => v6_prefix.min(128),

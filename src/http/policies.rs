@@ -1,0 +1,98 @@
+//! Client policies over HTTP (`/v1/admin/policies`), and the report a
+//! verifier sends when a network-bound token whose policy says `revoke`
+//! was used from elsewhere (`POST /v1/revocations/mismatch`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::JsonBody;
+use super::errors::ApiError;
+use super::extract::{bearer, Admin};
+use crate::domain::Policy;
+use crate::service::Recall;
+
+/// Every client type's policy.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyList {
+    /// `web`, `mobile` and `service`.
+    policies: BTreeMap<String, Policy>,
+}
+
+/// A policy as set, and the event that set it.
+#[derive(Serialize, ToSchema)]
+pub struct PolicySet {
+    policy: Policy,
+    seq: i64,
+}
+
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "admin",
+    responses((status = 200, description = "Each client type's policy", body = PolicyList)),
+    security(("admin" = [])))]
+/// `GET /v1/admin/policies`
+pub async fn list(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let policies = recall
+        .policies()
+        .await?
+        .into_iter()
+        .map(|(t, v)| (t, v.policy))
+        .collect();
+    Ok(HttpResponse::Ok().json(PolicyList { policies }))
+}
+
+#[utoipa::path(put, path = "/v1/admin/policies/{client_type}", tag = "admin",
+    params(("client_type" = String, Path, description = "web, mobile or service")),
+    request_body = Policy,
+    responses((status = 200, description = "Set, fleet-wide; applies to later logins", body = PolicySet),
+        (status = 404, description = "No such client type", body = super::errors::ErrorBody)),
+    security(("admin" = [])))]
+/// `PUT /v1/admin/policies/{client_type}`
+pub async fn set(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    admin: Admin,
+    path: web::Path<String>,
+    body: JsonBody<Policy>,
+) -> Result<HttpResponse, ApiError> {
+    let view = recall
+        .admin()
+        .set_policy(&path, body.0, &admin.meta(&req))
+        .await?;
+    Ok(HttpResponse::Ok().json(PolicySet {
+        policy: view.policy,
+        seq: view.seq,
+    }))
+}
+
+/// A verifier's report of a bound token used from elsewhere.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MismatchReport {
+    /// The access token as presented.
+    token: String,
+    /// The client address it came from.
+    #[schema(value_type = String)]
+    client_ip: IpAddr,
+}
+
+#[utoipa::path(post, path = "/v1/revocations/mismatch", tag = "feed", request_body = MismatchReport,
+    responses((status = 204, description = "Checked: revoked when it was from elsewhere and the policy says so"),
+        (status = 401, description = "Not a service credential, or the token is not valid", body = super::errors::ErrorBody)),
+    security(("service" = []), ("admin" = [])))]
+/// `POST /v1/revocations/mismatch`: Recall checks the report itself (the
+/// token's signature and binding against the reported address), so a
+/// verifier cannot revoke a session that was used from its own network.
+pub async fn mismatch(
+    req: HttpRequest,
+    recall: web::Data<Recall>,
+    body: JsonBody<MismatchReport>,
+) -> Result<HttpResponse, ApiError> {
+    recall.feed().authorize(bearer(&req)?).await?;
+    recall
+        .report_mismatch(&body.0.token, body.0.client_ip)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

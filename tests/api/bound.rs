@@ -1,0 +1,680 @@
+//! Bound tokens (issue 21): client policies as events, network binding
+//! (rightmost untrusted `X-Forwarded-For` from 127.0.0.1, a trusted proxy
+//! in the tests), DPoP proofs with fleet-wide replay protection and
+//! server nonces, on both stores and a 3-instance fleet.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use recall_verifier::dpop::{ath, ed25519_jkt, ed25519_proof};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::both_stores;
+use crate::fleet::Proxy;
+use crate::helpers::{
+    all_reject, assert_error, events, redis_url, username, Backend, Kind, Res, TestApp,
+    ADMIN_TOKEN, PASSWORD,
+};
+
+/// A request with headers of the test's choosing.
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Value>,
+) -> Res {
+    let mut req = app.http.request(method, format!("{}{}", app.base, path));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    Res::read(req.send().await.expect("request failed")).await
+}
+
+fn xff(ip: &str) -> (&'static str, String) {
+    ("x-forwarded-for", ip.to_owned())
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The URI a proof names for `path` on `app` (its RECALL_PUBLIC_URL).
+fn htu(app: &TestApp, path: &str) -> String {
+    format!(
+        "{}{path}",
+        app.recall().settings().public_url.trim_end_matches('/')
+    )
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn proof(seed: &[u8; 32], method: &str, url: &str, token: Option<&str>) -> String {
+    let hash = token.map(ath);
+    ed25519_proof(
+        seed,
+        method,
+        url,
+        now(),
+        &Uuid::new_v4().to_string(),
+        hash.as_deref(),
+        None,
+    )
+}
+
+async fn set_policy(app: &TestApp, client_type: &str, policy: Value) -> Res {
+    app.call(
+        Method::PUT,
+        &format!("/v1/admin/policies/{client_type}"),
+        Some(ADMIN_TOKEN),
+        Some(policy),
+    )
+    .await
+}
+
+fn policy(binding: &str, on_mismatch: &str) -> Value {
+    json!({
+        "access_ttl_secs": 300, "refresh_ttl_secs": 86400, "session_max_secs": 604800,
+        "binding": binding, "on_mismatch": on_mismatch,
+    })
+}
+
+async fn login_from(app: &TestApp, name: &str, client_type: &str, ip: &str) -> Res {
+    send(
+        app,
+        Method::POST,
+        "/v1/auth/login",
+        &[xff(ip)],
+        Some(json!({ "username": name, "password": PASSWORD, "client_type": client_type })),
+    )
+    .await
+}
+
+async fn me_from(app: &TestApp, access: &str, ip: &str) -> Res {
+    send(
+        app,
+        Method::GET,
+        "/v1/me",
+        &[xff(ip), ("authorization", format!("Bearer {access}"))],
+        None,
+    )
+    .await
+}
+
+async fn policies_are_events_and_apply_to_later_logins(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let all = app.get("/v1/admin/policies", Some(ADMIN_TOKEN)).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    for t in ["web", "mobile", "service"] {
+        let p = &all.body["policies"][t];
+        assert_eq!(p["binding"], "none", "{t}: {p}");
+        assert_eq!(
+            p["access_ttl_secs"], 300,
+            "{t}: today's setting is the default"
+        );
+    }
+    let name = username("pol");
+    app.register(&name).await;
+    let before = login_from(&app, &name, "mobile", "203.0.113.5").await;
+    assert!(claims(before.body["access_token"].as_str().unwrap())["net"].is_null());
+
+    // Bad input changes nothing and names the field.
+    let bad = set_policy(&app, "mobile", json!({ "binding": "network" })).await;
+    assert_error(&bad, 400, "invalid_request");
+    let mut long = policy("network", "reject");
+    long["access_ttl_secs"] = json!(301);
+    let bad = set_policy(&app, "mobile", long).await;
+    assert_error(&bad, 400, "invalid_request");
+    assert!(bad.body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("access_ttl_secs"));
+    assert_error(
+        &set_policy(&app, "fridge", policy("none", "reject")).await,
+        404,
+        "not_found",
+    );
+    let user = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"username": name, "password": PASSWORD}),
+        )
+        .await;
+    // An admin right is needed.
+    let res = app
+        .call(
+            Method::PUT,
+            "/v1/admin/policies/mobile",
+            user.body["access_token"].as_str(),
+            Some(policy("network", "reject")),
+        )
+        .await;
+    assert_error(&res, 403, "forbidden");
+
+    let mut p = policy("network", "reject");
+    p["access_ttl_secs"] = json!(120);
+    let set = set_policy(&app, "mobile", p).await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert!(set.body["seq"].as_i64().unwrap() > 0);
+    let audit = events(&app, "type=policy_changed").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["actor"], "admin-token");
+    assert_eq!(audit[0]["data"]["client_type"], "mobile");
+    assert_eq!(audit[0]["data"]["policy"]["binding"], "network");
+
+    // The session from before keeps working from anywhere; a new one is bound.
+    let old = before.body["access_token"].as_str().unwrap();
+    assert_eq!(me_from(&app, old, "198.51.100.9").await.status, 200);
+    let after = login_from(&app, &name, "mobile", "203.0.113.5").await;
+    assert_eq!(after.body["expires_in"], 120, "{}", after.body);
+    let c = claims(after.body["access_token"].as_str().unwrap());
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 120);
+    assert!(c["net"]["h"].is_string(), "{c}");
+    let access = after.body["access_token"].as_str().unwrap();
+    let list = send(
+        &app,
+        Method::GET,
+        "/v1/sessions",
+        &[
+            xff("203.0.113.9"),
+            ("authorization", format!("Bearer {access}")),
+        ],
+        None,
+    )
+    .await;
+    let bindings: Vec<&str> = list.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["binding"].as_str().unwrap())
+        .collect();
+    assert!(
+        bindings.contains(&"network") && bindings.contains(&"none"),
+        "{bindings:?}"
+    );
+    app.stop().await;
+}
+
+async fn a_mobile_token_from_another_network_is_refused_and_web_is_not(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    assert_eq!(
+        set_policy(&app, "mobile", policy("network", "reject"))
+            .await
+            .status,
+        200
+    );
+    let name = username("net");
+    app.register(&name).await;
+    let mobile = login_from(&app, &name, "mobile", "203.0.113.5").await;
+    let web = login_from(&app, &name, "web", "203.0.113.5").await;
+    let (m, w) = (
+        mobile.body["access_token"].as_str().unwrap(),
+        web.body["access_token"].as_str().unwrap(),
+    );
+    // No address anywhere in the token.
+    for t in [m, w] {
+        let text = String::from_utf8(
+            URL_SAFE_NO_PAD
+                .decode(t.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(!text.contains("203.0.113"), "{text}");
+    }
+    assert_eq!(
+        me_from(&app, m, "203.0.113.77").await.status,
+        200,
+        "same /24"
+    );
+    // A forged left part of the chain changes nothing: the rightmost wins.
+    assert_eq!(me_from(&app, m, "6.6.6.6, 203.0.113.8").await.status, 200);
+    let other = me_from(&app, m, "198.51.100.1").await;
+    assert_error(&other, 401, "invalid_token");
+    assert!(other.body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("another network"));
+    assert_eq!(
+        me_from(&app, m, "203.0.113.5, 198.51.100.1").await.status,
+        401
+    );
+    assert_eq!(
+        me_from(&app, w, "198.51.100.1").await.status,
+        200,
+        "web is not bound"
+    );
+    // Forward auth applies it too.
+    let verify = send(
+        &app,
+        Method::GET,
+        "/v1/auth/verify",
+        &[
+            xff("198.51.100.1"),
+            ("authorization", format!("Bearer {m}")),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(verify.status, 401);
+    // A refresh from elsewhere is a mismatch; the token is not spent by it.
+    let refresh = mobile.body["refresh_token"].as_str().unwrap();
+    let away = send(
+        &app,
+        Method::POST,
+        "/v1/auth/refresh",
+        &[xff("198.51.100.1")],
+        Some(json!({ "refresh_token": refresh })),
+    )
+    .await;
+    assert_error(&away, 401, "invalid_grant");
+    let home = send(
+        &app,
+        Method::POST,
+        "/v1/auth/refresh",
+        &[xff("203.0.113.200")],
+        Some(json!({ "refresh_token": refresh })),
+    )
+    .await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    let next = home.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        me_from(&app, next, "198.51.100.1").await.status,
+        401,
+        "still bound"
+    );
+    assert_eq!(me_from(&app, next, "203.0.113.1").await.status, 200);
+    // The session was not revoked (reject, not revoke).
+    assert!(events(&app, "type=session_revoked").await.is_empty());
+    app.stop().await;
+}
+
+both_stores!(
+    policies_are_events_and_apply_to_later_logins,
+    a_mobile_token_from_another_network_is_refused_and_web_is_not,
+    a_dpop_bound_token_needs_a_fresh_proof_of_its_key,
+);
+
+/// A policy set on A binds the next login on B at once (it is read from
+/// the log's store at login), and with `revoke` a use from another network
+/// on C ends the session everywhere, with an event and a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_follows_a_policy_and_revokes_on_mismatch() {
+    let b = Backend::new(Kind::Postgres).await;
+    let apps = b.spawn_fleet(3).await;
+    let name = username("fleetnet");
+    apps[0].register(&name).await;
+    assert_eq!(
+        set_policy(&apps[0], "mobile", policy("network", "revoke"))
+            .await
+            .status,
+        200
+    );
+    let login = login_from(&apps[1], &name, "mobile", "2001:db8:aa:bb01::1").await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.body["access_token"].as_str().unwrap().to_owned();
+    assert!(claims(&token)["net"]["rv"].as_bool().unwrap());
+    assert_eq!(
+        me_from(&apps[2], &token, "2001:db8:aa:bbff::9")
+            .await
+            .status,
+        200,
+        "same /56"
+    );
+    assert_eq!(
+        me_from(&apps[2], &token, "2001:db8:aa:cc00::9")
+            .await
+            .status,
+        401
+    );
+    let everywhere: Vec<&TestApp> = apps.iter().collect();
+    assert!(
+        all_reject(&everywhere, &token, Duration::from_millis(500))
+            .await
+            .is_some(),
+        "revoked on every instance, from the right network too"
+    );
+    let revoked = events(&apps[0], "type=session_revoked").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["data"]["cause"], "binding_mismatch");
+    assert_eq!(
+        revoked[0]["data"]["reason"],
+        "token used from another network"
+    );
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let app = b.spawn().await;
+    let name = username("dpop");
+    app.register(&name).await;
+    let seed = [7u8; 32];
+    let login_url = htu(&app, "/v1/auth/login");
+    let body = json!({ "username": name, "password": PASSWORD });
+    let res = send(
+        &app,
+        Method::POST,
+        "/v1/auth/login",
+        &[("dpop", proof(&seed, "POST", &login_url, None))],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["token_type"], "DPoP");
+    let token = res.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&token)["cnf"]["jkt"], ed25519_jkt(&seed));
+    let me_url = htu(&app, "/v1/me");
+    let dpop_me = |p: String| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            send(
+                app,
+                Method::GET,
+                "/v1/me",
+                &[("authorization", format!("DPoP {token}")), ("dpop", p)],
+                None,
+            )
+            .await
+        }
+    };
+    let good = proof(&seed, "GET", &me_url, Some(&token));
+    assert_eq!(dpop_me(good.clone()).await.status, 200);
+    // The same proof again: a replay.
+    let again = dpop_me(good).await;
+    assert_error(&again, 401, "invalid_dpop_proof");
+    assert!(again.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("DPoP "));
+    // As Bearer, without a proof, with another key, for another URI or method, stale.
+    let bearer = app.get("/v1/me", Some(&token)).await;
+    assert_error(&bearer, 401, "invalid_dpop_proof");
+    let none = send(
+        &app,
+        Method::GET,
+        "/v1/me",
+        &[("authorization", format!("DPoP {token}"))],
+        None,
+    )
+    .await;
+    assert_error(&none, 401, "invalid_dpop_proof");
+    for bad in [
+        proof(&[8u8; 32], "GET", &me_url, Some(&token)),
+        proof(&seed, "GET", &htu(&app, "/v1/sessions"), Some(&token)),
+        proof(&seed, "POST", &me_url, Some(&token)),
+        proof(&seed, "GET", &me_url, Some("another token")),
+        proof(&seed, "GET", &me_url, None),
+        ed25519_proof(
+            &seed,
+            "GET",
+            &me_url,
+            now() - 300,
+            "old",
+            Some(&ath(&token)),
+            None,
+        ),
+        "not.a.proof".to_owned(),
+    ] {
+        assert_error(&dpop_me(bad).await, 401, "invalid_dpop_proof");
+    }
+    // Two DPoP headers: refused.
+    let two = send(
+        &app,
+        Method::GET,
+        "/v1/me",
+        &[
+            ("authorization", format!("DPoP {token}")),
+            ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
+            ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
+        ],
+        None,
+    )
+    .await;
+    assert_error(&two, 401, "invalid_dpop_proof");
+    // The refresh token is bound: no proof or another key's is refused, and
+    // the refusal does not spend it.
+    let refresh_url = htu(&app, "/v1/auth/refresh");
+    let rt = json!({ "refresh_token": res.body["refresh_token"] });
+    let plain = app.post("/v1/auth/refresh", None, rt.clone()).await;
+    assert_error(&plain, 400, "invalid_dpop_proof");
+    let other = send(
+        &app,
+        Method::POST,
+        "/v1/auth/refresh",
+        &[("dpop", proof(&[9u8; 32], "POST", &refresh_url, None))],
+        Some(rt.clone()),
+    )
+    .await;
+    assert_error(&other, 400, "invalid_dpop_proof");
+    let ok = send(
+        &app,
+        Method::POST,
+        "/v1/auth/refresh",
+        &[("dpop", proof(&seed, "POST", &refresh_url, None))],
+        Some(rt),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["token_type"], "DPoP");
+    // RFC 6749 /oauth/token takes a proof too.
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        ok.body["refresh_token"].as_str().unwrap()
+    );
+    let oauth = app
+        .http
+        .post(format!("{}/oauth/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "dpop",
+            proof(&seed, "POST", &htu(&app, "/oauth/token"), None),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let oauth = Res::read(oauth).await;
+    assert_eq!(oauth.status, 200, "{}", oauth.body);
+    assert_eq!(
+        claims(oauth.body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        ed25519_jkt(&seed)
+    );
+
+    // A client type whose policy says dpop must send one.
+    assert_eq!(
+        set_policy(&app, "service", policy("dpop", "reject"))
+            .await
+            .status,
+        200
+    );
+    let svc = json!({ "username": name, "password": PASSWORD, "client_type": "service" });
+    assert_error(
+        &app.post("/v1/auth/login", None, svc).await,
+        400,
+        "invalid_dpop_proof",
+    );
+    // Discovery says which algorithms.
+    let meta = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await;
+    assert_eq!(
+        meta.body["dpop_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256"])
+    );
+    app.stop().await;
+}
+
+/// The same proof presented to two instances of a fleet: the second
+/// refuses it (Redis `SET NX`); with Redis cut, bound requests fail closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_replayed_to_another_instance_is_refused_and_a_lost_redis_fails_closed() {
+    let b = Backend::new(Kind::Postgres).await;
+    let proxy = Proxy::new(
+        redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned(),
+    )
+    .await;
+    let mut apps = b.spawn_fleet(2).await;
+    let mut s = b.settings();
+    s.max_staleness_ms = 3_600_000;
+    apps.push(b.spawn_with(s, Some(proxy.redis_url())).await);
+    let name = username("replay");
+    apps[0].register(&name).await;
+    let seed = [3u8; 32];
+    let login_url = htu(&apps[0], "/v1/auth/login");
+    let res = send(
+        &apps[0],
+        Method::POST,
+        "/v1/auth/login",
+        &[("dpop", proof(&seed, "POST", &login_url, None))],
+        Some(json!({ "username": name, "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let token = res.body["access_token"].as_str().unwrap().to_owned();
+    let headers = |_: &TestApp, p: &str| {
+        [
+            ("authorization", format!("DPoP {token}")),
+            ("dpop", p.to_owned()),
+        ]
+    };
+    // Every instance has its own public URL here; a proof names one of them.
+    let p1 = proof(&seed, "GET", &htu(&apps[1], "/v1/me"), Some(&token));
+    assert_eq!(
+        send(
+            &apps[1],
+            Method::GET,
+            "/v1/me",
+            &headers(&apps[1], &p1),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    let replay = send(
+        &apps[1],
+        Method::GET,
+        "/v1/me",
+        &headers(&apps[1], &p1),
+        None,
+    )
+    .await;
+    assert_error(&replay, 401, "invalid_dpop_proof");
+    // Instances behind one public URL: the same proof to two of them.
+    let shared = "http://recall.test/v1/me";
+    let p2 = proof(&seed, "GET", shared, Some(&token));
+    let original = [
+        ("x-original-method", "GET".to_owned()),
+        ("x-original-uri", shared.to_owned()),
+    ];
+    let mut h = headers(&apps[0], &p2).to_vec();
+    h.extend(original.iter().cloned());
+    let first = send(&apps[0], Method::GET, "/v1/auth/verify", &h, None).await;
+    assert_eq!(first.status, 204, "{}", first.body);
+    let second = send(&apps[1], Method::GET, "/v1/auth/verify", &h, None).await;
+    assert_error(&second, 401, "invalid_dpop_proof");
+    assert!(second.body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("used before"));
+    assert!(apps[1].metric("recall_dpop_replays_total").await >= 2.0);
+    // Redis cut under the third instance: a fresh proof gets 503, not a pass.
+    proxy.cut();
+    let p3 = proof(&seed, "GET", &htu(&apps[2], "/v1/me"), Some(&token));
+    let closed = send(
+        &apps[2],
+        Method::GET,
+        "/v1/me",
+        &headers(&apps[2], &p3),
+        None,
+    )
+    .await;
+    assert_error(&closed, 503, "unavailable");
+    // Unbound tokens are not affected.
+    let plain = apps[2].login(&name).await;
+    assert_eq!(apps[2].me_status(&plain.access).await, 200);
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// RECALL_DPOP_NONCE: a proof without a nonce gets `use_dpop_nonce` and a
+/// `DPoP-Nonce`; a nonce one instance issued is good on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_nonces_from_one_instance_work_on_another() {
+    let b = Backend::new(Kind::Postgres).await;
+    let apps = b.spawn_fleet_with(2, |s| s.dpop_nonce = true).await;
+    let name = username("nonce");
+    apps[0].register(&name).await;
+    let seed = [5u8; 32];
+    let body = json!({ "username": name, "password": PASSWORD });
+    let url0 = htu(&apps[0], "/v1/auth/login");
+    let first = send(
+        &apps[0],
+        Method::POST,
+        "/v1/auth/login",
+        &[("dpop", proof(&seed, "POST", &url0, None))],
+        Some(body.clone()),
+    )
+    .await;
+    assert_error(&first, 400, "use_dpop_nonce");
+    let nonce = first.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let url1 = htu(&apps[1], "/v1/auth/login");
+    let with = ed25519_proof(
+        &seed,
+        "POST",
+        &url1,
+        now(),
+        &Uuid::new_v4().to_string(),
+        None,
+        Some(&nonce),
+    );
+    let ok = send(
+        &apps[1],
+        Method::POST,
+        "/v1/auth/login",
+        &[("dpop", with)],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let forged = ed25519_proof(
+        &seed,
+        "POST",
+        &url1,
+        now(),
+        &Uuid::new_v4().to_string(),
+        None,
+        Some("AAAA"),
+    );
+    let res = send(
+        &apps[1],
+        Method::POST,
+        "/v1/auth/login",
+        &[("dpop", forged)],
+        Some(body),
+    )
+    .await;
+    assert_error(&res, 400, "use_dpop_nonce");
+    for app in apps {
+        app.stop().await;
+    }
+}
