@@ -332,6 +332,8 @@ async fn login_many(
                 client_type: None,
                 device_id: None,
                 user_agent: None,
+                ip: None,
+                dpop: Default::default(),
             };
             jobs.push(tokio::spawn(async move {
                 recall.auth().login(input, &Meta::default()).await

@@ -39,6 +39,8 @@ pub(super) fn login_input(users: &[String], i: usize) -> LoginInput {
         client_type: None,
         device_id: None,
         user_agent: None,
+        ip: None,
+        dpop: Default::default(),
     }
 }
 

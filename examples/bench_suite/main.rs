@@ -176,6 +176,7 @@ async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> 
             user_agent: None,
             refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
             refresh_expires_at: now_ms() + 3_600_000,
+            terms: Default::default(),
         };
         let recall::store::Login::Created(env) = recall
             .store()

@@ -262,6 +262,8 @@ async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> 
                 client_type: None,
                 device_id: None,
                 user_agent: None,
+                ip: None,
+                dpop: Default::default(),
             };
             let t = recall
                 .auth()
@@ -278,7 +280,12 @@ async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> 
             workers.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < until {
-                    match recall.auth().refresh(&token, &Meta::default()).await {
+                    let input = recall::service::RefreshInput {
+                        refresh_token: token.clone(),
+                        ip: None,
+                        dpop: Default::default(),
+                    };
+                    match recall.auth().refresh(input, &Meta::default()).await {
                         Ok(t) => {
                             token = t.refresh_token;
                             n += 1;
