@@ -112,7 +112,7 @@ pub fn account() -> Markup {
                 h1 { "Your sessions" }
                 p.hint { "Every device logged in to your account. A session ended anywhere disappears here within seconds." }
                 table #sessions {
-                    thead { tr { th { "Device" } th { "IP" } th { "Created" } th { "Last used" } th {} th {} } }
+                    thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} th {} } }
                     tbody {}
                 }
                 div.actions {
@@ -151,7 +151,7 @@ pub fn admin() -> Markup {
                     h2 #user-name {}
                     p.hint { "id " code #user-id {} " · " span #user-locked {} }
                     table #user-sessions {
-                        thead { tr { th { "Device" } th { "IP" } th { "Created" } th { "Last used" } th {} } }
+                        thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} } }
                         tbody {}
                     }
                     form #lock .inline {
@@ -190,6 +190,16 @@ pub fn admin() -> Markup {
                     tbody {}
                 }
             }
+            section.card #policies {
+                h2 { "Client policies" }
+                p.hint { "Per client type: how long its tokens and sessions live, and what its tokens are bound to. "
+                    "A change applies to sessions that log in after it; nobody is logged out by it." }
+                div.policies {
+                    @for t in crate::domain::CLIENT_TYPES {
+                        (policy_form(t))
+                    }
+                }
+            }
             section.card {
                 h2 { "Live events" }
                 form #filters .inline {
@@ -208,4 +218,50 @@ pub fn admin() -> Markup {
             }
         },
     )
+}
+
+/// What a session's tokens may be bound to, as the pages say it.
+const BINDINGS: [(&str, &str); 4] = [
+    ("none", "nothing"),
+    ("network", "network"),
+    ("address", "address"),
+    ("dpop", "device key (DPoP)"),
+];
+
+/// One client type's policy on `/admin`: filled in and saved by admin.js.
+fn policy_form(client_type: &str) -> Markup {
+    let id = |field: &str| format!("policy-{client_type}-{field}");
+    html! {
+        form.policy #{ "policy-" (client_type) } data-client-type=(client_type) {
+            h3 { (client_type) }
+            label { "Access token life (s)"
+                input #(id("access_ttl_secs")) name="access_ttl_secs" type="number" min="10" step="1" required; }
+            label { "Refresh token life (s)"
+                input #(id("refresh_ttl_secs")) name="refresh_ttl_secs" type="number" min="10" step="1" required; }
+            label { "Longest session (s)"
+                input #(id("session_max_secs")) name="session_max_secs" type="number" min="10" step="1" required; }
+            label { "Idle timeout (s)"
+                input #(id("idle_timeout_secs")) name="idle_timeout_secs" type="number" min="60" step="1" placeholder="none"; }
+            label { "Bound to"
+                select #(id("binding")) name="binding" {
+                    @for (value, text) in BINDINGS {
+                        option value=(value) { (text) }
+                    }
+                }
+            }
+            div.prefixes hidden {
+                label { "IPv4 prefix"
+                    input #(id("ipv4_prefix")) name="ipv4_prefix" type="number" min="8" max="32" step="1" value="24" required; }
+                label { "IPv6 prefix"
+                    input #(id("ipv6_prefix")) name="ipv6_prefix" type="number" min="16" max="128" step="1" value="56" required; }
+            }
+            label { "Used from elsewhere"
+                select #(id("on_mismatch")) name="on_mismatch" {
+                    option value="reject" { "reject the request" }
+                    option value="revoke" { "reject and revoke the session" }
+                }
+            }
+            button type="submit" disabled { "Save " (client_type) " policy" }
+        }
+    }
 }

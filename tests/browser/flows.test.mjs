@@ -301,3 +301,116 @@ test('the event stream shows each of these, filterable by user and type', async 
   await admin.page.selectOption('#filter-type', '');
   await admin.page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
 });
+
+// An API call as a client outside the browser would make it (no cookies).
+async function call(method, path, { token, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (token) h.authorization = 'Bearer ' + token;
+  if (body !== undefined) h['content-type'] = 'application/json';
+  const res = await fetch(BASE + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+test('the admin binds mobile sessions to their network; /account and /admin show client and binding', async () => {
+  const form = admin.page.locator('#policy-mobile');
+  const field = (f) => admin.page.locator(`#policy-mobile-${f}`);
+  // The three policies are shown, filled in from the server.
+  for (const t of ['web', 'mobile', 'service']) {
+    await admin.page.locator(`#policy-${t} button[type=submit]:enabled`).waitFor(SOON);
+  }
+  assert.equal(await field('binding').inputValue(), 'none');
+  assert.equal(await field('idle_timeout_secs').inputValue(), '');
+  assert.ok(await form.locator('.prefixes').isHidden(), 'no prefixes without network binding');
+
+  // A value the server refuses: its error_description is shown.
+  const ttl = await field('access_ttl_secs').inputValue();
+  await field('access_ttl_secs').fill('3600');
+  await form.locator('button[type=submit]').click();
+  await admin.page.locator('#error', { hasText: 'access_ttl_secs' }).waitFor(SOON);
+
+  // Network binding, /24, a day's idle timeout, and revoke on a mismatch.
+  await field('access_ttl_secs').fill(ttl);
+  await field('binding').selectOption('network');
+  await form.locator('.prefixes').waitFor({ state: 'visible', ...SOON });
+  assert.equal(await field('ipv4_prefix').inputValue(), '24');
+  assert.equal(await field('ipv6_prefix').inputValue(), '56');
+  await field('idle_timeout_secs').fill('86400');
+  await field('on_mismatch').selectOption('revoke');
+  await form.locator('button[type=submit]').click();
+  const saved = await admin.page.locator('#status', { hasText: 'Saved' }).textContent();
+  assert.match(saved, /^Saved: applies to logins from now on \(seq \d+\)/);
+  assert.ok(await admin.page.locator('#error').isHidden());
+  // The change is an event in the log, and the live stream shows it.
+  const seq = saved.match(/seq (\d+)/)[1];
+  await admin.page.locator(`#events li[data-type=policy_changed]`, { hasText: `#${seq} ` }).waitFor({ state: 'attached', ...SOON });
+
+  // The PUT happened: the server says so over HTTP.
+  const login = await call('POST', '/v1/auth/login', { body: { username: ADMIN, password: ADMIN_PASSWORD } });
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  const { status, body } = await call('GET', '/v1/admin/policies', { token: login.body.access_token });
+  assert.equal(status, 200);
+  assert.equal(body.policies.mobile.binding, 'network');
+  assert.equal(body.policies.mobile.ipv4_prefix, 24);
+  assert.equal(body.policies.mobile.ipv6_prefix, 56);
+  assert.equal(body.policies.mobile.idle_timeout_secs, 86400);
+  assert.equal(body.policies.mobile.on_mismatch, 'revoke');
+  assert.equal(body.policies.mobile.access_ttl_secs, Number(ttl));
+  assert.equal(body.policies.web.binding, 'none', 'the other client types are untouched');
+  await call('POST', '/v1/auth/logout', { token: login.body.access_token });
+  // Reloaded, the form shows what was saved.
+  await admin.page.reload();
+  await admin.page.locator('#policy-mobile button[type=submit]:enabled').waitFor(SOON);
+  assert.equal(await field('binding').inputValue(), 'network');
+  assert.equal(await field('idle_timeout_secs').inputValue(), '86400');
+  await admin.page.locator('#policies').screenshot({ path: `${SHOTS}/policies.png` });
+
+  // A phone app logs in after the change, through a proxy on loopback
+  // (RECALL_TRUSTED_PROXIES trusts 127.0.0.0/8 by default): a mobile
+  // session, bound to 203.0.113.0/24.
+  const from = { 'x-forwarded-for': '203.0.113.5', 'user-agent': 'RecallPhone/3.1 (Android 15)' };
+  const app = await call('POST', '/v1/auth/login', {
+    headers: from,
+    body: { username: user, password, client_type: 'mobile' },
+  });
+  assert.equal(app.status, 200, JSON.stringify(app.body));
+  const mine = await call('GET', '/v1/sessions', { token: app.body.access_token, headers: from });
+  assert.equal(mine.status, 200, JSON.stringify(mine.body));
+  const recorded = mine.body.sessions.find((s) => s.session_id === app.body.session_id);
+  assert.equal(recorded.client_type, 'mobile');
+  assert.equal(recorded.binding, 'network');
+  assert.equal(recorded.ip, '203.0.113.5');
+
+  await rowCount(laptop, 2);
+  const row = laptop.page.locator(`#sessions tbody tr[data-session="${app.body.session_id}"]`);
+  assert.equal(await row.locator('.client').textContent(), 'mobile');
+  assert.equal(await row.locator('.binding').textContent(), 'network');
+  assert.equal(await row.locator('.ip').textContent(), recorded.ip);
+  assert.match(await row.locator('.device').textContent(), /RecallPhone\/3\.1 on Android \(mobile\)/);
+  const here = laptop.page.locator('#sessions tbody tr.current');
+  assert.equal(await here.locator('.client').textContent(), 'web');
+  assert.equal(await here.locator('.binding').textContent(), 'nothing');
+  assert.deepEqual(
+    await laptop.page.locator('#sessions thead th').allTextContents(),
+    ['Device', 'Client', 'Bound to', 'IP', 'Created', 'Last used', '', ''],
+  );
+  await laptop.page.screenshot({ path: `${SHOTS}/account-bound.png`, fullPage: true });
+
+  // The admin's view of the user's sessions says the same.
+  await admin.page.locator('#stream-state', { hasText: 'live' }).waitFor(SOON);
+  await admin.page.fill('#find-username', user);
+  await admin.page.click('#find button[type=submit]');
+  await admin.page.locator('#status', { hasText: '2 live sessions' }).waitFor(SOON);
+  const adminRow = admin.page.locator(`#user-sessions tbody tr[data-session="${app.body.session_id}"]`);
+  assert.equal(await adminRow.locator('.client').textContent(), 'mobile');
+  assert.equal(await adminRow.locator('.binding').textContent(), 'network');
+
+  // Its token used from another network: refused, and (on_mismatch revoke)
+  // the session ends, so it leaves the user's page within seconds.
+  const elsewhere = await call('GET', '/v1/me', {
+    token: app.body.access_token,
+    headers: { ...from, 'x-forwarded-for': '198.51.100.7' },
+  });
+  assert.equal(elsewhere.status, 401, JSON.stringify(elsewhere.body));
+  await rowCount(laptop, 1);
+});

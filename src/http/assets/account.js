@@ -13,6 +13,15 @@
 
   let sessions = [];
 
+  // What a session's tokens are bound to, in words.
+  const BOUND = {
+    none: ['nothing', 'Its tokens work from anywhere.'],
+    network: ['network', 'Its tokens work only from the network it logged in from.'],
+    address: ['address', 'Its tokens work only from the address it logged in from.'],
+    dpop: ['device key (DPoP)', 'Its tokens work only with a key the device holds.'],
+  };
+  const bound = (s) => BOUND[s.binding] || [s.binding || 'nothing', ''];
+
   function render() {
     const tbody = document.querySelector('#sessions tbody');
     tbody.replaceChildren(
@@ -23,6 +32,8 @@
           'tr',
           { 'data-session': s.session_id, class: s.current ? 'current' : '' },
           el('td', { class: 'device' }, device(s)),
+          el('td', { class: 'client' }, s.client_type),
+          el('td', { class: 'binding', title: bound(s)[1] }, bound(s)[0]),
           el('td', { class: 'ip' }, s.ip || ''),
           el('td', { class: 'created' }, when(s.created_at)),
           el('td', { class: 'last-used' }, when(s.last_used_at)),

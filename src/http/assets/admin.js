@@ -1,6 +1,6 @@
 // /admin: find a user and see their sessions; lock, unlock, revoke; rotate
-// the signing key; the keys table; and the live event stream, filtered by
-// user and type. Every action says what it did.
+// the signing key; the keys table; each client type's policy; and the live
+// event stream, filtered by user and type. Every action says what it did.
 'use strict';
 
 (async () => {
@@ -17,6 +17,10 @@
   }
 
   let user = null;
+
+  // What a session's tokens are bound to, in words (the policy forms' select
+  // says the same).
+  const BOUND = { none: 'nothing', network: 'network', address: 'address', dpop: 'device key (DPoP)' };
 
   async function loadKeys() {
     const { keys } = await api('GET', '/v1/admin/keys');
@@ -58,8 +62,10 @@
         return el(
           'tr',
           { 'data-session': s.session_id },
-          el('td', {}, device(s)),
-          el('td', {}, s.ip || ''),
+          el('td', { class: 'device' }, device(s)),
+          el('td', { class: 'client' }, s.client_type),
+          el('td', { class: 'binding' }, BOUND[s.binding] || s.binding || 'nothing'),
+          el('td', { class: 'ip' }, s.ip || ''),
           el('td', {}, when(s.created_at)),
           el('td', {}, when(s.last_used_at)),
           el('td', {}, end),
@@ -150,6 +156,65 @@
     confirmBox.hidden = true;
     act(() => rotate(true));
   });
+
+  // --- client policies -------------------------------------------------------
+  // One form per client type (pages.rs). A saved policy applies to sessions
+  // that log in after it; the server checks every field and names the one
+  // it refuses.
+  const policyForms = [...document.querySelectorAll('form.policy')];
+  const DEFAULT_PREFIX = { ipv4_prefix: 24, ipv6_prefix: 56 };
+
+  function showPrefixes(form) {
+    form.querySelector('.prefixes').hidden = form.elements.binding.value !== 'network';
+  }
+
+  function fillPolicy(form, p) {
+    for (const f of ['access_ttl_secs', 'refresh_ttl_secs', 'session_max_secs']) form.elements[f].value = p[f];
+    form.elements.idle_timeout_secs.value = p.idle_timeout_secs ?? '';
+    for (const f of ['ipv4_prefix', 'ipv6_prefix']) form.elements[f].value = p[f] ?? DEFAULT_PREFIX[f];
+    form.elements.binding.value = p.binding;
+    form.elements.on_mismatch.value = p.on_mismatch;
+    showPrefixes(form);
+    form.querySelector('button[type=submit]').disabled = false;
+  }
+
+  async function loadPolicies() {
+    const { policies } = await api('GET', '/v1/admin/policies');
+    for (const form of policyForms) {
+      const p = policies[form.dataset.clientType];
+      if (p) fillPolicy(form, p);
+    }
+  }
+
+  for (const form of policyForms) {
+    form.elements.binding.addEventListener('change', () => showPrefixes(form));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const button = form.querySelector('button[type=submit]');
+      const number = (f) => Number(form.elements[f].value);
+      const policy = {
+        access_ttl_secs: number('access_ttl_secs'),
+        refresh_ttl_secs: number('refresh_ttl_secs'),
+        session_max_secs: number('session_max_secs'),
+        binding: form.elements.binding.value,
+        ipv4_prefix: number('ipv4_prefix'),
+        ipv6_prefix: number('ipv6_prefix'),
+        on_mismatch: form.elements.on_mismatch.value,
+      };
+      // Empty: no idle timeout.
+      const idle = form.elements.idle_timeout_secs.value.trim();
+      if (idle !== '') policy.idle_timeout_secs = Number(idle);
+      button.disabled = true;
+      act(async () => {
+        const r = await api('PUT', '/v1/admin/policies/' + encodeURIComponent(form.dataset.clientType), policy);
+        fillPolicy(form, r.policy);
+        say(`Saved: applies to logins from now on (seq ${r.seq}).`);
+      }).finally(() => {
+        button.disabled = false;
+      });
+    });
+  }
+  act(loadPolicies);
 
   // --- live events -----------------------------------------------------------
   const list = document.getElementById('events');
