@@ -205,6 +205,10 @@ measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 40
 # printed and in bench/embedded.json, not in the table).
 measure "14. embedded store: refresh and /v1/me against 2471758, alternating rounds" \
   bash "$ROOT/scripts/bench_embedded.sh"
+# Bound tokens: DPoP-bound and network-bound requests against Bearer ones,
+# and the p99 of the fleet-wide replay check (bench/bound.json).
+measure "15. bound tokens: DPoP and network-bound vs Bearer, cache hits and misses" \
+  bash "$ROOT/scripts/bench_bound.sh"
 
 # --- report ------------------------------------------------------------------------
 

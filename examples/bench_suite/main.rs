@@ -16,6 +16,7 @@
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 
+mod bound;
 mod fleet;
 mod flood;
 mod login;
@@ -137,6 +138,31 @@ enum Cmd {
     Window {
         #[arg(long)]
         revoked: usize,
+    },
+    /// Tokens and request lines for scripts/bench_bound.sh (against a
+    /// running Recall whose `mobile` policy binds to the network).
+    BoundPrep {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        tokens: usize,
+        #[arg(long, default_value_t = 200_000)]
+        lines: usize,
+    },
+    /// DPoP request lines with fresh proofs (good for 60 s).
+    BoundProofs {
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 100_000)]
+        lines: usize,
+        #[arg(long)]
+        hit: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
     Report {
         /// Directory holding the other subcommands' JSON and wrk's lines.
@@ -340,6 +366,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,
         Cmd::Flood { binary, requests } => flood::floods(binary, &cli.dir, *requests).await?,
+        Cmd::BoundPrep {
+            base,
+            out,
+            tokens,
+            lines,
+        } => {
+            let prep = bound::Prep {
+                base: base.clone(),
+                out: out.clone(),
+                tokens: *tokens,
+                lines: *lines,
+            };
+            bound::prep(&prep).await?
+        }
+        Cmd::BoundProofs {
+            tokens,
+            url,
+            lines,
+            hit,
+            out,
+        } => bound::proofs(tokens, url, *lines, *hit, out)?,
         Cmd::Report {
             results,
             criterion,

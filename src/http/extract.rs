@@ -195,20 +195,36 @@ fn authenticate(
     req: &HttpRequest,
     original: bool,
 ) -> Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>> {
+    enum Next {
+        Done(Principal),
+        Elsewhere(Principal, bool, Option<IpAddr>),
+        Full(Presented),
+    }
     let found = recall(req).and_then(|r| {
         let (token, dpop_scheme) = access_token(req)?;
         if !dpop_scheme {
+            // The common cases need no I/O: unbound, or bound to a network.
             let principal = r.verifier().authenticate(token)?;
-            if !principal.claims().is_bound() {
-                return Ok(Err(principal));
+            if principal.claims().cnf.is_none() {
+                let ip = client_addr(req);
+                let next = match r.check_network(&principal, ip) {
+                    Ok(()) => Next::Done(principal),
+                    Err(revoke) => Next::Elsewhere(principal, revoke, ip),
+                };
+                return Ok((r, next));
             }
         }
-        Ok(Ok((presented(req, &r, original)?, r)))
+        let p = presented(req, &r, original)?;
+        Ok((r, Next::Full(p)))
     });
     Box::pin(async move {
-        match found? {
-            Err(principal) => Ok(principal),
-            Ok((p, recall)) => Ok(recall.authenticate_request(&p).await?),
+        let (recall, next) = found?;
+        match next {
+            Next::Done(principal) => Ok(principal),
+            Next::Elsewhere(principal, revoke, ip) => {
+                Err(recall.refuse_elsewhere(&principal, revoke, ip).await.into())
+            }
+            Next::Full(p) => Ok(recall.authenticate_request(&p).await?),
         }
     })
 }

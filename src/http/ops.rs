@@ -167,6 +167,11 @@ pub struct Introspection {
     client_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_type: Option<&'static str>,
+    /// RFC 9449: the DPoP key's thumbprint `{jkt}` of a DPoP-bound token
+    /// (the caller must then check a proof of that key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    cnf: Option<serde_json::Value>,
 }
 
 /// Reads an RFC 7009/7662 body: form-encoded, or JSON.
@@ -225,7 +230,12 @@ pub async fn introspect(
             exp: Some(p.claims().exp),
             iat: Some(p.claims().iat),
             client_type: Some(p.client_type().to_owned()),
-            token_type: Some("Bearer"),
+            token_type: Some(if p.claims().cnf.is_some() { "DPoP" } else { "Bearer" }),
+            cnf: p
+                .claims()
+                .cnf
+                .as_ref()
+                .map(|c| serde_json::json!({ "jkt": c.jkt })),
         },
         Err(e @ crate::error::Error::Unavailable(_)) => return Err(e.into()),
         Err(_) => Introspection::default(),

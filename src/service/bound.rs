@@ -33,20 +33,44 @@ impl Core {
         Ok(principal)
     }
 
+    /// The network binding of a verified token, with no I/O: `Err(true)`
+    /// when the request is from elsewhere and the session must be revoked
+    /// (`refuse_elsewhere` does both), `Err(false)` when it is only refused.
+    pub fn check_network(&self, principal: &Principal, ip: Option<IpAddr>) -> Result<(), bool> {
+        let claims = principal.claims();
+        match &claims.net {
+            None => Ok(()),
+            Some(net) if ip.is_some_and(|ip| self.binding_key().matches(claims.sid, net, ip)) => {
+                Ok(())
+            }
+            Some(net) => {
+                self.metrics.token_rejected("other_network");
+                Err(net.rv)
+            }
+        }
+    }
+
+    /// The refusal of a token used from another network, revoking its
+    /// session first when its policy says so.
+    pub async fn refuse_elsewhere(
+        &self,
+        principal: &Principal,
+        revoke: bool,
+        ip: Option<IpAddr>,
+    ) -> Error {
+        if revoke {
+            let claims = principal.claims();
+            self.revoke_for_mismatch(claims.sub, claims.sid, BindingRefusal::Network, ip)
+                .await;
+        }
+        Error::Token(TokenRefusal::OtherNetwork)
+    }
+
     /// Whether the request may use this (already verified) token.
     pub async fn check_binding(&self, principal: &Principal, p: &Presented) -> Result<(), Error> {
         let claims = principal.claims();
-        if let Some(net) = &claims.net {
-            let inside =
-                p.ip.is_some_and(|ip| self.binding_key().matches(claims.sid, net, ip));
-            if !inside {
-                self.metrics.token_rejected("other_network");
-                if net.rv {
-                    self.revoke_for_mismatch(claims.sub, claims.sid, BindingRefusal::Network, p.ip)
-                        .await;
-                }
-                return Err(Error::Token(TokenRefusal::OtherNetwork));
-            }
+        if let Err(revoke) = self.check_network(principal, p.ip) {
+            return Err(self.refuse_elsewhere(principal, revoke, p.ip).await);
         }
         let refuse = |refusal| Error::Dpop {
             refusal,

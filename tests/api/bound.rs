@@ -495,6 +495,14 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
         ed25519_jkt(&seed)
     );
 
+    // Introspection tells a resource server the token is DPoP-bound (RFC 9449).
+    let intro = app.http.post(format!("{}/oauth/introspect", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .form(&[("token", token.as_str())]).send().await.unwrap();
+    let intro = Res::read(intro).await;
+    assert_eq!(intro.body["active"], true, "{}", intro.body);
+    assert_eq!(intro.body["token_type"], "DPoP");
+    assert_eq!(intro.body["cnf"]["jkt"], ed25519_jkt(&seed));
     // A client type whose policy says dpop must send one.
     assert_eq!(
         set_policy(&app, "service", policy("dpop", "reject"))

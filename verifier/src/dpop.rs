@@ -46,6 +46,11 @@ pub const MAX_JTI_CHARS: usize = 256;
 
 /// JWK members that only a private (or symmetric) key has. A proof whose
 /// `jwk` carries any of them is refused, whatever its `kty`.
+/// Ed25519 proof keys already checked (by their 32 bytes), and whether usable.
+static ED25519_KEYS: std::sync::OnceLock<quick_cache::sync::Cache<[u8; 32], Option<VerifyingKey>>> =
+    std::sync::OnceLock::new();
+const KEYS_CACHED: usize = 16_384;
+
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// What the request a proof came with looks like, as the server sees it.
@@ -550,13 +555,20 @@ impl PublicKey {
                     return Err(DpopError::BadKey);
                 }
                 let x = coordinate("x")?;
-                let key = VerifyingKey::from_bytes(&x).map_err(|_| DpopError::BadKey)?;
-                // Small-order keys verify signatures for many messages; a
-                // non-canonical y would give the same key a second `jkt`.
-                if key.is_weak() || key.to_edwards().compress().to_bytes() != x {
-                    return Err(DpopError::BadKey);
+                // A client signs every request with one key: its checked
+                // form is remembered (parsing costs a decompression, a
+                // small-order check and a recompression per proof).
+                let cache = ED25519_KEYS.get_or_init(|| quick_cache::sync::Cache::new(KEYS_CACHED));
+                if let Some(known) = cache.get(&x) {
+                    return known.map(PublicKey::Ed25519).ok_or(DpopError::BadKey);
                 }
-                Ok(PublicKey::Ed25519(key))
+                let checked = VerifyingKey::from_bytes(&x).ok().filter(|key| {
+                    // Small-order keys verify signatures for many messages; a
+                    // non-canonical y would give the same key a second `jkt`.
+                    !key.is_weak() && key.to_edwards().compress().to_bytes() == x
+                });
+                cache.insert(x, checked);
+                checked.map(PublicKey::Ed25519).ok_or(DpopError::BadKey)
             }
             Alg::Es256 => {
                 if member("kty")? != "EC" || member("crv")? != "P-256" {
