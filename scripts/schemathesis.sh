@@ -35,7 +35,9 @@ base=$RECALL_BASE
 
 # Credentials come from scripts/schemathesis_hooks.py: admin operations
 # use the bootstrap admin token, user operations fresh users (the run logs
-# its users out).
+# its users out). The hooks also put back each client policy the run sets
+# (a random valid one, e.g. binding dpop on web, would break every later
+# login), which relies on --workers 1: nothing runs between a PUT and that.
 log "schemathesis $ST_VERSION: every check, $MAX_EXAMPLES examples per operation"
 # The live streams never end, by design: they are tested in
 # tests/api/admin_auth.rs and tests/api/feed.rs instead.

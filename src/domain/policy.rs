@@ -49,18 +49,28 @@ pub enum OnMismatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// 10 to `RECALL_ACCESS_TTL_SECS` (default 300, the `maximum` here;
+    /// a deployment with another setting has that ceiling instead).
+    #[schema(minimum = 10, maximum = 300)]
     pub access_ttl_secs: i64,
+    /// At least `access_ttl_secs`, at most a year (366 days).
+    #[schema(minimum = 10, maximum = 31_622_400)]
     pub refresh_ttl_secs: i64,
+    /// At least `access_ttl_secs`, at most a year (366 days).
+    #[schema(minimum = 10, maximum = 31_622_400)]
     pub session_max_secs: i64,
     /// A session unused (not refreshed) this long ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 31_622_400)]
     pub idle_timeout_secs: Option<i64>,
     pub binding: Binding,
     /// The IPv4 prefix of `network` binding (default 24).
     #[serde(default = "default_v4")]
+    #[schema(minimum = 8, maximum = 32)]
     pub ipv4_prefix: u8,
     /// The IPv6 prefix of `network` binding (default 56).
     #[serde(default = "default_v6")]
+    #[schema(minimum = 16, maximum = 128)]
     pub ipv6_prefix: u8,
     pub on_mismatch: OnMismatch,
 }

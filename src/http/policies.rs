@@ -44,7 +44,7 @@ pub async fn list(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpRespon
 }
 
 #[utoipa::path(put, path = "/v1/admin/policies/{client_type}", tag = "admin",
-    params(("client_type" = String, Path, description = "web, mobile or service")),
+    params(("client_type" = inline(super::users::ClientType), Path, description = "web, mobile or service")),
     request_body = Policy,
     responses((status = 200, description = "Set, fleet-wide; applies to later logins", body = PolicySet),
         (status = 404, description = "No such client type", body = super::errors::ErrorBody)),
@@ -74,8 +74,25 @@ pub struct MismatchReport {
     /// The access token as presented.
     token: String,
     /// The client address it came from.
-    #[schema(value_type = String)]
+    #[schema(schema_with = ip_address_schema)]
     client_ip: IpAddr,
+}
+
+/// The schema of an `IpAddr` field: an IPv4 or an IPv6 address (JSON
+/// Schema has a format for each, none for either).
+fn ip_address_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let address = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(address(KnownFormat::Ipv4))
+        .item(address(KnownFormat::Ipv6))
+        .description(Some("The client address it came from: IPv4 or IPv6."))
+        .build()
+        .into()
 }
 
 #[utoipa::path(post, path = "/v1/revocations/mismatch", tag = "feed", request_body = MismatchReport,

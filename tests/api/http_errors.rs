@@ -46,6 +46,9 @@ async fn undeclared_methods_get_405_with_allow() {
         ("GET", "/v1/admin/services"),
         ("DELETE", "/v1/admin/services/{service_id}"),
         ("GET", "/v1/revocations"),
+        ("POST", "/v1/revocations/mismatch"),
+        ("GET", "/v1/admin/policies"),
+        ("PUT", "/v1/admin/policies/{client_type}"),
         ("GET", "/.well-known/ssf-configuration"),
         ("POST", "/ssf/streams"),
         ("GET", "/ssf/streams"),
@@ -83,7 +86,8 @@ async fn undeclared_methods_get_405_with_allow() {
             .replace("{session_id}", &id.to_string())
             .replace("{user_id}", &id.to_string())
             .replace("{service_id}", &id.to_string())
-            .replace("{stream_id}", &id.to_string());
+            .replace("{stream_id}", &id.to_string())
+            .replace("{client_type}", "mobile");
         routes.entry(concrete).or_default().push(m);
     }
     for (path, served) in &routes {
@@ -403,7 +407,12 @@ async fn openapi_document_is_complete() {
                 let params = op["parameters"].as_array().unwrap();
                 let p = params.iter().find(|p| p["name"] == name).unwrap();
                 assert_eq!(p["in"], "path", "{what}: {name}");
-                assert_eq!(p["schema"]["format"], "uuid", "{what}: {name}");
+                if name == "client_type" {
+                    // An enum of the three client types, not an id.
+                    assert_eq!(p["schema"]["enum"], json!(["web", "mobile", "service"]), "{what}");
+                } else {
+                    assert_eq!(p["schema"]["format"], "uuid", "{what}: {name}");
+                }
             }
         }
     }
