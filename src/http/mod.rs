@@ -214,7 +214,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(limited("/oauth/token", Method::POST).route(web::post().to(oauth::token)))
         .service(limited("/oauth/revoke", Method::POST).route(web::post().to(ops::revoke)))
-        .service(limited("/oauth/introspect", Method::POST).route(web::post().to(ops::introspect)))
+        // Rate limited inside: a valid service credential is not counted.
+        .service(one("/oauth/introspect", Method::POST).route(web::post().to(ops::introspect)))
         .service(one("/healthz", Method::GET).route(web::get().to(ops::healthz)))
         .service(one("/readyz", Method::GET).route(web::get().to(ops::readyz)))
         .service(one("/metrics", Method::GET).route(web::get().to(ops::metrics)))

@@ -182,7 +182,11 @@ pub async fn metadata(recall: web::Data<Recall>) -> HttpResponse {
             response_types_supported: vec![],
             token_endpoint_auth_methods_supported: vec!["none"],
             revocation_endpoint_auth_methods_supported: vec!["none"],
-            introspection_endpoint_auth_methods_supported: vec!["bearer"],
+            // RFC 8414 registry values; a Bearer service token works too.
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+            ],
             subject_types_supported: vec!["public"],
             id_token_signing_alg_values_supported: vec!["EdDSA"],
             token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],

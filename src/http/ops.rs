@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::body::RawBody;
 use super::errors::ApiError;
-use super::extract::{bearer, client_ip};
+use base64::Engine;
+
+use super::extract::{bearer, client_addr, client_ip};
 use crate::events::Meta;
 use crate::service::Recall;
 use crate::tokens::b64url;
@@ -143,6 +145,62 @@ pub struct TokenForm {
     /// `access_token` or `refresh_token`; a hint only.
     #[allow(dead_code)]
     token_type_hint: Option<String>,
+    /// Introspection: the service id, when the credential comes in the
+    /// form (RFC 6749 section 2.3.1, `client_secret_post`).
+    #[serde(default)]
+    client_id: Option<String>,
+    /// Introspection: the service token, with `client_id`.
+    #[serde(default)]
+    client_secret: Option<String>,
+}
+
+/// How an introspection caller authenticated (RFC 6749 section 2.3.1 and
+/// RFC 7662 section 2.1): the service id it named, if any, and the secret.
+fn client_credential(
+    req: &HttpRequest,
+    form: &TokenForm,
+) -> Result<(Option<String>, String), ApiError> {
+    let header_value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::InvalidToken("malformed authorization header".into()))
+        })
+        .transpose()?;
+    match (header_value, &form.client_id, &form.client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest(
+            "client_id: use one way to authenticate, not the header and the form".into(),
+        )),
+        (Some(value), None, None) => match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| ApiError::InvalidToken("malformed Basic credentials".into()))?;
+                let (id, secret) = decoded
+                    .split_once(':')
+                    .ok_or_else(|| ApiError::InvalidToken("malformed Basic credentials".into()))?;
+                // RFC 6749 2.3.1: both are form-urlencoded before Basic.
+                let unescape = |s: &str| {
+                    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+                        .ok()
+                        .and_then(|mut v| v.pop())
+                        .map(|(_, v)| v)
+                        .unwrap_or_else(|| s.to_owned())
+                };
+                Ok((Some(unescape(id)), unescape(secret)))
+            }
+            _ => Ok((None, bearer(req)?.to_owned())),
+        },
+        (None, Some(id), Some(secret)) => Ok((Some(id.clone()), secret.clone())),
+        (None, _, _) => Err(ApiError::InvalidToken(
+            "a service credential is required: HTTP Basic (service id, token), \
+             client_id and client_secret in the form, or Bearer"
+                .into(),
+        )),
+    }
 }
 
 /// An RFC 7662 answer: `active` alone when the token is not good.
@@ -217,8 +275,25 @@ pub async fn introspect(
     recall: web::Data<Recall>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    recall.feed().authorize(bearer(&req)?).await?;
-    let form = token_form(&req, &body.0)?;
+    // A valid service credential is not a client address: it is never
+    // counted against the per-address limit. Any failure is (a bad body,
+    // a bad credential), so the endpoint is no way round the limit.
+    let authorized = async {
+        let form = token_form(&req, &body.0)?;
+        let (id, secret) = client_credential(&req, &form)?;
+        recall
+            .feed()
+            .authorize_client(id.as_deref(), &secret)
+            .await?;
+        Ok::<_, ApiError>(form)
+    };
+    let form = match authorized.await {
+        Ok(form) => form,
+        Err(e) => {
+            recall.rate_limit(client_addr(&req))?;
+            return Err(e);
+        }
+    };
     let body = match recall.authenticate(&form.token) {
         Ok(p) => Introspection {
             active: true,
@@ -230,7 +305,11 @@ pub async fn introspect(
             exp: Some(p.claims().exp),
             iat: Some(p.claims().iat),
             client_type: Some(p.client_type().to_owned()),
-            token_type: Some(if p.claims().cnf.is_some() { "DPoP" } else { "Bearer" }),
+            token_type: Some(if p.claims().cnf.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            }),
             cnf: p
                 .claims()
                 .cnf

@@ -74,6 +74,29 @@ impl Feed {
             .map(FeedCaller::Admin)
     }
 
+    /// A client authenticated as RFC 6749 section 2.3.1 says: `id` (HTTP
+    /// Basic's user or the form's `client_id`) must name the service whose
+    /// token `secret` is; with no id, `secret` is a bearer credential (a
+    /// service token, or an admin's).
+    pub async fn authorize_client(
+        &self,
+        id: Option<&str>,
+        secret: &str,
+    ) -> Result<FeedCaller, Error> {
+        let Some(id) = id else {
+            return self.authorize(secret).await;
+        };
+        match self.authorize(secret).await {
+            Ok(FeedCaller::Service(s)) if s.id.to_string().eq_ignore_ascii_case(id.trim()) => {
+                Ok(FeedCaller::Service(s))
+            }
+            Ok(_) | Err(Error::Token(_)) | Err(Error::NotAdmin) => {
+                Err(Error::Token(TokenRefusal::UnknownService))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The page after `after`: the revocation window when `after` is 0,
     /// else the items of up to `limit` log events after it.
     pub async fn page(&self, after: i64, limit: i64) -> Result<FeedPage, Error> {

@@ -429,3 +429,120 @@ async fn tokens_of_the_old_default_issuer_keep_working_until_they_expire() {
     after.stop().await;
     elsewhere.stop().await;
 }
+
+/// RFC 7662 clients authenticate as RFC 6749 section 2.3.1 says: HTTP
+/// Basic (service id, token) or `client_id`/`client_secret` in the form,
+/// and Bearer still works; discovery names the registry's methods. A valid
+/// credential is never counted against the per-address limit (1,000 calls
+/// in about a second under the default 60 a minute); failed ones are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_takes_standard_client_auth_and_is_not_throttled() {
+    use base64::Engine;
+    let b = Backend::new(Kind::Sqlite).await;
+    let mut settings = b.settings();
+    settings.rate_limit_per_min = 60; // the default
+    let app = b.spawn_with(settings, None).await;
+    let (id, token) = create_service(&app, "php-api").await;
+    let s = user(&app, "intro").await;
+    let url = format!("{}/oauth/introspect", app.base);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{token}"));
+    let ways: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "basic",
+            app.http
+                .post(&url)
+                .header("authorization", format!("Basic {basic}"))
+                .form(&[("token", s.access.as_str())]),
+        ),
+        (
+            "post",
+            app.http.post(&url).form(&[
+                ("token", s.access.as_str()),
+                ("client_id", id.as_str()),
+                ("client_secret", token.as_str()),
+            ]),
+        ),
+        (
+            "bearer",
+            app.http
+                .post(&url)
+                .bearer_auth(&token)
+                .form(&[("token", s.access.as_str())]),
+        ),
+    ];
+    for (way, req) in ways {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "{way}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["active"], true, "{way}: {body}");
+        assert_eq!(body["sub"], s.user_id.as_str(), "{way}");
+    }
+    // Another service's id with this token, or a wrong secret: 401.
+    let wrong = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{token}", uuid::Uuid::now_v7()));
+    let res = app
+        .http
+        .post(&url)
+        .header("authorization", format!("Basic {wrong}"))
+        .form(&[("token", s.access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .http
+        .post(&url)
+        .form(&[
+            ("token", s.access.as_str()),
+            ("client_id", id.as_str()),
+            ("client_secret", "rcs_nope"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let meta = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await;
+    assert_eq!(
+        meta.body["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    // 1,000 calls at once from one address: all answered.
+    let mut calls = Vec::new();
+    for _ in 0..1000 {
+        let req = app
+            .http
+            .post(&url)
+            .header("authorization", format!("Basic {basic}"))
+            .form(&[("token", s.access.as_str())]);
+        calls.push(tokio::spawn(async move {
+            req.send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    let started = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    for c in calls {
+        *statuses.entry(c.await.unwrap().unwrap()).or_insert(0) += 1;
+    }
+    eprintln!(
+        "1,000 introspections in {:?}: {statuses:?}",
+        started.elapsed()
+    );
+    assert_eq!(statuses, [(200u16, 1000)].into_iter().collect());
+    // Failed credentials still count: the address runs out of its budget.
+    let mut last = 0;
+    for _ in 0..70 {
+        let res = app
+            .http
+            .post(&url)
+            .bearer_auth("rcs_guess")
+            .form(&[("token", "x")])
+            .send()
+            .await
+            .unwrap();
+        last = res.status().as_u16();
+    }
+    assert_eq!(last, 429);
+    app.stop().await;
+}
