@@ -24,7 +24,13 @@ pub(super) struct Prep {
 const SEED: [u8; 32] = [42; 32];
 const HOME: &str = "203.0.113.5";
 
-async fn post(http: &reqwest::Client, url: String, dpop: Option<String>, xff: Option<&str>, body: Value) -> anyhow::Result<Value> {
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    dpop: Option<String>,
+    xff: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
     let mut req = http.post(url).json(&body);
     if let Some(p) = dpop {
         req = req.header("dpop", p);
@@ -59,12 +65,34 @@ async fn tokens(
     n: usize,
 ) -> anyhow::Result<Vec<String>> {
     let p = |path: &str| dpop.then(|| proof(&format!("{base}{path}"), "POST", None));
-    let mut answer = post(http, format!("{base}/v1/auth/login"), p("/v1/auth/login"), xff, login).await?;
-    let mut out = vec![answer["access_token"].as_str().unwrap_or_default().to_owned()];
+    let mut answer = post(
+        http,
+        format!("{base}/v1/auth/login"),
+        p("/v1/auth/login"),
+        xff,
+        login,
+    )
+    .await?;
+    let mut out = vec![answer["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()];
     while out.len() < n {
         let body = json!({ "refresh_token": answer["refresh_token"] });
-        answer = post(http, format!("{base}/v1/auth/refresh"), p("/v1/auth/refresh"), xff, body).await?;
-        out.push(answer["access_token"].as_str().unwrap_or_default().to_owned());
+        answer = post(
+            http,
+            format!("{base}/v1/auth/refresh"),
+            p("/v1/auth/refresh"),
+            xff,
+            body,
+        )
+        .await?;
+        out.push(
+            answer["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     Ok(out)
 }
@@ -73,16 +101,29 @@ pub(super) async fn prep(p: &Prep) -> anyhow::Result<Value> {
     let http = reqwest::Client::new();
     let base = p.base.trim_end_matches('/');
     let user = format!("bound{}", &Uuid::new_v4().simple().to_string()[..8]);
-    post(&http, format!("{base}/v1/users"), None, None, json!({ "username": user, "password": PASSWORD })).await?;
-    let login = |ctype: &str| json!({ "username": user, "password": PASSWORD, "client_type": ctype });
-    progress("bound", &format!("{} tokens per case from {base}", p.tokens));
+    post(
+        &http,
+        format!("{base}/v1/users"),
+        None,
+        None,
+        json!({ "username": user, "password": PASSWORD }),
+    )
+    .await?;
+    let login =
+        |ctype: &str| json!({ "username": user, "password": PASSWORD, "client_type": ctype });
+    progress(
+        "bound",
+        &format!("{} tokens per case from {base}", p.tokens),
+    );
     let bearer = tokens(&http, base, login("web"), false, None, p.tokens).await?;
     let dpop = tokens(&http, base, login("web"), true, None, p.tokens).await?;
     // `mobile` is network-bound (the script set its policy).
     let net = tokens(&http, base, login("mobile"), false, Some(HOME), p.tokens).await?;
     anyhow::ensure!(
         net[0].split('.').nth(1).is_some_and(|c| {
-            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).unwrap_or_default();
+            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .unwrap_or_default();
             String::from_utf8_lossy(&claims).contains("\"net\"")
         }),
         "the mobile token is not network-bound: set the mobile policy first"
@@ -92,20 +133,40 @@ pub(super) async fn prep(p: &Prep) -> anyhow::Result<Value> {
         std::fs::write(p.out.join(name), lines.join("\n") + "\n")?;
         Ok(())
     };
-    let pick = |set: &[String], i: usize, hit: bool| set[if hit { 0 } else { i % set.len() }].clone();
+    let pick =
+        |set: &[String], i: usize, hit: bool| set[if hit { 0 } else { i % set.len() }].clone();
     for (case, hit) in [("hit", true), ("miss", false)] {
-        write(&format!("bearer_{case}.txt"), (0..p.lines).map(|i| format!("Bearer {} - -", pick(&bearer, i, hit))).collect())?;
-        write(&format!("net_{case}.txt"), (0..p.lines).map(|i| format!("Bearer {} - {HOME}", pick(&net, i, hit))).collect())?;
+        write(
+            &format!("bearer_{case}.txt"),
+            (0..p.lines)
+                .map(|i| format!("Bearer {} - -", pick(&bearer, i, hit)))
+                .collect(),
+        )?;
+        write(
+            &format!("net_{case}.txt"),
+            (0..p.lines)
+                .map(|i| format!("Bearer {} - {HOME}", pick(&net, i, hit)))
+                .collect(),
+        )?;
     }
     write("dpop_tokens.txt", dpop)?;
-    progress("bound", &format!("{} lines per case in {}", p.lines, p.out.display()));
+    progress(
+        "bound",
+        &format!("{} lines per case in {}", p.lines, p.out.display()),
+    );
     Ok(json!({ "lines": p.lines, "tokens": p.tokens }))
 }
 
 /// `bound-proofs`: `lines` DPoP request lines for `GET url`, each with a
 /// proof of its own made now, all for the first token of `tokens` (`hit`)
 /// or for each token in turn (a cache miss each).
-pub(super) fn proofs(tokens: &Path, url: &str, lines: usize, hit: bool, out: &Path) -> anyhow::Result<Value> {
+pub(super) fn proofs(
+    tokens: &Path,
+    url: &str,
+    lines: usize,
+    hit: bool,
+    out: &Path,
+) -> anyhow::Result<Value> {
     let set: Vec<String> = std::fs::read_to_string(tokens)?
         .lines()
         .filter(|l| !l.is_empty())

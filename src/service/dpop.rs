@@ -177,7 +177,11 @@ impl Core {
         let first = match self.bus.first_use(&key, ttl_ms).await {
             Ok(Some(first)) => first,
             Ok(None) if self.store.kind() == "postgres" => {
-                let sweep = self.dpop.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024);
+                let sweep = self
+                    .dpop
+                    .checks
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(1024);
                 self.store
                     .first_proof_use(key, expires_at, now * 1000, sweep)
                     .await?

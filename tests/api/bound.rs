@@ -496,9 +496,14 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
     );
 
     // Introspection tells a resource server the token is DPoP-bound (RFC 9449).
-    let intro = app.http.post(format!("{}/oauth/introspect", app.base))
+    let intro = app
+        .http
+        .post(format!("{}/oauth/introspect", app.base))
         .bearer_auth(ADMIN_TOKEN)
-        .form(&[("token", token.as_str())]).send().await.unwrap();
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
     let intro = Res::read(intro).await;
     assert_eq!(intro.body["active"], true, "{}", intro.body);
     assert_eq!(intro.body["token_type"], "DPoP");

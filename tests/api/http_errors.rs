@@ -409,7 +409,11 @@ async fn openapi_document_is_complete() {
                 assert_eq!(p["in"], "path", "{what}: {name}");
                 if name == "client_type" {
                     // An enum of the three client types, not an id.
-                    assert_eq!(p["schema"]["enum"], json!(["web", "mobile", "service"]), "{what}");
+                    assert_eq!(
+                        p["schema"]["enum"],
+                        json!(["web", "mobile", "service"]),
+                        "{what}"
+                    );
                 } else {
                     assert_eq!(p["schema"]["format"], "uuid", "{what}: {name}");
                 }
