@@ -3,13 +3,18 @@
 //! any language joins the fleet through nginx `auth_request` or Traefik
 //! ForwardAuth. It holds no database, no Redis and no master key: public
 //! keys from Recall's JWKS, revocations from Recall's feed.
+//!
+//! Bound tokens are checked against the original request: its method and
+//! URI from `X-Original-Method` and `X-Original-URI` (an absolute URI as
+//! it is, a path after `--public-url`) for a DPoP proof, its client
+//! address from `X-Forwarded-For` through `--trusted-proxies` for a
+//! network binding.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
-use recall_verifier::actix::Authenticated;
-use recall_verifier::{Config, Verifier};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use recall_verifier::{Config, Verifier, VerifyError};
 
 /// `recall verifier ...`
 #[derive(Debug, clap::Args)]
@@ -28,6 +33,23 @@ pub struct VerifierArgs {
     /// A file holding the service credential.
     #[arg(long, env = "RECALL_VERIFIER_SERVICE_TOKEN_FILE")]
     pub service_token_file: Option<PathBuf>,
+    /// The address clients reach the protected API at
+    /// (`https://api.example.com`): a DPoP proof's `htu` is this and the
+    /// original request's path. Unset: DPoP-bound tokens are refused unless
+    /// X-Original-URI is an absolute URI. (Shares its name with the global
+    /// flag: RECALL_PUBLIC_URL is read when RECALL_VERIFIER_PUBLIC_URL is
+    /// unset.)
+    #[arg(long, env = "RECALL_VERIFIER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// CIDRs or addresses whose `X-Forwarded-For` is believed: the client
+    /// address is the rightmost entry not in them (RECALL_TRUSTED_PROXIES
+    /// is read when RECALL_VERIFIER_TRUSTED_PROXIES is unset).
+    #[arg(
+        long,
+        env = "RECALL_VERIFIER_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1"
+    )]
+    pub trusted_proxies: String,
 }
 
 /// Where the sidecar listens unless `--bind` (RECALL_BIND) says otherwise.
@@ -50,13 +72,36 @@ impl VerifierArgs {
             ),
         }
     }
+
+    /// The verifier's configuration: upstreams, credential, bound-token
+    /// settings (the staleness bound is the caller's).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::new(self.upstreams.clone(), self.token()?);
+        config.trusted_proxies =
+            recall_verifier::request::parse_trusted_proxies(&self.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("RECALL_VERIFIER_TRUSTED_PROXIES: {e}"))?;
+        config.public_url = match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => anyhow::bail!(
+                "RECALL_VERIFIER_PUBLIC_URL: {url:?} is not an http:// or https:// URL"
+            ),
+        };
+        Ok(config)
+    }
 }
 
-async fn verify(user: Authenticated) -> HttpResponse {
-    HttpResponse::NoContent()
-        .insert_header(("X-User-Id", user.0.user_id.to_string()))
-        .insert_header(("X-Session-Id", user.0.session_id.to_string()))
-        .finish()
+/// Forward auth: the token of the original request, whose method and URI
+/// come from `X-Original-Method` / `X-Original-URI` and whose client
+/// address from `X-Forwarded-For` (through the trusted proxies).
+async fn verify(req: HttpRequest, v: web::Data<Verifier>) -> Result<HttpResponse, VerifyError> {
+    let user = recall_verifier::actix::verify_request(&req, &v, true).await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header(("X-User-Id", user.user_id.to_string()))
+        .insert_header(("X-Session-Id", user.session_id.to_string()))
+        .finish())
 }
 
 async fn readyz(v: web::Data<Verifier>) -> HttpResponse {
@@ -88,8 +133,12 @@ pub async fn run(
     max_staleness_ms: i64,
 ) -> anyhow::Result<()> {
     let bind = bind.unwrap_or_else(|| DEFAULT_SIDECAR_BIND.to_owned());
-    let mut config = Config::new(args.upstreams.clone(), args.token()?);
+    let mut config = args.config()?;
+    if config.public_url.is_none() {
+        tracing::warn!("no --public-url (RECALL_VERIFIER_PUBLIC_URL): DPoP-bound tokens are refused unless X-Original-URI is absolute");
+    }
     config.max_staleness = Duration::from_millis(max_staleness_ms.max(1) as u64);
+    let public_url = config.public_url.clone();
     let verifier = Verifier::new(config)?;
     let follower = verifier.start();
     let data = web::Data::new(verifier);
@@ -109,10 +158,63 @@ pub async fn run(
     .bind(&bind)
     .map_err(|e| anyhow::anyhow!("RECALL_BIND {bind}: {e}"))?;
     let port = server.addrs().first().map_or(0, |a| a.port());
-    tracing::info!(%bind, port, upstreams = ?args.upstreams, "recall verifier serving forward auth");
+    tracing::info!(%bind, port, upstreams = ?args.upstreams, public_url = ?public_url, "recall verifier serving forward auth");
     // Tests and scripts read the port from this line when binding port 0.
     println!("recall verifier listening on port {port}");
     server.run().await?;
     follower.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::cli::{Cli, Command};
+
+    fn args(argv: &[&str]) -> super::VerifierArgs {
+        let mut full = vec![
+            "recall",
+            "verifier",
+            "--upstream",
+            "http://r:8080",
+            "--service-token",
+            "t",
+        ];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Some(Command::Verifier(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bound_token_flags_parse_and_check() {
+        Cli::command().debug_assert();
+        let a = args(&[]);
+        let c = a.config().unwrap();
+        assert_eq!(c.public_url, None);
+        assert_eq!(
+            c.trusted_proxies,
+            recall_verifier::request::default_trusted_proxies()
+        );
+        let a = args(&[
+            "--public-url",
+            "https://api.example.com/",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.7",
+        ]);
+        let c = a.config().unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://api.example.com"));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let e = args(&["--public-url", "api.example.com"])
+            .config()
+            .unwrap_err();
+        assert!(e.to_string().contains("RECALL_VERIFIER_PUBLIC_URL"), "{e}");
+        let e = args(&["--trusted-proxies", "nope"]).config().unwrap_err();
+        assert!(
+            e.to_string().contains("RECALL_VERIFIER_TRUSTED_PROXIES"),
+            "{e}"
+        );
+    }
 }

@@ -6,6 +6,12 @@
 //!     format!("orders of {}", user.0.user_id)
 //! }
 //! ```
+//!
+//! Bound tokens are checked against the request: `Authorization: Bearer`
+//! or `DPoP` (any case), exactly one `DPoP` header, the method and path
+//! (after `Config::public_url`) for the proof's `htm`/`htu`, and the
+//! client address (the peer, or behind `Config::trusted_proxies` the
+//! rightmost untrusted `X-Forwarded-For` entry).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,9 +22,10 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 
 use crate::client::Verifier;
 use crate::error::{Principal, VerifyError};
+use crate::request::{parse_authorization, DpopHeader, Presented};
 
-/// A caller whose bearer token passed: signature, claims, not revoked,
-/// and the verifier is fresh.
+/// A caller whose token passed: signature, claims, not revoked, its
+/// bindings (DPoP proof, network) if any, and the verifier is fresh.
 pub struct Authenticated(pub Principal);
 
 impl ResponseError for VerifyError {
@@ -30,17 +37,55 @@ impl ResponseError for VerifyError {
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/json")
             .insert_header((header::CACHE_CONTROL, "no-store"));
-        match self {
-            VerifyError::Stale => {
-                res.insert_header((header::RETRY_AFTER, "1"));
-            }
-            VerifyError::Revoked(crate::state::Rejection::UserLocked { .. }) => {}
-            _ => {
-                res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
-            }
+        if let Some(seconds) = self.retry_after() {
+            res.insert_header((header::RETRY_AFTER, seconds));
+        }
+        if let Some(challenge) = self.challenge() {
+            res.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         res.body(self.body())
     }
+}
+
+fn header_text<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verifies the token `req` presents, with its bindings. With
+/// `forward_auth` (a forward-auth endpoint such as the sidecar's
+/// `/v1/auth/verify`), the method and URI a DPoP proof must name are the
+/// original request's, from `X-Original-Method` and `X-Original-URI` (an
+/// absolute URI as it is, a path after `Config::public_url`); without
+/// them, this request's own.
+pub async fn verify_request(
+    req: &HttpRequest,
+    verifier: &Verifier,
+    forward_auth: bool,
+) -> Result<Principal, VerifyError> {
+    let (token, dpop_scheme) = parse_authorization(header_text(req, "authorization"))?;
+    let original = match (
+        forward_auth,
+        header_text(req, "x-original-method"),
+        header_text(req, "x-original-uri"),
+    ) {
+        (true, Some(method), Some(uri)) => Some((method.trim(), uri.trim())),
+        _ => None,
+    };
+    let (htm, uri) = original.unwrap_or((req.method().as_str(), req.path()));
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let presented = Presented {
+        token,
+        dpop_scheme,
+        proof: DpopHeader::from_values(req.headers().get_all("dpop").map(|v| v.to_str().ok())),
+        htm,
+        uri,
+        client_ip: verifier.client_addr(req.peer_addr().map(|a| a.ip()), &forwarded),
+    };
+    verifier.verify_request(&presented).await
 }
 
 impl FromRequest for Authenticated {
@@ -49,16 +94,11 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let verifier = req.app_data::<web::Data<Verifier>>().cloned();
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let req = req.clone();
         Box::pin(async move {
             // No verifier registered is a wiring bug: refuse, fail closed.
             let verifier = verifier.ok_or(VerifyError::Stale)?;
-            verifier
-                .verify_header(auth.as_deref())
+            verify_request(&req, &verifier, false)
                 .await
                 .map(Authenticated)
         })

@@ -8,20 +8,23 @@
 //!
 //! - [`state`]: the pure fold (`RevocationState`) and the feed's items.
 //! - [`token`]: claims, public keys by kid, signature and claim checks.
+//! - [`binding`], [`dpop`]: bound tokens' checks (network digests, RFC
+//!   9449 proofs); [`request`]: what a request presents with its token.
 //! - [`client`] (feature `client`, on by default): the runtime that
 //!   follows the feed over SSE and answers `authenticate` from memory,
 //!   failing closed when it has not heard Recall within its bound.
 //! - [`actix`] (feature `actix`): an actix-web extractor.
 //! - [`tower`] (feature `tower`): a tower layer for axum and friends.
 
-pub mod state;
-pub mod token;
 pub mod binding;
 pub mod dpop;
+pub mod state;
+pub mod token;
 
 #[cfg(feature = "client")]
 pub mod client;
 pub mod error;
+pub mod request;
 pub mod sse;
 
 #[cfg(feature = "actix")]
@@ -32,6 +35,7 @@ pub mod tower;
 
 #[cfg(feature = "client")]
 pub use client::{Config, Verifier};
-pub use error::{Principal, VerifyError};
+pub use error::{DpopRefusal, Principal, VerifyError};
+pub use request::{DpopHeader, Presented};
 pub use state::{KeyStatus, Kind, Rejection, Revocation, RevocationState};
 pub use token::{Claims, Keyring, TokenError};

@@ -110,7 +110,8 @@ mod tests {
     /// the upstream sends again (from Last-Event-ID) whole.
     #[test]
     fn a_frame_cut_mid_way_is_never_emitted() {
-        let frame = b"id: 5\nevent: revocations\ndata: [{\"seq\":5,\"kind\":\"session_revoked\"}]\n\n";
+        let frame =
+            b"id: 5\nevent: revocations\ndata: [{\"seq\":5,\"kind\":\"session_revoked\"}]\n\n";
         for cut in 1..frame.len() {
             let mut before = SseParser::default();
             assert!(before.feed(&frame[..cut]).is_empty(), "cut at {cut}");
