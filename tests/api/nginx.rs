@@ -64,6 +64,68 @@ async fn echo_upstream() -> u16 {
     port
 }
 
+/// nginx running the shipped config (examples/nginx/recall-verifier.conf,
+/// as written, with free ports swapped in) in front of `sidecar` and an
+/// upstream that echoes the `X-User-Id` it got.
+pub struct Nginx {
+    child: tokio::process::Child,
+    _dir: TempDir,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Nginx {
+    pub async fn start(sidecar: &Sidecar) -> Nginx {
+        let sidecar_port = sidecar.base.rsplit(':').next().unwrap().to_owned();
+        let upstream = echo_upstream().await;
+        let listen = free_port();
+        let shipped = include_str!("../../examples/nginx/recall-verifier.conf");
+        let conf = shipped
+            .replace("127.0.0.1:9090", &format!("127.0.0.1:{sidecar_port}"))
+            .replace("127.0.0.1:8000", &format!("127.0.0.1:{upstream}"))
+            .replace("127.0.0.1:8081", &format!("127.0.0.1:{listen}"));
+        assert_ne!(conf, shipped);
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.0.join("tmp")).unwrap();
+        std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(dir.0.join("nginx.conf"))
+            .args(["-e", "stderr"])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
+        let stderr = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("nginx: {line}");
+            }
+        });
+        Nginx {
+            child,
+            _dir: dir,
+            base: format!("http://127.0.0.1:{listen}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGTERM, so the master takes its workers down with it (SIGKILL
+    /// would orphan them).
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_through_the_sidecar() {
     let b = Backend::new(Kind::Postgres).await;
@@ -71,38 +133,8 @@ async fn nginx_auth_request_through_the_sidecar() {
     let app = &fleet[0];
     let (_, token) = create_service(app, "nginx").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 5000).await;
-    let sidecar_port = sidecar.base.rsplit(':').next().unwrap().to_owned();
-    let upstream = echo_upstream().await;
-    let listen = free_port();
-    // The shipped config, as written, with free ports swapped in.
-    let shipped = include_str!("../../examples/nginx/recall-verifier.conf");
-    let conf = shipped
-        .replace("127.0.0.1:9090", &format!("127.0.0.1:{sidecar_port}"))
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{upstream}"))
-        .replace("127.0.0.1:8081", &format!("127.0.0.1:{listen}"));
-    assert_ne!(conf, shipped);
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.0.join("tmp")).unwrap();
-    std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new(nginx_binary())
-        .arg("-p")
-        .arg(&dir.0)
-        .arg("-c")
-        .arg(dir.0.join("nginx.conf"))
-        .args(["-e", "stderr"])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nginx starts");
-    let stderr = nginx.stderr.take().unwrap();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("nginx: {line}");
-        }
-    });
-    let base = format!("http://127.0.0.1:{listen}");
-    let http = reqwest::Client::new();
+    let nginx = Nginx::start(&sidecar).await;
+    let (base, http) = (nginx.base.clone(), nginx.http.clone());
     let get = |access: Option<String>, forged: Option<&'static str>| {
         let mut req = http.get(format!("{base}/orders"));
         if let Some(a) = access {
@@ -148,15 +180,7 @@ async fn nginx_auth_request_through_the_sidecar() {
     })
     .await;
     assert!(denied.is_some(), "nginx kept admitting a logged-out token");
-    // SIGTERM, so the master takes its workers down with it (SIGKILL would
-    // orphan them).
-    if let Some(pid) = nginx.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), nginx.wait()).await;
+    nginx.stop().await;
     sidecar.stop().await;
     for app in fleet {
         app.stop().await;

@@ -41,16 +41,27 @@ pub async fn port_from(child: &mut Child, prefix: &str) -> u16 {
 pub struct Sidecar {
     child: Child,
     pub base: String,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl Sidecar {
     /// Starts one on a free loopback port and waits until it is ready.
     pub async fn start(upstreams: &[String], token: &str, staleness_ms: u64) -> Sidecar {
+        Sidecar::start_with(upstreams, token, staleness_ms, &[]).await
+    }
+
+    /// `start`, with more flags (`--public-url`, `--trusted-proxies`).
+    pub async fn start_with(
+        upstreams: &[String],
+        token: &str,
+        staleness_ms: u64,
+        flags: &[&str],
+    ) -> Sidecar {
         let mut child = Command::new(env!("CARGO_BIN_EXE_recall"))
             .args(["verifier", "--upstream", &upstreams.join(",")])
             .args(["--service-token", token, "--bind", "127.0.0.1:0"])
             .args(["--max-staleness-ms", &staleness_ms.to_string()])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
