@@ -148,32 +148,9 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
     Some(rightmost_untrusted(peer, &values, trusted))
 }
 
-/// The rule of `client_addr` on plain values (unit-tested).
-pub fn rightmost_untrusted(
-    peer: IpAddr,
-    forwarded_for: &[&str],
-    trusted: &[ipnet::IpNet],
-) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut client = peer;
-    let entries = forwarded_for
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    for entry in entries.collect::<Vec<_>>().into_iter().rev() {
-        let Ok(ip) = entry.parse::<IpAddr>() else {
-            return peer;
-        };
-        client = ip;
-        if !is_trusted(&ip) {
-            break;
-        }
-    }
-    client
-}
+/// The rule of `client_addr` on plain values: one rule for Recall, the
+/// sidecar and the verifier crate (tested there).
+pub use recall_verifier::request::rightmost_untrusted;
 
 /// A caller authenticated by an access token.
 pub struct Authenticated(pub Principal);
@@ -297,55 +274,5 @@ impl FromRequest for Admin {
             }
             Ok(admin)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nets(text: &str) -> Vec<ipnet::IpNet> {
-        crate::config::parse_trusted_proxies(text).unwrap()
-    }
-
-    #[test]
-    fn the_rightmost_untrusted_forwarded_address_wins() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let lo = nets("127.0.0.0/8,::1");
-        // nginx appended the real address on the right; the left is forged.
-        assert_eq!(
-            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6, 203.0.113.5"], &lo),
-            ip("203.0.113.5")
-        );
-        // Chains of trusted proxies are skipped.
-        let chain = nets("127.0.0.0/8,10.0.0.0/8");
-        assert_eq!(
-            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6, 203.0.113.5, 10.1.1.1"], &chain),
-            ip("203.0.113.5")
-        );
-        // Several header lines read as one list, in order.
-        assert_eq!(
-            rightmost_untrusted(ip("127.0.0.1"), &["6.6.6.6", "198.51.100.7"], &lo),
-            ip("198.51.100.7")
-        );
-        // An untrusted peer's header is ignored.
-        assert_eq!(
-            rightmost_untrusted(ip("127.0.0.2"), &["6.6.6.6"], &nets("127.0.0.1/32")),
-            ip("127.0.0.2")
-        );
-        // Unparsable entries fall back to the peer; no header: the peer.
-        for bad in ["not-an-ip", "203.0.113.5:4711", "", "6.6.6.6, "] {
-            assert_eq!(
-                rightmost_untrusted(ip("127.0.0.1"), &[bad], &lo),
-                ip("127.0.0.1"),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(rightmost_untrusted(ip("::1"), &[], &lo), ip("::1"));
-        // All trusted: the leftmost (an internal client).
-        assert_eq!(
-            rightmost_untrusted(ip("127.0.0.1"), &["10.2.3.4, 10.1.1.1"], &chain),
-            ip("10.2.3.4")
-        );
     }
 }
