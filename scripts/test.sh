@@ -68,6 +68,8 @@ step "test" cargo test --workspace --all-targets -- --test-threads=4
 step "schemathesis" bash scripts/schemathesis.sh
 # A DPoP client with proofs from joserfc (PyPI), with and without server nonces.
 step "dpop client" bash scripts/dpop.sh
+# A plain PHP API (Debian's php-fpm, nginx, the sidecar, introspection): docs/PHP.md.
+step "php" bash scripts/php.sh
 # Headless Chromium (Debian's) through playwright-core: the pages' flows.
 step "browser" bash scripts/browser.sh
 # A short soak with chaos (scripts/soak.sh runs 10 minutes on release).

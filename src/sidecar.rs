@@ -104,6 +104,70 @@ async fn verify(req: HttpRequest, v: web::Data<Verifier>) -> Result<HttpResponse
         .finish())
 }
 
+/// `POST /oauth/introspect` (RFC 7662) from the sidecar's own state: the
+/// same answer as Recall's for tokens it can judge, `{active: false}` for
+/// the rest, 503 when stale (fail closed). Form-encoded or JSON `token`;
+/// the sidecar listens on localhost for the API beside it, so it asks for
+/// no client credential (any sent is ignored): it tells a caller only
+/// about a token the caller holds.
+async fn introspect(
+    req: HttpRequest,
+    v: web::Data<Verifier>,
+    body: web::Bytes,
+) -> Result<HttpResponse, VerifyError> {
+    #[derive(serde::Deserialize)]
+    struct Form {
+        token: String,
+    }
+    let is_json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let form: Result<Form, String> = if is_json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    let form = match form {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(HttpResponse::BadRequest().json(serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("token: {e}"),
+            })))
+        }
+    };
+    let answer = match v.introspect(&form.token).await? {
+        None => serde_json::json!({ "active": false }),
+        Some(p) => {
+            let c = &p.verified.0;
+            let mut a = serde_json::json!({
+                "active": true, "iss": c.iss, "aud": c.aud, "sub": c.sub, "sid": c.sid,
+                "jti": c.jti, "exp": c.exp, "iat": c.iat, "client_type": c.ctype,
+                "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
+            });
+            if let Some(cnf) = &c.cnf {
+                a["cnf"] = serde_json::json!({ "jkt": cnf.jkt });
+            }
+            a
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(answer))
+}
+
+/// 405 with `Allow`, as Recall answers a method a route does not serve.
+fn only(method: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", method))
+        .json(serde_json::json!({
+            "error": "method_not_allowed",
+            "error_description": format!("this route answers {method} only"),
+        }))
+}
+
 async fn readyz(v: web::Data<Verifier>) -> HttpResponse {
     let body = serde_json::json!({
         "ready": v.is_fresh(),
@@ -145,14 +209,39 @@ pub async fn run(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .route("/v1/auth/verify", web::get().to(verify))
-            .route("/readyz", web::get().to(readyz))
-            .route(
-                "/healthz",
-                web::get()
-                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .service(
+                web::resource("/v1/auth/verify")
+                    .route(web::get().to(verify))
+                    .default_service(web::to(|| async { only("GET") })),
             )
-            .route("/metrics", web::get().to(metrics))
+            .service(
+                web::resource("/oauth/introspect")
+                    .route(web::post().to(introspect))
+                    .default_service(web::to(|| async { only("POST") })),
+            )
+            .service(
+                web::resource("/readyz")
+                    .route(web::get().to(readyz))
+                    .default_service(web::to(|| async { only("GET") })),
+            )
+            .service(
+                web::resource("/healthz")
+                    .route(web::get().to(|| async {
+                        HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+                    }))
+                    .default_service(web::to(|| async { only("GET") })),
+            )
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics))
+                    .default_service(web::to(|| async { only("GET") })),
+            )
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(serde_json::json!({
+                    "error": "not_found", "error_description": "no such route",
+                }))
+            }))
     })
     .workers(2)
     .bind(&bind)

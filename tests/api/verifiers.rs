@@ -374,3 +374,96 @@ async fn a_quiet_stretch_without_revocations_is_not_staleness() {
         app.stop().await;
     }
 }
+
+/// The sidecar answers RFC 7662 introspection from its own state, so any
+/// language's introspection client works against localhost: the same
+/// answer as Recall's, `active: false` once revoked, 503 when stale; a
+/// wrong method is 405 with `Allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_answers_introspection_and_fails_closed() {
+    let b = Backend::new(Kind::Postgres).await;
+    let mut fleet = b.spawn_fleet(1).await;
+    let (_, token) = create_service(&fleet[0], "introspect").await;
+    let sidecar = Sidecar::start(&upstreams(&fleet), &token, 1000).await;
+    let s = user(&fleet[0], "sideintro").await;
+    let ask = |t: String| {
+        sidecar
+            .http
+            .post(format!("{}/oauth/introspect", sidecar.base))
+            .form(&[("token", t)])
+            .send()
+    };
+    let res = ask(s.access.clone()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["sub"], s.user_id.as_str());
+    assert_eq!(body["sid"], s.session_id.as_str());
+    assert_eq!(body["token_type"], "Bearer");
+    // Recall's own answer agrees on every field it shares.
+    let recall: serde_json::Value = fleet[0]
+        .http
+        .post(format!("{}/oauth/introspect", fleet[0].base))
+        .bearer_auth(&token)
+        .form(&[("token", s.access.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in [
+        "active",
+        "iss",
+        "aud",
+        "sub",
+        "sid",
+        "jti",
+        "exp",
+        "iat",
+        "client_type",
+    ] {
+        assert_eq!(body[field], recall[field], "{field}");
+    }
+    let forged = ask("not.a.token".into()).await.unwrap();
+    assert_eq!(
+        forged.json::<serde_json::Value>().await.unwrap(),
+        json!({ "active": false })
+    );
+    post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
+    let gone = eventually(BOUND, || async {
+        let r = ask(s.access.clone()).await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["active"] == false
+    })
+    .await;
+    assert!(gone.is_some(), "the sidecar kept a logged-out token active");
+    let get = sidecar
+        .http
+        .get(format!("{}/oauth/introspect", sidecar.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+    let post = sidecar
+        .http
+        .post(format!("{}/v1/auth/verify", sidecar.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET");
+    // Recall gone: once stale, 503 with Retry-After, never a guess.
+    for app in fleet.drain(..) {
+        app.stop().await;
+    }
+    let s2 = s.access.clone();
+    let closed = eventually(Duration::from_secs(10), || async {
+        ask(s2.clone()).await.is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    assert!(closed.is_some(), "the sidecar never failed closed");
+    let res = ask(s.access.clone()).await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    sidecar.stop().await;
+}

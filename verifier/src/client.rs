@@ -569,6 +569,26 @@ impl Verifier {
         })
     }
 
+    /// RFC 7662 introspection from memory: the token's verified claims when
+    /// it is good now (signature, claims, revocation; a bound token counts,
+    /// its binding is the resource server's to check with `cnf`), `None`
+    /// when it is not, and `Stale` when this verifier cannot tell (fail
+    /// closed). Fetches the JWKS first for a key not seen yet.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Principal>, VerifyError> {
+        let result = match self.check(token) {
+            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
+                self.fetch_jwks().await;
+                self.check(token)
+            }
+            other => other,
+        };
+        match result {
+            Ok(p) => Ok(Some(p)),
+            Err(VerifyError::Stale) => Err(VerifyError::Stale),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// `authenticate`, fetching the JWKS first when the token names a key
     /// not seen yet (at most once per `JWKS_REFRESH_MIN`).
     pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
