@@ -118,6 +118,9 @@ async fn introspect(
     #[derive(serde::Deserialize)]
     struct Form {
         token: String,
+        /// The client's address, for network-bound tokens.
+        #[serde(default)]
+        client_ip: Option<std::net::IpAddr>,
     }
     let is_json = req
         .headers()
@@ -138,7 +141,7 @@ async fn introspect(
             })))
         }
     };
-    let answer = match v.introspect(&form.token).await? {
+    let answer = match v.introspect(&form.token, form.client_ip).await? {
         None => serde_json::json!({ "active": false }),
         Some(p) => {
             let c = &p.verified.0;

@@ -152,6 +152,12 @@ pub struct TokenForm {
     /// Introspection: the service token, with `client_id`.
     #[serde(default)]
     client_secret: Option<String>,
+    /// Introspection: the address the token came from. A network-bound
+    /// token is active only for an address inside its session's network
+    /// (without one it is not active: the caller could not check it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    client_ip: Option<std::net::IpAddr>,
 }
 
 /// How an introspection caller authenticated (RFC 6749 section 2.3.1 and
@@ -295,6 +301,7 @@ pub async fn introspect(
         }
     };
     let body = match recall.authenticate(&form.token) {
+        Ok(p) if recall.check_network(&p, form.client_ip).is_err() => Introspection::default(),
         Ok(p) => Introspection {
             active: true,
             iss: Some(p.claims().iss.clone()),

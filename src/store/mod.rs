@@ -451,7 +451,18 @@ impl Store {
                 EndDecision::NotFound => Err(StoreError::NotFound),
                 EndDecision::AlreadyEnded => Ok(None),
                 EndDecision::End(event) => {
-                    revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                    // The row decides: of two revocations racing (on
+                    // PostgreSQL both may read it live), only the one whose
+                    // update takes it appends; the other changes nothing.
+                    let taken = tx
+                        .exec(
+                            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                            &[session_id.into(), now.into()],
+                        )
+                        .await?;
+                    if taken == 0 {
+                        return Ok(None);
+                    }
                     commit_one(tx, event, &meta, now).await.map(Some)
                 }
             }

@@ -255,6 +255,28 @@ async fn a_mobile_token_from_another_network_is_refused_and_web_is_not(kind: Kin
         200,
         "web is not bound"
     );
+    // Introspection: a network-bound token is active only for an address
+    // inside its network, which the caller must name.
+    for (ip, active) in [
+        (None, false),
+        (Some("203.0.113.9"), true),
+        (Some("198.51.100.1"), false),
+    ] {
+        let mut form = vec![("token", m.to_owned())];
+        if let Some(ip) = ip {
+            form.push(("client_ip", ip.to_owned()));
+        }
+        let res = app
+            .http
+            .post(format!("{}/oauth/introspect", app.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["active"], active, "{ip:?}: {body}");
+    }
     // Forward auth applies it too.
     let verify = send(
         &app,

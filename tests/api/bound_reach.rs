@@ -78,6 +78,26 @@ async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar(
     assert_eq!(verify_from(&sidecar, &token, "203.0.113.200").await, 204);
     let enforced = changed.elapsed();
     eprintln!("policy set on A -> enforced by B's login and the sidecar: {enforced:?}");
+    // The sidecar's introspection: active only for an address inside.
+    for (ip, active) in [
+        (None, false),
+        (Some("203.0.113.77"), true),
+        (Some("198.51.100.1"), false),
+    ] {
+        let mut form = vec![("token", token.clone())];
+        if let Some(ip) = ip {
+            form.push(("client_ip", ip.to_owned()));
+        }
+        let res = sidecar
+            .http
+            .post(format!("{}/oauth/introspect", sidecar.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["active"], active, "{ip:?}: {body}");
+    }
     // A forged left part of a chain changes nothing: the rightmost wins.
     assert_eq!(
         verify_from(&sidecar, &token, "6.6.6.6, 203.0.113.8").await,

@@ -132,3 +132,65 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
     writer.await.unwrap().unwrap();
     assert_eq!(store.head().await.unwrap(), head + 1, "the write committed");
 }
+
+/// Sixteen revocations of one session at once (a logout, an admin, a
+/// binding mismatch seen by several instances): exactly one event, on
+/// both stores; the others change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_revocations_of_one_session_append_once() {
+    for kind in [Kind::Postgres, Kind::Sqlite] {
+        let b = Backend::new(kind).await;
+        let store = b.store().await;
+        let user = Uuid::now_v7();
+        store
+            .register(
+                user,
+                &format!("race{}", &user.simple().to_string()[..8]),
+                "$argon2id$x",
+                &[],
+                &Meta::system(),
+                NOW,
+            )
+            .await
+            .unwrap();
+        for round in 0..10u8 {
+            let session = recall::store::NewSession {
+                id: Uuid::now_v7(),
+                user_id: user,
+                client_type: "mobile".into(),
+                device_id: None,
+                ip: None,
+                user_agent: None,
+                refresh_hash: [round; 32],
+                refresh_expires_at: NOW + 3_600_000,
+                terms: Default::default(),
+            };
+            store.login(&session, &Meta::system(), NOW).await.unwrap();
+            let mut racers = Vec::new();
+            for i in 0..16 {
+                let store = store.clone();
+                racers.push(tokio::spawn(async move {
+                    let how = recall::store::SessionEnd::Revoked {
+                        cause: recall::events::RevokeCause::BindingMismatch,
+                        reason: Some(format!("racer {i}")),
+                    };
+                    store
+                        .revoke_session(session.id, None, how, &Meta::system(), NOW + 1)
+                        .await
+                        .unwrap()
+                }));
+            }
+            let mut appended = 0;
+            for r in racers {
+                appended += usize::from(r.await.unwrap().is_some());
+            }
+            assert_eq!(appended, 1, "{kind:?} round {round}");
+        }
+        let events = store.read_after(0, 1000).await.unwrap();
+        let revoked = events
+            .iter()
+            .filter(|e| matches!(e.event, Event::SessionRevoked { .. }))
+            .count();
+        assert_eq!(revoked, 10, "{kind:?}");
+    }
+}

@@ -574,7 +574,15 @@ impl Verifier {
     /// its binding is the resource server's to check with `cnf`), `None`
     /// when it is not, and `Stale` when this verifier cannot tell (fail
     /// closed). Fetches the JWKS first for a key not seen yet.
-    pub async fn introspect(&self, token: &str) -> Result<Option<Principal>, VerifyError> {
+    ///
+    /// A network-bound token is active only for a `client_ip` inside its
+    /// session's network (without one, the caller could not check the
+    /// binding, so it is not active for it).
+    pub async fn introspect(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Principal>, VerifyError> {
         let result = match self.check(token) {
             Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
                 self.fetch_jwks().await;
@@ -582,11 +590,25 @@ impl Verifier {
             }
             other => other,
         };
-        match result {
-            Ok(p) => Ok(Some(p)),
-            Err(VerifyError::Stale) => Err(VerifyError::Stale),
-            Err(_) => Ok(None),
+        let p = match result {
+            Ok(p) => p,
+            Err(VerifyError::Stale) => return Err(VerifyError::Stale),
+            Err(_) => return Ok(None),
+        };
+        let Some(net) = p.verified.0.net.clone() else {
+            return Ok(Some(p));
+        };
+        if !self.has_binding_key() && self.key_fetch_due() {
+            self.fetch_binding_key().await;
         }
+        let key = self
+            .inner
+            .binding_key
+            .read()
+            .clone()
+            .ok_or(VerifyError::NoBindingKey)?;
+        let inside = client_ip.is_some_and(|ip| key.matches(p.session_id, &net, ip));
+        Ok(inside.then_some(p))
     }
 
     /// `authenticate`, fetching the JWKS first when the token names a key
