@@ -86,7 +86,12 @@ function introspect(string $token): array
     $curl = curl_init($url);
     curl_setopt_array($curl, [
         CURLOPT_POST => true,
-        CURLOPT_POSTFIELDS => http_build_query(['token' => $token]),
+        // The client's address: a network-bound token is active only for
+        // an address inside its session's network.
+        CURLOPT_POSTFIELDS => http_build_query(array_filter([
+            'token' => $token,
+            'client_ip' => $_SERVER['REMOTE_ADDR'] ?? '',
+        ], 'strlen')),
         CURLOPT_HTTPHEADER => [
             "Authorization: Basic $basic",
             'Content-Type: application/x-www-form-urlencoded',
