@@ -7,16 +7,20 @@
 # fleet-wide replay check (Redis SET NX) adds, as the p99 of DPoP requests
 # on a fleet instance (PostgreSQL + Redis) minus that on the embedded store
 # (replay memory in process). Release build, wrk, loopback only, bounded.
-# Writes bench/bound.json.
+# Writes bench/bound.json. Access tokens live an hour here, so the tokens
+# made before the runs outlive them.
 #
 # Knobs (env): BOUND_SECS (3) per hit run, BOUND_MISS_SECS (1), BOUND_ROUNDS
-# (3), BOUND_TOKENS (20000 distinct tokens per kind for the miss runs).
+# (3), BOUND_TOKENS (20000 distinct DPoP-bound tokens), BOUND_LINES (150000
+# distinct Bearer and network-bound tokens: a miss run sends each once, so
+# a run must not outlast them; `ran_out` in bench/bound.json says if one did).
 set -euo pipefail
 
 SECS=${BOUND_SECS:-3}
 MISS_SECS=${BOUND_MISS_SECS:-1}
 ROUNDS=${BOUND_ROUNDS:-3}
 TOKENS=${BOUND_TOKENS:-20000}
+LINES=${BOUND_LINES:-150000}
 
 # shellcheck source=scripts/services.sh
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
@@ -56,7 +60,7 @@ start() {
   mkdir -p "$WORK/$name"
   env RECALL_BIND=127.0.0.1:$port RECALL_PUBLIC_URL=http://127.0.0.1:$port \
     RECALL_DATA_DIR="$WORK/$name/data" RECALL_ADMIN_TOKEN="$ADMIN" \
-    RECALL_RATE_LIMIT_PER_MIN=100000000 RUST_LOG=warn "$@" \
+    RECALL_RATE_LIMIT_PER_MIN=100000000 RECALL_ACCESS_TTL_SECS=3600 RUST_LOG=warn "$@" \
     "$ROOT/target/release/recall" serve >"$WORK/$name/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do
@@ -66,11 +70,11 @@ start() {
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$WORK/$name/log" >&2; die "$name did not start"; }
   curl -fsS -X PUT "http://127.0.0.1:$port/v1/admin/policies/mobile" -H "authorization: Bearer $ADMIN" \
     -H 'content-type: application/json' \
-    -d '{"access_ttl_secs":300,"refresh_ttl_secs":86400,"session_max_secs":86400,"binding":"network","on_mismatch":"reject"}' \
+    -d '{"access_ttl_secs":3600,"refresh_ttl_secs":86400,"session_max_secs":86400,"binding":"network","on_mismatch":"reject"}' \
     >/dev/null || die "could not set the mobile policy on $name"
   log "$name: tokens ($TOKENS per kind)"
   "$SUITE" bound-prep --base "http://127.0.0.1:$port" --out "$WORK/$name" --tokens "$TOKENS" \
-    --lines 200000 >/dev/null || die "bound-prep failed on $name"
+    --lines "${PREP_LINES:-$LINES}" >/dev/null || die "bound-prep failed on $name"
 }
 
 # load NAME PORT CASE SECS: one wrk run; prints its WRK_JSON.
@@ -91,7 +95,7 @@ load() {
 
 start fleet 18811 RECALL_DATABASE_URL="$PG_URL" RECALL_MASTER_KEY="$MASTER" \
   RECALL_REDIS_URL="$RECALL_TEST_REDIS_URL" RECALL_REDIS_CHANNEL="recall:bound:$$"
-start embedded 18812
+PREP_LINES=1000 start embedded 18812
 
 : >"$WORK/results.jsonl"
 for round in $(seq 1 "$ROUNDS"); do

@@ -55,7 +55,8 @@ fn proof(url: &str, method: &str, token: Option<&str>) -> String {
     ed25519_proof(&SEED, method, url, now(), &jti, hash.as_deref(), None)
 }
 
-/// `n` tokens of one session: a login, then refreshes (each a new token).
+/// `n` distinct tokens: `CHAINS` sessions at once, each a login and then
+/// refreshes (each refresh a new token).
 async fn tokens(
     http: &reqwest::Client,
     base: &str,
@@ -64,36 +65,49 @@ async fn tokens(
     xff: Option<&str>,
     n: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let p = |path: &str| dpop.then(|| proof(&format!("{base}{path}"), "POST", None));
-    let mut answer = post(
-        http,
-        format!("{base}/v1/auth/login"),
-        p("/v1/auth/login"),
-        xff,
-        login,
-    )
-    .await?;
-    let mut out = vec![answer["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()];
-    while out.len() < n {
-        let body = json!({ "refresh_token": answer["refresh_token"] });
-        answer = post(
-            http,
-            format!("{base}/v1/auth/refresh"),
-            p("/v1/auth/refresh"),
-            xff,
-            body,
-        )
-        .await?;
-        out.push(
-            answer["access_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+    const CHAINS: usize = 16;
+    let mut chains = Vec::new();
+    for c in 0..CHAINS.min(n.max(1)) {
+        let (http, base, login, xff) = (
+            http.clone(),
+            base.to_owned(),
+            login.clone(),
+            xff.map(str::to_owned),
         );
+        let each = n / CHAINS + usize::from(c < n % CHAINS);
+        chains.push(tokio::spawn(async move {
+            let p = |path: &str| dpop.then(|| proof(&format!("{base}{path}"), "POST", None));
+            let url = |path: &str| format!("{base}{path}");
+            let mut answer = post(
+                &http,
+                url("/v1/auth/login"),
+                p("/v1/auth/login"),
+                xff.as_deref(),
+                login,
+            )
+            .await?;
+            let access = |a: &Value| a["access_token"].as_str().unwrap_or_default().to_owned();
+            let mut out = vec![access(&answer)];
+            while out.len() < each {
+                let body = json!({ "refresh_token": answer["refresh_token"] });
+                answer = post(
+                    &http,
+                    url("/v1/auth/refresh"),
+                    p("/v1/auth/refresh"),
+                    xff.as_deref(),
+                    body,
+                )
+                .await?;
+                out.push(access(&answer));
+            }
+            anyhow::Ok(out)
+        }));
     }
+    let mut out = Vec::with_capacity(n);
+    for c in chains {
+        out.extend(c.await??);
+    }
+    out.truncate(n);
     Ok(out)
 }
 
@@ -115,10 +129,11 @@ pub(super) async fn prep(p: &Prep) -> anyhow::Result<Value> {
         "bound",
         &format!("{} tokens per case from {base}", p.tokens),
     );
-    let bearer = tokens(&http, base, login("web"), false, None, p.tokens).await?;
+    // A miss run sends each token once: as many tokens as it may send.
+    let bearer = tokens(&http, base, login("web"), false, None, p.lines).await?;
     let dpop = tokens(&http, base, login("web"), true, None, p.tokens).await?;
     // `mobile` is network-bound (the script set its policy).
-    let net = tokens(&http, base, login("mobile"), false, Some(HOME), p.tokens).await?;
+    let net = tokens(&http, base, login("mobile"), false, Some(HOME), p.lines).await?;
     anyhow::ensure!(
         net[0].split('.').nth(1).is_some_and(|c| {
             let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -133,18 +148,18 @@ pub(super) async fn prep(p: &Prep) -> anyhow::Result<Value> {
         std::fs::write(p.out.join(name), lines.join("\n") + "\n")?;
         Ok(())
     };
-    let pick =
-        |set: &[String], i: usize, hit: bool| set[if hit { 0 } else { i % set.len() }].clone();
+    // Hits: one token on every line; misses: every token once.
+    let pick = |set: &[String], i: usize, hit: bool| set[if hit { 0 } else { i }].clone();
     for (case, hit) in [("hit", true), ("miss", false)] {
         write(
             &format!("bearer_{case}.txt"),
-            (0..p.lines)
+            (0..bearer.len())
                 .map(|i| format!("Bearer {} - -", pick(&bearer, i, hit)))
                 .collect(),
         )?;
         write(
             &format!("net_{case}.txt"),
-            (0..p.lines)
+            (0..net.len())
                 .map(|i| format!("Bearer {} - {HOME}", pick(&net, i, hit)))
                 .collect(),
         )?;
