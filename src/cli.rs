@@ -26,6 +26,36 @@ pub struct Cli {
     pub config: Config,
 }
 
+/// The settings of `recall serve` that the sidecar uses too; every other
+/// one is hidden from `recall verifier --help` (the sidecar has no store,
+/// no Redis and no master key).
+const SIDECAR_SETTINGS: &[&str] = &["bind", "max_staleness_ms", "public_url", "trusted_proxies"];
+
+impl Cli {
+    /// The command line as clap describes it, with `recall verifier
+    /// --help` showing only what the sidecar reads.
+    pub fn command_for_help() -> clap::Command {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        // Hidden copies in the subcommand: clap then propagates nothing
+        // over them, and they parse as before.
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .filter(|a| !SIDECAR_SETTINGS.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd.mut_subcommand("verifier", |sc| sc.args(hidden))
+    }
+
+    /// Parses the process's arguments (exits with help or an error).
+    pub fn parse_args() -> Cli {
+        use clap::FromArgMatches;
+        let matches = Cli::command_for_help().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// What to run.
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -11,7 +11,6 @@ use crate::keys::{KeyError, MasterKey};
 /// Raw flags and env vars, as API.md's configuration table lists them.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Listen address.
     /// Listen address (default 127.0.0.1:8080; `recall verifier`: 127.0.0.1:9090).
     #[arg(long, global = true, env = "RECALL_BIND")]
     pub bind: Option<String>,

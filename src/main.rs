@@ -1,9 +1,7 @@
 //! The `recall` binary: telemetry, settings, then the chosen command.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = recall::cli::Cli::parse();
+    let cli = recall::cli::Cli::parse_args();
     recall::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -281,6 +281,53 @@ mod tests {
     }
 
     #[test]
+    fn the_sidecars_help_shows_only_what_it_reads() {
+        let mut cmd = Cli::command_for_help();
+        cmd.build();
+        let help = cmd
+            .find_subcommand_mut("verifier")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for shown in [
+            "--upstream",
+            "--service-token",
+            "--bind",
+            "--public-url",
+            "--trusted-proxies",
+            "--max-staleness-ms",
+        ] {
+            assert!(help.contains(shown), "{shown} missing:\n{help}");
+        }
+        for hidden in [
+            "--database-url",
+            "--master-key",
+            "--admin-token",
+            "--redis-url",
+            "--dpop-nonce",
+        ] {
+            assert!(!help.contains(hidden), "{hidden} shown:\n{help}");
+        }
+        // Hidden, not gone: a sidecar started with them still parses.
+        let cli = Cli::try_parse_from([
+            "recall",
+            "verifier",
+            "--upstream",
+            "http://r",
+            "--redis-url",
+            "redis://x",
+        ]);
+        assert!(cli.is_ok());
+        // And `recall serve --help` still shows the server's settings.
+        let serve = cmd
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(serve.contains("--database-url"));
+    }
+
+    #[test]
     fn bound_token_flags_parse_and_check() {
         Cli::command().debug_assert();
         let a = args(&[]);
