@@ -205,6 +205,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(one("/v1/revocations/stream", Method::GET).route(web::get().to(feed::stream)))
         .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))
         .service(
+            one("/.well-known/oauth-protected-resource", Method::GET)
+                .route(web::get().to(oauth::resource_metadata)),
+        )
+        .service(
             one("/.well-known/oauth-authorization-server", Method::GET)
                 .route(web::get().to(oauth::metadata)),
         )

@@ -203,3 +203,42 @@ pub async fn metadata(recall: web::Data<Recall>) -> HttpResponse {
 pub async fn openid_configuration(recall: web::Data<Recall>) -> HttpResponse {
     metadata(recall).await
 }
+
+/// RFC 9728 protected-resource metadata: the audience Recall's access
+/// tokens are for (`resource`), who issues them, and how they are sent.
+#[derive(Serialize, ToSchema)]
+pub struct ResourceMetadata {
+    /// The audience (`aud`) of Recall's access tokens.
+    resource: String,
+    /// The issuer now and every issuer whose tokens still verify.
+    authorization_servers: Vec<String>,
+    jwks_uri: String,
+    bearer_methods_supported: Vec<&'static str>,
+    dpop_signing_alg_values_supported: Vec<&'static str>,
+    /// Some client types' policies may require DPoP; not every token.
+    dpop_bound_access_tokens_required: bool,
+}
+
+/// `GET /.well-known/oauth-protected-resource` (RFC 9728).
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource", tag = "standards",
+    responses((status = 200, description = "The tokens' audience, issuers and how to send them", body = ResourceMetadata)))]
+pub async fn resource_metadata(recall: web::Data<Recall>) -> HttpResponse {
+    let s = recall.settings();
+    let mut issuers = vec![s.issuer.clone()];
+    issuers.extend(
+        recall
+            .accepted_issuers()
+            .into_iter()
+            .filter(|i| *i != s.issuer),
+    );
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(ResourceMetadata {
+            resource: s.audience.clone(),
+            authorization_servers: issuers,
+            jwks_uri: format!("{}/.well-known/jwks.json", s.public_url),
+            bearer_methods_supported: vec!["header"],
+            dpop_signing_alg_values_supported: recall_verifier::dpop::ALGS.to_vec(),
+            dpop_bound_access_tokens_required: false,
+        })
+}

@@ -65,6 +65,7 @@ use super::{admin, feed, oauth, ops, policies, ssf, users};
         ops::jwks,
         oauth::metadata,
         oauth::openid_configuration,
+        oauth::resource_metadata,
         oauth::token,
         ops::revoke,
         ops::introspect,

@@ -41,6 +41,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("GET", "/.well-known/jwks.json"),
         ("GET", "/.well-known/oauth-authorization-server"),
         ("GET", "/.well-known/openid-configuration"),
+        ("GET", "/.well-known/oauth-protected-resource"),
         ("POST", "/oauth/token"),
         ("POST", "/v1/admin/services"),
         ("GET", "/v1/admin/services"),
