@@ -209,6 +209,8 @@ measure "14. embedded store: refresh and /v1/me against 2471758, alternating rou
 # and the p99 of the fleet-wide replay check (bench/bound.json).
 measure "15. bound tokens: DPoP and network-bound vs Bearer, cache hits and misses" \
   bash "$ROOT/scripts/bench_bound.sh"
+measure "16. PHP: no auth vs nginx auth_request + sidecar vs PHP introspection (sidecar, Recall)" \
+  bash "$ROOT/scripts/bench_php.sh"
 
 # --- report ------------------------------------------------------------------------
 
