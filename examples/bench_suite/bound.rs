@@ -60,21 +60,23 @@ fn proof(url: &str, method: &str, token: Option<&str>) -> String {
 async fn tokens(
     http: &reqwest::Client,
     base: &str,
-    login: Value,
+    logins: &[Value],
     dpop: bool,
     xff: Option<&str>,
     n: usize,
 ) -> anyhow::Result<Vec<String>> {
-    const CHAINS: usize = 16;
+    // One user per chain: parallel logins of one name are parallel
+    // guesses, which the brute-force budget counts (G10).
+    let chains_n = logins.len().min(n.max(1));
     let mut chains = Vec::new();
-    for c in 0..CHAINS.min(n.max(1)) {
+    for (c, login) in logins.iter().take(chains_n).enumerate() {
         let (http, base, login, xff) = (
             http.clone(),
             base.to_owned(),
             login.clone(),
             xff.map(str::to_owned),
         );
-        let each = n / CHAINS + usize::from(c < n % CHAINS);
+        let each = n / chains_n + usize::from(c < n % chains_n);
         chains.push(tokio::spawn(async move {
             let p = |path: &str| dpop.then(|| proof(&format!("{base}{path}"), "POST", None));
             let url = |path: &str| format!("{base}{path}");
@@ -114,26 +116,28 @@ async fn tokens(
 pub(super) async fn prep(p: &Prep) -> anyhow::Result<Value> {
     let http = reqwest::Client::new();
     let base = p.base.trim_end_matches('/');
-    let user = format!("bound{}", &Uuid::new_v4().simple().to_string()[..8]);
-    post(
-        &http,
-        format!("{base}/v1/users"),
-        None,
-        None,
-        json!({ "username": user, "password": PASSWORD }),
-    )
-    .await?;
-    let login =
-        |ctype: &str| json!({ "username": user, "password": PASSWORD, "client_type": ctype });
+    let mut users = Vec::new();
+    for _ in 0..16 {
+        let user = format!("bound{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let body = json!({ "username": user, "password": PASSWORD });
+        post(&http, format!("{base}/v1/users"), None, None, body).await?;
+        users.push(user);
+    }
+    let login = |ctype: &str| -> Vec<Value> {
+        users
+            .iter()
+            .map(|u| json!({ "username": u, "password": PASSWORD, "client_type": ctype }))
+            .collect()
+    };
     progress(
         "bound",
         &format!("{} tokens per case from {base}", p.tokens),
     );
     // A miss run sends each token once: as many tokens as it may send.
-    let bearer = tokens(&http, base, login("web"), false, None, p.lines).await?;
-    let dpop = tokens(&http, base, login("web"), true, None, p.tokens).await?;
+    let bearer = tokens(&http, base, &login("web"), false, None, p.lines).await?;
+    let dpop = tokens(&http, base, &login("web"), true, None, p.tokens).await?;
     // `mobile` is network-bound (the script set its policy).
-    let net = tokens(&http, base, login("mobile"), false, Some(HOME), p.lines).await?;
+    let net = tokens(&http, base, &login("mobile"), false, Some(HOME), p.lines).await?;
     anyhow::ensure!(
         net[0].split('.').nth(1).is_some_and(|c| {
             let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
