@@ -183,7 +183,12 @@ fn authenticate(
             // The common cases need no I/O: unbound, or bound to a network.
             let principal = r.verifier().authenticate(token)?;
             if principal.claims().cnf.is_none() {
-                let ip = client_addr(req);
+                // The client address is worked out only for a bound token.
+                let ip = principal
+                    .claims()
+                    .net
+                    .as_ref()
+                    .and_then(|_| client_addr(req));
                 let next = match r.check_network(&principal, ip) {
                     Ok(()) => Next::Done(principal),
                     Err(revoke) => Next::Elsewhere(principal, revoke, ip),
