@@ -1,5 +1,6 @@
 //! The other two ways in, as real processes: nginx `auth_request` against
-//! the verifier sidecar in front of a small upstream (the shipped config,
+//! the verifier sidecar in front of a small upstream and a FastCGI
+//! responder standing in for php-fpm (the shipped config,
 //! examples/nginx/recall-verifier.conf, as written), and the worked
 //! example API (examples/orders_api.rs) on the verifier crate.
 
@@ -8,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 
 use crate::feed::{create_service, post_204, user};
@@ -64,9 +65,123 @@ async fn echo_upstream() -> u16 {
     port
 }
 
+const FCGI_END_REQUEST: u8 = 3;
+const FCGI_PARAMS: u8 = 4;
+const FCGI_STDIN: u8 = 5;
+const FCGI_STDOUT: u8 = 6;
+
+/// A FastCGI responder in place of php-fpm, so that the shipped config's
+/// FastCGI location is checked on the wire without PHP: answers every
+/// request with every param nginx sent, in order, duplicates included,
+/// as `{"params": [[name, value], ...]}`. FastCGI 1.0
+/// (https://fastcgi-archives.github.io/FastCGI_Specification.html):
+/// records with an 8-byte header (version 1, type, request id, content
+/// length, padding length, reserved); BEGIN_REQUEST, then PARAMS and
+/// STDIN, each ended by an empty record; the answer is STDOUT (a CGI
+/// response: headers, blank line, body) then END_REQUEST.
+async fn fastcgi_echo() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(fastcgi_answer(sock));
+        }
+    });
+    port
+}
+
+/// One record: its type, request id and content (padding read and dropped).
+async fn fastcgi_record(sock: &mut TcpStream) -> std::io::Result<(u8, u16, Vec<u8>)> {
+    let mut header = [0u8; 8];
+    sock.read_exact(&mut header).await?;
+    let id = u16::from_be_bytes([header[2], header[3]]);
+    let len = usize::from(u16::from_be_bytes([header[4], header[5]]));
+    let mut content = vec![0u8; len + usize::from(header[6])];
+    sock.read_exact(&mut content).await?;
+    content.truncate(len);
+    Ok((header[1], id, content))
+}
+
+fn fastcgi_frame(kind: u8, id: u16, content: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(content.len()).expect("a record holds at most 65535 bytes");
+    let mut record = vec![1, kind];
+    record.extend(id.to_be_bytes());
+    record.extend(len.to_be_bytes());
+    record.extend([0, 0]);
+    record.extend(content);
+    record
+}
+
+/// Name-value pairs (section 3.4): each length in one byte, or in four
+/// with the high bit set.
+fn fastcgi_params(data: &[u8]) -> Vec<(String, String)> {
+    fn length(data: &[u8], i: &mut usize) -> Option<usize> {
+        let first = *data.get(*i)?;
+        if first < 0x80 {
+            *i += 1;
+            return Some(usize::from(first));
+        }
+        let four: [u8; 4] = data.get(*i..*i + 4)?.try_into().ok()?;
+        *i += 4;
+        usize::try_from(u32::from_be_bytes(four) & 0x7fff_ffff).ok()
+    }
+    fn text(data: &[u8], i: &mut usize, len: usize) -> Option<String> {
+        let bytes = data.get(*i..*i + len)?;
+        *i += len;
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+    let (mut pairs, mut i) = (Vec::new(), 0);
+    while i < data.len() {
+        let Some(name_len) = length(data, &mut i) else {
+            break;
+        };
+        let Some(value_len) = length(data, &mut i) else {
+            break;
+        };
+        let Some(name) = text(data, &mut i, name_len) else {
+            break;
+        };
+        let Some(value) = text(data, &mut i, value_len) else {
+            break;
+        };
+        pairs.push((name, value));
+    }
+    pairs
+}
+
+async fn fastcgi_answer(mut sock: TcpStream) {
+    let (mut params, mut id) = (Vec::new(), 1);
+    let (mut params_done, mut stdin_done) = (false, false);
+    while !(params_done && stdin_done) {
+        let Ok((kind, request_id, content)) = fastcgi_record(&mut sock).await else {
+            return;
+        };
+        id = request_id;
+        match kind {
+            FCGI_PARAMS if content.is_empty() => params_done = true,
+            FCGI_PARAMS => params.extend(content),
+            FCGI_STDIN if content.is_empty() => stdin_done = true,
+            // BEGIN_REQUEST (role responder; no keep-conn from nginx
+            // without fastcgi_keep_conn), and the request body.
+            _ => {}
+        }
+    }
+    let body = serde_json::json!({ "params": fastcgi_params(&params) });
+    let out = format!("Content-Type: application/json\r\n\r\n{body}");
+    let mut answer = Vec::new();
+    for chunk in out.as_bytes().chunks(usize::from(u16::MAX)) {
+        answer.extend(fastcgi_frame(FCGI_STDOUT, id, chunk));
+    }
+    answer.extend(fastcgi_frame(FCGI_STDOUT, id, &[]));
+    // appStatus 0, protocolStatus REQUEST_COMPLETE, reserved.
+    answer.extend(fastcgi_frame(FCGI_END_REQUEST, id, &[0; 8]));
+    let _ = sock.write_all(&answer).await;
+}
+
 /// nginx running the shipped config (examples/nginx/recall-verifier.conf,
-/// as written, with free ports swapped in) in front of `sidecar` and an
-/// upstream that echoes the `X-User-Id` it got.
+/// as written, with free ports swapped in) in front of `sidecar`, an
+/// upstream that echoes the `X-User-Id` it got (`/`) and a FastCGI
+/// responder that echoes every param it got (`/php/`).
 pub struct Nginx {
     child: tokio::process::Child,
     _dir: TempDir,
@@ -78,13 +193,20 @@ impl Nginx {
     pub async fn start(sidecar: &Sidecar) -> Nginx {
         let sidecar_port = sidecar.base.rsplit(':').next().unwrap().to_owned();
         let upstream = echo_upstream().await;
+        let fastcgi = fastcgi_echo().await;
         let listen = free_port();
         let shipped = include_str!("../../examples/nginx/recall-verifier.conf");
-        let conf = shipped
-            .replace("127.0.0.1:9090", &format!("127.0.0.1:{sidecar_port}"))
-            .replace("127.0.0.1:8000", &format!("127.0.0.1:{upstream}"))
-            .replace("127.0.0.1:8081", &format!("127.0.0.1:{listen}"));
-        assert_ne!(conf, shipped);
+        let mut conf = shipped.to_owned();
+        for (port, ours) in [
+            ("9090", sidecar_port),
+            ("8000", upstream.to_string()),
+            ("9000", fastcgi.to_string()),
+            ("8081", listen.to_string()),
+        ] {
+            let theirs = format!("127.0.0.1:{port}");
+            assert!(conf.contains(&theirs), "the shipped config has no {theirs}");
+            conf = conf.replace(&theirs, &format!("127.0.0.1:{ours}"));
+        }
         let dir = TempDir::new();
         std::fs::create_dir_all(dir.0.join("tmp")).unwrap();
         std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
@@ -95,6 +217,8 @@ impl Nginx {
             .arg(dir.0.join("nginx.conf"))
             .args(["-e", "stderr"])
             .stderr(Stdio::piped())
+            // Its own process group, for Drop to take the workers down too.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("nginx starts");
@@ -123,6 +247,19 @@ impl Nginx {
                 .await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// A test that panics drops nginx without `stop`: SIGKILL to the whole
+/// group, master and workers (killing the master alone would leave its
+/// workers running, holding their ports and the test's stderr).
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
     }
 }
 
@@ -185,6 +322,252 @@ async fn nginx_auth_request_through_the_sidecar() {
     for app in fleet {
         app.stop().await;
     }
+}
+
+/// A GET over a raw socket with its header lines exactly as given (reqwest
+/// would fold `X-User-Id` and `x-user-id` into one name, and send it in
+/// lower case): the status, the headers (names in lower case) and the body.
+/// HTTP/1.0, so nginx closes the connection after the body, unchunked.
+async fn raw_get(base: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let addr = base.trim_start_matches("http://");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let exchange = async {
+        let mut sock = TcpStream::connect(addr).await?;
+        sock.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        sock.read_to_end(&mut raw).await?;
+        std::io::Result::Ok(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("nginx answers within 10 s")
+        .expect("nginx answers");
+    let text = String::from_utf8(raw).expect("a UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The FastCGI responder's params, and every value of `name` among them.
+    fn params(&self, name: &str) -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not the FastCGI echo's JSON ({e}): {}", self.body));
+        let params: Vec<(String, String)> =
+            serde_json::from_value(body["params"].clone()).expect("params: [[name, value], ...]");
+        params
+            .into_iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+/// The shipped config's FastCGI location (php-fpm in real life, a FastCGI
+/// responder here): the identity reaches the application as the params
+/// HTTP_X_USER_ID / HTTP_X_SESSION_ID, the sidecar's and only the
+/// sidecar's, whatever the client sent in X-User-Id or X-Session-Id and
+/// however it spelled them. With `proxy_set_header` in that location the
+/// client's header would reach PHP as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_fastcgi_location_passes_only_the_sidecars_identity() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let (_, token) = create_service(&app, "php-api").await;
+    let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 5000).await;
+    let nginx = Nginx::start(&sidecar).await;
+    let s = user(&app, "fastcgi").await;
+    let bearer = format!("Bearer {}", s.access);
+    let php = |access: &str| {
+        nginx
+            .http
+            .get(format!("{}/php/me", nginx.base))
+            .bearer_auth(access)
+            .send()
+    };
+    let through = eventually(Duration::from_secs(10), || async {
+        php(&s.access).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(
+        through.is_some(),
+        "a live token never got through nginx's FastCGI location"
+    );
+    let res = raw_get(&nginx.base, "/php/me", &[("Authorization", &bearer)]).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    assert_eq!(res.params("HTTP_X_USER_ID"), [s.user_id.as_str()]);
+    assert_eq!(res.params("HTTP_X_SESSION_ID"), [s.session_id.as_str()]);
+    assert_eq!(res.params("REQUEST_METHOD"), ["GET"]);
+    assert_eq!(
+        res.params("SCRIPT_FILENAME"),
+        ["/var/www/php-api/public/index.php"]
+    );
+    // Every spelling a client might try, one at a time and all at once:
+    // the application sees exactly the sidecar's ids, once each, and
+    // "attacker" nowhere. (nginx drops headers with underscores by
+    // default; had it kept X_User_Id, its param name would be the same
+    // HTTP_X_USER_ID, replaced the same way.)
+    let spellings = [
+        ("X-User-Id", "attacker"),
+        ("x-user-id", "attacker"),
+        ("X_User_Id", "attacker"),
+        ("X-USER-ID", "attacker"),
+        ("X-Session-Id", "attacker"),
+        ("x-session-id", "attacker"),
+    ];
+    let mut tries: Vec<Vec<(&str, &str)>> = spellings.iter().map(|h| vec![*h]).collect();
+    tries.push(spellings.to_vec());
+    for forged in tries {
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        headers.extend(&forged);
+        let res = raw_get(&nginx.base, "/php/me", &headers).await;
+        assert_eq!(res.status, 200, "{forged:?}: {}", res.body);
+        assert_eq!(
+            res.params("HTTP_X_USER_ID"),
+            [s.user_id.as_str()],
+            "{forged:?}"
+        );
+        assert_eq!(
+            res.params("HTTP_X_SESSION_ID"),
+            [s.session_id.as_str()],
+            "{forged:?}"
+        );
+        assert!(
+            !res.body.contains("attacker"),
+            "{forged:?} reached FastCGI: {}",
+            res.body
+        );
+    }
+    // No token, a forged identity: the application never runs.
+    let res = raw_get(&nginx.base, "/php/me", &spellings).await;
+    assert_eq!(res.status, 401, "{}", res.body);
+    assert!(!res.body.contains("params"), "{}", res.body);
+    // After logout at Recall, 401 there too.
+    post_204(&app, "/v1/auth/logout", &s.access).await;
+    let denied = eventually(Duration::from_secs(3), || async {
+        php(&s.access).await.unwrap().status() == 401
+    })
+    .await;
+    assert!(
+        denied.is_some(),
+        "nginx's FastCGI location kept admitting a logged-out token"
+    );
+    nginx.stop().await;
+    sidecar.stop().await;
+    app.stop().await;
+}
+
+/// What a client behind nginx sees when the sidecar cannot answer: 503
+/// with `Retry-After` and a JSON body, never the 500 nginx's
+/// `auth_request` makes of the sidecar's 503 (or of no answer at all).
+async fn assert_unavailable(res: reqwest::Response, what: &str) {
+    assert_eq!(res.status(), 503, "{what}");
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("retry-after").as_deref(), Some("1"), "{what}");
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/json"),
+        "{what}"
+    );
+    let body: serde_json::Value = res.json().await.expect("a JSON body");
+    assert_eq!(body["error"], "unavailable", "{what}: {body}");
+}
+
+/// Recall stops behind the sidecar (bound 1 s): through nginx, 200 while
+/// the sidecar is within its bound, then 503 with `Retry-After` and
+/// `{"error":"unavailable",...}` on both locations; the sidecar stopped
+/// too, the same. Never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_answers_503_never_500_when_the_sidecar_cannot_answer() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let (_, token) = create_service(&app, "nginx-down").await;
+    let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 1000).await;
+    let nginx = Nginx::start(&sidecar).await;
+    let s = user(&app, "nginxdown").await;
+    let get = |path: &str| {
+        nginx
+            .http
+            .get(format!("{}{path}", nginx.base))
+            .bearer_auth(&s.access)
+            .send()
+    };
+    for path in ["/orders", "/php/me"] {
+        let through = eventually(Duration::from_secs(10), || async {
+            get(path).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        assert!(through.is_some(), "a live token never got through {path}");
+    }
+    app.stop().await;
+    let stopped = std::time::Instant::now();
+    let mut served = 0;
+    let stale = loop {
+        let res = get("/orders").await.expect("nginx answers");
+        match res.status().as_u16() {
+            200 => served += 1,
+            503 => break res,
+            other => panic!(
+                "{other} through nginx {:?} after Recall stopped (only 200, then 503, are right): {}",
+                stopped.elapsed(),
+                res.text().await.unwrap_or_default()
+            ),
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "nginx still let the token through 10 s after Recall stopped (the bound is 1 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "through nginx: {served} x 200 while the sidecar was within its bound, 503 {:?} after Recall stopped",
+        stopped.elapsed()
+    );
+    assert_unavailable(stale, "proxy_pass, the sidecar stale").await;
+    assert_unavailable(get("/php/me").await.unwrap(), "FastCGI, the sidecar stale").await;
+    sidecar.stop().await;
+    assert_unavailable(get("/orders").await.unwrap(), "proxy_pass, no sidecar").await;
+    assert_unavailable(get("/php/me").await.unwrap(), "FastCGI, no sidecar").await;
+    nginx.stop().await;
 }
 
 /// The example's binary, built by `cargo test --all-targets` (or here).
