@@ -489,3 +489,65 @@ async fn verification_reaches_only_its_own_stream(kind: Kind) {
     assert_eq!(stolen.status, 404);
     app.stop().await;
 }
+
+/// A session revoked for a use from another network (policy `revoke`)
+/// goes out as a CAEP session-revoked SET whose reason says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_mismatch_goes_out_as_a_set_with_its_reason() {
+    let b = Backend::new(Kind::Sqlite).await;
+    let app = b.spawn().await;
+    let (token, stream) = poll_stream(&app, "rp", json!({ "aud": "https://rp.example" })).await;
+    let put = app
+        .call(
+            reqwest::Method::PUT,
+            "/v1/admin/policies/mobile",
+            Some(crate::helpers::ADMIN_TOKEN),
+            Some(json!({
+                "access_ttl_secs": 300, "refresh_ttl_secs": 86400, "session_max_secs": 86400,
+                "binding": "network", "on_mismatch": "revoke",
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    let name = crate::helpers::username("setnet");
+    app.register(&name).await;
+    let login: Value = app
+        .http
+        .post(format!("{}/v1/auth/login", app.base))
+        .header("x-forwarded-for", "203.0.113.5")
+        .json(&json!({ "username": name, "password": crate::helpers::PASSWORD, "client_type": "mobile" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let away = app
+        .http
+        .get(format!("{}/v1/me", app.base))
+        .bearer_auth(access)
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(away.status(), 401);
+    let sets = drain(&app, &token, &stream).await;
+    let revoked: Vec<&Value> = sets
+        .iter()
+        .filter(|c| c["sub_id"]["session"]["id"] == login["session_id"])
+        .collect();
+    assert_eq!(revoked.len(), 1, "{sets:?}");
+    let event = revoked[0]["events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(event["initiating_entity"], "policy");
+    assert_eq!(
+        event["reason_admin"]["en"],
+        "token used from another network"
+    );
+    app.stop().await;
+}
