@@ -120,7 +120,7 @@ async fn introspect(
         token: String,
         /// The client's address, for network-bound tokens.
         #[serde(default)]
-        client_ip: Option<std::net::IpAddr>,
+        client_ip: Option<String>,
     }
     let is_json = req
         .headers()
@@ -141,7 +141,15 @@ async fn introspect(
             })))
         }
     };
-    let answer = match v.introspect(&form.token, form.client_ip).await? {
+    let answer = match v
+        .introspect(
+            &form.token,
+            form.client_ip
+                .as_deref()
+                .and_then(|ip| ip.trim().parse().ok()),
+        )
+        .await?
+    {
         None => serde_json::json!({ "active": false }),
         Some(p) => {
             let c = &p.verified.0;

@@ -152,12 +152,12 @@ pub struct TokenForm {
     /// Introspection: the service token, with `client_id`.
     #[serde(default)]
     client_secret: Option<String>,
-    /// Introspection: the address the token came from. A network-bound
-    /// token is active only for an address inside its session's network
-    /// (without one it is not active: the caller could not check it).
+    /// Introspection: the address the token came from (IPv4 or IPv6). A
+    /// network-bound token is active only for an address inside its
+    /// session's network; without a usable one it is not active (the
+    /// caller could not check it). Other tokens ignore it.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    client_ip: Option<std::net::IpAddr>,
+    client_ip: Option<String>,
 }
 
 /// How an introspection caller authenticated (RFC 6749 section 2.3.1 and
@@ -175,10 +175,8 @@ fn client_credential(
         })
         .transpose()?;
     match (header_value, &form.client_id, &form.client_secret) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ApiError::InvalidRequest(
-            "client_id: use one way to authenticate, not the header and the form".into(),
-        )),
-        (Some(value), None, None) => match value.split_once(' ') {
+        // A credential in the header wins; form fields beside it are ignored.
+        (Some(value), _, _) => match value.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(rest.trim())
@@ -301,7 +299,18 @@ pub async fn introspect(
         }
     };
     let body = match recall.authenticate(&form.token) {
-        Ok(p) if recall.check_network(&p, form.client_ip).is_err() => Introspection::default(),
+        Ok(p)
+            if recall
+                .check_network(
+                    &p,
+                    form.client_ip
+                        .as_deref()
+                        .and_then(|ip| ip.trim().parse().ok()),
+                )
+                .is_err() =>
+        {
+            Introspection::default()
+        }
         Ok(p) => Introspection {
             active: true,
             iss: Some(p.claims().iss.clone()),
