@@ -28,22 +28,10 @@ pub fn access_token(req: &HttpRequest) -> Result<(&str, bool), ApiError> {
     let text = value
         .to_str()
         .map_err(|_| ApiError::InvalidToken("malformed authorization header".into()))?;
-    match text.split_once(' ') {
-        Some((scheme, token)) if !token.trim().is_empty() => {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                Ok((token.trim(), false))
-            } else if scheme.eq_ignore_ascii_case("dpop") {
-                Ok((token.trim(), true))
-            } else {
-                Err(ApiError::InvalidToken(
-                    "expected: Authorization: Bearer <token> (or DPoP <token>)".into(),
-                ))
-            }
-        }
-        _ => Err(ApiError::InvalidToken(
-            "expected: Authorization: Bearer <token>".into(),
-        )),
-    }
+    // One parser for Recall, the sidecar and the verifier crate.
+    recall_verifier::request::parse_authorization(Some(text)).map_err(|_| {
+        ApiError::InvalidToken("expected: Authorization: Bearer <token> (or DPoP <token>)".into())
+    })
 }
 
 /// What a request presents of DPoP: its one `DPoP` header (several:
@@ -104,20 +92,9 @@ pub fn presented(
 
 /// The bearer token of a request, if it has one.
 pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::InvalidToken("missing bearer token".into()))?;
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidToken("malformed authorization header".into()))?;
-    match text.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(ApiError::InvalidToken(
+    match access_token(req)? {
+        (token, false) => Ok(token),
+        (_, true) => Err(ApiError::InvalidToken(
             "expected: Authorization: Bearer <token>".into(),
         )),
     }
