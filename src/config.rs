@@ -215,19 +215,9 @@ pub fn parse_cors_origins(text: &str) -> Result<Vec<String>, ConfigError> {
 
 /// Parses `RECALL_TRUSTED_PROXIES`: comma-separated CIDRs or bare addresses.
 pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<ipnet::IpNet>()
-                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "RECALL_TRUSTED_PROXIES: {t:?} is not a CIDR (like 10.0.0.0/8) or an address"
-                    ))
-                })
-        })
-        .collect()
+    // The sidecar's rule too: one parser for both.
+    recall_verifier::request::parse_trusted_proxies(text)
+        .map_err(|e| ConfigError::Invalid(format!("RECALL_TRUSTED_PROXIES: {e}")))
 }
 
 /// Configuration that cannot work.
