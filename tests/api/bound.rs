@@ -1,26 +1,24 @@
-//! Bound tokens (issue 21): client policies as events, network binding
+//! Bound tokens (issue 21): client policies as events and network binding
 //! (rightmost untrusted `X-Forwarded-For` from 127.0.0.1, a trusted proxy
-//! in the tests), DPoP proofs with fleet-wide replay protection and
-//! server nonces, on both stores and a 3-instance fleet.
+//! in the tests), on both stores and a 3-instance fleet; the helpers the
+//! DPoP tests (`bound_dpop`) share.
 
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use recall_verifier::dpop::{ath, ed25519_jkt, ed25519_proof};
+use recall_verifier::dpop::{ath, ed25519_proof};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::fleet::Proxy;
 use crate::helpers::{
-    all_reject, assert_error, events, redis_url, username, Backend, Kind, Res, TestApp,
-    ADMIN_TOKEN, PASSWORD,
+    all_reject, assert_error, events, username, Backend, Kind, Res, TestApp, ADMIN_TOKEN, PASSWORD,
 };
 
 /// A request with headers of the test's choosing.
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -41,24 +39,24 @@ fn xff(ip: &str) -> (&'static str, String) {
     ("x-forwarded-for", ip.to_owned())
 }
 
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// The URI a proof names for `path` on `app` (its RECALL_PUBLIC_URL).
-fn htu(app: &TestApp, path: &str) -> String {
+pub(crate) fn htu(app: &TestApp, path: &str) -> String {
     format!(
         "{}{path}",
         app.recall().settings().public_url.trim_end_matches('/')
     )
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn proof(seed: &[u8; 32], method: &str, url: &str, token: Option<&str>) -> String {
+pub(crate) fn proof(seed: &[u8; 32], method: &str, url: &str, token: Option<&str>) -> String {
     let hash = token.map(ath);
     ed25519_proof(
         seed,
@@ -71,7 +69,7 @@ fn proof(seed: &[u8; 32], method: &str, url: &str, token: Option<&str>) -> Strin
     )
 }
 
-async fn set_policy(app: &TestApp, client_type: &str, policy: Value) -> Res {
+pub(crate) async fn set_policy(app: &TestApp, client_type: &str, policy: Value) -> Res {
     app.call(
         Method::PUT,
         &format!("/v1/admin/policies/{client_type}"),
@@ -81,7 +79,7 @@ async fn set_policy(app: &TestApp, client_type: &str, policy: Value) -> Res {
     .await
 }
 
-fn policy(binding: &str, on_mismatch: &str) -> Value {
+pub(crate) fn policy(binding: &str, on_mismatch: &str) -> Value {
     json!({
         "access_ttl_secs": 300, "refresh_ttl_secs": 86400, "session_max_secs": 604800,
         "binding": binding, "on_mismatch": on_mismatch,
@@ -325,7 +323,6 @@ async fn a_mobile_token_from_another_network_is_refused_and_web_is_not(kind: Kin
 both_stores!(
     policies_are_events_and_apply_to_later_logins,
     a_mobile_token_from_another_network_is_refused_and_web_is_not,
-    a_dpop_bound_token_needs_a_fresh_proof_of_its_key,
 );
 
 /// A policy set on A binds the next login on B at once (it is read from
@@ -374,341 +371,6 @@ async fn a_fleet_follows_a_policy_and_revokes_on_mismatch() {
         revoked[0]["data"]["reason"],
         "token used from another network"
     );
-    for app in apps {
-        app.stop().await;
-    }
-}
-
-async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("dpop");
-    app.register(&name).await;
-    let seed = [7u8; 32];
-    let login_url = htu(&app, "/v1/auth/login");
-    let body = json!({ "username": name, "password": PASSWORD });
-    let res = send(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", proof(&seed, "POST", &login_url, None))],
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    assert_eq!(res.body["token_type"], "DPoP");
-    let token = res.body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(claims(&token)["cnf"]["jkt"], ed25519_jkt(&seed));
-    let me_url = htu(&app, "/v1/me");
-    let dpop_me = |p: String| {
-        let token = token.clone();
-        let app = &app;
-        async move {
-            send(
-                app,
-                Method::GET,
-                "/v1/me",
-                &[("authorization", format!("DPoP {token}")), ("dpop", p)],
-                None,
-            )
-            .await
-        }
-    };
-    let good = proof(&seed, "GET", &me_url, Some(&token));
-    assert_eq!(dpop_me(good.clone()).await.status, 200);
-    // The same proof again: a replay.
-    let again = dpop_me(good).await;
-    assert_error(&again, 401, "invalid_dpop_proof");
-    assert!(again.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .starts_with("DPoP "));
-    // As Bearer, without a proof, with another key, for another URI or method, stale.
-    let bearer = app.get("/v1/me", Some(&token)).await;
-    assert_error(&bearer, 401, "invalid_dpop_proof");
-    let none = send(
-        &app,
-        Method::GET,
-        "/v1/me",
-        &[("authorization", format!("DPoP {token}"))],
-        None,
-    )
-    .await;
-    assert_error(&none, 401, "invalid_dpop_proof");
-    for bad in [
-        proof(&[8u8; 32], "GET", &me_url, Some(&token)),
-        proof(&seed, "GET", &htu(&app, "/v1/sessions"), Some(&token)),
-        proof(&seed, "POST", &me_url, Some(&token)),
-        proof(&seed, "GET", &me_url, Some("another token")),
-        proof(&seed, "GET", &me_url, None),
-        ed25519_proof(
-            &seed,
-            "GET",
-            &me_url,
-            now() - 300,
-            "old",
-            Some(&ath(&token)),
-            None,
-        ),
-        "not.a.proof".to_owned(),
-    ] {
-        assert_error(&dpop_me(bad).await, 401, "invalid_dpop_proof");
-    }
-    // Two DPoP headers: refused.
-    let two = send(
-        &app,
-        Method::GET,
-        "/v1/me",
-        &[
-            ("authorization", format!("DPoP {token}")),
-            ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
-            ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
-        ],
-        None,
-    )
-    .await;
-    assert_error(&two, 401, "invalid_dpop_proof");
-    // The refresh token is bound: no proof or another key's is refused, and
-    // the refusal does not spend it.
-    let refresh_url = htu(&app, "/v1/auth/refresh");
-    let rt = json!({ "refresh_token": res.body["refresh_token"] });
-    let plain = app.post("/v1/auth/refresh", None, rt.clone()).await;
-    assert_error(&plain, 400, "invalid_dpop_proof");
-    let other = send(
-        &app,
-        Method::POST,
-        "/v1/auth/refresh",
-        &[("dpop", proof(&[9u8; 32], "POST", &refresh_url, None))],
-        Some(rt.clone()),
-    )
-    .await;
-    assert_error(&other, 400, "invalid_dpop_proof");
-    let ok = send(
-        &app,
-        Method::POST,
-        "/v1/auth/refresh",
-        &[("dpop", proof(&seed, "POST", &refresh_url, None))],
-        Some(rt),
-    )
-    .await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-    assert_eq!(ok.body["token_type"], "DPoP");
-    // RFC 6749 /oauth/token takes a proof too.
-    let form = format!(
-        "grant_type=refresh_token&refresh_token={}",
-        ok.body["refresh_token"].as_str().unwrap()
-    );
-    let oauth = app
-        .http
-        .post(format!("{}/oauth/token", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(
-            "dpop",
-            proof(&seed, "POST", &htu(&app, "/oauth/token"), None),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    let oauth = Res::read(oauth).await;
-    assert_eq!(oauth.status, 200, "{}", oauth.body);
-    assert_eq!(
-        claims(oauth.body["access_token"].as_str().unwrap())["cnf"]["jkt"],
-        ed25519_jkt(&seed)
-    );
-
-    // Introspection tells a resource server the token is DPoP-bound (RFC 9449).
-    let intro = app
-        .http
-        .post(format!("{}/oauth/introspect", app.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let intro = Res::read(intro).await;
-    assert_eq!(intro.body["active"], true, "{}", intro.body);
-    assert_eq!(intro.body["token_type"], "DPoP");
-    assert_eq!(intro.body["cnf"]["jkt"], ed25519_jkt(&seed));
-    // A client type whose policy says dpop must send one.
-    assert_eq!(
-        set_policy(&app, "service", policy("dpop", "reject"))
-            .await
-            .status,
-        200
-    );
-    let svc = json!({ "username": name, "password": PASSWORD, "client_type": "service" });
-    assert_error(
-        &app.post("/v1/auth/login", None, svc).await,
-        400,
-        "invalid_dpop_proof",
-    );
-    // Discovery says which algorithms.
-    let meta = app
-        .get("/.well-known/oauth-authorization-server", None)
-        .await;
-    assert_eq!(
-        meta.body["dpop_signing_alg_values_supported"],
-        json!(["EdDSA", "ES256"])
-    );
-    app.stop().await;
-}
-
-/// The same proof presented to two instances of a fleet: the second
-/// refuses it (Redis `SET NX`); with Redis cut, bound requests fail closed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proof_replayed_to_another_instance_is_refused_and_a_lost_redis_fails_closed() {
-    let b = Backend::new(Kind::Postgres).await;
-    let proxy = Proxy::new(
-        redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned(),
-    )
-    .await;
-    let mut apps = b.spawn_fleet(2).await;
-    let mut s = b.settings();
-    s.max_staleness_ms = 3_600_000;
-    apps.push(b.spawn_with(s, Some(proxy.redis_url())).await);
-    let name = username("replay");
-    apps[0].register(&name).await;
-    let seed = [3u8; 32];
-    let login_url = htu(&apps[0], "/v1/auth/login");
-    let res = send(
-        &apps[0],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", proof(&seed, "POST", &login_url, None))],
-        Some(json!({ "username": name, "password": PASSWORD })),
-    )
-    .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    let token = res.body["access_token"].as_str().unwrap().to_owned();
-    let headers = |_: &TestApp, p: &str| {
-        [
-            ("authorization", format!("DPoP {token}")),
-            ("dpop", p.to_owned()),
-        ]
-    };
-    // Every instance has its own public URL here; a proof names one of them.
-    let p1 = proof(&seed, "GET", &htu(&apps[1], "/v1/me"), Some(&token));
-    assert_eq!(
-        send(
-            &apps[1],
-            Method::GET,
-            "/v1/me",
-            &headers(&apps[1], &p1),
-            None
-        )
-        .await
-        .status,
-        200
-    );
-    let replay = send(
-        &apps[1],
-        Method::GET,
-        "/v1/me",
-        &headers(&apps[1], &p1),
-        None,
-    )
-    .await;
-    assert_error(&replay, 401, "invalid_dpop_proof");
-    // Instances behind one public URL: the same proof to two of them.
-    let shared = "http://recall.test/v1/me";
-    let p2 = proof(&seed, "GET", shared, Some(&token));
-    let original = [
-        ("x-original-method", "GET".to_owned()),
-        ("x-original-uri", shared.to_owned()),
-    ];
-    let mut h = headers(&apps[0], &p2).to_vec();
-    h.extend(original.iter().cloned());
-    let first = send(&apps[0], Method::GET, "/v1/auth/verify", &h, None).await;
-    assert_eq!(first.status, 204, "{}", first.body);
-    let second = send(&apps[1], Method::GET, "/v1/auth/verify", &h, None).await;
-    assert_error(&second, 401, "invalid_dpop_proof");
-    assert!(second.body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("used before"));
-    assert!(apps[1].metric("recall_dpop_replays_total").await >= 2.0);
-    // Redis cut under the third instance: a fresh proof gets 503, not a pass.
-    proxy.cut();
-    let p3 = proof(&seed, "GET", &htu(&apps[2], "/v1/me"), Some(&token));
-    let closed = send(
-        &apps[2],
-        Method::GET,
-        "/v1/me",
-        &headers(&apps[2], &p3),
-        None,
-    )
-    .await;
-    assert_error(&closed, 503, "unavailable");
-    // Unbound tokens are not affected.
-    let plain = apps[2].login(&name).await;
-    assert_eq!(apps[2].me_status(&plain.access).await, 200);
-    for app in apps {
-        app.stop().await;
-    }
-}
-
-/// RECALL_DPOP_NONCE: a proof without a nonce gets `use_dpop_nonce` and a
-/// `DPoP-Nonce`; a nonce one instance issued is good on another.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_nonces_from_one_instance_work_on_another() {
-    let b = Backend::new(Kind::Postgres).await;
-    let apps = b.spawn_fleet_with(2, |s| s.dpop_nonce = true).await;
-    let name = username("nonce");
-    apps[0].register(&name).await;
-    let seed = [5u8; 32];
-    let body = json!({ "username": name, "password": PASSWORD });
-    let url0 = htu(&apps[0], "/v1/auth/login");
-    let first = send(
-        &apps[0],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", proof(&seed, "POST", &url0, None))],
-        Some(body.clone()),
-    )
-    .await;
-    assert_error(&first, 400, "use_dpop_nonce");
-    let nonce = first.headers["dpop-nonce"].to_str().unwrap().to_owned();
-    let url1 = htu(&apps[1], "/v1/auth/login");
-    let with = ed25519_proof(
-        &seed,
-        "POST",
-        &url1,
-        now(),
-        &Uuid::new_v4().to_string(),
-        None,
-        Some(&nonce),
-    );
-    let ok = send(
-        &apps[1],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", with)],
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-    let forged = ed25519_proof(
-        &seed,
-        "POST",
-        &url1,
-        now(),
-        &Uuid::new_v4().to_string(),
-        None,
-        Some("AAAA"),
-    );
-    let res = send(
-        &apps[1],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", forged)],
-        Some(body),
-    )
-    .await;
-    assert_error(&res, 400, "use_dpop_nonce");
     for app in apps {
         app.stop().await;
     }

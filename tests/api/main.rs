@@ -5,6 +5,7 @@ mod admin_auth;
 mod admin_fleet;
 mod audit;
 mod bound;
+mod bound_dpop;
 mod bound_reach;
 mod brute_force;
 mod cli;
