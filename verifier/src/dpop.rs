@@ -23,14 +23,9 @@
 
 #![warn(missing_docs)]
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 /// The JWT `typ` of DPoP proofs, compared exactly.
@@ -357,93 +352,9 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
     Some(out)
 }
 
-/// A bounded in-process replay cache of DPoP proofs seen, keyed on the
-/// proof's `jkt` and `jti`, each kept until `iat` + [`PROOF_WINDOW_SECS`]
-/// (after which [`verify_proof`] refuses the proof as stale anyway).
-///
-/// Thread-safe. Expired entries are evicted as calls come; when the cache
-/// is full of unexpired entries a new proof is refused rather than an old
-/// one forgotten, so it fails closed. Per process: instances behind a load
-/// balancer each keep their own, so a replay sent to another instance is
-/// caught only within the window there (use server nonces to do better).
-pub struct ReplayCache {
-    capacity: usize,
-    inner: Mutex<ReplayInner>,
-}
-
-struct ReplayInner {
-    /// Key -> when it expires (unix seconds, inclusive).
-    seen: HashMap<Arc<str>, i64>,
-    /// The same keys by expiry, soonest first.
-    by_expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
-}
-
-impl ReplayCache {
-    /// A cache holding at most `capacity` unexpired proofs.
-    pub fn new(capacity: usize) -> Self {
-        ReplayCache {
-            capacity,
-            inner: Mutex::new(ReplayInner {
-                seen: HashMap::new(),
-                by_expiry: BinaryHeap::new(),
-            }),
-        }
-    }
-
-    /// Records the proof `(jkt, jti)` made at `iat`, and returns whether it
-    /// is its first use: `false` for a repeat within the window, and also
-    /// (failing closed) when the cache is full of unexpired proofs or when
-    /// `iat` is outside [`PROOF_WINDOW_SECS`] of `now` (such a proof does
-    /// not verify anyway). Call it after [`verify_proof`] succeeded, with
-    /// the [`Proof`]'s `jkt`, `jti` and `iat`.
-    pub fn first_use(&self, jkt: &str, jti: &str, iat: i64, now: i64) -> bool {
-        if iat.abs_diff(now) > PROOF_WINDOW_SECS.unsigned_abs() {
-            return false;
-        }
-        let expires = iat.saturating_add(PROOF_WINDOW_SECS);
-        // Length-prefixed, so no two (jkt, jti) pairs share a key.
-        let key = format!("{}:{jkt}{jti}", jkt.len());
-        let mut inner = self.inner.lock();
-        inner.evict(now);
-        if inner.seen.contains_key(key.as_str()) || inner.seen.len() >= self.capacity {
-            return false;
-        }
-        let key: Arc<str> = key.into();
-        inner.seen.insert(key.clone(), expires);
-        inner.by_expiry.push(Reverse((expires, key)));
-        true
-    }
-
-    /// How many proofs are remembered (expired ones included until the next
-    /// call to `first_use` evicts them).
-    pub fn len(&self) -> usize {
-        self.inner.lock().seen.len()
-    }
-
-    /// Whether no proof is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The most unexpired proofs held.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
-
-impl ReplayInner {
-    /// Forgets the proofs that expired before `now`.
-    fn evict(&mut self, now: i64) {
-        while let Some(Reverse((expires, _))) = self.by_expiry.peek() {
-            if *expires >= now {
-                break;
-            }
-            if let Some(Reverse((_, key))) = self.by_expiry.pop() {
-                self.seen.remove(&key);
-            }
-        }
-    }
-}
+#[path = "dpop_replay.rs"]
+mod replay;
+pub use replay::ReplayCache;
 
 /// For clients and tests: a DPoP proof signed with the Ed25519 key of the
 /// 32-byte `seed`. Header `{typ: dpop+jwt, alg: EdDSA, jwk: {kty: OKP, crv:

@@ -753,7 +753,7 @@ fn replay_cache_fails_closed_when_full() {
 
 #[test]
 fn replay_cache_is_shared_across_threads() {
-    let cache = Arc::new(ReplayCache::new(1000));
+    let cache = std::sync::Arc::new(ReplayCache::new(1000));
     let firsts: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| {
