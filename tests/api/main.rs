@@ -12,6 +12,7 @@ mod cli;
 mod consistency;
 mod crash;
 mod data_dir;
+mod fastcgi;
 mod feed;
 mod fleet;
 mod fleet_config;
