@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verifier(_) => Ok(()),
         Command::Admin(cmd) => {
-            let (recall, tasks) = Recall::start(settings).await?;
+            let (recall, tasks) = crate::startup::start(settings).await?;
             let result = admin(&recall, cmd).await;
             // Tell the fleet before exiting; instances that miss it poll the log.
             recall.flush(Duration::from_secs(3)).await;

@@ -2,6 +2,7 @@
 //! core's own terms. `http::errors` words them for clients (API.md) and
 //! picks the status; the CLI prints them as they are.
 
+pub use crate::domain::RefreshRefusal;
 use crate::passwords::Saturated;
 use crate::store::StoreError;
 use crate::tokens::TokenError;
@@ -20,7 +21,7 @@ pub enum Error {
     Token(TokenRefusal),
     /// A refresh token was refused.
     #[error("refresh token refused: {0:?}")]
-    Grant(GrantRefusal),
+    Grant(RefreshRefusal),
     /// A DPoP proof was refused: at a token endpoint (`resource` false,
     /// 400) or with a protected request (401), RFC 9449.
     #[error("DPoP proof refused: {refusal:?}")]
@@ -85,21 +86,6 @@ pub enum DpopRefusal {
     NotBound,
     /// Server nonces are on and it lacks a current one: retry with this.
     UseNonce(String),
-}
-
-/// Why a refresh token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantRefusal {
-    /// Never issued, or pruned.
-    Unknown,
-    /// The session was revoked or its lifetime ended.
-    Ended,
-    /// Spent a moment ago by a concurrent refresh.
-    JustUsed,
-    /// Spent earlier: the session is now revoked (theft detection).
-    Reused,
-    /// The session is bound to another network than the request's.
-    OtherNetwork,
 }
 
 /// What was not found.

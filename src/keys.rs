@@ -10,7 +10,19 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 
-use crate::store::KeyRecord;
+use crate::domain::KeyStatus;
+
+/// A signing key row; the private half is encrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub public_key: Vec<u8>,
+    pub private_key_enc: Vec<u8>,
+    pub status: KeyStatus,
+    pub created_at: i64,
+    pub retire_after: Option<i64>,
+}
 
 /// The fixed label the master-key fingerprint is an HMAC of (versioned, so
 /// the fingerprint's form can change without meaning another key).

@@ -19,6 +19,7 @@ pub mod server;
 pub mod service;
 pub mod sidecar;
 pub mod ssf;
+pub mod startup;
 pub mod state;
 pub mod store;
 pub mod sync;

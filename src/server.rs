@@ -132,7 +132,7 @@ impl Application {
     /// Starts the core and binds `settings.bind`.
     pub async fn build(settings: Settings, workers: usize, signals: bool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.bind)?;
-        let (recall, tasks) = Recall::start(settings).await?;
+        let (recall, tasks) = crate::startup::start(settings).await?;
         Application::with_core(listener, recall, tasks, workers, signals)
     }
 

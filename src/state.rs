@@ -7,11 +7,32 @@
 use uuid::Uuid;
 
 use crate::events::{Envelope, Event};
-use crate::store::{KeyRecord, Snapshot, Standing};
+use crate::keys::KeyRecord;
 
 pub use recall_verifier::state::{
     retires, KeyStatus, Kind, Rejection, Revocation, RevocationState,
 };
+
+/// Events to rebuild the in-memory state from, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The head, the locks and the keys at the snapshot.
+    pub standing: Standing,
+    /// Events inside the revocation window, in seq order.
+    pub events: Vec<Envelope>,
+}
+
+/// What outlives the revocation window, read in the same snapshot as the
+/// window's events (`Store::snapshot_paged`); `sync::rebuild` folds them.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// The last committed seq at the snapshot.
+    pub head: i64,
+    /// Users whose admin lock is still in force: (user, until).
+    pub locks: Vec<(Uuid, i64)>,
+    /// Every signing key not yet retired.
+    pub keys: Vec<KeyRecord>,
+}
 
 /// The revocation items of one log event (none for most events).
 pub fn items(env: &Envelope) -> Vec<Revocation> {
@@ -75,7 +96,7 @@ pub fn items(env: &Envelope) -> Vec<Revocation> {
 /// The items of a window snapshot, in fold order: the standing key
 /// statuses and locks (seq 0), then the window's events.
 pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
-    let mut out = standing_items(&snapshot.keys, &snapshot.locks, now);
+    let mut out = standing_items(&snapshot.standing, now);
     for env in &snapshot.events {
         out.extend(items(env));
     }
@@ -83,13 +104,15 @@ pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
 }
 
 /// The key statuses and locks in force, as seq-0 items (they come first).
-fn standing_items(keys: &[KeyRecord], locks: &[(Uuid, i64)], now: i64) -> Vec<Revocation> {
-    let mut out: Vec<Revocation> = keys
+pub fn standing_items(standing: &Standing, now: i64) -> Vec<Revocation> {
+    let mut out: Vec<Revocation> = standing
+        .keys
         .iter()
         .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after))
         .collect();
     out.extend(
-        locks
+        standing
+            .locks
             .iter()
             .map(|(user, until)| Revocation::user_locked(0, now, *user, *until)),
     );
@@ -100,43 +123,10 @@ fn standing_items(keys: &[KeyRecord], locks: &[(Uuid, i64)], now: i64) -> Vec<Re
 pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> RevocationState {
     RevocationState::from_window(
         &window_items(snapshot, now),
-        snapshot.head,
+        snapshot.standing.head,
         retention_ms,
         now,
     )
-}
-
-/// Rebuilds the state from a window read page by page
-/// (`Store::snapshot_paged`): the same fold as `from_snapshot`, holding one
-/// page of events at a time. Returns the state and how many events it folded.
-pub async fn from_window_pages(
-    store: &crate::store::Store,
-    retention_ms: i64,
-    now: i64,
-) -> Result<(RevocationState, Standing, usize), crate::store::StoreError> {
-    let mut state: Option<RevocationState> = None;
-    let mut events = 0;
-    let standing = store
-        .snapshot_paged(now - retention_ms, now, &mut |standing, page| {
-            let state = state.get_or_insert_with(|| {
-                let mut s = RevocationState::new(retention_ms);
-                for item in standing_items(&standing.keys, &standing.locks, now) {
-                    s.apply_item(&item);
-                }
-                s
-            });
-            for env in &page {
-                for item in items(env) {
-                    state.apply_item(&item);
-                }
-            }
-            events += page.len();
-        })
-        .await?;
-    let mut state = state.unwrap_or_else(|| RevocationState::new(retention_ms));
-    state.advance_to(standing.head);
-    state.prune(now);
-    Ok((state, standing, events))
 }
 
 /// Folding log events into the shared state.

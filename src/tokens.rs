@@ -5,13 +5,11 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parking_lot::RwLock;
 
+use crate::keys::KeyRecord;
 use crate::keys::{KeyError, MasterKey};
-use crate::store::KeyRecord;
 
 pub use recall_verifier::token::{
     Claims, Confirmation, TokenError, Verified, ACCESS_TYP, LEEWAY_SECS,
@@ -137,7 +135,5 @@ impl Keyring {
     }
 }
 
-/// Base64url (no padding) of bytes, as in JWKs.
-pub fn b64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+/// Base64url (no padding) of bytes, as in JWKs (the verifier crate's).
+pub use recall_verifier::token::b64url;

@@ -16,5 +16,7 @@ pub use fleet::{change_issuer, join, Configured, FleetRecord, Membership, Mismat
 pub use keys::{retires, rotation, KeyStatus, PreviousKey};
 pub use locks::{lock_until, DEFAULT_LOCK_SECS, MAX_LOCK_SECS};
 pub use policy::{Binding, BindingRefusal, OnMismatch, Policy, SessionTerms, CLIENT_TYPES};
-pub use refresh::{decide_refresh, RefreshDecision, RefreshFacts, SessionFacts};
+pub use refresh::{
+    decide_refresh, RefreshDecision, RefreshFacts, RefreshLimits, RefreshRefusal, SessionFacts,
+};
 pub use sessions::{end_session, EndDecision, SessionEnd};

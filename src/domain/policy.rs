@@ -6,82 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::policy::{default_v4, default_v6};
+pub use crate::events::policy::{Binding, OnMismatch, Policy};
+
 /// The client types, in the order pages and answers list them.
 pub const CLIENT_TYPES: [&str; 3] = ["web", "mobile", "service"];
-
-/// What a session's tokens are bound to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Binding {
-    /// Nothing: a bearer token works from anywhere (the default).
-    None,
-    /// The login's network: the client address must stay in its prefix.
-    Network,
-    /// The login's exact address.
-    Address,
-    /// A key the client holds (DPoP, RFC 9449): every request needs a fresh proof.
-    Dpop,
-}
-
-impl Binding {
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Binding::None => "none",
-            Binding::Network => "network",
-            Binding::Address => "address",
-            Binding::Dpop => "dpop",
-        }
-    }
-}
-
-/// What a use from elsewhere does besides the 401.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OnMismatch {
-    /// Refuse the request.
-    Reject,
-    /// Refuse it and revoke the session fleet-wide.
-    Revoke,
-}
-
-/// One client type's policy (the body of `PUT /v1/admin/policies/{type}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// 10 to `RECALL_ACCESS_TTL_SECS` (default 300, the `maximum` here;
-    /// a deployment with another setting has that ceiling instead).
-    #[schema(minimum = 10, maximum = 300)]
-    pub access_ttl_secs: i64,
-    /// At least `access_ttl_secs`, at most a year (366 days).
-    #[schema(minimum = 10, maximum = 31_622_400)]
-    pub refresh_ttl_secs: i64,
-    /// At least `access_ttl_secs`, at most a year (366 days).
-    #[schema(minimum = 10, maximum = 31_622_400)]
-    pub session_max_secs: i64,
-    /// A session unused (not refreshed) this long ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 60, maximum = 31_622_400)]
-    pub idle_timeout_secs: Option<i64>,
-    pub binding: Binding,
-    /// The IPv4 prefix of `network` binding (default 24).
-    #[serde(default = "default_v4")]
-    #[schema(minimum = 8, maximum = 32)]
-    pub ipv4_prefix: u8,
-    /// The IPv6 prefix of `network` binding (default 56).
-    #[serde(default = "default_v6")]
-    #[schema(minimum = 16, maximum = 128)]
-    pub ipv6_prefix: u8,
-    pub on_mismatch: OnMismatch,
-}
-
-fn default_v4() -> u8 {
-    24
-}
-
-fn default_v6() -> u8 {
-    56
-}
 
 /// Policy values refused, with the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +109,11 @@ impl BindingRefusal {
     }
 }
 
+/// Whole seconds as a span (a negative count is none).
+fn whole_secs(n: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.max(0).unsigned_abs())
+}
+
 /// What a session was given at login, fixed for its life: its lifetimes
 /// and what its tokens are bound to. Stored with the session; a session
 /// from before policies existed has none and keeps the settings'.
@@ -208,6 +142,21 @@ pub struct SessionTerms {
 }
 
 impl SessionTerms {
+    /// The session's idle timeout, if its policy set one.
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.idle_timeout_secs.map(whole_secs)
+    }
+
+    /// The session's refresh lifetime, if fixed at login.
+    pub fn refresh_ttl(&self) -> Option<std::time::Duration> {
+        self.refresh_ttl_secs.map(whole_secs)
+    }
+
+    /// The session's absolute lifetime, if fixed at login.
+    pub fn session_max(&self) -> Option<std::time::Duration> {
+        self.session_max_secs.map(whole_secs)
+    }
+
     /// The session's binding as the sessions list shows it.
     pub fn binding_name(&self) -> &'static str {
         match (&self.jkt, &self.net, self.binding) {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::BindingRefusal;
 use crate::clock::Timestamp;
 
 /// The session a presented refresh token belongs to, as read.
@@ -17,6 +18,10 @@ pub struct SessionFacts {
     pub last_used_at: Timestamp,
     /// The session's idle timeout, if its policy has one.
     pub idle_timeout: Option<Duration>,
+    /// The session's own refresh lifetime and absolute lifetime, fixed at
+    /// login (None: a session from before policies; the limits' apply).
+    pub refresh_ttl: Option<Duration>,
+    pub session_max: Option<Duration>,
 }
 
 /// What the store found for a presented refresh token.
@@ -30,62 +35,76 @@ pub struct RefreshFacts {
     pub session: Option<SessionFacts>,
 }
 
-/// What a refresh comes to.
+/// The settings a refresh is decided by, for sessions whose terms do not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshDecision {
-    /// Store the successor, expiring then (capped at the session's end).
-    Rotate { expires_at: Timestamp },
-    /// Never issued, or pruned.
-    Unknown,
-    /// The session was revoked, or its refresh or absolute lifetime ended.
-    Dead,
-    /// Spent moments ago by a concurrent refresh: refuse, keep the session.
-    Grace,
-    /// Spent earlier: theft assumed; revoke the session.
-    Reuse,
-    /// The user is locked until then.
-    Locked { until: Timestamp },
+pub struct RefreshLimits {
+    /// The successor's lifetime, before the session's cap.
+    pub refresh_ttl: Duration,
+    /// How long a just-spent token is refused without theft detection.
+    pub grace: Duration,
+    /// The absolute session lifetime from login.
+    pub session_max: Duration,
 }
 
-/// Decides a refresh at `now`. `expires_at` is the successor's expiry
-/// before the cap; `grace` the concurrent-refresh grace; `session_max` the
-/// absolute session lifetime from login.
+/// Why a refresh is refused: the one spelling of it, from the decision
+/// through the store to the error the client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRefusal {
+    /// Never issued, or pruned.
+    Unknown,
+    /// The session was revoked, or its refresh, idle or absolute lifetime ended.
+    Ended,
+    /// Spent moments ago by a concurrent refresh: refused, the session kept.
+    JustUsed,
+    /// Spent earlier: theft assumed; the session is revoked.
+    Reused,
+    /// The user is locked until then.
+    Locked { until: Timestamp },
+    /// The request is not from where the session is bound to (nothing is
+    /// written: the token is not spent).
+    Elsewhere(BindingRefusal),
+}
+
+/// What a refresh comes to: rotate, the successor expiring then (capped at
+/// the session's end), or a refusal.
+pub type RefreshDecision = Result<Timestamp, RefreshRefusal>;
+
+/// Decides a refresh at `now`.
 pub fn decide_refresh(
     facts: &RefreshFacts,
-    expires_at: Timestamp,
-    grace: Duration,
-    session_max: Duration,
+    limits: &RefreshLimits,
     now: Timestamp,
 ) -> RefreshDecision {
     let Some(s) = facts.session else {
-        return RefreshDecision::Unknown;
+        return Err(RefreshRefusal::Unknown);
     };
     // A lock ends sessions too; say why (403 account_locked).
     if let Some(until) = s.locked_until.filter(|u| *u > now) {
-        return RefreshDecision::Locked { until };
+        return Err(RefreshRefusal::Locked { until });
     }
-    let ends_at = s.created_at.plus(session_max);
+    let ends_at = s
+        .created_at
+        .plus(s.session_max.unwrap_or(limits.session_max));
     if facts.spent_now {
         let idle = s
             .idle_timeout
             .is_some_and(|t| now.since(s.last_used_at) > t);
         if s.revoked_at.is_some() || s.refresh_expires_at <= now || ends_at <= now || idle {
-            return RefreshDecision::Dead;
+            return Err(RefreshRefusal::Ended);
         }
-        return RefreshDecision::Rotate {
-            expires_at: expires_at.min(ends_at),
-        };
+        let expires_at = now.plus(s.refresh_ttl.unwrap_or(limits.refresh_ttl));
+        return Ok(expires_at.min(ends_at));
     }
     let Some(spent_at) = facts.spent_at else {
-        return RefreshDecision::Unknown;
+        return Err(RefreshRefusal::Unknown);
     };
     if s.revoked_at.is_some() {
-        return RefreshDecision::Dead;
+        return Err(RefreshRefusal::Ended);
     }
-    if now.since(spent_at) <= grace {
-        return RefreshDecision::Grace;
+    if now.since(spent_at) <= limits.grace {
+        return Err(RefreshRefusal::JustUsed);
     }
-    RefreshDecision::Reuse
+    Err(RefreshRefusal::Reused)
 }
 
 #[cfg(test)]
@@ -110,6 +129,8 @@ mod tests {
             locked_until: None,
             last_used_at: at(N - 10),
             idle_timeout: None,
+            refresh_ttl: None,
+            session_max: None,
         }
     }
 
@@ -120,15 +141,12 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(60)),
             ..session()
         };
-        assert_eq!(when(true, None, Some(idle)), RefreshDecision::Dead);
+        assert_eq!(when(true, None, Some(idle)), Err(RefreshRefusal::Ended));
         let busy = SessionFacts {
             last_used_at: at(N - 59_000),
             ..idle
         };
-        assert!(matches!(
-            when(true, None, Some(busy)),
-            RefreshDecision::Rotate { .. }
-        ));
+        assert!(matches!(when(true, None, Some(busy)), Ok(_)));
     }
 
     fn when(
@@ -141,17 +159,17 @@ mod tests {
             spent_at,
             session,
         };
-        decide_refresh(&facts, at(N + 50_000), GRACE, MAX, NOW)
+        let limits = RefreshLimits {
+            refresh_ttl: Duration::from_millis(50_000),
+            grace: GRACE,
+            session_max: MAX,
+        };
+        decide_refresh(&facts, &limits, NOW)
     }
 
     #[test]
     fn given_a_current_token_when_refreshed_then_it_rotates() {
-        assert_eq!(
-            when(true, None, Some(session())),
-            RefreshDecision::Rotate {
-                expires_at: at(N + 50_000)
-            }
-        );
+        assert_eq!(when(true, None, Some(session())), Ok(at(N + 50_000)));
     }
 
     #[test]
@@ -160,17 +178,12 @@ mod tests {
             created_at: at(N - M + 100),
             ..session()
         };
-        assert_eq!(
-            when(true, None, Some(old)),
-            RefreshDecision::Rotate {
-                expires_at: at(N + 100)
-            }
-        );
+        assert_eq!(when(true, None, Some(old)), Ok(at(N + 100)));
         let ended = SessionFacts {
             created_at: at(N - M),
             ..session()
         };
-        assert_eq!(when(true, None, Some(ended)), RefreshDecision::Dead);
+        assert_eq!(when(true, None, Some(ended)), Err(RefreshRefusal::Ended));
     }
 
     #[test]
@@ -183,26 +196,26 @@ mod tests {
             refresh_expires_at: NOW,
             ..session()
         };
-        assert_eq!(when(true, None, Some(revoked)), RefreshDecision::Dead);
-        assert_eq!(when(true, None, Some(expired)), RefreshDecision::Dead);
+        assert_eq!(when(true, None, Some(revoked)), Err(RefreshRefusal::Ended));
+        assert_eq!(when(true, None, Some(expired)), Err(RefreshRefusal::Ended));
         // A spent token of a revoked session is dead, not theft.
         assert_eq!(
             when(false, Some(at(N - 60_000)), Some(revoked)),
-            RefreshDecision::Dead
+            Err(RefreshRefusal::Ended)
         );
     }
 
     #[test]
     fn given_an_unknown_token_then_unknown() {
-        assert_eq!(when(false, None, None), RefreshDecision::Unknown);
-        assert_eq!(when(true, None, None), RefreshDecision::Unknown);
+        assert_eq!(when(false, None, None), Err(RefreshRefusal::Unknown));
+        assert_eq!(when(true, None, None), Err(RefreshRefusal::Unknown));
     }
 
     #[test]
     fn given_a_token_spent_moments_ago_then_grace_and_the_session_lives() {
         assert_eq!(
             when(false, Some(NOW.minus(GRACE)), Some(session())),
-            RefreshDecision::Grace
+            Err(RefreshRefusal::JustUsed)
         );
     }
 
@@ -210,7 +223,7 @@ mod tests {
     fn given_a_token_spent_long_ago_then_reuse_revokes_the_session() {
         assert_eq!(
             when(false, Some(at(N - 10_001)), Some(session())),
-            RefreshDecision::Reuse
+            Err(RefreshRefusal::Reused)
         );
     }
 
@@ -224,7 +237,7 @@ mod tests {
         {
             assert_eq!(
                 when(spent_now, spent_at, Some(locked)),
-                RefreshDecision::Locked { until: at(N + 5) }
+                Err(RefreshRefusal::Locked { until: at(N + 5) })
             );
         }
     }

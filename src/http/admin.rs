@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
 use super::errors::ApiError;
-use super::extract::{resolve_admin, Admin};
+use super::extract::{resolve_admin, AdminCaller};
 use super::rfc3339;
 use crate::clock::Timestamp;
 use crate::events::Envelope;
@@ -210,7 +210,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 /// `GET /v1/admin/users?username=NAME`
 pub async fn find_user(
     recall: web::Data<Recall>,
-    _admin: Admin,
+    _admin: AdminCaller,
     q: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let u = recall
@@ -235,7 +235,7 @@ pub async fn find_user(
 pub async fn revoke_sessions(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -257,7 +257,7 @@ pub async fn revoke_sessions(
 pub async fn lock(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -292,7 +292,7 @@ pub async fn lock(
 pub async fn unlock(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let env = recall
@@ -307,7 +307,7 @@ pub async fn unlock(
 /// `GET /v1/admin/users/{user_id}/sessions`: a user's live sessions.
 pub async fn user_sessions(
     recall: web::Data<Recall>,
-    _admin: Admin,
+    _admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
@@ -325,7 +325,7 @@ pub async fn user_sessions(
 pub async fn delete_session(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
@@ -342,7 +342,7 @@ pub async fn delete_session(
 pub async fn rotate_key(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     body: JsonBody<RotateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
@@ -365,7 +365,10 @@ pub async fn rotate_key(
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
     responses((status = 200, description = "Every signing key", body = KeyList)), security(("admin" = [])))]
 /// `GET /v1/admin/keys`
-pub async fn keys(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+pub async fn keys(
+    recall: web::Data<Recall>,
+    _admin: AdminCaller,
+) -> Result<HttpResponse, ApiError> {
     let keys = recall
         .admin()
         .list_keys()
@@ -404,7 +407,7 @@ pub fn audit_event(env: &Envelope) -> AuditEvent {
 /// `GET /v1/admin/events?after=&limit=&user_id=&type=`
 pub async fn events(
     recall: web::Data<Recall>,
-    _admin: Admin,
+    _admin: AdminCaller,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -455,13 +458,13 @@ struct StreamState {
     responses((status = 200, description = "Server-sent events: `id` is the sequence number, `event` the type, `data` the audit form; `event: end` when the caller's rights end",
         content_type = "text/event-stream", body = String)), security(("admin" = [])))]
 /// `GET /v1/admin/events/stream`: live events as server-sent events.
-pub async fn stream(recall: web::Data<Recall>, admin: Admin) -> HttpResponse {
+pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpResponse {
     let now = tokio::time::Instant::now();
     let state = StreamState {
         rx: recall.admin().live_events(),
         recall: recall.clone(),
-        bearer: admin.bearer,
-        expires_at: admin.expires_at,
+        bearer: admin.0.bearer,
+        expires_at: admin.0.expires_at,
         checked: now,
         last_frame: now,
         ended: false,

@@ -8,7 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
-use crate::error::{DpopRefusal, Error, GrantRefusal, TokenRefusal, Unavailable};
+use crate::domain::BindingRefusal;
+use crate::error::{DpopRefusal, Error, RefreshRefusal, TokenRefusal, Unavailable};
 use crate::tokens::TokenError;
 
 /// The body of every error answer.
@@ -184,13 +185,25 @@ impl From<Error> for ApiError {
             ),
             Error::Grant(g) => ApiError::InvalidGrant(
                 match g {
-                    GrantRefusal::Unknown => "unknown refresh token",
-                    GrantRefusal::Ended => "the session has ended",
-                    GrantRefusal::JustUsed => {
+                    RefreshRefusal::Unknown => "unknown refresh token",
+                    RefreshRefusal::Ended => "the session has ended",
+                    RefreshRefusal::JustUsed => {
                         "this refresh token was just used by a concurrent refresh"
                     }
-                    GrantRefusal::Reused => "refresh token reuse detected; the session is revoked",
-                    GrantRefusal::OtherNetwork => "refresh token used from another network",
+                    RefreshRefusal::Reused => {
+                        "refresh token reuse detected; the session is revoked"
+                    }
+                    RefreshRefusal::Locked { until } => return Error::locked(until.ms()).into(),
+                    RefreshRefusal::Elsewhere(BindingRefusal::Network) => {
+                        "refresh token used from another network"
+                    }
+                    RefreshRefusal::Elsewhere(BindingRefusal::Key) => {
+                        return Error::Dpop {
+                            refusal: DpopRefusal::WrongKey,
+                            resource: false,
+                        }
+                        .into()
+                    }
                 }
                 .into(),
             ),

@@ -10,7 +10,7 @@ use actix_web::{http::header, web, FromRequest, HttpRequest};
 
 use super::errors::ApiError;
 use crate::events::Meta;
-use crate::service::{DpopInput, Presented, Principal, Recall};
+use crate::service::{AdminIdentity, DpopInput, Presented, Principal, Recall};
 
 fn recall(req: &HttpRequest) -> Result<web::Data<Recall>, ApiError> {
     req.app_data::<web::Data<Recall>>()
@@ -208,17 +208,19 @@ impl FromRequest for ForwardAuthenticated {
     }
 }
 
-/// A caller allowed to use the emergency controls.
-pub struct Admin {
-    /// `admin-token` or `admin:<user id>`.
-    pub actor: String,
-    /// The user's access token, for an admin by role (rights can end).
-    pub bearer: Option<String>,
-    /// When that token expires (no leeway).
-    pub expires_at: Option<crate::clock::Timestamp>,
+/// A request from a caller allowed to use the emergency controls: the
+/// service's `AdminIdentity`, extracted.
+pub struct AdminCaller(pub AdminIdentity);
+
+impl std::ops::Deref for AdminCaller {
+    type Target = AdminIdentity;
+
+    fn deref(&self) -> &AdminIdentity {
+        &self.0
+    }
 }
 
-impl Admin {
+impl AdminCaller {
     /// Audit meta for an action by this admin.
     pub fn meta(&self, req: &HttpRequest) -> Meta {
         Meta {
@@ -229,16 +231,11 @@ impl Admin {
 }
 
 /// Checks a bearer token for admin rights.
-pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<Admin, ApiError> {
-    let who = recall.admin().authorize(token).await?;
-    Ok(Admin {
-        actor: who.actor,
-        bearer: who.bearer,
-        expires_at: who.expires_at,
-    })
+pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<AdminCaller, ApiError> {
+    Ok(AdminCaller(recall.admin().authorize(token).await?))
 }
 
-impl FromRequest for Admin {
+impl FromRequest for AdminCaller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::body::JsonBody;
 use super::errors::ApiError;
-use super::extract::{bearer, Admin};
+use super::extract::{bearer, AdminCaller};
 use crate::clock::rfc3339;
 use crate::service::feed::MAX_PAGE;
 use crate::service::{FeedCaller, Recall};
@@ -278,7 +278,7 @@ pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Result<HttpR
 pub async fn create_service(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     body: JsonBody<ServiceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (record, token) = recall
@@ -294,7 +294,10 @@ pub async fn create_service(
 #[utoipa::path(get, path = "/v1/admin/services", tag = "admin",
     responses((status = 200, description = "Every service credential", body = ServiceList)),
     security(("admin" = [])))]
-pub async fn services(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+pub async fn services(
+    recall: web::Data<Recall>,
+    _admin: AdminCaller,
+) -> Result<HttpResponse, ApiError> {
     let services = recall
         .feed()
         .services()
@@ -313,7 +316,7 @@ pub async fn services(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpRe
 pub async fn revoke_service(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such service".into()))?;

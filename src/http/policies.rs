@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use super::errors::ApiError;
-use super::extract::{bearer, Admin};
+use super::extract::{bearer, AdminCaller};
 use crate::domain::Policy;
 use crate::service::Recall;
 
@@ -33,7 +33,10 @@ pub struct PolicySet {
     responses((status = 200, description = "Each client type's policy", body = PolicyList)),
     security(("admin" = [])))]
 /// `GET /v1/admin/policies`
-pub async fn list(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    recall: web::Data<Recall>,
+    _admin: AdminCaller,
+) -> Result<HttpResponse, ApiError> {
     let policies = recall
         .policies()
         .await?
@@ -44,7 +47,7 @@ pub async fn list(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpRespon
 }
 
 #[utoipa::path(put, path = "/v1/admin/policies/{client_type}", tag = "admin",
-    params(("client_type" = inline(super::users::ClientType), Path, description = "web, mobile or service")),
+    params(("client_type" = inline(crate::service::ClientType), Path, description = "web, mobile or service")),
     request_body = Policy,
     responses((status = 200, description = "Set, fleet-wide; applies to later logins", body = PolicySet),
         (status = 404, description = "No such client type", body = super::errors::ErrorBody)),
@@ -53,7 +56,7 @@ pub async fn list(recall: web::Data<Recall>, _admin: Admin) -> Result<HttpRespon
 pub async fn set(
     req: HttpRequest,
     recall: web::Data<Recall>,
-    admin: Admin,
+    admin: AdminCaller,
     path: web::Path<String>,
     body: JsonBody<Policy>,
 ) -> Result<HttpResponse, ApiError> {

@@ -21,7 +21,7 @@ use super::extract::{client_addr, client_ip};
 use super::pages;
 use super::users::user_agent;
 use crate::events::Meta;
-use crate::service::{LoginInput, Recall, RefreshInput, TokenResponse};
+use crate::service::{ClientType, LoginInput, Recall, RefreshInput, TokenResponse};
 
 /// The refresh cookie. `__Host-`: Secure, Path=/, no Domain, so no other
 /// host (not even a subdomain) can set or shadow it.
@@ -111,7 +111,7 @@ pub async fn login(
     let input = LoginInput {
         username: body.0.username,
         password: body.0.password,
-        client_type: Some("web".into()),
+        client_type: ClientType::Web,
         device_id: None,
         user_agent: user_agent(&req),
         ip: client_addr(&req),

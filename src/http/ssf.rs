@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, Admin};
+use super::extract::{bearer, AdminCaller};
 use super::ssf_types::{
-    AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfig,
+    AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
 };
 use crate::clock::rfc3339;
@@ -48,7 +48,7 @@ pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiErro
 
 /// `POST /ssf/streams`
 #[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = StreamInput,
-    responses((status = 201, description = "The stream's configuration", body = StreamConfig)),
+    responses((status = 201, description = "The stream's configuration", body = StreamConfigView)),
     security(("service" = [])))]
 pub async fn create(
     req: HttpRequest,
@@ -57,15 +57,15 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
     let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
-    Ok(HttpResponse::Created().json(StreamConfig::from_stored(&stream.config)?))
+    Ok(HttpResponse::Created().json(StreamConfigView::from_stored(&stream.config)))
 }
 
 /// One stream's configuration, or every stream's.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StreamsAnswer {
-    One(StreamConfig),
-    All(Vec<StreamConfig>),
+    One(StreamConfigView),
+    All(Vec<StreamConfigView>),
 }
 
 /// `GET /ssf/streams?stream_id=`
@@ -80,17 +80,17 @@ pub async fn read(
 ) -> Result<HttpResponse, ApiError> {
     let owner = receiver(&recall, &req).await?;
     let answer = match q.stream_id {
-        Some(id) => StreamsAnswer::One(StreamConfig::from_stored(
+        Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
             &recall.signals().get(&owner, id).await?.config,
-        )?),
+        )),
         None => StreamsAnswer::All(
             recall
                 .signals()
                 .list(&owner)
                 .await?
                 .iter()
-                .map(|s| StreamConfig::from_stored(&s.config))
-                .collect::<Result<_, _>>()?,
+                .map(|s| StreamConfigView::from_stored(&s.config))
+                .collect(),
         ),
     };
     Ok(HttpResponse::Ok().json(answer))
@@ -107,12 +107,12 @@ async fn configure(
         .signals()
         .configure(&owner, body.stream_id, &body.config.fields()?, replace)
         .await?;
-    Ok(HttpResponse::Ok().json(StreamConfig::from_stored(&stream.config)?))
+    Ok(HttpResponse::Ok().json(StreamConfigView::from_stored(&stream.config)))
 }
 
 /// `PATCH /ssf/streams`
 #[utoipa::path(patch, path = "/ssf/streams", tag = "ssf", request_body = StreamUpdate,
-    responses((status = 200, description = "Updated: the fields given change", body = StreamConfig),
+    responses((status = 200, description = "Updated: the fields given change", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn update(
@@ -125,7 +125,7 @@ pub async fn update(
 
 /// `PUT /ssf/streams`
 #[utoipa::path(put, path = "/ssf/streams", tag = "ssf", request_body = StreamUpdate,
-    responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfig),
+    responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn replace(
@@ -266,7 +266,7 @@ pub async fn poll(
     security(("admin" = [])))]
 pub async fn admin_streams(
     recall: web::Data<Recall>,
-    _admin: Admin,
+    _admin: AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
     let streams = recall
         .signals()
@@ -276,11 +276,8 @@ pub async fn admin_streams(
         .map(|s| AdminStream {
             stream_id: s.id,
             service_id: s.service_id,
-            aud: s.config["aud"].as_str().unwrap_or_default().to_owned(),
-            method: s.config["delivery"]["method"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            aud: s.config.aud.clone(),
+            method: s.config.delivery.method().to_owned(),
             status: s.status.clone(),
             reason: s.reason.clone(),
             cursor_seq: s.cursor.0,

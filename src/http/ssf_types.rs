@@ -80,9 +80,11 @@ pub struct DeliveryView {
     endpoint_url: String,
 }
 
-/// A stream's configuration (SSF 1.0 section 8.1.1).
+/// A stream's configuration (SSF 1.0 section 8.1.1), as its receiver
+/// reads it.
 #[derive(Deserialize, Serialize, ToSchema)]
-pub struct StreamConfig {
+#[schema(as = StreamConfig)]
+pub struct StreamConfigView {
     stream_id: Uuid,
     iss: String,
     aud: String,
@@ -93,12 +95,22 @@ pub struct StreamConfig {
     description: Option<String>,
 }
 
-impl StreamConfig {
-    /// Reads the stored configuration (which also holds the push
-    /// authorization header, dropped here).
-    pub fn from_stored(config: &Value) -> Result<Self, ApiError> {
-        serde_json::from_value(config.clone())
-            .map_err(|e| ApiError::Internal(format!("stored stream configuration: {e}")))
+impl StreamConfigView {
+    /// The stored configuration without the push authorization header.
+    pub fn from_stored(config: &crate::ssf::StreamConfig) -> Self {
+        StreamConfigView {
+            stream_id: config.stream_id,
+            iss: config.iss.clone(),
+            aud: config.aud.clone(),
+            events_supported: config.events_supported.clone(),
+            events_requested: config.events_requested.clone(),
+            events_delivered: config.events_delivered.clone(),
+            delivery: DeliveryView {
+                method: config.delivery.method().to_owned(),
+                endpoint_url: config.delivery.endpoint_url().to_owned(),
+            },
+            description: config.description.clone(),
+        }
     }
 }
 

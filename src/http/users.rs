@@ -14,7 +14,9 @@ use super::extract::{
 };
 use super::rfc3339;
 use crate::events::Meta;
-use crate::service::{LoginInput, Recall, RefreshInput, SessionView, TokenResponse};
+use crate::service::{
+    ClientType, DeviceId, LoginInput, Recall, RefreshInput, SessionView, TokenResponse, UserAgent,
+};
 
 /// A new account.
 #[derive(Deserialize, ToSchema)]
@@ -33,16 +35,6 @@ pub struct RegisterBody {
 pub struct Registered {
     user_id: Uuid,
     username: String,
-}
-
-/// The kinds of client a session can belong to.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // a schema only: the core checks the value
-pub enum ClientType {
-    Web,
-    Mobile,
-    Service,
 }
 
 /// Username and password.
@@ -142,11 +134,11 @@ pub async fn register(
 }
 
 /// The request's User-Agent, as a session records it.
-pub(super) fn user_agent(req: &HttpRequest) -> Option<String> {
+pub(super) fn user_agent(req: &HttpRequest) -> Option<UserAgent> {
     req.headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(UserAgent::new)
 }
 
 fn no_store(body: impl serde::Serialize) -> HttpResponse {
@@ -168,8 +160,8 @@ pub async fn login(
     let input = LoginInput {
         username: body.username,
         password: body.password,
-        client_type: body.client_type,
-        device_id: body.device_id,
+        client_type: ClientType::parse(body.client_type.as_deref())?,
+        device_id: body.device_id.map(DeviceId::parse).transpose()?,
         user_agent: user_agent(&req),
         ip: client_addr(&req),
         dpop: dpop_input(&req, &recall, false),

@@ -2,15 +2,15 @@
 
 use uuid::Uuid;
 
-use super::{AdminIdentity, Core, SessionView};
+use super::{AdminIdentity, SessionView};
 use crate::clock::Timestamp;
+use crate::domain::SessionEnd;
 use crate::error::{Error, Missing};
 use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
-use crate::store::{EventFilter, KeyRecord, SessionEnd, StoreError, UserRecord};
+use crate::keys::KeyRecord;
+use crate::store::{EventFilter, StoreError, UserRecord};
 use crate::sync::now_ms;
-use std::ops::Deref;
-use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use crate::domain::DEFAULT_LOCK_SECS;
@@ -22,19 +22,11 @@ fn not_found_user(e: StoreError) -> Error {
     }
 }
 
-/// The emergency controls and the audit log: what `/v1/admin/*` and
-/// `recall admin` do.
-pub struct Admin {
-    pub(super) core: Arc<Core>,
-}
-
-impl Deref for Admin {
-    type Target = Core;
-
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
+core_service!(
+    /// The emergency controls and the audit log: what `/v1/admin/*` and
+    /// `recall admin` do.
+    Admin
+);
 
 impl Admin {
     /// Creates a user with `roles` (empty, or `["admin"]`).

@@ -2,34 +2,26 @@
 //! all or other sessions, password change, a user's own sessions, and
 //! RFC 7009 revocation by a token's holder.
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 use uuid::Uuid;
 
+use super::guess::guess_rules;
 use super::{
-    new_refresh_token, parse_client_type, refresh_hash, secs, Core, LoginInput, Password,
-    Principal, RefreshInput, TokenResponse, Username,
+    new_refresh_token, refresh_hash, secs, DeviceId, LoginInput, Password, Principal, RefreshInput,
+    TokenResponse, UserAgent, Username,
 };
-use crate::domain::BindingRefusal;
-use crate::error::{Error, GrantRefusal, TokenRefusal};
+use crate::clock::Timestamp;
+use crate::domain::SessionEnd;
+use crate::domain::{decide_refresh, may_log_in, BindingRefusal, RefreshLimits, RefreshRefusal};
+use crate::error::{Error, TokenRefusal};
 use crate::events::{Meta, RevokeCause};
 use crate::metrics::inc;
-use crate::store::{Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd, SessionRecord};
+use crate::store::{Login, RefreshRules, Refreshed, SessionRecord};
 use crate::sync::now_ms;
 
-/// Operations a user does to their own account and sessions.
-pub struct Auth {
-    pub(super) core: Arc<Core>,
-}
-
-impl Deref for Auth {
-    type Target = Core;
-
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
+core_service!(
+    /// Operations a user does to their own account and sessions.
+    Auth
+);
 
 impl Auth {
     /// Registers a user with no roles (open registration, or an admin's
@@ -96,14 +88,7 @@ impl Auth {
 
     /// Username and password login; one answer for every failure.
     pub async fn login(&self, input: LoginInput, meta: &Meta) -> Result<TokenResponse, Error> {
-        let client_type = parse_client_type(input.client_type.as_deref())?;
-        if input
-            .device_id
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 256)
-        {
-            return Err(Error::invalid("device_id", "at most 256 characters"));
-        }
+        let client_type = input.client_type.as_str();
         // The proof first: a bad one costs no hash and no guess.
         let proof = self.token_proof(&input.dpop).await?;
         let now = now_ms();
@@ -141,46 +126,46 @@ impl Auth {
             self.metrics.login("failed");
             let env = self
                 .store
-                .guess_failed(username.as_str(), &self.settings.lockout, meta, now_ms())
+                .guess_failed(
+                    username.as_str(),
+                    &guess_rules(self.settings.lockout),
+                    meta,
+                    now_ms(),
+                )
                 .await?;
             self.committed(&[env]).await;
             return Err(Error::BadCredentials);
         };
         let refresh_token = new_refresh_token();
         let session_id = Uuid::now_v7();
-        let policy = self.policy_for(&client_type).await?;
+        let policy = self.policy_for(client_type).await?;
         let terms = self.terms_for(&policy, session_id, input.ip, proof.map(|p| p.jkt))?;
-        let session = NewSession {
+        let created_at = now_ms();
+        let record = SessionRecord {
             id: session_id,
             user_id: user.id,
-            client_type,
-            device_id: input.device_id,
+            client_type: client_type.to_owned(),
+            device_id: input.device_id.map(DeviceId::into_string),
             ip: meta.ip.clone(),
-            user_agent: input.user_agent.map(|ua| ua.chars().take(512).collect()),
-            refresh_hash: refresh_hash(&refresh_token),
+            user_agent: input.user_agent.map(UserAgent::into_string),
+            created_at,
             refresh_expires_at: now + policy.refresh_ttl_secs * 1000,
+            revoked_at: None,
             terms,
         };
         let login_meta = Meta::user(user.id, meta.ip.clone());
-        let env = match self.store.login(&session, &login_meta, now_ms()).await? {
+        let refresh = refresh_hash(&refresh_token);
+        let created = self
+            .store
+            .login(&record, &refresh, may_log_in, &login_meta, created_at)
+            .await?;
+        let env = match created {
             Login::Created(env) => env,
             // A lock committed while the hash ran: the lock wins.
             Login::Locked { until } => return Err(Error::locked(until)),
         };
         self.committed(&[env]).await;
         self.metrics.login("succeeded");
-        let record = SessionRecord {
-            id: session.id,
-            user_id: user.id,
-            client_type: session.client_type,
-            device_id: session.device_id,
-            ip: session.ip,
-            user_agent: session.user_agent,
-            created_at: now,
-            refresh_expires_at: session.refresh_expires_at,
-            revoked_at: None,
-            terms: session.terms,
-        };
         let jkt = record.terms.jkt.clone();
         self.token_response(&record, refresh_token, jkt).await
     }
@@ -190,13 +175,13 @@ impl Auth {
     pub async fn refresh(&self, input: RefreshInput, meta: &Meta) -> Result<TokenResponse, Error> {
         let token = input.refresh_token.as_str();
         if token.is_empty() || token.len() > 512 {
-            return Err(Error::Grant(GrantRefusal::Unknown));
+            return Err(Error::Grant(RefreshRefusal::Unknown));
         }
         let proof = self.token_proof(&input.dpop).await?;
         let jkt = proof.map(|p| p.jkt);
         let check = {
             let (key, ip, jkt) = (self.binding_key().clone(), input.ip, jkt.clone());
-            std::sync::Arc::new(move |s: &SessionRecord| {
+            Box::new(move |s: &SessionRecord| {
                 if let Some(net) = &s.terms.net {
                     if !ip.is_some_and(|ip| key.matches(s.id, net, ip)) {
                         return Some(BindingRefusal::Network);
@@ -209,40 +194,37 @@ impl Auth {
             })
         };
         let now = now_ms();
+        let limits = RefreshLimits {
+            refresh_ttl: secs(self.settings.refresh_ttl_secs),
+            grace: secs(self.settings.refresh_grace_secs),
+            session_max: secs(self.settings.session_max_secs),
+        };
+        let at = Timestamp::from_ms(now);
+        let rules = RefreshRules {
+            decide: Box::new(move |facts| decide_refresh(facts, &limits, at)),
+            check,
+        };
         let next = new_refresh_token();
         let outcome = self
             .store
-            .refresh(
-                &refresh_hash(token),
-                &refresh_hash(&next),
-                RefreshTerms {
-                    refresh_ttl: secs(self.settings.refresh_ttl_secs),
-                    check,
-                    grace: secs(self.settings.refresh_grace_secs),
-                    session_max: secs(self.settings.session_max_secs),
-                },
-                meta,
-                now,
-            )
+            .refresh(&refresh_hash(token), &refresh_hash(&next), rules, meta, now)
             .await?;
-        match outcome {
-            RefreshOutcome::Rotated { session, event } => {
+        let refused = match outcome {
+            Ok(Refreshed { session, event }) => {
                 self.committed(&[event]).await;
                 inc(&self.metrics.refreshes);
                 // A bound session's key, or the key of this proof.
                 let jkt = session.terms.jkt.clone().or(jkt);
-                self.token_response(&session, next, jkt).await
+                return self.token_response(&session, next, jkt).await;
             }
-            RefreshOutcome::Unknown => Err(Error::Grant(GrantRefusal::Unknown)),
-            RefreshOutcome::Dead => Err(Error::Grant(GrantRefusal::Ended)),
-            RefreshOutcome::Grace => Err(Error::Grant(GrantRefusal::JustUsed)),
-            RefreshOutcome::Reused { event } => {
-                tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
-                self.committed(&[event]).await;
-                Err(Error::Grant(GrantRefusal::Reused))
-            }
-            RefreshOutcome::Locked { until } => Err(Error::locked(until)),
-            RefreshOutcome::Mismatch { session, refusal } => {
+            Err(refused) => refused,
+        };
+        if let Some(event) = refused.event {
+            tracing::warn!(seq = event.seq, "refresh token reuse: session revoked");
+            self.committed(&[event]).await;
+        }
+        match (refused.refusal, refused.session) {
+            (RefreshRefusal::Elsewhere(refusal), Some(session)) => {
                 self.metrics.token_rejected(match refusal {
                     BindingRefusal::Network => "refresh_other_network",
                     BindingRefusal::Key => "refresh_dpop_key",
@@ -252,7 +234,7 @@ impl Auth {
                         .await;
                 }
                 Err(match refusal {
-                    BindingRefusal::Network => Error::Grant(GrantRefusal::OtherNetwork),
+                    BindingRefusal::Network => Error::Grant(RefreshRefusal::Elsewhere(refusal)),
                     BindingRefusal::Key => Error::Dpop {
                         refusal: if jkt.is_some() {
                             crate::error::DpopRefusal::WrongKey
@@ -263,6 +245,7 @@ impl Auth {
                     },
                 })
             }
+            (refusal, _) => Err(Error::Grant(refusal)),
         }
     }
 
@@ -320,7 +303,7 @@ impl Auth {
                     &user.username,
                     p.user_id,
                     p.session_id,
-                    &self.settings.lockout,
+                    &guess_rules(self.settings.lockout),
                     meta,
                     now_ms(),
                 )

@@ -7,12 +7,9 @@
 //! Service credentials live here too: a service may read the feed and
 //! introspect tokens, and nothing else.
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 use uuid::Uuid;
 
-use super::{refresh_hash, AdminIdentity, Core};
+use super::{refresh_hash, AdminIdentity};
 use crate::error::{Error, Missing, TokenRefusal};
 use crate::events::Meta;
 use crate::state::{items, window_items, Revocation};
@@ -46,18 +43,10 @@ pub enum FeedCaller {
     Admin(AdminIdentity),
 }
 
-/// The feed and the service credentials.
-pub struct Feed {
-    pub(super) core: Arc<Core>,
-}
-
-impl Deref for Feed {
-    type Target = Core;
-
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
+core_service!(
+    /// The feed and the service credentials.
+    Feed
+);
 
 impl Feed {
     /// Checks a bearer for feed rights: a live service credential, or admin.
@@ -106,8 +95,8 @@ impl Feed {
             let snapshot = self.store.snapshot(now - retention_ms, now).await?;
             return Ok(FeedPage {
                 items: window_items(&snapshot, now),
-                head_seq: snapshot.head,
-                next_after: snapshot.head,
+                head_seq: snapshot.standing.head,
+                next_after: snapshot.standing.head,
                 retention_ms,
             });
         }

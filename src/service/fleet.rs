@@ -4,7 +4,7 @@
 
 use super::Admin;
 use crate::config::Settings;
-use crate::domain::{join, Configured};
+use crate::domain::{self, join, Configured};
 use crate::error::Error;
 use crate::events::{Envelope, Meta};
 use crate::store::{Store, StoreError};
@@ -19,7 +19,7 @@ const MAX_ISSUER_LEN: usize = 2048;
 /// an issuer, audience or master key that differs. Returns the settings to
 /// run with and the fleet's previous issuers. Only PostgreSQL is shared by
 /// a fleet; an embedded SQLite store runs as configured.
-pub(super) async fn join_fleet(
+pub async fn join_fleet(
     mut settings: Settings,
     store: &Store,
 ) -> anyhow::Result<(Settings, Vec<String>)> {
@@ -76,7 +76,14 @@ impl Admin {
         }
         let changed = self
             .store
-            .set_issuer(issuer, meta, now_ms())
+            .set_issuer(
+                {
+                    let issuer = issuer.to_owned();
+                    Box::new(move |current| domain::change_issuer(current, &issuer))
+                },
+                meta,
+                now_ms(),
+            )
             .await
             .map_err(|e| match e {
                 // Every start on PostgreSQL records the row, this one's too.

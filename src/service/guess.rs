@@ -6,11 +6,21 @@
 //! failure that never happened (which would lock the user out).
 
 use super::Core;
+use crate::domain::{after_failure, after_reservation, LockoutPolicy};
 use crate::error::Error;
 use crate::events::Meta;
 use crate::metrics::inc;
-use crate::store::{Guess, Store};
+use crate::store::{Guess, GuessRules, Store};
 use crate::sync::now_ms;
+
+/// The brute-force rules the store counts guesses by, under `policy`.
+pub fn guess_rules(policy: LockoutPolicy) -> GuessRules {
+    GuessRules {
+        policy,
+        after_reservation,
+        after_failure,
+    }
+}
 
 /// A reserved guess; dropped unsettled, it is given back.
 pub(super) struct ReservedGuess {
@@ -69,7 +79,9 @@ impl Core {
             meta.clone(),
         );
         let reserved = tokio::spawn(async move {
-            let guess = store.reserve_guess(&name, &policy, &meta, now_ms()).await?;
+            let guess = store
+                .reserve_guess(&name, &guess_rules(policy), &meta, now_ms())
+                .await?;
             Ok::<_, Error>(match guess {
                 Guess::Reserved => Ok(ReservedGuess {
                     store,

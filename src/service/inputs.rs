@@ -51,11 +51,69 @@ impl Password {
     }
 }
 
-/// The three client types a session can have.
-pub fn parse_client_type(raw: Option<&str>) -> Result<String, Error> {
-    match raw.unwrap_or("web") {
-        t @ ("web" | "mobile" | "service") => Ok(t.to_owned()),
-        _ => Err(Error::invalid("client_type", "web, mobile or service")),
+/// The kinds of client a session can belong to: `web` (the default),
+/// `mobile` or `service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ClientType {
+    Web,
+    Mobile,
+    Service,
+}
+
+impl ClientType {
+    /// Checks a client type; none is `web`.
+    pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
+        match raw.unwrap_or("web") {
+            "web" => Ok(ClientType::Web),
+            "mobile" => Ok(ClientType::Mobile),
+            "service" => Ok(ClientType::Service),
+            _ => Err(Error::invalid("client_type", "web, mobile or service")),
+        }
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Web => "web",
+            ClientType::Mobile => "mobile",
+            ClientType::Service => "service",
+        }
+    }
+}
+
+/// A device id a client names itself by: at most 256 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    /// Checks a device id's length.
+    pub fn parse(raw: String) -> Result<Self, Error> {
+        if raw.chars().count() > 256 {
+            return Err(Error::invalid("device_id", "at most 256 characters"));
+        }
+        Ok(DeviceId(raw))
+    }
+
+    /// The id as given.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A client's `User-Agent` as a session keeps it: its first 512 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAgent(String);
+
+impl UserAgent {
+    /// Keeps the first 512 characters of `raw`.
+    pub fn new(raw: &str) -> Self {
+        UserAgent(raw.chars().take(512).collect())
+    }
+
+    /// The kept text.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -103,9 +161,9 @@ pub struct TokenResponse {
 pub struct LoginInput {
     pub username: String,
     pub password: String,
-    pub client_type: Option<String>,
-    pub device_id: Option<String>,
-    pub user_agent: Option<String>,
+    pub client_type: ClientType,
+    pub device_id: Option<DeviceId>,
+    pub user_agent: Option<UserAgent>,
     /// The client address (binding fixes its network).
     pub ip: Option<std::net::IpAddr>,
     /// The request's DPoP proof, if any, and what it must name.

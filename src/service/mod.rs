@@ -2,34 +2,51 @@
 //! every user-facing operation along the write path of DESIGN.md:
 //! check -> commit event(s) -> apply locally (G2) -> publish -> answer.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::bus::{redis::RedisBus, Bus, LocalBus};
+use crate::bus::Bus;
 use crate::config::Settings;
+use crate::domain::SessionEnd;
 use crate::error::{Error, Missing, Unavailable};
 use crate::events::{Envelope, Meta, RevokeCause};
-use crate::keys::generate_signing_key;
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
-use crate::store::{SessionEnd, SessionRecord, Store, StoreError};
+use crate::store::{SessionRecord, Store, StoreError};
 use crate::sync::{now_ms, StateSync};
-use crate::tokens::{b64url, Claims, Keyring};
+use crate::tokens::{b64url, Claims};
+
+/// A service over the shared `Core`: the struct, and its `Deref` to the
+/// core for what every service shares.
+macro_rules! core_service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            pub(super) core: std::sync::Arc<super::Core>,
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = super::Core;
+
+            fn deref(&self) -> &super::Core {
+                &self.core
+            }
+        }
+    };
+}
 
 pub mod admin;
 mod auth;
 mod bound;
 pub mod dpop;
 pub mod feed;
-mod fleet;
+pub mod fleet;
 mod guess;
 mod inputs;
 mod outbox;
@@ -45,7 +62,8 @@ pub use bound::Presented;
 pub use dpop::DpopInput;
 pub use feed::{Feed, FeedCaller, FeedPage};
 pub use inputs::{
-    parse_client_type, LoginInput, Password, Principal, RefreshInput, TokenResponse, Username,
+    ClientType, DeviceId, LoginInput, Password, Principal, RefreshInput, TokenResponse, UserAgent,
+    Username,
 };
 use outbox::Outbox;
 pub use policies::PolicyView;
@@ -115,149 +133,46 @@ fn new_refresh_token() -> String {
 }
 
 impl Recall {
-    /// Migrates the store, makes sure a signing key exists, rebuilds the
-    /// state from the revocation window and starts sync and publishing.
-    pub async fn start(settings: Settings) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
-        let store = settings.open_store()?;
-        store.migrate().await?;
-        let bus: Arc<dyn Bus> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisBus::new(
-                url,
-                &settings.redis_channel,
-                settings.notice_auth(),
-                settings.redis_ca_file.as_deref(),
-            )?),
-            None => Arc::new(LocalBus::default()),
-        };
-        Recall::start_with(settings, store, bus).await
-    }
-
-    /// `start` with a given store and bus (tests share a `LocalBus`).
-    pub async fn start_with(
+    /// Assembles the services over a started store, state sync, metrics
+    /// and bus (`startup` starts those and the tasks around them).
+    pub fn new(
         settings: Settings,
         store: Store,
+        sync: Arc<StateSync>,
+        metrics: Arc<Metrics>,
         bus: Arc<dyn Bus>,
-    ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
-        // G13 first: an instance that would split the fleet generates no
-        // key and builds no state.
-        let (settings, previous_issuers) = fleet::join_fleet(settings, &store).await?;
-        let now = now_ms();
-        let first_key = generate_signing_key(&settings.master_key, now)?;
-        if let Some(env) = store
-            .ensure_active_key(&first_key, &Meta::system(), now)
-            .await?
-        {
-            tracing::info!(kid = %first_key.kid, seq = env.seq, "generated the first signing key");
-        }
-        // Subscribe before reading, so nothing committed in between is missed (G4).
-        let notices = bus.subscribe();
-        let started = now_ms();
-        let (state, standing, window_events) =
-            crate::state::from_window_pages(&store, settings.retention_ms(), started).await?;
-        tracing::info!(
-            head = standing.head,
-            window_events,
-            store = store.kind(),
-            bus = bus.kind(),
-            "state rebuilt from the revocation window"
-        );
-        let mut accepted = settings.accepted_issuers();
-        accepted.extend(previous_issuers.iter().map(String::as_str));
-        let keyring = Arc::new(Keyring::new(
-            &settings.issuer,
-            &accepted,
-            &settings.audience,
-        ));
-        keyring.load(&standing.keys, &settings.master_key)?;
-        let metrics = Arc::new(Metrics::default());
-        let sync = Arc::new(StateSync::new(
-            state,
-            store.clone(),
-            keyring,
-            settings.master_key.clone(),
-            metrics.clone(),
-            settings.max_staleness_ms,
-            started,
-        ));
-        let mut tasks = sync.start(notices, Duration::from_millis(settings.poll_interval_ms));
-        let outbox = Arc::new(Outbox {
-            queue: parking_lot::Mutex::new(VecDeque::new()),
-            capacity: settings.publish_queue.max(1),
-            ready: tokio::sync::Notify::new(),
-            unpublished: AtomicUsize::new(0),
-        });
-        {
-            let bus = bus.clone();
-            let metrics = metrics.clone();
-            let outbox = outbox.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let env = outbox.next().await;
-                    if let Err(e) = bus.publish(&env).await {
-                        inc(&metrics.publish_failures);
-                        tracing::warn!(seq = env.seq, error = %e, "notice not published; others catch up from the log");
-                    }
-                    outbox.unpublished.fetch_sub(1, Ordering::AcqRel);
-                }
-            }));
-        }
+    ) -> Arc<Recall> {
         let per_min = NonZeroU32::new(settings.rate_limit_per_min).unwrap_or(NonZeroU32::MIN);
-        let limiter = Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
-            per_min,
-        )));
-        {
-            // Forget addresses whose budget is full again, so memory follows
-            // the addresses of the last minute, not every address ever seen.
-            let limiter = limiter.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-            }));
-        }
-        let verifier = Verifier {
-            sync: sync.clone(),
-            metrics: metrics.clone(),
-        };
         let binding_bytes = settings.master_key.derive(policies::BINDING_KEY_SALT, b"");
-        let binding = (
-            recall_verifier::binding::BindingKey::new(&binding_bytes),
-            b64url(&binding_bytes),
-        );
-        let (settings_master, settings_nonce) = (settings.master_key.clone(), settings.dpop_nonce);
         let core = Arc::new(Core {
-            verifier,
+            verifier: Verifier {
+                sync: sync.clone(),
+                metrics: metrics.clone(),
+            },
             hasher: Hasher::new(settings.hash_workers, settings.hash_queue),
+            outbox: Arc::new(Outbox::new(settings.publish_queue)),
+            limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                per_min,
+            ))),
+            usernames: quick_cache::sync::Cache::new(USERNAMES_CACHED),
+            binding: (
+                recall_verifier::binding::BindingKey::new(&binding_bytes),
+                b64url(&binding_bytes),
+            ),
+            dpop: dpop::DpopGuard::new(&settings.master_key, settings.dpop_nonce),
             settings,
             store,
             sync,
             metrics,
             bus,
-            outbox,
-            limiter,
-            usernames: quick_cache::sync::Cache::new(USERNAMES_CACHED),
-            binding,
-            dpop: dpop::DpopGuard::new(&settings_master, settings_nonce),
         });
-        let recall = Arc::new(Recall {
+        Arc::new(Recall {
             auth: Auth { core: core.clone() },
             admin: Admin { core: core.clone() },
             feed: Feed { core: core.clone() },
             signals: Signals { core: core.clone() },
-            core: core.clone(),
-        });
-        {
-            // SSF push delivery (RFC 8935), off the write path; a lease in
-            // the store picks one instance per stream.
-            let signals = Signals { core };
-            tasks.push(tokio::spawn(async move {
-                signals.run_push(push::instance_id()).await
-            }));
-        }
-        Ok((recall, tasks))
+            core,
+        })
     }
 
     /// Registration, login, refresh, logout, password, a user's sessions.
@@ -282,6 +197,31 @@ impl Recall {
 }
 
 impl Core {
+    /// Publishes the notices of committed events, in commit order, for as
+    /// long as the process runs (`startup` spawns it).
+    pub async fn publish_notices(&self) {
+        loop {
+            let env = self.outbox.next().await;
+            if let Err(e) = self.bus.publish(&env).await {
+                inc(&self.metrics.publish_failures);
+                tracing::warn!(seq = env.seq, error = %e, "notice not published; others catch up from the log");
+            }
+            self.outbox.unpublished.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Forgets, every minute, addresses whose rate budget is full again,
+    /// so memory follows the addresses of the last minute, not every
+    /// address ever seen (`startup` spawns it).
+    pub async fn sweep_rate_limits(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+
     /// The settings this core runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -467,7 +407,20 @@ impl Core {
     ) -> Result<(), Error> {
         match self
             .store
-            .revoke_session(session_id, owner, how, meta, now_ms())
+            .revoke_session(
+                session_id,
+                Box::new(move |found| {
+                    crate::domain::end_session(
+                        session_id,
+                        found.map(|s| s.user_id),
+                        found.is_some_and(|s| s.revoked_at.is_some()),
+                        owner,
+                        how,
+                    )
+                }),
+                meta,
+                now_ms(),
+            )
             .await
         {
             Ok(Some(env)) => {

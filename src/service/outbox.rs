@@ -18,6 +18,16 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
+    /// An empty outbox holding at most `capacity` notices (at least one).
+    pub(super) fn new(capacity: usize) -> Self {
+        Outbox {
+            queue: parking_lot::Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            ready: tokio::sync::Notify::new(),
+            unpublished: AtomicUsize::new(0),
+        }
+    }
+
     pub(super) fn push(&self, env: Envelope, metrics: &Metrics) {
         {
             let mut queue = self.queue.lock();

@@ -12,8 +12,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::signals::{Signals, PUSH};
+use super::signals::{wait_for_signal, Signals};
 use crate::error::Error;
+use crate::ssf::{Delivery, PUSH};
 use crate::store::StreamRecord;
 use crate::sync::now_ms;
 
@@ -83,16 +84,19 @@ impl Signals {
     }
 
     async fn post(&self, http: &reqwest::Client, stream: &StreamRecord, set: String) -> Sent {
-        let delivery = &stream.config["delivery"];
-        let Some(url) = delivery["endpoint_url"].as_str() else {
-            return Sent::Retry("no endpoint_url".into());
+        let Delivery::Push {
+            endpoint_url,
+            authorization_header,
+        } = &stream.config.delivery
+        else {
+            return Sent::Retry("not a push stream".into());
         };
         let mut req = http
-            .post(url)
+            .post(endpoint_url)
             .header("content-type", "application/secevent+jwt")
             .header("accept", "application/json")
             .body(set);
-        if let Some(auth) = delivery["authorization_header"].as_str() {
+        if let Some(auth) = authorization_header {
             req = req.header("authorization", auth);
         }
         match req.send().await {
@@ -120,7 +124,7 @@ impl Signals {
         http: &reqwest::Client,
         stream: &StreamRecord,
     ) -> Result<usize, Error> {
-        if stream.config["delivery"]["method"] != PUSH {
+        if !matches!(stream.config.delivery, Delivery::Push { .. }) {
             return Ok(0);
         }
         let (pending, _, scanned_to) = self.pending_for(stream, BATCH).await?;
@@ -163,29 +167,6 @@ impl Signals {
         }
         self.store.delivery_outcome(stream.id, 0, 0).await?;
         Ok(sent)
-    }
-}
-
-/// Waits until this instance applies an event that means something to a
-/// receiver (logins and refreshes do not), or `limit` passes: a busy log
-/// of logins costs delivery nothing.
-pub async fn wait_for_signal(
-    wake: &mut tokio::sync::broadcast::Receiver<crate::events::Envelope>,
-    limit: Duration,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, wake.recv()).await {
-            Ok(Ok(env)) if crate::ssf::security_events(&env).is_empty() => continue,
-            // No more wake-ups (shutting down): just the tick, never a spin.
-            Ok(Err(RecvError::Closed)) => {
-                tokio::time::sleep_until(deadline).await;
-                return;
-            }
-            // A signal, a lag (something may have been missed), or the tick.
-            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
-        }
     }
 }
 

@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::{refresh_hash, Core};
 use crate::clock::{now_ms, Timestamp};
+use crate::domain::SessionEnd;
 use crate::error::Error;
 use crate::events::{Meta, RevokeCause};
 use crate::metrics::Gauges;
 use crate::state::KeyStatus;
-use crate::store::{SessionEnd, SessionRecord};
+use crate::store::SessionRecord;
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone)]

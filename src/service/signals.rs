@@ -3,40 +3,28 @@
 //! log by each stream's cursor. This part serves stream management, status
 //! and poll delivery (RFC 8936); push delivery comes with its lease.
 
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::Core;
 use crate::error::{Error, Missing};
-use crate::ssf::{security_events, set_claims, SecurityEvent, SET_TYP, SUPPORTED};
+use crate::ssf::{
+    security_events, set_claims, Delivery, SecurityEvent, StreamConfig, POLL, PUSH, SET_TYP,
+    SUPPORTED,
+};
 use crate::store::{ServiceRecord, StoreError, StreamRecord};
 use crate::sync::now_ms;
 
-/// RFC 8935 push delivery.
-pub const PUSH: &str = "urn:ietf:rfc:8935";
-/// RFC 8936 poll delivery.
-pub const POLL: &str = "urn:ietf:rfc:8936";
 /// Log events scanned per poll at most (the rest waits for the next one).
 const SCAN_EVENTS: i64 = 5000;
 /// Longest a poll without `returnImmediately` waits for a SET.
 pub const LONG_POLL: Duration = Duration::from_secs(10);
 
-/// The SSF streams.
-pub struct Signals {
-    pub(super) core: Arc<Core>,
-}
-
-impl Deref for Signals {
-    type Target = Core;
-
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
+core_service!(
+    /// The SSF streams.
+    Signals
+);
 
 /// A poll's answer: SETs by jti, and whether more are waiting.
 #[derive(Debug, Clone)]
@@ -87,27 +75,21 @@ impl Signals {
         })
     }
 
+    /// A stream's configuration from what the receiver wrote (`body`).
     fn config(
         &self,
         id: Uuid,
         body: &Map<String, Value>,
         owner: &ServiceRecord,
-    ) -> Result<Value, Error> {
+    ) -> Result<StreamConfig, Error> {
         let delivery = body.get("delivery").and_then(Value::as_object);
-        let method = delivery
-            .and_then(|d| d.get("method"))
-            .and_then(Value::as_str)
-            .unwrap_or(POLL);
-        let mut out = Map::new();
-        out.insert("method".into(), json!(method));
-        match method {
-            POLL => {
-                let url = format!("{}/ssf/poll/{id}", self.settings.public_url);
-                out.insert("endpoint_url".into(), json!(url));
-            }
-            PUSH => {
-                let url = delivery
-                    .and_then(|d| d.get("endpoint_url"))
+        let field = |name| delivery.and_then(|d| d.get(name));
+        let delivery = match field("method").and_then(Value::as_str).unwrap_or(POLL) {
+            POLL => Delivery::Poll {
+                endpoint_url: format!("{}/ssf/poll/{id}", self.settings.public_url),
+            },
+            PUSH => Delivery::Push {
+                endpoint_url: field("endpoint_url")
                     .and_then(Value::as_str)
                     .filter(|u| {
                         let rest = u
@@ -122,30 +104,31 @@ impl Signals {
                             "delivery.endpoint_url",
                             "an http(s) URL for push, at most 2048 characters",
                         )
-                    })?;
-                out.insert("endpoint_url".into(), json!(url));
-                if let Some(h) = delivery.and_then(|d| d.get("authorization_header")) {
-                    let h = h
-                        .as_str()
-                        .filter(|h| h.chars().count() <= 4096)
-                        .ok_or_else(|| {
-                            invalid("delivery.authorization_header", "at most 4096 characters")
-                        })?;
-                    out.insert("authorization_header".into(), json!(h));
-                }
-            }
+                    })?
+                    .to_owned(),
+                authorization_header: field("authorization_header")
+                    .map(|h| {
+                        h.as_str()
+                            .filter(|h| h.chars().count() <= 4096)
+                            .map(str::to_owned)
+                            .ok_or_else(|| {
+                                invalid("delivery.authorization_header", "at most 4096 characters")
+                            })
+                    })
+                    .transpose()?,
+            },
             _ => {
                 return Err(invalid(
                     "delivery.method",
                     "urn:ietf:rfc:8935 or urn:ietf:rfc:8936",
                 ))
             }
-        }
+        };
         let wanted = requested(body.get("events_requested"))?;
-        let delivered: Vec<&str> = SUPPORTED
+        let events_delivered = SUPPORTED
             .iter()
-            .copied()
-            .filter(|s| wanted.iter().any(|w| w == s))
+            .filter(|s| wanted.iter().any(|w| w == *s))
+            .map(|s| s.to_string())
             .collect();
         let aud = match body.get("aud") {
             Some(Value::String(a)) if !a.is_empty() && a.chars().count() <= 512 => a.clone(),
@@ -154,19 +137,19 @@ impl Signals {
         };
         let description = match body.get("description") {
             None | Some(Value::Null) => None,
-            Some(Value::String(d)) if d.chars().count() <= 1024 => Some(d.as_str()),
+            Some(Value::String(d)) if d.chars().count() <= 1024 => Some(d.clone()),
             _ => return Err(invalid("description", "at most 1024 characters")),
         };
-        Ok(json!({
-            "stream_id": id.to_string(),
-            "iss": self.settings.issuer,
-            "aud": aud,
-            "events_supported": SUPPORTED,
-            "events_requested": wanted,
-            "events_delivered": delivered,
-            "delivery": out,
-            "description": description,
-        }))
+        Ok(StreamConfig {
+            stream_id: id,
+            iss: self.settings.issuer.clone(),
+            aud,
+            events_supported: SUPPORTED.iter().map(|s| s.to_string()).collect(),
+            events_requested: wanted,
+            events_delivered,
+            delivery,
+            description,
+        })
     }
 
     /// Creates a stream for `owner`; it carries what happens from now on.
@@ -249,7 +232,10 @@ impl Signals {
         let mut merged = if replace {
             Map::new()
         } else {
-            stream.config.as_object().cloned().unwrap_or_default()
+            match serde_json::to_value(&stream.config) {
+                Ok(Value::Object(fields)) => fields,
+                _ => Map::new(),
+            }
         };
         for (k, v) in body {
             if k != "stream_id" {
@@ -304,14 +290,7 @@ impl Signals {
         stream: &StreamRecord,
         max: usize,
     ) -> Result<(Vec<SecurityEvent>, bool, i64), Error> {
-        let wanted: Vec<String> = stream.config["events_delivered"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let wanted = &stream.config.events_delivered;
         let (cseq, cidx) = stream.cursor;
         // Events of the cursor's own seq may remain; read from just before it.
         let from = if cidx == i64::MAX { cseq } else { cseq - 1 };
@@ -366,7 +345,7 @@ impl Signals {
         stream: &StreamRecord,
         e: &SecurityEvent,
     ) -> Result<(String, String), Error> {
-        let aud = stream.config["aud"].as_str().unwrap_or_default();
+        let aud = stream.config.aud.as_str();
         let claims = set_claims(e, &self.settings.issuer, aud, stream.id, now_ms() / 1000);
         let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         let kid = self
@@ -395,7 +374,7 @@ impl Signals {
         return_immediately: bool,
     ) -> Result<PollAnswer, Error> {
         let mut stream = self.get(owner, id).await?;
-        if stream.config["delivery"]["method"] != POLL {
+        if !matches!(stream.config.delivery, Delivery::Poll { .. }) {
             return Err(invalid("delivery.method", "this stream is not polled"));
         }
         if !acks.is_empty() {
@@ -453,7 +432,30 @@ impl Signals {
                     more_available: false,
                 });
             }
-            super::push::wait_for_signal(&mut wake, left).await;
+            wait_for_signal(&mut wake, left).await;
+        }
+    }
+}
+
+/// Waits until this instance applies an event that means something to a
+/// receiver (logins and refreshes do not), or `limit` passes: a busy log
+/// of logins costs delivery nothing.
+pub async fn wait_for_signal(
+    wake: &mut tokio::sync::broadcast::Receiver<crate::events::Envelope>,
+    limit: Duration,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, wake.recv()).await {
+            Ok(Ok(env)) if crate::ssf::security_events(&env).is_empty() => continue,
+            // No more wake-ups (shutting down): just the tick, never a spin.
+            Ok(Err(RecvError::Closed)) => {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            // A signal, a lag (something may have been missed), or the tick.
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
         }
     }
 }

@@ -7,12 +7,15 @@
 //! - `events`: the mapping from a log event to its security events (CAEP
 //!   session-revoked and credential-change, RISC account-disabled and
 //!   account-enabled), with the subject as RFC 9493 identifiers.
+//! - `config`: a stream's configuration as Recall keeps it.
 //! - `set`: a Security Event Token (RFC 8417) for one receiver, its claims
 //!   and its signature (`typ: secevent+jwt`, Recall's active key).
 
+pub mod config;
 pub mod events;
 pub mod set;
 
+pub use config::{Delivery, StreamConfig, POLL, PUSH};
 pub use events::{security_events, SecurityEvent, Subject};
 pub use set::{set_claims, SET_TYP};
 

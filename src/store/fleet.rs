@@ -5,7 +5,7 @@
 use super::rows::{commit_one, first};
 use super::sql::Row;
 use super::{Store, StoreError};
-use crate::domain::{change_issuer, FleetRecord};
+use crate::domain::FleetRecord;
 use crate::events::{Envelope, Event, Meta};
 
 const FLEET_COLS: &str = "issuer, audience, key_fingerprint, previous_issuers";
@@ -72,17 +72,17 @@ impl Store {
         .await
     }
 
-    /// Makes `issuer` the fleet's issuer, keeping the old one among the
-    /// previous issuers, with its `IssuerChanged` event in the same
-    /// transaction. `None` when it is the issuer already; `NotFound` when
-    /// no fleet is recorded.
+    /// Changes the fleet's record as `change` (`domain::change_issuer`)
+    /// decides from the record as it stands, with its `IssuerChanged` event
+    /// in the same transaction. `None` when it decides no change;
+    /// `NotFound` when no fleet is recorded.
     pub async fn set_issuer(
         &self,
-        issuer: &str,
+        change: Box<dyn FnOnce(&FleetRecord) -> Option<FleetRecord> + Send>,
         meta: &Meta,
         now: i64,
     ) -> Result<Option<Envelope>, StoreError> {
-        let (issuer, meta) = (issuer.to_owned(), meta.clone());
+        let meta = meta.clone();
         self.write(move |mut tx| async move {
             // Takes the row's lock first, so two changes at once apply one
             // after the other and neither loses the other's previous issuer.
@@ -97,7 +97,7 @@ impl Store {
             }
             let sql = format!("SELECT {FLEET_COLS} FROM fleet WHERE id = 1");
             let current = fleet(&first(tx.query(&sql, &[]).await?)?)?;
-            let Some(changed) = change_issuer(&current, &issuer) else {
+            let Some(changed) = change(&current) else {
                 return Ok(None);
             };
             tx.exec(

@@ -2,9 +2,10 @@
 //! takes the log lock first, so racing instances serialise.
 
 use super::rows::{append, commit_one, insert_key, query_keys};
-use super::{KeyRecord, Store, StoreError};
+use super::{Store, StoreError};
 use crate::domain::PreviousKey;
 use crate::events::{Envelope, Event, Meta};
+use crate::keys::KeyRecord;
 
 impl Store {
     /// Every signing key, newest first.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
-use crate::domain::{decide_refresh, may_log_in, RefreshDecision, RefreshFacts, SessionFacts};
+use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
 use crate::events::{Envelope, Event, Meta};
 use rows::{
     append, commit_one, envelope, first, insert_refresh, locked_until, revoke_all_rows,
@@ -31,11 +31,9 @@ use rows::{
 };
 use sql::{Db, Val};
 
-/// The lockout policy is a domain rule; re-exported where it was.
-pub use crate::domain::LockoutPolicy;
 pub use records::{
-    EventFilter, Guess, KeyRecord, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
-    SessionRecord, Snapshot, Standing, Throttle, UserRecord,
+    EndRule, EventFilter, Guess, GuessRules, Login, LoginRule, RefreshRefused, RefreshRules,
+    Refreshed, SessionRecord, Throttle, UserRecord,
 };
 pub use services::ServiceRecord;
 pub use ssf::StreamRecord;
@@ -203,12 +201,21 @@ impl Store {
         .await
     }
 
-    /// Creates a session with its first refresh token; clears the failure count.
+    /// Creates session `s` with its first refresh token (`refresh_hash`);
+    /// clears the failure count.
     /// A lock (brute-force or admin) that committed while the hash ran
-    /// wins: both are checked again inside this transaction, and a lock in
-    /// force is never cleared by a success.
-    pub async fn login(&self, s: &NewSession, meta: &Meta, now: i64) -> Result<Login, StoreError> {
-        let (s, meta) = (s.clone(), meta.clone());
+    /// wins: both are checked again inside this transaction by `admits`
+    /// (`domain::may_log_in`), and a lock in force is never cleared by a
+    /// success.
+    pub async fn login(
+        &self,
+        s: &SessionRecord,
+        refresh_hash: &[u8; 32],
+        admits: LoginRule,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<Login, StoreError> {
+        let (s, meta, refresh_hash) = (s.clone(), meta.clone(), *refresh_hash);
         self.write(move |mut tx| async move {
         // A success clears the counts. The delete locks the row (waiting for
         // a concurrent lock to commit, then seeing it); a lock in force
@@ -226,7 +233,7 @@ impl Store {
         };
         let admin_lock = locked_until(&mut *tx, s.user_id, now).await?;
         let at = Timestamp::from_ms(now);
-        if let Err(until) = may_log_in(throttled, admin_lock.map(Timestamp::from_ms), at) {
+        if let Err(until) = admits(throttled, admin_lock.map(Timestamp::from_ms), at) {
             return Ok(Login::Locked { until: until.ms() });
         }
         tx.exec(
@@ -238,13 +245,13 @@ impl Store {
                 s.device_id.clone().into(),
                 s.ip.clone().into(),
                 s.user_agent.clone().into(),
-                now.into(),
+                s.created_at.into(),
                 s.refresh_expires_at.into(),
                 rows::terms_json(&s.terms)?.into(),
             ],
         )
         .await?;
-        insert_refresh(&mut *tx, &s.refresh_hash, s.id, now).await?;
+        insert_refresh(&mut *tx, &refresh_hash, s.id, now).await?;
         let event = Event::LoginSucceeded {
             user_id: s.user_id,
             session_id: s.id,
@@ -256,20 +263,23 @@ impl Store {
         .await
     }
 
-    /// Spends a refresh token by compare-and-swap and stores its successor.
+    /// Spends a refresh token by compare-and-swap and, as `rules` decide,
+    /// stores its successor, revokes the session (reuse) or rolls back.
     pub async fn refresh(
         &self,
         old_hash: &[u8; 32],
         new_hash: &[u8; 32],
-        terms: RefreshTerms,
+        rules: RefreshRules,
         meta: &Meta,
         now: i64,
-    ) -> Result<RefreshOutcome, StoreError> {
+    ) -> Result<Result<Refreshed, RefreshRefused>, StoreError> {
         let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
-        let secs = |n: Option<i64>, default| {
-            n.map_or(default, |n| {
-                std::time::Duration::from_secs(n.max(0).unsigned_abs())
-            })
+        let refused = |refusal, session| {
+            Ok(Err(RefreshRefused {
+                refusal,
+                session,
+                event: None,
+            }))
         };
         self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.
@@ -308,53 +318,43 @@ impl Store {
                     .await?
                     .map(Timestamp::from_ms),
                 last_used_at: issued_at,
-                idle_timeout: s.terms.idle_timeout_secs.map(|n| secs(Some(n), terms.grace)),
+                idle_timeout: s.terms.idle_timeout(),
+                refresh_ttl: s.terms.refresh_ttl(),
+                session_max: s.terms.session_max(),
             }),
             None => None,
         };
-        let (refresh_ttl, session_max) = match &session {
-            Some(s) => (
-                secs(s.terms.refresh_ttl_secs, terms.refresh_ttl),
-                secs(s.terms.session_max_secs, terms.session_max),
-            ),
-            None => (terms.refresh_ttl, terms.session_max),
-        };
-        let decision = decide_refresh(
-            &RefreshFacts {
-                spent_now,
-                spent_at,
-                session: facts,
-            },
-            Timestamp::from_ms(now).plus(refresh_ttl),
-            terms.grace,
-            session_max,
-            Timestamp::from_ms(now),
-        );
+        let decision = (rules.decide)(&RefreshFacts {
+            spent_now,
+            spent_at,
+            session: facts,
+        });
         // Every refusal returns without commit, which rolls the spend back.
-        let session = match (decision, session) {
-            (RefreshDecision::Unknown, _) | (_, None) => return Ok(RefreshOutcome::Unknown),
-            (RefreshDecision::Dead, _) => return Ok(RefreshOutcome::Dead),
-            (RefreshDecision::Grace, _) => return Ok(RefreshOutcome::Grace),
-            (RefreshDecision::Locked { until }, _) => {
-                return Ok(RefreshOutcome::Locked { until: until.ms() })
-            }
-            (RefreshDecision::Reuse, Some(session)) => {
+        let (expires_at, session) = match (decision, session) {
+            (Err(RefreshRefusal::Reused), Some(session)) => {
                 revoke_session_rows(&mut *tx, &[session.id], now).await?;
                 let event = Event::RefreshTokenReused {
                     user_id: session.user_id,
                     session_id: session.id,
                 };
                 let event = commit_one(tx, event, &meta, now).await?;
-                return Ok(RefreshOutcome::Reused { event });
+                return Ok(Err(RefreshRefused {
+                    refusal: RefreshRefusal::Reused,
+                    session: Some(session),
+                    event: Some(event),
+                }));
             }
-            (RefreshDecision::Rotate { expires_at }, Some(session)) => SessionRecord {
-                refresh_expires_at: expires_at.ms(),
-                ..session
-            },
+            (Err(refusal), session) => return refused(refusal, session),
+            (Ok(_), None) => return refused(RefreshRefusal::Unknown, None),
+            (Ok(expires_at), Some(session)) => (expires_at, session),
+        };
+        let session = SessionRecord {
+            refresh_expires_at: expires_at.ms(),
+            ..session
         };
         // Bound elsewhere: nothing is written, so the spend rolls back.
-        if let Some(refusal) = (terms.check)(&session) {
-            return Ok(RefreshOutcome::Mismatch { session, refusal });
+        if let Some(refusal) = (rules.check)(&session) {
+            return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
         }
         insert_refresh(&mut *tx, &new_hash, session.id, now).await?;
         tx.exec(
@@ -367,7 +367,7 @@ impl Store {
             session_id: session.id,
         };
         let event = commit_one(tx, event, &meta, now).await?;
-        Ok(RefreshOutcome::Rotated { session, event })
+        Ok(Ok(Refreshed { session, event }))
         })
         .await
     }

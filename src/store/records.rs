@@ -2,7 +2,11 @@
 
 use uuid::Uuid;
 
-use crate::domain::{BindingRefusal, KeyStatus, SessionTerms};
+use crate::clock::Timestamp;
+use crate::domain::{
+    BindingRefusal, EndDecision, LockoutPolicy, RefreshDecision, RefreshFacts, RefreshRefusal,
+    Reservation, SessionTerms,
+};
 use crate::events::Envelope;
 
 /// A registered user as the read model holds it.
@@ -44,18 +48,6 @@ pub struct SessionRecord {
     pub terms: SessionTerms,
 }
 
-/// A signing key row; the private half is encrypted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRecord {
-    pub kid: String,
-    pub alg: String,
-    pub public_key: Vec<u8>,
-    pub private_key_enc: Vec<u8>,
-    pub status: KeyStatus,
-    pub created_at: i64,
-    pub retire_after: Option<i64>,
-}
-
 /// Failed-login bookkeeping for one lowercased username.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Throttle {
@@ -64,65 +56,33 @@ pub struct Throttle {
     pub locked_until: Option<i64>,
 }
 
-/// A session to create at login.
+/// A refresh the store carried out: the session as it is now (its new
+/// expiry) and the `session_refreshed` event.
 #[derive(Debug, Clone)]
-pub struct NewSession {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub client_type: String,
-    pub device_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub refresh_hash: [u8; 32],
-    pub refresh_expires_at: i64,
-    pub terms: SessionTerms,
+pub struct Refreshed {
+    pub session: SessionRecord,
+    pub event: Envelope,
 }
 
-/// How a refresh attempt ended.
+/// A refresh refused: why, the session when one was found (a binding
+/// refusal needs it), and the event when the refusal recorded one (reuse
+/// revokes the session).
 #[derive(Debug, Clone)]
-pub enum RefreshOutcome {
-    /// The token was current: it is spent, the new one stored.
-    Rotated {
-        session: SessionRecord,
-        event: Envelope,
-    },
-    /// Never issued (or already pruned).
-    Unknown,
-    /// The session or its refresh lifetime ended.
-    Dead,
-    /// Spent moments ago by a concurrent refresh: refused, session kept.
-    Grace,
-    /// Spent earlier: theft assumed, the session is now revoked.
-    Reused { event: Envelope },
-    /// The user is locked until then.
-    Locked { until: i64 },
-    /// The request is not from where the session is bound to: nothing
-    /// was written (the token is not spent).
-    Mismatch {
-        session: SessionRecord,
-        refusal: BindingRefusal,
-    },
+pub struct RefreshRefused {
+    pub refusal: RefreshRefusal,
+    pub session: Option<SessionRecord>,
+    pub event: Option<Envelope>,
 }
 
-/// What a refresh may grant.
-#[derive(Clone)]
-pub struct RefreshTerms {
-    /// The new refresh token's lifetime, before the session's cap, for a
-    /// session whose terms do not say (one from before policies).
-    pub refresh_ttl: std::time::Duration,
-    /// How long a just-spent token is refused without theft detection.
-    pub grace: std::time::Duration,
-    /// Absolute session lifetime from login, likewise.
-    pub session_max: std::time::Duration,
+/// The decisions a refresh runs inside its unit of work, made by the
+/// service (the store only reads the facts and carries the answer out).
+pub struct RefreshRules {
+    /// What the facts come to (`domain::decide_refresh` with the limits).
+    pub decide: Box<dyn FnOnce(&RefreshFacts) -> RefreshDecision + Send>,
     /// The binding check of the request (network, DPoP key) against the
-    /// session's terms, decided by the service; run inside the unit, after
-    /// the spend and before anything is written.
-    pub check: BindingCheck,
+    /// session's terms; run after the spend, before anything is written.
+    pub check: Box<dyn FnOnce(&SessionRecord) -> Option<BindingRefusal> + Send>,
 }
-
-/// Decides whether this request may use a session, by its terms.
-pub type BindingCheck =
-    std::sync::Arc<dyn Fn(&SessionRecord) -> Option<BindingRefusal> + Send + Sync>;
 
 /// The answer to a guess reservation (brute-force budget, G10).
 #[derive(Debug, Clone)]
@@ -131,6 +91,29 @@ pub enum Guess {
     Reserved,
     /// Locked until then; `event` when this reservation set the lock.
     Locked { until: i64, event: Option<Envelope> },
+}
+
+/// Whether a login may proceed, given the username's brute-force lock and
+/// the user's admin lock as read in the login's transaction, at a time: the
+/// service passes `domain::may_log_in`. `Err` holds when the lock ends.
+pub type LoginRule = fn(Option<Timestamp>, Option<Timestamp>, Timestamp) -> Result<(), Timestamp>;
+
+/// What ending a session comes to, given its row (None: no such session);
+/// the service passes `domain::end_session` with who asks and how.
+pub type EndRule = Box<dyn FnOnce(Option<&SessionRecord>) -> EndDecision + Send>;
+
+/// The brute-force rules a guess is counted by (G10): the policy and the
+/// decisions of `domain::brute_force`, passed in by the service, run inside
+/// the store's unit of work on the counts it read.
+#[derive(Debug, Clone, Copy)]
+pub struct GuessRules {
+    pub policy: LockoutPolicy,
+    /// A reservation, given the counts after its increment.
+    pub after_reservation:
+        fn(i64, i64, Option<Timestamp>, &LockoutPolicy, Timestamp) -> Reservation,
+    /// A failed guess, given the counts: `Some((nth, until))` locks.
+    pub after_failure:
+        fn(i64, i64, Option<Timestamp>, &LockoutPolicy, Timestamp) -> Option<(i64, Timestamp)>,
 }
 
 /// The outcome of committing a login whose password was right.
@@ -142,31 +125,6 @@ pub enum Login {
     Locked { until: i64 },
 }
 
-/// Events to rebuild the in-memory state from, read in one snapshot.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The last committed seq at the snapshot.
-    pub head: i64,
-    /// Events inside the revocation window, in seq order.
-    pub events: Vec<Envelope>,
-    /// Users whose admin lock is still in force: (user, until).
-    pub locks: Vec<(Uuid, i64)>,
-    /// Every signing key not yet retired.
-    pub keys: Vec<KeyRecord>,
-}
-
-/// What outlives the revocation window, read in the same snapshot as the
-/// window's events (`Store::snapshot_paged`).
-#[derive(Debug, Clone)]
-pub struct Standing {
-    /// The last committed seq at the snapshot.
-    pub head: i64,
-    /// Users whose admin lock is still in force: (user, until).
-    pub locks: Vec<(Uuid, i64)>,
-    /// Every signing key not yet retired.
-    pub keys: Vec<KeyRecord>,
-}
-
 /// Filters for the audit listing.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -175,6 +133,3 @@ pub struct EventFilter {
     pub user_id: Option<Uuid>,
     pub kind: Option<String>,
 }
-
-/// How one session ends (a domain notion, re-exported here).
-pub use crate::domain::SessionEnd;

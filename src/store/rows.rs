@@ -4,10 +4,11 @@
 use uuid::Uuid;
 
 use super::sql::{Row, Tx, Val};
-use super::{KeyRecord, SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
+use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::domain::KeyStatus;
 use crate::domain::SessionTerms;
 use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
+use crate::keys::KeyRecord;
 
 /// Sets one column of a user row; `NotFound` when there is no such user.
 pub(super) async fn update_user(

@@ -4,9 +4,9 @@
 use uuid::Uuid;
 
 use super::rows::{commit_one, require_user, revoke_all_rows, session, session_in};
-use super::{SessionEnd, SessionRecord};
+use super::{EndRule, SessionRecord};
 use super::{Store, StoreError, SESSION_COLS};
-use crate::domain::{end_session, EndDecision};
+use crate::domain::EndDecision;
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 
 impl Store {
@@ -63,27 +63,20 @@ impl Store {
         .await
     }
 
-    /// Ends one session. `owner` restricts it to that user's sessions
-    /// (`NotFound` otherwise). Already revoked: `Ok(None)` (idempotent).
+    /// Ends one session as `decide` (`domain::end_session`) says of the row
+    /// as it stands: `NotFound`, `Ok(None)` when it had ended already
+    /// (idempotent), or the event.
     pub async fn revoke_session(
         &self,
         session_id: Uuid,
-        owner: Option<Uuid>,
-        how: SessionEnd,
+        decide: EndRule,
         meta: &Meta,
         now: i64,
     ) -> Result<Option<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
             let found = session_in(&mut *tx, session_id).await?;
-            let decision = end_session(
-                session_id,
-                found.as_ref().map(|s| s.user_id),
-                found.as_ref().is_some_and(|s| s.revoked_at.is_some()),
-                owner,
-                how,
-            );
-            match decision {
+            match decide(found.as_ref()) {
                 EndDecision::NotFound => Err(StoreError::NotFound),
                 EndDecision::AlreadyEnded => Ok(None),
                 EndDecision::End(event) => {

@@ -1,10 +1,11 @@
 //! SSF event streams as the store keeps them: the receiver's configuration
-//! (JSON), its status, and its delivery cursor.
+//! (`ssf::StreamConfig`, a JSON column), its status, and its delivery cursor.
 
 use uuid::Uuid;
 
 use super::sql::Row;
 use super::{Store, StoreError};
+use crate::ssf::StreamConfig;
 
 /// One stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +14,7 @@ pub struct StreamRecord {
     /// The service credential that registered it (and alone manages it).
     pub service_id: Uuid,
     /// The receiver-facing configuration (SSF 1.0 stream configuration).
-    pub config: serde_json::Value,
+    pub config: StreamConfig,
     /// `enabled`, `paused` or `disabled`.
     pub status: String,
     pub reason: Option<String>,
@@ -23,12 +24,9 @@ pub struct StreamRecord {
     pub updated_at: i64,
 }
 
-/// The delivery method a configuration names.
-fn method(config: &serde_json::Value) -> String {
-    config["delivery"]["method"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// A configuration as its column holds it.
+fn config_json(config: &StreamConfig) -> Result<String, StoreError> {
+    serde_json::to_string(config).map_err(|e| StoreError::Corrupt(format!("stream config: {e}")))
 }
 
 const COLS: &str =
@@ -59,14 +57,14 @@ impl Store {
         let params = [
             s.id.into(),
             s.service_id.into(),
-            s.config.to_string().into(),
+            config_json(&s.config)?.into(),
             s.status.as_str().into(),
             s.reason.clone().into(),
             s.cursor.0.into(),
             s.cursor.1.into(),
             s.created_at.into(),
             s.updated_at.into(),
-            method(&s.config).into(),
+            s.config.delivery.method().into(),
         ];
         self.write(move |mut tx| async move {
             tx.exec(&sql, &params).await?;
@@ -116,13 +114,13 @@ impl Store {
         let params = [
             s.id.into(),
             s.service_id.into(),
-            s.config.to_string().into(),
+            config_json(&s.config)?.into(),
             s.status.as_str().into(),
             s.reason.clone().into(),
             s.cursor.0.into(),
             s.cursor.1.into(),
             s.updated_at.into(),
-            method(&s.config).into(),
+            s.config.delivery.method().into(),
         ];
         self.write(move |mut tx| async move {
             let n = tx

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::rows::{append, commit_one, first, revoke_session_rows};
 use super::sql::Tx;
-use super::{Guess, LockoutPolicy, Store, StoreError, Throttle};
+use super::{Guess, GuessRules, Store, StoreError, Throttle};
 use crate::clock::Timestamp;
-use crate::domain::{after_failure, after_reservation, Reservation};
+use crate::domain::Reservation;
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 
 /// Wrong current passwords in a row that revoke the session sending them.
@@ -35,7 +35,7 @@ async fn lock_throttle(
 async fn guess_failed_in(
     tx: &mut dyn Tx,
     username: &str,
-    policy: &LockoutPolicy,
+    rules: &GuessRules,
     now: i64,
 ) -> Result<Event, StoreError> {
     // Row-locking read of the counts as they stand now.
@@ -65,7 +65,9 @@ async fn guess_failed_in(
     };
     let mut locked_until = None;
     let at = Timestamp::from_ms(now);
-    if let Some((nth, until)) = after_failure(failures, lock_count, current_lock, policy, at) {
+    if let Some((nth, until)) =
+        (rules.after_failure)(failures, lock_count, current_lock, &rules.policy, at)
+    {
         lock_throttle(tx, username, nth, until.ms()).await?;
         locked_until = Some(until.ms());
     }
@@ -108,7 +110,7 @@ impl Store {
     pub async fn reserve_guess(
         &self,
         username: &str,
-        policy: &LockoutPolicy,
+        rules: &GuessRules,
         meta: &Meta,
         now: i64,
     ) -> Result<Guess, StoreError> {
@@ -135,7 +137,7 @@ impl Store {
         // Past the budget, lock (once: of several guesses past it at once,
         // the first to lock the row decides, the others see its lock).
         let at = Timestamp::from_ms(now);
-        match after_reservation(failures, 0, row.opt_ts(1)?, policy, at) {
+        match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, at) {
             Reservation::Reserved => return Ok(Guess::Reserved),
             Reservation::Locked { until } => {
                 return Ok(Guess::Locked {
@@ -145,9 +147,8 @@ impl Store {
             }
             Reservation::LockNow { .. } => {}
         };
-        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
         self.write(move |mut tx| async move {
-            let policy = &policy;
             let username = username.as_str();
             let row = first(
                 tx.query(
@@ -157,17 +158,22 @@ impl Store {
                 )
                 .await?,
             )?;
-            let (nth, until) =
-                match after_reservation(failures, row.int(1)?, row.opt_ts(2)?, policy, at) {
-                    Reservation::LockNow { nth, until } => (nth, until.ms()),
-                    Reservation::Locked { until } => {
-                        return Ok(Guess::Locked {
-                            until: until.ms(),
-                            event: None,
-                        })
-                    }
-                    Reservation::Reserved => return Ok(Guess::Reserved),
-                };
+            let (nth, until) = match (rules.after_reservation)(
+                failures,
+                row.int(1)?,
+                row.opt_ts(2)?,
+                &rules.policy,
+                at,
+            ) {
+                Reservation::LockNow { nth, until } => (nth, until.ms()),
+                Reservation::Locked { until } => {
+                    return Ok(Guess::Locked {
+                        until: until.ms(),
+                        event: None,
+                    })
+                }
+                Reservation::Reserved => return Ok(Guess::Reserved),
+            };
             lock_throttle(&mut *tx, username, nth, until).await?;
             let event = Event::LoginFailed {
                 username: username.to_owned(),
@@ -205,13 +211,13 @@ impl Store {
     pub async fn guess_failed(
         &self,
         username: &str,
-        policy: &LockoutPolicy,
+        rules: &GuessRules,
         meta: &Meta,
         now: i64,
     ) -> Result<Envelope, StoreError> {
-        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
         self.write(move |mut tx| async move {
-            let event = guess_failed_in(&mut *tx, &username, &policy, now).await?;
+            let event = guess_failed_in(&mut *tx, &username, &rules, now).await?;
             commit_one(tx, event, &meta, now).await
         })
         .await
@@ -225,13 +231,13 @@ impl Store {
         username: &str,
         user_id: Uuid,
         session_id: Uuid,
-        policy: &LockoutPolicy,
+        rules: &GuessRules,
         meta: &Meta,
         now: i64,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let (username, policy, meta) = (username.to_owned(), *policy, meta.clone());
+        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
         self.write(move |mut tx| async move {
-            let mut events = vec![guess_failed_in(&mut *tx, &username, &policy, now).await?];
+            let mut events = vec![guess_failed_in(&mut *tx, &username, &rules, now).await?];
             let rows = tx
                 .query(
                     "UPDATE sessions SET password_failures = password_failures + 1 \

@@ -3,8 +3,9 @@
 //! rebuilding the state holds one page of rows at a time, not the window.
 
 use super::rows::{envelope, first, query_keys};
-use super::{Snapshot, Standing, Store, StoreError, EVENT_COLS};
+use super::{Store, StoreError, EVENT_COLS};
 use crate::events::Envelope;
+use crate::state::{Snapshot, Standing};
 
 /// Events per page of the window.
 const PAGE: i64 = 10_000;
@@ -17,12 +18,7 @@ impl Store {
         let standing = self
             .snapshot_paged(window_start, now, &mut |_, page| events.extend(page))
             .await?;
-        Ok(Snapshot {
-            head: standing.head,
-            events,
-            locks: standing.locks,
-            keys: standing.keys,
-        })
+        Ok(Snapshot { standing, events })
     }
 
     /// Reads the head, the locks in force and the unretired keys, then hands

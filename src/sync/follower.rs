@@ -179,7 +179,7 @@ impl StateSync {
         let started = now_ms();
         let retention_ms = self.state.read().retention_ms();
         let (rebuilt, standing, window_events) = self
-            .timed(crate::state::from_window_pages(
+            .timed(super::rebuild::from_window(
                 &self.store,
                 retention_ms,
                 started,

@@ -10,6 +10,7 @@
 
 mod follower;
 mod maintenance;
+pub mod rebuild;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;

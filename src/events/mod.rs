@@ -1,8 +1,12 @@
 //! The event types and their envelope. Every state change in Recall is one
 //! of these, appended to the log; the log is also the audit trail.
 
+pub mod policy;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+pub use policy::{Binding, OnMismatch, Policy};
 
 /// Payload version written today; `Event::decode` upcasts older ones.
 pub const EVENT_VERSION: i64 = 1;
@@ -121,7 +125,7 @@ pub enum Event {
     /// logging in after it get it.
     PolicyChanged {
         client_type: String,
-        policy: crate::domain::Policy,
+        policy: Policy,
     },
     /// A service credential (verifier, SSF receiver) was created.
     ServiceCreated {
