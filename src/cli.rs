@@ -1,6 +1,8 @@
 //! The `recall` command line: `serve` (default), `migrate`, and `admin ...`,
 //! which runs the emergency controls against the same store and bus, for
 //! when the HTTP side is down.
+//!
+//! May import: any module (the top layer). The layers: docs/DESIGN.md, "Parts".
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;

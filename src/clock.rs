@@ -2,6 +2,9 @@
 //! epoch and nothing else: seconds (JWT `exp`, durations a client sends)
 //! come in and go out through named conversions, and spans are
 //! `std::time::Duration`, so milliseconds and seconds cannot be mixed up.
+//!
+//! May import: nothing of Recall's (the bottom layer). The layers:
+//! docs/DESIGN.md, "Parts".
 
 use std::time::Duration;
 
@@ -67,11 +70,6 @@ impl Timestamp {
 /// A span in whole milliseconds, saturating at `i64::MAX`.
 pub fn span_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    Timestamp::now().ms()
 }
 
 /// RFC 3339 UTC (millisecond precision) for a millisecond timestamp.

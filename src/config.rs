@@ -1,5 +1,8 @@
 //! Configuration: the raw flags (each bound to its `RECALL_*` env var) and
 //! the validated runtime `Settings` built from them.
+//!
+//! May import: store, bus, tokens, keys, domain, clock. The layers:
+//! docs/DESIGN.md, "Parts".
 
 use std::path::PathBuf;
 

@@ -1,7 +1,11 @@
 //! The core's errors: why an operation was refused or failed, in the
 //! core's own terms. `http::errors` words them for clients (API.md) and
 //! picks the status; the CLI prints them as they are.
+//!
+//! May import: store, tokens, passwords, domain, clock. The layers:
+//! docs/DESIGN.md, "Parts".
 
+use crate::clock::Timestamp;
 pub use crate::domain::RefreshRefusal;
 use crate::passwords::Saturated;
 use crate::store::StoreError;
@@ -30,8 +34,8 @@ pub enum Error {
         resource: bool,
     },
     /// The account is locked until then (ms).
-    #[error("the account is locked until {until_ms} (ms since the epoch)")]
-    Locked { until_ms: i64 },
+    #[error("the account is locked until {}", until.rfc3339())]
+    Locked { until: Timestamp },
     /// Authenticated, but not an admin.
     #[error("admin rights required")]
     NotAdmin,
@@ -128,9 +132,9 @@ pub enum Unavailable {
 }
 
 impl Error {
-    /// A lock that ends at `until_ms`.
-    pub fn locked(until_ms: i64) -> Self {
-        Error::Locked { until_ms }
+    /// A lock that ends at `until`.
+    pub fn locked(until: Timestamp) -> Self {
+        Error::Locked { until }
     }
 
     /// An input that broke a rule.

@@ -1,5 +1,7 @@
 //! Secrets at rest (G10): the data directory is owner-only (0700), and so
 //! are the files in it (0600): the embedded log, its WAL, the master key.
+//!
+//! May import: random. The layers: docs/DESIGN.md, "Parts".
 
 use std::path::Path;
 

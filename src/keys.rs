@@ -1,5 +1,8 @@
 //! Signing-key material: generation, and encryption of the private half at
 //! rest under `RECALL_MASTER_KEY` (ChaCha20-Poly1305, kid as associated data).
+//!
+//! May import: domain, events, clock, random, files. The layers:
+//! docs/DESIGN.md, "Parts".
 
 use std::path::Path;
 
@@ -10,6 +13,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 
+use crate::clock::Timestamp;
 use crate::domain::KeyStatus;
 
 /// A signing key row; the private half is encrypted.
@@ -20,8 +24,8 @@ pub struct KeyRecord {
     pub public_key: Vec<u8>,
     pub private_key_enc: Vec<u8>,
     pub status: KeyStatus,
-    pub created_at: i64,
-    pub retire_after: Option<i64>,
+    pub created_at: Timestamp,
+    pub retire_after: Option<Timestamp>,
 }
 
 /// The fixed label the master-key fingerprint is an HMAC of (versioned, so
@@ -181,7 +185,7 @@ pub fn new_kid() -> String {
 }
 
 /// Generates an Ed25519 key and returns its row, private half sealed.
-pub fn generate_signing_key(master: &MasterKey, now: i64) -> Result<KeyRecord, KeyError> {
+pub fn generate_signing_key(master: &MasterKey, now: Timestamp) -> Result<KeyRecord, KeyError> {
     let signing = SigningKey::from_bytes(&crate::random::bytes());
     let der = signing
         .to_pkcs8_der()
@@ -205,7 +209,7 @@ mod tests {
     #[test]
     fn sealed_keys_open_only_with_the_same_master_key_and_kid() {
         let master = MasterKey::generate();
-        let rec = generate_signing_key(&master, 1).unwrap();
+        let rec = generate_signing_key(&master, Timestamp::from_ms(1)).unwrap();
         let der = master.open(&rec.kid, &rec.private_key_enc).unwrap();
         assert!(der.len() > 32);
         assert!(MasterKey::generate()

@@ -1,6 +1,8 @@
 //! Prometheus metrics through `prometheus-client`: counters, gauges and
 //! histograms in one registry, labelled by outcome, reason and route, and
 //! rendered as OpenMetrics text on `/metrics`.
+//!
+//! May import: nothing of Recall's. The layers: docs/DESIGN.md, "Parts".
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -5,6 +5,8 @@
 //! its hash finishes: a client that resets its connection frees nothing
 //! early, and a job whose client is already gone is skipped, not hashed.
 //! Beyond `queue` waiting jobs, callers are told to come back (503).
+//!
+//! May import: random. The layers: docs/DESIGN.md, "Parts".
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

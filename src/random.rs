@@ -1,5 +1,8 @@
 //! Randomness straight from the operating system (getrandom): keys, key
 //! ids, nonces, salts and refresh tokens.
+//!
+//! May import: nothing of Recall's (the bottom layer). The layers:
+//! docs/DESIGN.md, "Parts".
 
 /// `N` random bytes from the OS. The OS source failing is not something a
 /// server can go on from, so it aborts loudly rather than hand out zeros.

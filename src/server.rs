@@ -1,5 +1,8 @@
 //! Builds the application: the Recall core plus an actix-web server on its
 //! own listener, so tests bind port 0 and ask for the port.
+//!
+//! May import: http, startup, service, config, metrics. The layers:
+//! docs/DESIGN.md, "Parts".
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! it is, a path after `--public-url`) for a DPoP proof, its client
 //! address from `X-Forwarded-For` through `--trusted-proxies` for a
 //! network binding.
+//!
+//! May import: the verifier crate (nothing of Recall's own modules). The
+//! layers: docs/DESIGN.md, "Parts".
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,13 +5,15 @@
 //! assembled services. The one place processes are wired; `service` holds
 //! behaviour only.
 //!
-//! May import: config, service, sync, store, bus, keys, tokens, metrics, events.
+//! May import: config, service, sync, store, bus, keys, tokens, metrics,
+//! events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::clock::Timestamp;
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
 use crate::config::Settings;
 use crate::events::Meta;
@@ -19,7 +21,7 @@ use crate::keys::generate_signing_key;
 use crate::metrics::Metrics;
 use crate::service::{fleet::join_fleet, push::instance_id, Recall};
 use crate::store::Store;
-use crate::sync::{now_ms, rebuild, StateSync};
+use crate::sync::{rebuild, StateSync};
 use crate::tokens::Keyring;
 
 /// A started instance and its background tasks.
@@ -51,7 +53,7 @@ pub async fn start_with(
     // G13 first: an instance that would split the fleet generates no key
     // and builds no state.
     let (settings, previous_issuers) = join_fleet(settings, &store).await?;
-    let now = now_ms();
+    let now = Timestamp::now();
     let first_key = generate_signing_key(&settings.master_key, now)?;
     if let Some(env) = store
         .ensure_active_key(&first_key, &Meta::system(), now)
@@ -61,7 +63,7 @@ pub async fn start_with(
     }
     // Subscribe before reading, so nothing committed in between is missed (G4).
     let notices = bus.subscribe();
-    let started = now_ms();
+    let started = Timestamp::now();
     let (state, standing, window_events) =
         rebuild::from_window(&store, settings.retention_ms(), started).await?;
     tracing::info!(

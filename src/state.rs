@@ -3,9 +3,13 @@
 //! it: here the log's events become the feed's revocation items
 //! (`items`), and a window snapshot becomes the items a new verifier gets
 //! (`window_items`). Recall folds exactly what it serves.
+//!
+//! May import: keys, domain, events, clock (never the store: `sync::rebuild`
+//! reads it). The layers: docs/DESIGN.md, "Parts".
 
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::events::{Envelope, Event};
 use crate::keys::KeyRecord;
 
@@ -29,14 +33,14 @@ pub struct Standing {
     /// The last committed seq at the snapshot.
     pub head: i64,
     /// Users whose admin lock is still in force: (user, until).
-    pub locks: Vec<(Uuid, i64)>,
+    pub locks: Vec<(Uuid, Timestamp)>,
     /// Every signing key not yet retired.
     pub keys: Vec<KeyRecord>,
 }
 
 /// The revocation items of one log event (none for most events).
 pub fn items(env: &Envelope) -> Vec<Revocation> {
-    let (seq, at) = (env.seq, env.at);
+    let (seq, at) = (env.seq, env.at.ms());
     let user = env.event.user_id();
     let mut out: Vec<Revocation> = env
         .event
@@ -46,7 +50,7 @@ pub fn items(env: &Envelope) -> Vec<Revocation> {
         .collect();
     match &env.event {
         Event::UserLocked { user_id, until, .. } => {
-            out.push(Revocation::user_locked(seq, at, *user_id, *until));
+            out.push(Revocation::user_locked(seq, at, *user_id, until.ms()));
         }
         Event::UserUnlocked { user_id } => {
             out.push(Revocation::user_unlocked(seq, at, *user_id));
@@ -74,7 +78,7 @@ pub fn items(env: &Envelope) -> Vec<Revocation> {
                         at,
                         prev,
                         KeyStatus::Verifying,
-                        *previous_retire_after,
+                        previous_retire_after.map(Timestamp::ms),
                     )
                 });
             }
@@ -95,7 +99,7 @@ pub fn items(env: &Envelope) -> Vec<Revocation> {
 
 /// The items of a window snapshot, in fold order: the standing key
 /// statuses and locks (seq 0), then the window's events.
-pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
+pub fn window_items(snapshot: &Snapshot, now: Timestamp) -> Vec<Revocation> {
     let mut out = standing_items(&snapshot.standing, now);
     for env in &snapshot.events {
         out.extend(items(env));
@@ -104,28 +108,29 @@ pub fn window_items(snapshot: &Snapshot, now: i64) -> Vec<Revocation> {
 }
 
 /// The key statuses and locks in force, as seq-0 items (they come first).
-pub fn standing_items(standing: &Standing, now: i64) -> Vec<Revocation> {
+pub fn standing_items(standing: &Standing, now: Timestamp) -> Vec<Revocation> {
+    let now = now.ms();
     let mut out: Vec<Revocation> = standing
         .keys
         .iter()
-        .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after))
+        .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after.map(Timestamp::ms)))
         .collect();
     out.extend(
         standing
             .locks
             .iter()
-            .map(|(user, until)| Revocation::user_locked(0, now, *user, *until)),
+            .map(|(user, until)| Revocation::user_locked(0, now, *user, until.ms())),
     );
     out
 }
 
 /// Rebuilds the state from a window snapshot.
-pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: i64) -> RevocationState {
+pub fn from_snapshot(snapshot: &Snapshot, retention_ms: i64, now: Timestamp) -> RevocationState {
     RevocationState::from_window(
         &window_items(snapshot, now),
         snapshot.standing.head,
         retention_ms,
-        now,
+        now.ms(),
     )
 }
 
@@ -154,7 +159,7 @@ mod tests {
             seq,
             stream: event.stream(),
             version: 1,
-            at,
+            at: Timestamp::from_ms(at),
             actor: None,
             ip: None,
             event,
@@ -216,7 +221,7 @@ mod tests {
         let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
         let locked = given(vec![Event::UserLocked {
             user_id: u,
-            until: 5_000,
+            until: Timestamp::from_ms(5_000),
             revoked_session_ids: vec![],
             reason: None,
         }]);
@@ -238,7 +243,7 @@ mod tests {
                 kid: "k2".into(),
                 previous_kid: Some("k1".into()),
                 compromised,
-                previous_retire_after: (!compromised).then_some(9_000),
+                previous_retire_after: (!compromised).then_some(Timestamp::from_ms(9_000)),
                 reason: None,
             }])
         };
@@ -269,7 +274,7 @@ mod tests {
             1_000,
             Event::UserLocked {
                 user_id: u,
-                until: 50_000,
+                until: Timestamp::from_ms(50_000),
                 revoked_session_ids: vec![s],
                 reason: None,
             },
@@ -323,7 +328,7 @@ mod tests {
             1_000,
             Event::UserLocked {
                 user_id: u,
-                until: 50_000,
+                until: Timestamp::from_ms(50_000),
                 revoked_session_ids: vec![],
                 reason: None,
             },
@@ -353,7 +358,7 @@ mod tests {
             1_000,
             Event::UserLocked {
                 user_id: v,
-                until: 50_000,
+                until: Timestamp::from_ms(50_000),
                 revoked_session_ids: vec![],
                 reason: None,
             },

@@ -1,5 +1,8 @@
 //! TLS to PostgreSQL and Redis through rustls (ring): the system roots plus
 //! an optional CA file, and errors that name the setting to fix.
+//!
+//! May import: nothing of Recall's (the bottom layer). The layers:
+//! docs/DESIGN.md, "Parts".
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! keys, header, signature and claim checks, the verified-token cache),
 //! plus the signing halves of the keys this instance may sign with. One
 //! verification path serves Recall and every verifier alike.
+//!
+//! May import: keys, domain, events, clock. The layers: docs/DESIGN.md,
+//! "Parts".
 
 use std::collections::HashMap;
 

@@ -1,6 +1,8 @@
 //! The notice port: after each commit the serving instance publishes the
 //! event, so every other instance applies it at once (G3). Notices are
 //! at-most-once; `sync` covers losses from the log (G4).
+//!
+//! May import: events, keys, tls. The layers: docs/DESIGN.md, "Parts".
 
 pub mod notice;
 pub mod redis;

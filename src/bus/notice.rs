@@ -102,7 +102,7 @@ mod tests {
             seq,
             stream: format!("user:{user_id}"),
             version: 1,
-            at: 1_700_000_000_000,
+            at: crate::clock::Timestamp::from_ms(1_700_000_000_000),
             actor: Some("system".into()),
             ip: None,
             event: Event::UserUnlocked { user_id },

@@ -2,6 +2,9 @@
 //! (events to append, rows to change) or a refusal. No I/O: the store reads
 //! the rows inside its transaction, asks here, and carries out the answer,
 //! so every rule is tested in microseconds, given / when / then.
+//!
+//! May import: events, clock (no I/O, no store, no service). The layers:
+//! docs/DESIGN.md, "Parts".
 
 pub mod brute_force;
 pub mod fleet;

@@ -1,7 +1,11 @@
 //! The event types and their envelope. Every state change in Recall is one
 //! of these, appended to the log; the log is also the audit trail.
+//!
+//! May import: clock. The layers: docs/DESIGN.md, "Parts".
 
 pub mod policy;
+
+use crate::clock::Timestamp;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -53,7 +57,7 @@ pub enum Event {
         failures: i64,
         /// Set when this failure locked the username (brute-force guard).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        locked_until: Option<i64>,
+        locked_until: Option<Timestamp>,
     },
     SessionRefreshed {
         user_id: Uuid,
@@ -91,7 +95,7 @@ pub enum Event {
     },
     UserLocked {
         user_id: Uuid,
-        until: i64,
+        until: Timestamp,
         revoked_session_ids: Vec<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -108,7 +112,7 @@ pub enum Event {
         compromised: bool,
         /// When the previous key stops verifying (scheduled rotation).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        previous_retire_after: Option<i64>,
+        previous_retire_after: Option<Timestamp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
@@ -316,7 +320,7 @@ pub struct Envelope {
     pub stream: String,
     pub version: i64,
     /// Milliseconds since the Unix epoch.
-    pub at: i64,
+    pub at: Timestamp,
     pub actor: Option<String>,
     pub ip: Option<String>,
     pub event: Event,
@@ -330,7 +334,7 @@ mod tests {
     fn events_round_trip_through_their_stored_form() {
         let e = Event::UserLocked {
             user_id: Uuid::now_v7(),
-            until: 42,
+            until: Timestamp::from_ms(42),
             revoked_session_ids: vec![Uuid::now_v7()],
             reason: Some("stolen laptop".into()),
         };

@@ -14,12 +14,10 @@ use uuid::Uuid;
 use super::body::{JsonBody, RawBody};
 use super::errors::ApiError;
 use super::extract::{resolve_admin, AdminCaller};
-use super::rfc3339;
 use crate::clock::Timestamp;
 use crate::events::Envelope;
 use crate::service::Recall;
 use crate::store::EventFilter;
-use crate::sync::now_ms;
 
 /// `?username=NAME`
 #[derive(Deserialize, IntoParams)]
@@ -218,11 +216,11 @@ pub async fn find_user(
         .user_named(&q.username)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    let now = now_ms();
+    let now = Timestamp::now();
     Ok(HttpResponse::Ok().json(AdminUser {
         user_id: u.id,
-        locked_until: u.locked_at(now).map(rfc3339),
-        created_at: rfc3339(u.created_at),
+        locked_until: u.locked_at(now).map(Timestamp::rfc3339),
+        created_at: u.created_at.rfc3339(),
         username: u.username,
         roles: u.roles,
     }))
@@ -277,10 +275,10 @@ pub async fn lock(
             revoked_session_ids,
             ..
         } => (*until, revoked_session_ids.len()),
-        _ => (0, 0),
+        _ => (Timestamp::EPOCH, 0),
     };
     Ok(HttpResponse::Ok().json(Locked {
-        locked_until: rfc3339(until),
+        locked_until: until.rfc3339(),
         revoked_sessions: revoked,
         seq: env.seq,
     }))
@@ -376,7 +374,7 @@ pub async fn keys(
         .into_iter()
         .map(|k| KeyItem {
             status: k.status.as_str(),
-            created_at: rfc3339(k.created_at),
+            created_at: k.created_at.rfc3339(),
             kid: k.kid,
             alg: k.alg,
         })
@@ -393,7 +391,7 @@ pub fn audit_event(env: &Envelope) -> AuditEvent {
     AuditEvent {
         seq: env.seq,
         kind: env.event.kind(),
-        at: rfc3339(env.at),
+        at: env.at.rfc3339(),
         actor: env.actor.clone(),
         user_id: env.event.user_id(),
         session_id: env.event.session_id(),

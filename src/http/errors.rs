@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::domain::BindingRefusal;
 use crate::error::{DpopRefusal, Error, RefreshRefusal, TokenRefusal, Unavailable};
 use crate::tokens::TokenError;
@@ -38,8 +38,8 @@ pub enum ApiError {
     /// RFC 9449 section 8: retry with the nonce in `DPoP-Nonce`.
     #[error("a DPoP nonce is required: retry with the one in the DPoP-Nonce header")]
     UseDpopNonce { nonce: String, resource: bool },
-    #[error("the account is locked until {}", rfc3339(*until_ms))]
-    AccountLocked { until_ms: i64 },
+    #[error("the account is locked until {}", until.rfc3339())]
+    AccountLocked { until: Timestamp },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -193,7 +193,7 @@ impl From<Error> for ApiError {
                     RefreshRefusal::Reused => {
                         "refresh token reuse detected; the session is revoked"
                     }
-                    RefreshRefusal::Locked { until } => return Error::locked(until.ms()).into(),
+                    RefreshRefusal::Locked { until } => return Error::locked(until).into(),
                     RefreshRefusal::Elsewhere(BindingRefusal::Network) => {
                         "refresh token used from another network"
                     }
@@ -230,7 +230,7 @@ impl From<Error> for ApiError {
                     resource,
                 }
             }
-            Error::Locked { until_ms } => ApiError::AccountLocked { until_ms },
+            Error::Locked { until } => ApiError::AccountLocked { until },
             Error::NotAdmin => ApiError::Forbidden("admin rights required".into()),
             Error::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
             Error::UsernameTaken => ApiError::UsernameTaken,

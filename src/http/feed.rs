@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::body::JsonBody;
 use super::errors::ApiError;
 use super::extract::{bearer, AdminCaller};
-use crate::clock::rfc3339;
+use crate::clock::Timestamp;
 use crate::service::feed::MAX_PAGE;
 use crate::service::{FeedCaller, Recall};
 use crate::state::Revocation;
@@ -121,8 +121,8 @@ fn service_item(s: ServiceRecord, token: Option<String>) -> ServiceItem {
     ServiceItem {
         service_id: s.id,
         name: s.name,
-        created_at: rfc3339(s.created_at),
-        revoked_at: s.revoked_at.map(rfc3339),
+        created_at: s.created_at.rfc3339(),
+        revoked_at: s.revoked_at.map(Timestamp::rfc3339),
         token,
     }
 }

@@ -1,4 +1,8 @@
 //! HTTP: routes, body limits and the JSON error format of API.md.
+//!
+//! May import: service and the types it hands out (error, store records,
+//! state, ssf, domain, events, clock); never startup, server or cli. The
+//! layers: docs/DESIGN.md, "Parts".
 
 pub mod admin;
 pub mod body;

@@ -13,7 +13,6 @@ use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
 };
-use crate::clock::rfc3339;
 use crate::service::{FeedCaller, Recall};
 use crate::store::{ServiceRecord, StreamRecord};
 
@@ -281,7 +280,7 @@ pub async fn admin_streams(
             status: s.status.clone(),
             reason: s.reason.clone(),
             cursor_seq: s.cursor.0,
-            created_at: rfc3339(s.created_at),
+            created_at: s.created_at.rfc3339(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(AdminStreams { streams }))

@@ -12,7 +12,6 @@ use super::errors::{ApiError, ErrorBody};
 use super::extract::{
     bearer, client_addr, client_ip, dpop_input, resolve_admin, Authenticated, ForwardAuthenticated,
 };
-use super::rfc3339;
 use crate::events::Meta;
 use crate::service::{
     ClientType, DeviceId, LoginInput, Recall, RefreshInput, SessionView, TokenResponse, UserAgent,
@@ -279,9 +278,9 @@ pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList 
             client_type: s.client_type.clone(),
             ip: s.ip.clone(),
             user_agent: s.user_agent.clone(),
-            created_at: rfc3339(s.created_at),
-            last_used_at: rfc3339(v.last_used_at),
-            expires_at: rfc3339(v.expires_at),
+            created_at: s.created_at.rfc3339(),
+            last_used_at: v.last_used_at.rfc3339(),
+            expires_at: v.expires_at.rfc3339(),
             current: Some(s.id) == current,
             binding: s.terms.binding_name(),
         }

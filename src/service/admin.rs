@@ -10,7 +10,6 @@ use crate::events::{Envelope, Meta, RevokeCause};
 use crate::keys::generate_signing_key;
 use crate::keys::KeyRecord;
 use crate::store::{EventFilter, StoreError, UserRecord};
-use crate::sync::now_ms;
 use tokio::sync::broadcast;
 
 pub use crate::domain::DEFAULT_LOCK_SECS;
@@ -95,10 +94,9 @@ impl Admin {
         reason: Option<String>,
         meta: &Meta,
     ) -> Result<Envelope, Error> {
-        let now = now_ms();
-        let until = crate::domain::lock_until(duration_secs, Timestamp::from_ms(now))
-            .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?
-            .ms();
+        let now = Timestamp::now();
+        let until = crate::domain::lock_until(duration_secs, now)
+            .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?;
         let env = self
             .store
             .lock(user_id, until, reason, meta, now)
@@ -112,7 +110,7 @@ impl Admin {
     pub async fn unlock_user(&self, user_id: Uuid, meta: &Meta) -> Result<Envelope, Error> {
         let env = self
             .store
-            .unlock(user_id, meta, now_ms())
+            .unlock(user_id, meta, Timestamp::now())
             .await
             .map_err(not_found_user)?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -142,13 +140,13 @@ impl Admin {
         reason: Option<String>,
         meta: &Meta,
     ) -> Result<Envelope, Error> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let key = generate_signing_key(&self.settings.master_key, now)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let previous = crate::domain::rotation(
             compromised,
             self.settings.key_retention(),
-            Timestamp::from_ms(now),
+            now,
         );
         let env = self
             .store

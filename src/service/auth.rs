@@ -16,7 +16,6 @@ use crate::error::{Error, TokenRefusal};
 use crate::events::{Meta, RevokeCause};
 use crate::metrics::inc;
 use crate::store::{Login, RefreshRules, Refreshed, SessionRecord};
-use crate::sync::now_ms;
 
 core_service!(
     /// Operations a user does to their own account and sessions.
@@ -91,7 +90,7 @@ impl Auth {
         let client_type = input.client_type.as_str();
         // The proof first: a bad one costs no hash and no guess.
         let proof = self.token_proof(&input.dpop).await?;
-        let now = now_ms();
+        let now = Timestamp::now();
         let name = input.username.to_lowercase();
         let Ok(username) = Username::parse(&name) else {
             // Not a possible username: still pay for one verify (same timing).
@@ -130,7 +129,7 @@ impl Auth {
                     username.as_str(),
                     &guess_rules(self.settings.lockout),
                     meta,
-                    now_ms(),
+                    Timestamp::now(),
                 )
                 .await?;
             self.committed(&[env]).await;
@@ -140,7 +139,7 @@ impl Auth {
         let session_id = Uuid::now_v7();
         let policy = self.policy_for(client_type).await?;
         let terms = self.terms_for(&policy, session_id, input.ip, proof.map(|p| p.jkt))?;
-        let created_at = now_ms();
+        let created_at = Timestamp::now();
         let record = SessionRecord {
             id: session_id,
             user_id: user.id,
@@ -149,7 +148,7 @@ impl Auth {
             ip: meta.ip.clone(),
             user_agent: input.user_agent.map(UserAgent::into_string),
             created_at,
-            refresh_expires_at: now + policy.refresh_ttl_secs * 1000,
+            refresh_expires_at: now.plus(secs(policy.refresh_ttl_secs)),
             revoked_at: None,
             terms,
         };
@@ -193,15 +192,14 @@ impl Auth {
                 }
             })
         };
-        let now = now_ms();
+        let now = Timestamp::now();
         let limits = RefreshLimits {
             refresh_ttl: secs(self.settings.refresh_ttl_secs),
             grace: secs(self.settings.refresh_grace_secs),
             session_max: secs(self.settings.session_max_secs),
         };
-        let at = Timestamp::from_ms(now);
         let rules = RefreshRules {
-            decide: Box::new(move |facts| decide_refresh(facts, &limits, at)),
+            decide: Box::new(move |facts| decide_refresh(facts, &limits, now)),
             check,
         };
         let next = new_refresh_token();
@@ -265,7 +263,7 @@ impl Auth {
                 RevokeCause::User,
                 None,
                 meta,
-                now_ms(),
+                Timestamp::now(),
             )
             .await?;
         self.committed(&[env]).await;
@@ -305,7 +303,7 @@ impl Auth {
                     p.session_id,
                     &guess_rules(self.settings.lockout),
                     meta,
-                    now_ms(),
+                    Timestamp::now(),
                 )
                 .await?;
             self.committed(&envs).await;
@@ -323,7 +321,7 @@ impl Auth {
         guess.settle();
         let env = self
             .store
-            .change_password(p.user_id, &hash, Some(p.session_id), meta, now_ms())
+            .change_password(p.user_id, &hash, Some(p.session_id), meta, Timestamp::now())
             .await?;
         self.committed(&[env]).await;
         Ok(())

@@ -24,6 +24,7 @@ use recall_verifier::dpop::{self, Expect, Proof, ReplayCache, PROOF_WINDOW_SECS}
 use sha2::{Digest, Sha256};
 
 use super::Core;
+use crate::clock::Timestamp;
 use crate::error::{DpopRefusal, Error, Unavailable};
 use crate::metrics::inc;
 
@@ -172,8 +173,9 @@ impl Core {
                 .finalize(),
         );
         // Long enough to outlive the proof's window on both sides of `iat`.
-        let expires_at = (proof.iat + PROOF_WINDOW_SECS + 1) * 1000;
-        let ttl_ms = (expires_at - now * 1000).max(1000) as u64;
+        let expires_at = Timestamp::from_unix_secs(proof.iat + PROOF_WINDOW_SECS + 1);
+        let now = Timestamp::from_unix_secs(now);
+        let ttl_ms = expires_at.since(now).as_millis().max(1000) as u64;
         let first = match self.bus.first_use(&key, ttl_ms).await {
             Ok(Some(first)) => first,
             Ok(None) if self.store.kind() == "postgres" => {
@@ -183,7 +185,7 @@ impl Core {
                     .fetch_add(1, Ordering::Relaxed)
                     .is_multiple_of(1024);
                 self.store
-                    .first_proof_use(key, expires_at, now * 1000, sweep)
+                    .first_proof_use(key, expires_at, now, sweep)
                     .await?
             }
             // The embedded store is one instance: its memory is the fleet's.

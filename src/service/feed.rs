@@ -10,11 +10,11 @@
 use uuid::Uuid;
 
 use super::{refresh_hash, AdminIdentity};
+use crate::clock::Timestamp;
 use crate::error::{Error, Missing, TokenRefusal};
 use crate::events::Meta;
 use crate::state::{items, window_items, Revocation};
 use crate::store::{ServiceRecord, StoreError};
-use crate::sync::now_ms;
 use crate::tokens::b64url;
 
 /// Prefix of service tokens, so a leaked one is recognisable in logs and
@@ -91,8 +91,9 @@ impl Feed {
     pub async fn page(&self, after: i64, limit: i64) -> Result<FeedPage, Error> {
         let retention_ms = self.settings.retention_ms();
         if after <= 0 {
-            let now = now_ms();
-            let snapshot = self.store.snapshot(now - retention_ms, now).await?;
+            let now = Timestamp::now();
+            let window_start = now.minus(std::time::Duration::from_millis(retention_ms.max(0) as u64));
+            let snapshot = self.store.snapshot(window_start, now).await?;
             return Ok(FeedPage {
                 items: window_items(&snapshot, now),
                 head_seq: snapshot.standing.head,
@@ -148,7 +149,7 @@ impl Feed {
         let secret: [u8; 32] = crate::random::bytes();
         let token = format!("{SERVICE_TOKEN_PREFIX}{}", b64url(&secret));
         let id = Uuid::now_v7();
-        let now = now_ms();
+        let now = Timestamp::now();
         let env = self
             .store
             .create_service(id, name, &refresh_hash(&token), meta, now)
@@ -170,7 +171,7 @@ impl Feed {
 
     /// Ends a service credential everywhere (idempotent).
     pub async fn revoke_service(&self, id: Uuid, meta: &Meta) -> Result<(), Error> {
-        match self.store.revoke_service(id, meta, now_ms()).await {
+        match self.store.revoke_service(id, meta, Timestamp::now()).await {
             Ok(Some(env)) => {
                 self.committed(&[env]).await;
                 Ok(())

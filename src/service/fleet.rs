@@ -3,12 +3,12 @@
 //! deliberate way to change the fleet's issuer.
 
 use super::Admin;
+use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::domain::{self, join, Configured};
 use crate::error::Error;
 use crate::events::{Envelope, Meta};
 use crate::store::{Store, StoreError};
-use crate::sync::now_ms;
 
 /// Longest issuer `set-issuer` accepts (a URL, in practice).
 const MAX_ISSUER_LEN: usize = 2048;
@@ -33,7 +33,7 @@ pub async fn join_fleet(
         audience: &settings.audience,
         key_fingerprint: &fingerprint,
     };
-    let (fleet, first) = store.record_fleet(&ours.record(), now_ms()).await?;
+    let (fleet, first) = store.record_fleet(&ours.record(), Timestamp::now()).await?;
     let membership = join(&fleet, &ours)?;
     if first {
         tracing::info!(
@@ -82,7 +82,7 @@ impl Admin {
                     Box::new(move |current| domain::change_issuer(current, &issuer))
                 },
                 meta,
-                now_ms(),
+                Timestamp::now(),
             )
             .await
             .map_err(|e| match e {

@@ -6,12 +6,12 @@
 //! failure that never happened (which would lock the user out).
 
 use super::Core;
+use crate::clock::Timestamp;
 use crate::domain::{after_failure, after_reservation, LockoutPolicy};
 use crate::error::Error;
 use crate::events::Meta;
 use crate::metrics::inc;
 use crate::store::{Guess, GuessRules, Store};
-use crate::sync::now_ms;
 
 /// The brute-force rules the store counts guesses by, under `policy`.
 pub fn guess_rules(policy: LockoutPolicy) -> GuessRules {
@@ -80,7 +80,7 @@ impl Core {
         );
         let reserved = tokio::spawn(async move {
             let guess = store
-                .reserve_guess(&name, &guess_rules(policy), &meta, now_ms())
+                .reserve_guess(&name, &guess_rules(policy), &meta, Timestamp::now())
                 .await?;
             Ok::<_, Error>(match guess {
                 Guess::Reserved => Ok(ReservedGuess {

@@ -1,6 +1,9 @@
 //! The Recall core: starts the store, keys, state, bus and sync, and runs
 //! every user-facing operation along the write path of DESIGN.md:
 //! check -> commit event(s) -> apply locally (G2) -> publish -> answer.
+//!
+//! May import: sync, store, bus, error, config and everything below them;
+//! never http, startup, server or cli. The layers: docs/DESIGN.md, "Parts".
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::bus::Bus;
 use crate::config::Settings;
 use crate::domain::SessionEnd;
@@ -19,7 +23,7 @@ use crate::events::{Envelope, Meta, RevokeCause};
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
 use crate::store::{SessionRecord, Store, StoreError};
-use crate::sync::{now_ms, StateSync};
+use crate::sync::StateSync;
 use crate::tokens::{b64url, Claims};
 
 /// A service over the shared `Core`: the struct, and its `Deref` to the
@@ -366,7 +370,7 @@ impl Core {
             token_type,
             expires_in: self.access_ttl(s),
             refresh_token,
-            refresh_expires_in: ((s.refresh_expires_at - now_ms()) / 1000).max(0),
+            refresh_expires_in: s.refresh_expires_at.since(Timestamp::now()).as_secs() as i64,
             session_id: s.id,
         })
     }
@@ -385,7 +389,7 @@ impl Core {
         let user_id = Uuid::now_v7();
         let result = self
             .store
-            .register(user_id, username.as_str(), &hash, roles, meta, now_ms())
+            .register(user_id, username.as_str(), &hash, roles, meta, Timestamp::now())
             .await;
         match result {
             Ok(env) => {
@@ -419,7 +423,7 @@ impl Core {
                     )
                 }),
                 meta,
-                now_ms(),
+                Timestamp::now(),
             )
             .await
         {
@@ -443,7 +447,7 @@ impl Core {
     ) -> Result<Envelope, Error> {
         let env = self
             .store
-            .revoke_user_sessions(user_id, cause, reason, meta, now_ms())
+            .revoke_user_sessions(user_id, cause, reason, meta, Timestamp::now())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Error::NotFound(Missing::User),

@@ -13,10 +13,10 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::signals::{wait_for_signal, Signals};
+use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::ssf::{Delivery, PUSH};
 use crate::store::StreamRecord;
-use crate::sync::now_ms;
 
 /// How long a lease lasts; the loop renews it well before.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -70,9 +70,9 @@ impl Signals {
     /// One round: every due push stream whose lease this instance holds or
     /// can take, concurrently.
     pub async fn push_round(&self, http: &reqwest::Client, owner: &str) -> Result<usize, Error> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let due = self.store.due_streams(PUSH, now).await?;
-        let until = now + LEASE.as_millis() as i64;
+        let until = now.plus(LEASE);
         let mut mine = Vec::new();
         for s in due {
             if self.store.take_lease(s.id, owner, now, until).await? {
@@ -132,7 +132,7 @@ impl Signals {
         if pending.is_empty() {
             if scanned_to > stream.cursor.0 {
                 self.store
-                    .advance_stream(stream.id, (scanned_to, i64::MAX), now_ms())
+                    .advance_stream(stream.id, (scanned_to, i64::MAX), Timestamp::now())
                     .await?;
             }
             return Ok(0);
@@ -152,7 +152,7 @@ impl Signals {
                 Sent::Retry(why) => {
                     self.metrics.ssf_failed.get_or_create(&label).inc();
                     let failures = self.store.delivery_failures(stream.id).await? + 1;
-                    let next = now_ms() + backoff(failures).as_millis() as i64;
+                    let next = Timestamp::now().plus(backoff(failures));
                     self.store
                         .delivery_outcome(stream.id, failures, next)
                         .await?;
@@ -161,11 +161,13 @@ impl Signals {
                 }
             }
             self.store
-                .advance_stream(stream.id, (e.seq, e.index as i64), now_ms())
+                .advance_stream(stream.id, (e.seq, e.index as i64), Timestamp::now())
                 .await?;
             sent += 1;
         }
-        self.store.delivery_outcome(stream.id, 0, 0).await?;
+        self.store
+            .delivery_outcome(stream.id, 0, Timestamp::EPOCH)
+            .await?;
         Ok(sent)
     }
 }

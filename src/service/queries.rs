@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{refresh_hash, Core};
-use crate::clock::{now_ms, Timestamp};
+use crate::clock::Timestamp;
 use crate::domain::SessionEnd;
 use crate::error::Error;
 use crate::events::{Meta, RevokeCause};
@@ -36,10 +36,10 @@ pub struct Readiness {
 #[derive(Debug, Clone)]
 pub struct SessionView {
     pub session: SessionRecord,
-    /// When it last logged in or refreshed (ms).
-    pub last_used_at: i64,
-    /// When it ends at the latest, refreshed or not (ms).
-    pub expires_at: i64,
+    /// When it last logged in or refreshed.
+    pub last_used_at: Timestamp,
+    /// When it ends at the latest, refreshed or not.
+    pub expires_at: Timestamp,
 }
 
 /// Who holds admin rights, and for how long.
@@ -57,7 +57,7 @@ impl Core {
     /// Readiness: caught up within the staleness bound, the store answers,
     /// and the log is not behind this instance (G5, G9).
     pub async fn readiness(&self) -> Readiness {
-        let now = now_ms();
+        let now = Timestamp::now();
         let staleness_ms = self.sync.staleness_ms(now);
         let caught_up_seq = self.sync.state().last_seq();
         let head = tokio::time::timeout(Duration::from_secs(2), self.store.head()).await;
@@ -91,7 +91,7 @@ impl Core {
 
     /// The metrics exposition (OpenMetrics text).
     pub fn metrics_text(&self) -> String {
-        let now = now_ms();
+        let now = Timestamp::now();
         let (revoked, locks, _) = self.sync.state().sizes();
         let pool = self.hasher.stats();
         use std::sync::atomic::Ordering::Relaxed;
@@ -114,7 +114,7 @@ impl Core {
     /// The public keys that verify tokens now (`active` and `verifying`):
     /// `(kid, raw Ed25519 public key)`.
     pub fn verifying_keys(&self) -> Vec<(String, Vec<u8>)> {
-        let keys = self.sync.state().keys(now_ms());
+        let keys = self.sync.state().keys(Timestamp::now().ms());
         keys.into_iter()
             .filter(|(_, s)| matches!(s, KeyStatus::Active | KeyStatus::Verifying))
             .filter_map(|(kid, _)| {
@@ -136,7 +136,7 @@ impl Core {
                 .ok()
                 .filter(|(_, kid)| {
                     matches!(
-                        self.sync.state().key_status(kid, now_ms()),
+                        self.sync.state().key_status(kid, Timestamp::now().ms()),
                         Some(KeyStatus::Active | KeyStatus::Verifying)
                     )
                 })
@@ -163,17 +163,16 @@ impl Core {
     /// A user's live sessions: not revoked, and neither past their refresh
     /// lifetime nor their absolute lifetime (`RECALL_SESSION_MAX_SECS`).
     pub(super) async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<SessionView>, Error> {
-        let now = now_ms();
+        let now = Timestamp::now();
         let list = self.store.live_sessions(user_id, now).await?;
         Ok(list
             .into_iter()
             .map(|(s, last_used_at)| SessionView {
                 expires_at: s.refresh_expires_at.min(
-                    s.created_at.saturating_add(
+                    s.created_at.plus(
                         s.terms
-                            .session_max_secs
-                            .unwrap_or(self.settings.session_max_secs)
-                            .saturating_mul(1000),
+                            .session_max()
+                            .unwrap_or(super::secs(self.settings.session_max_secs)),
                     ),
                 ),
                 last_used_at,

@@ -8,13 +8,13 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::error::{Error, Missing};
 use crate::ssf::{
     security_events, set_claims, Delivery, SecurityEvent, StreamConfig, POLL, PUSH, SET_TYP,
     SUPPORTED,
 };
 use crate::store::{ServiceRecord, StoreError, StreamRecord};
-use crate::sync::now_ms;
 
 /// Log events scanned per poll at most (the rest waits for the next one).
 const SCAN_EVENTS: i64 = 5000;
@@ -160,7 +160,7 @@ impl Signals {
     ) -> Result<StreamRecord, Error> {
         let id = Uuid::now_v7();
         let config = self.config(id, body, owner)?;
-        let now = now_ms();
+        let now = Timestamp::now();
         let head = self.store.head().await?;
         let record = StreamRecord {
             id,
@@ -196,7 +196,7 @@ impl Signals {
             actor: Some(format!("service:{}", owner.id)),
             ip: None,
         };
-        let envs = self.store.append_raw(vec![event], &meta, now_ms()).await?;
+        let envs = self.store.append_raw(vec![event], &meta, Timestamp::now()).await?;
         self.committed(&envs).await;
         Ok(())
     }
@@ -243,7 +243,7 @@ impl Signals {
             }
         }
         stream.config = self.config(id, &merged, owner)?;
-        stream.updated_at = now_ms();
+        stream.updated_at = Timestamp::now();
         self.store.update_stream(&stream).await.map_err(not_found)?;
         Ok(stream)
     }
@@ -277,7 +277,7 @@ impl Signals {
         }
         stream.status = status.to_owned();
         stream.reason = reason;
-        stream.updated_at = now_ms();
+        stream.updated_at = Timestamp::now();
         self.store.update_stream(&stream).await.map_err(not_found)?;
         Ok(stream)
     }
@@ -331,7 +331,7 @@ impl Signals {
             Some(e) => match self.store.read_after(e.seq - 1, 1).await {
                 Ok(envs) => envs
                     .first()
-                    .map_or(0.0, |env| (now_ms() - env.at).max(0) as f64 / 1000.0),
+                    .map_or(0.0, |env| Timestamp::now().since(env.at).as_secs_f64()),
                 Err(_) => 0.0,
             },
             None => 0.0,
@@ -346,7 +346,7 @@ impl Signals {
         e: &SecurityEvent,
     ) -> Result<(String, String), Error> {
         let aud = stream.config.aud.as_str();
-        let claims = set_claims(e, &self.settings.issuer, aud, stream.id, now_ms() / 1000);
+        let claims = set_claims(e, &self.settings.issuer, aud, stream.id, Timestamp::now().unix_secs());
         let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         let kid = self
             .sync
@@ -389,7 +389,7 @@ impl Signals {
             }
             if cursor != stream.cursor {
                 self.store
-                    .advance_stream(stream.id, cursor, now_ms())
+                    .advance_stream(stream.id, cursor, Timestamp::now())
                     .await?;
                 stream.cursor = cursor;
             }
@@ -409,7 +409,7 @@ impl Signals {
                 // Nothing for this stream up to here: skip the cursor over it.
                 if scanned_to > stream.cursor.0 {
                     self.store
-                        .advance_stream(stream.id, (scanned_to, i64::MAX), now_ms())
+                        .advance_stream(stream.id, (scanned_to, i64::MAX), Timestamp::now())
                         .await?;
                     stream.cursor = (scanned_to, i64::MAX);
                 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use super::Principal;
+use crate::clock::Timestamp;
 use crate::error::{Error, TokenRefusal, Unavailable};
 use crate::metrics::{inc, Metrics};
 use crate::state::Rejection;
-use crate::sync::{now_ms, StateSync};
+use crate::sync::StateSync;
 
 /// Verifies bearer tokens against the revocation state.
 #[derive(Clone)]
@@ -20,7 +21,7 @@ pub struct Verifier {
 impl Verifier {
     /// Resolves a bearer token with no I/O: staleness, signature, claims, state.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
-        let now = now_ms();
+        let now = Timestamp::now();
         if !self.sync.is_fresh(now) {
             inc(&self.metrics.stale_rejections);
             return Err(Error::Unavailable(Unavailable::Stale));
@@ -28,7 +29,7 @@ impl Verifier {
         let verified = self
             .sync
             .keyring()
-            .verify_cached(token, now / 1000)
+            .verify_cached(token, now.unix_secs())
             .map_err(|e| {
                 self.metrics.token_rejected(e.reason());
                 Error::Token(TokenRefusal::Invalid(e))
@@ -37,7 +38,7 @@ impl Verifier {
         let checked = self
             .sync
             .state()
-            .check(kid, claims.sub, claims.sid, claims.iat, now);
+            .check(kid, claims.sub, claims.sid, claims.iat, now.ms());
         if let Err(rejection) = checked {
             self.metrics.token_rejected(match rejection {
                 Rejection::UserLocked { .. } => "user_locked",
@@ -47,7 +48,7 @@ impl Verifier {
                 Rejection::UnknownKey => "unknown_key",
             });
             return Err(match rejection {
-                Rejection::UserLocked { until } => Error::locked(until),
+                Rejection::UserLocked { until } => Error::locked(Timestamp::from_ms(until)),
                 Rejection::SessionRevoked => Error::Token(TokenRefusal::SessionRevoked),
                 Rejection::KeyRevoked => Error::Token(TokenRefusal::KeyRevoked),
                 Rejection::KeyRetired => Error::Token(TokenRefusal::KeyRetired),

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{ACCOUNT_DISABLED, ACCOUNT_ENABLED, CREDENTIAL_CHANGE, SESSION_REVOKED, VERIFICATION};
+use crate::clock::Timestamp;
 use crate::events::{Envelope, Event, RevokeCause};
 
 /// Who an event is about: the user, and the session where there is one.
@@ -66,9 +67,9 @@ fn initiator(cause: RevokeCause) -> &'static str {
 }
 
 /// The common CAEP claims: when (seconds) and who started it.
-fn caep(at_ms: i64, initiating: &str, reason: Option<&str>) -> Map<String, Value> {
+fn caep(at: Timestamp, initiating: &str, reason: Option<&str>) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("event_timestamp".into(), json!(at_ms.div_euclid(1000)));
+    m.insert("event_timestamp".into(), json!(at.unix_secs()));
     m.insert("initiating_entity".into(), json!(initiating));
     if let Some(r) = reason {
         m.insert("reason_admin".into(), json!({ "en": r }));
@@ -197,7 +198,7 @@ mod tests {
             seq: 7,
             stream: event.stream(),
             version: 1,
-            at: 1_700_000_000_500,
+            at: Timestamp::from_ms(1_700_000_000_500),
             actor: None,
             ip: None,
             event,
@@ -287,7 +288,7 @@ mod tests {
                 "lock",
                 Event::UserLocked {
                     user_id: u,
-                    until: 9,
+                    until: Timestamp::from_ms(9),
                     revoked_session_ids: vec![s[0], s[1]],
                     reason: None,
                 },

@@ -10,6 +10,8 @@
 //! - `config`: a stream's configuration as Recall keeps it.
 //! - `set`: a Security Event Token (RFC 8417) for one receiver, its claims
 //!   and its signature (`typ: secevent+jwt`, Recall's active key).
+//!
+//! May import: events, domain, clock. The layers: docs/DESIGN.md, "Parts".
 
 pub mod config;
 pub mod events;

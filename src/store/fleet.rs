@@ -5,6 +5,7 @@
 use super::rows::{commit_one, first};
 use super::sql::Row;
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
 use crate::domain::FleetRecord;
 use crate::events::{Envelope, Event, Meta};
 
@@ -33,7 +34,7 @@ impl Store {
     pub async fn record_fleet(
         &self,
         ours: &FleetRecord,
-        now: i64,
+        now: Timestamp,
     ) -> Result<(FleetRecord, bool), StoreError> {
         let params = [
             ours.issuer.as_str().into(),
@@ -80,7 +81,7 @@ impl Store {
         &self,
         change: Box<dyn FnOnce(&FleetRecord) -> Option<FleetRecord> + Send>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {

@@ -3,6 +3,7 @@
 
 use super::rows::{append, commit_one, insert_key, query_keys};
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
 use crate::domain::PreviousKey;
 use crate::events::{Envelope, Event, Meta};
 use crate::keys::KeyRecord;
@@ -20,7 +21,7 @@ impl Store {
         &self,
         key: &KeyRecord,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
         let (key, meta) = (key.clone(), meta.clone());
         self.write(move |mut tx| async move {
@@ -52,7 +53,7 @@ impl Store {
         previous: PreviousKey,
         reason: Option<String>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let (key, meta) = (key.clone(), meta.clone());
         self.write(move |mut tx| async move {
@@ -73,7 +74,7 @@ impl Store {
                 kid: key.kid.clone(),
                 previous_kid,
                 compromised: previous == PreviousKey::Revoked,
-                previous_retire_after: previous.retire_after().map(|t| t.ms()),
+                previous_retire_after: previous.retire_after(),
                 reason,
             };
             commit_one(tx, event, &meta, now).await
@@ -82,7 +83,7 @@ impl Store {
     }
 
     /// Retires verifying keys whose tokens have all expired; one event each.
-    pub async fn retire_keys(&self, meta: &Meta, now: i64) -> Result<Vec<Envelope>, StoreError> {
+    pub async fn retire_keys(&self, meta: &Meta, now: Timestamp) -> Result<Vec<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
             let due = tx

@@ -2,6 +2,10 @@
 //! the `Db`/`Tx` surface; `postgres` (fleet) and `sqlite` (embedded) adapt it.
 //! Every write appends its event(s) and updates the read models in one
 //! transaction, and takes the sequence last so commit order is seq order.
+//!
+//! May import: state, tokens, keys, ssf, domain, events, clock, files, tls
+//! (the types it persists; it calls no domain decision, it is handed them).
+//! The layers: docs/DESIGN.md, "Parts".
 
 mod fleet;
 mod keys;
@@ -175,7 +179,7 @@ impl Store {
         password_hash: &str,
         roles: &[String],
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let params = [
             user_id.into(),
@@ -213,7 +217,7 @@ impl Store {
         refresh_hash: &[u8; 32],
         admits: LoginRule,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Login, StoreError> {
         let (s, meta, refresh_hash) = (s.clone(), meta.clone(), *refresh_hash);
         self.write(move |mut tx| async move {
@@ -232,9 +236,8 @@ impl Store {
             None => None,
         };
         let admin_lock = locked_until(&mut *tx, s.user_id, now).await?;
-        let at = Timestamp::from_ms(now);
-        if let Err(until) = admits(throttled, admin_lock.map(Timestamp::from_ms), at) {
-            return Ok(Login::Locked { until: until.ms() });
+        if let Err(until) = admits(throttled, admin_lock, now) {
+            return Ok(Login::Locked { until });
         }
         tx.exec(
             &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)"),
@@ -271,7 +274,7 @@ impl Store {
         new_hash: &[u8; 32],
         rules: RefreshRules,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Result<Refreshed, RefreshRefused>, StoreError> {
         let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
         let refused = |refusal, session| {
@@ -301,7 +304,7 @@ impl Store {
                     .await?;
                 match rows.first() {
                     Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?), r.ts(2)?),
-                    None => (None, None, Timestamp::from_ms(now)),
+                    None => (None, None, now),
                 }
             }
         };
@@ -311,12 +314,10 @@ impl Store {
         };
         let facts = match &session {
             Some(s) => Some(SessionFacts {
-                created_at: Timestamp::from_ms(s.created_at),
-                refresh_expires_at: Timestamp::from_ms(s.refresh_expires_at),
-                revoked_at: s.revoked_at.map(Timestamp::from_ms),
-                locked_until: locked_until(&mut *tx, s.user_id, now)
-                    .await?
-                    .map(Timestamp::from_ms),
+                created_at: s.created_at,
+                refresh_expires_at: s.refresh_expires_at,
+                revoked_at: s.revoked_at,
+                locked_until: locked_until(&mut *tx, s.user_id, now).await?,
                 last_used_at: issued_at,
                 idle_timeout: s.terms.idle_timeout(),
                 refresh_ttl: s.terms.refresh_ttl(),
@@ -349,7 +350,7 @@ impl Store {
             (Ok(expires_at), Some(session)) => (expires_at, session),
         };
         let session = SessionRecord {
-            refresh_expires_at: expires_at.ms(),
+            refresh_expires_at: expires_at,
             ..session
         };
         // Bound elsewhere: nothing is written, so the spend rolls back.
@@ -379,7 +380,7 @@ impl Store {
         new_hash: &str,
         keep: Option<Uuid>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let (new_hash, meta) = (new_hash.to_owned(), meta.clone());
         self.write(move |mut tx| async move {
@@ -414,10 +415,10 @@ impl Store {
     pub async fn lock(
         &self,
         user_id: Uuid,
-        until: i64,
+        until: Timestamp,
         reason: Option<String>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
@@ -439,7 +440,7 @@ impl Store {
         &self,
         user_id: Uuid,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
@@ -460,7 +461,7 @@ impl Store {
         &self,
         events: Vec<Event>,
         meta: &Meta,
-        at: i64,
+        at: Timestamp,
     ) -> Result<Vec<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
@@ -474,7 +475,7 @@ impl Store {
     /// Deletes refresh-token hashes of sessions that ended before `before`:
     /// a token of an ended session is refused either way, so only live
     /// sessions need their spent tokens for theft detection. Returns how many.
-    pub async fn prune_refresh_tokens(&self, before: i64) -> Result<u64, StoreError> {
+    pub async fn prune_refresh_tokens(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(move |mut tx| async move {
             let n = tx
                 .exec(

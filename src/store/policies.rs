@@ -4,6 +4,7 @@
 
 use super::rows::append;
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
 use crate::domain::Policy;
 use crate::events::{Envelope, Event, Meta};
 
@@ -57,7 +58,7 @@ impl Store {
         client_type: &str,
         policy: &Policy,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let json =
             serde_json::to_string(policy).map_err(|e| StoreError::Query(format!("policy: {e}")))?;
@@ -100,8 +101,8 @@ impl Store {
     pub async fn first_proof_use(
         &self,
         key: String,
-        expires_at: i64,
-        now: i64,
+        expires_at: Timestamp,
+        now: Timestamp,
         sweep: bool,
     ) -> Result<bool, StoreError> {
         self.autocommit(move |mut conn| async move {

@@ -16,13 +16,13 @@ pub struct UserRecord {
     pub username: String,
     pub password_hash: String,
     pub roles: Vec<String>,
-    pub created_at: i64,
-    pub locked_until: Option<i64>,
+    pub created_at: Timestamp,
+    pub locked_until: Option<Timestamp>,
 }
 
 impl UserRecord {
     /// Whether an admin lock is in force at `now`.
-    pub fn locked_at(&self, now: i64) -> Option<i64> {
+    pub fn locked_at(&self, now: Timestamp) -> Option<Timestamp> {
         self.locked_until.filter(|until| *until > now)
     }
 
@@ -41,9 +41,9 @@ pub struct SessionRecord {
     pub device_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    pub created_at: i64,
-    pub refresh_expires_at: i64,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub refresh_expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
     /// Lifetimes and binding fixed at login (empty: the settings').
     pub terms: SessionTerms,
 }
@@ -53,7 +53,7 @@ pub struct SessionRecord {
 pub struct Throttle {
     pub failures: i64,
     pub lock_count: i64,
-    pub locked_until: Option<i64>,
+    pub locked_until: Option<Timestamp>,
 }
 
 /// A refresh the store carried out: the session as it is now (its new
@@ -90,7 +90,7 @@ pub enum Guess {
     /// Within the budget: check the hash.
     Reserved,
     /// Locked until then; `event` when this reservation set the lock.
-    Locked { until: i64, event: Option<Envelope> },
+    Locked { until: Timestamp, event: Option<Envelope> },
 }
 
 /// Whether a login may proceed, given the username's brute-force lock and
@@ -122,7 +122,7 @@ pub enum Login {
     /// The session exists; its event.
     Created(Envelope),
     /// A lock committed while the hash ran: no session.
-    Locked { until: i64 },
+    Locked { until: Timestamp },
 }
 
 /// Filters for the audit listing.

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::sql::{Row, Tx, Val};
 use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
+use crate::clock::Timestamp;
 use crate::domain::KeyStatus;
 use crate::domain::SessionTerms;
 use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
@@ -28,7 +29,7 @@ pub(super) async fn commit_one(
     mut tx: Box<dyn Tx>,
     event: Event,
     meta: &Meta,
-    now: i64,
+    now: Timestamp,
 ) -> Result<Envelope, StoreError> {
     let mut envs = append(&mut *tx, vec![event], meta, now).await?;
     tx.commit().await?;
@@ -42,7 +43,7 @@ pub(super) async fn append(
     tx: &mut dyn Tx,
     events: Vec<Event>,
     meta: &Meta,
-    at: i64,
+    at: Timestamp,
 ) -> Result<Vec<Envelope>, StoreError> {
     let n = events.len() as i64;
     let last = first(
@@ -92,7 +93,7 @@ pub(super) async fn insert_refresh(
     tx: &mut dyn Tx,
     hash: &[u8; 32],
     session_id: Uuid,
-    now: i64,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
@@ -137,8 +138,8 @@ pub(super) async fn query_keys(
                     KeyStatus::parse(&text)
                         .ok_or_else(|| StoreError::Corrupt(format!("key status {text:?}")))?
                 },
-                created_at: r.int(5)?,
-                retire_after: r.opt_int(6)?,
+                created_at: r.ts(5)?,
+                retire_after: r.opt_ts(6)?,
             })
         })
         .collect()
@@ -166,7 +167,7 @@ pub(super) async fn session_in(
 pub(super) async fn revoke_session_rows(
     tx: &mut dyn Tx,
     ids: &[Uuid],
-    now: i64,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     for id in ids {
         tx.exec(
@@ -183,7 +184,7 @@ pub(super) async fn revoke_all_rows(
     tx: &mut dyn Tx,
     user_id: Uuid,
     keep: Option<Uuid>,
-    now: i64,
+    now: Timestamp,
 ) -> Result<Vec<Uuid>, StoreError> {
     let keep = keep.map(|k| k.to_string()).unwrap_or_default();
     let rows = tx
@@ -215,7 +216,7 @@ pub(super) fn envelope(r: &Row) -> Result<Envelope, StoreError> {
         seq: r.int(0)?,
         stream: r.text(1)?,
         version,
-        at: r.int(4)?,
+        at: r.ts(4)?,
         actor: r.opt_text(5)?,
         ip: r.opt_text(6)?,
         event,
@@ -233,8 +234,8 @@ pub(super) fn user(r: &Row) -> Result<UserRecord, StoreError> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        created_at: r.int(4)?,
-        locked_until: r.opt_int(5)?,
+        created_at: r.ts(4)?,
+        locked_until: r.opt_ts(5)?,
     })
 }
 
@@ -246,9 +247,9 @@ pub(super) fn session(r: &Row) -> Result<SessionRecord, StoreError> {
         device_id: r.opt_text(3)?,
         ip: r.opt_text(4)?,
         user_agent: r.opt_text(5)?,
-        created_at: r.int(6)?,
-        refresh_expires_at: r.int(7)?,
-        revoked_at: r.opt_int(8)?,
+        created_at: r.ts(6)?,
+        refresh_expires_at: r.ts(7)?,
+        revoked_at: r.opt_ts(8)?,
         terms: match r.opt_text(9)? {
             None => SessionTerms::default(),
             Some(json) => serde_json::from_str(&json)
@@ -271,13 +272,13 @@ pub(super) fn terms_json(terms: &SessionTerms) -> Result<Option<String>, StoreEr
 pub(super) async fn locked_until(
     tx: &mut dyn Tx,
     user_id: Uuid,
-    now: i64,
-) -> Result<Option<i64>, StoreError> {
+    now: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
     let rows = tx
         .query(
             "SELECT locked_until FROM users WHERE id = $1 AND locked_until > $2",
             &[user_id.into(), now.into()],
         )
         .await?;
-    rows.first().map(|r| r.int(0)).transpose()
+    rows.first().map(|r| r.ts(0)).transpose()
 }

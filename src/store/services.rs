@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::rows::{commit_one, first};
 use super::sql::Row;
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
 use crate::events::{Envelope, Event, Meta};
 
 /// A service credential as stored (never its token).
@@ -15,8 +16,8 @@ use crate::events::{Envelope, Event, Meta};
 pub struct ServiceRecord {
     pub id: Uuid,
     pub name: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
 }
 
 const SERVICE_COLS: &str = "id, name, created_at, revoked_at";
@@ -25,8 +26,8 @@ fn service(r: &Row) -> Result<ServiceRecord, StoreError> {
     Ok(ServiceRecord {
         id: r.uuid(0)?,
         name: r.text(1)?,
-        created_at: r.int(2)?,
-        revoked_at: r.opt_int(3)?,
+        created_at: r.ts(2)?,
+        revoked_at: r.opt_ts(3)?,
     })
 }
 
@@ -38,7 +39,7 @@ impl Store {
         name: &str,
         token_hash: &[u8; 32],
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let params = [
             id.into(),
@@ -94,7 +95,7 @@ impl Store {
         &self,
         id: Uuid,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {

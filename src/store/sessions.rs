@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::rows::{commit_one, require_user, revoke_all_rows, session, session_in};
 use super::{EndRule, SessionRecord};
 use super::{Store, StoreError, SESSION_COLS};
+use crate::clock::Timestamp;
 use crate::domain::EndDecision;
 use crate::events::{Envelope, Event, Meta, RevokeCause};
 
@@ -42,8 +43,8 @@ impl Store {
     pub async fn live_sessions(
         &self,
         user_id: Uuid,
-        now: i64,
-    ) -> Result<Vec<(SessionRecord, i64)>, StoreError> {
+        now: Timestamp,
+    ) -> Result<Vec<(SessionRecord, Timestamp)>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLS}, \
              (SELECT MAX(r.issued_at) FROM refresh_tokens r WHERE r.session_id = sessions.id) \
@@ -55,7 +56,7 @@ impl Store {
             rows.iter()
                 .map(|r| {
                     let s = session(r)?;
-                    let used = r.opt_int(10)?.unwrap_or(s.created_at);
+                    let used = r.opt_ts(10)?.unwrap_or(s.created_at);
                     Ok((s, used))
                 })
                 .collect()
@@ -71,7 +72,7 @@ impl Store {
         session_id: Uuid,
         decide: EndRule,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
@@ -106,7 +107,7 @@ impl Store {
         cause: RevokeCause,
         reason: Option<String>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         self.revoke_other_sessions(user_id, None, cause, reason, meta, now)
             .await
@@ -120,7 +121,7 @@ impl Store {
         cause: RevokeCause,
         reason: Option<String>,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 
+use crate::clock::Timestamp;
 use super::StoreError;
 
 /// One SQL value; the schema uses only these column kinds.
@@ -51,8 +52,8 @@ impl From<&[u8]> for Val {
         Val::Blob(v.to_vec())
     }
 }
-impl From<crate::clock::Timestamp> for Val {
-    fn from(v: crate::clock::Timestamp) -> Self {
+impl From<Timestamp> for Val {
+    fn from(v: Timestamp) -> Self {
         Val::Int(v.ms())
     }
 }
@@ -80,13 +81,13 @@ impl Row {
     }
 
     /// A timestamp column (milliseconds since the epoch).
-    pub fn ts(&self, i: usize) -> Result<crate::clock::Timestamp, StoreError> {
-        self.int(i).map(crate::clock::Timestamp::from_ms)
+    pub fn ts(&self, i: usize) -> Result<Timestamp, StoreError> {
+        self.int(i).map(Timestamp::from_ms)
     }
 
     /// A nullable timestamp column.
-    pub fn opt_ts(&self, i: usize) -> Result<Option<crate::clock::Timestamp>, StoreError> {
-        Ok(self.opt_int(i)?.map(crate::clock::Timestamp::from_ms))
+    pub fn opt_ts(&self, i: usize) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.opt_int(i)?.map(Timestamp::from_ms))
     }
 
     /// A nullable integer column.

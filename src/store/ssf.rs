@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::sql::Row;
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
 use crate::ssf::StreamConfig;
 
 /// One stream.
@@ -20,8 +21,8 @@ pub struct StreamRecord {
     pub reason: Option<String>,
     /// The last (seq, index) delivered or acknowledged.
     pub cursor: (i64, i64),
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A configuration as its column holds it.
@@ -42,8 +43,8 @@ fn stream(r: &Row) -> Result<StreamRecord, StoreError> {
         status: r.text(3)?,
         reason: r.opt_text(4)?,
         cursor: (r.int(5)?, r.int(6)?),
-        created_at: r.int(7)?,
-        updated_at: r.int(8)?,
+        created_at: r.ts(7)?,
+        updated_at: r.ts(8)?,
     })
 }
 
@@ -143,7 +144,7 @@ impl Store {
         &self,
         id: Uuid,
         to: (i64, i64),
-        now: i64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.write(move |mut tx| async move {
             tx.exec(
@@ -161,7 +162,7 @@ impl Store {
     pub async fn due_streams(
         &self,
         method: &str,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Vec<StreamRecord>, StoreError> {
         let sql = format!(
             "SELECT {COLS} FROM ssf_streams WHERE status = 'enabled' AND next_attempt_at <= $1 \
@@ -181,8 +182,8 @@ impl Store {
         &self,
         id: Uuid,
         owner: &str,
-        now: i64,
-        until: i64,
+        now: Timestamp,
+        until: Timestamp,
     ) -> Result<bool, StoreError> {
         let owner = owner.to_owned();
         self.write(move |mut tx| async move {
@@ -205,7 +206,7 @@ impl Store {
         &self,
         id: Uuid,
         failures: i64,
-        next_attempt_at: i64,
+        next_attempt_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.write(move |mut tx| async move {
             tx.exec(

@@ -20,7 +20,7 @@ async fn lock_throttle(
     tx: &mut dyn Tx,
     username: &str,
     nth: i64,
-    until: i64,
+    until: Timestamp,
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
@@ -36,7 +36,7 @@ async fn guess_failed_in(
     tx: &mut dyn Tx,
     username: &str,
     rules: &GuessRules,
-    now: i64,
+    now: Timestamp,
 ) -> Result<Event, StoreError> {
     // Row-locking read of the counts as they stand now.
     let rows = tx
@@ -64,12 +64,11 @@ async fn guess_failed_in(
         }
     };
     let mut locked_until = None;
-    let at = Timestamp::from_ms(now);
     if let Some((nth, until)) =
-        (rules.after_failure)(failures, lock_count, current_lock, &rules.policy, at)
+        (rules.after_failure)(failures, lock_count, current_lock, &rules.policy, now)
     {
-        lock_throttle(tx, username, nth, until.ms()).await?;
-        locked_until = Some(until.ms());
+        lock_throttle(tx, username, nth, until).await?;
+        locked_until = Some(until);
     }
     Ok(Event::LoginFailed {
         username: username.to_owned(),
@@ -95,7 +94,7 @@ impl Store {
                 Some(r) => Ok(Throttle {
                     failures: r.int(0)?,
                     lock_count: r.int(1)?,
-                    locked_until: r.opt_int(2)?,
+                    locked_until: r.opt_ts(2)?,
                 }),
             }
         })
@@ -112,7 +111,7 @@ impl Store {
         username: &str,
         rules: &GuessRules,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Guess, StoreError> {
         // The common case is one autocommit statement: count the guess
         // unless a lock is in force (the upsert locks the row, so parallel
@@ -136,12 +135,11 @@ impl Store {
         let failures = row.int(0)?;
         // Past the budget, lock (once: of several guesses past it at once,
         // the first to lock the row decides, the others see its lock).
-        let at = Timestamp::from_ms(now);
-        match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, at) {
+        match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, now) {
             Reservation::Reserved => return Ok(Guess::Reserved),
             Reservation::Locked { until } => {
                 return Ok(Guess::Locked {
-                    until: until.ms(),
+                    until,
                     event: None,
                 })
             }
@@ -163,12 +161,12 @@ impl Store {
                 row.int(1)?,
                 row.opt_ts(2)?,
                 &rules.policy,
-                at,
+                now,
             ) {
-                Reservation::LockNow { nth, until } => (nth, until.ms()),
+                Reservation::LockNow { nth, until } => (nth, until),
                 Reservation::Locked { until } => {
                     return Ok(Guess::Locked {
-                        until: until.ms(),
+                        until,
                         event: None,
                     })
                 }
@@ -213,7 +211,7 @@ impl Store {
         username: &str,
         rules: &GuessRules,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Envelope, StoreError> {
         let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
         self.write(move |mut tx| async move {
@@ -233,7 +231,7 @@ impl Store {
         session_id: Uuid,
         rules: &GuessRules,
         meta: &Meta,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Vec<Envelope>, StoreError> {
         let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
         self.write(move |mut tx| async move {

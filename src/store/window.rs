@@ -4,6 +4,7 @@
 
 use super::rows::{envelope, first, query_keys};
 use super::{Store, StoreError, EVENT_COLS};
+use crate::clock::Timestamp;
 use crate::events::Envelope;
 use crate::state::{Snapshot, Standing};
 
@@ -13,7 +14,7 @@ const PAGE: i64 = 10_000;
 impl Store {
     /// The whole window in memory (the feed's first page, tests). Start-up
     /// and rebuilds fold it page by page instead (`snapshot_paged`).
-    pub async fn snapshot(&self, window_start: i64, now: i64) -> Result<Snapshot, StoreError> {
+    pub async fn snapshot(&self, window_start: Timestamp, now: Timestamp) -> Result<Snapshot, StoreError> {
         let mut events = Vec::new();
         let standing = self
             .snapshot_paged(window_start, now, &mut |_, page| events.extend(page))
@@ -27,8 +28,8 @@ impl Store {
     /// once (with no events for an empty window), standing state first.
     pub async fn snapshot_paged(
         &self,
-        window_start: i64,
-        now: i64,
+        window_start: Timestamp,
+        now: Timestamp,
         on_page: &mut (dyn FnMut(&Standing, Vec<Envelope>) + Send),
     ) -> Result<Standing, StoreError> {
         let mut tx = self.db.begin_snapshot().await?;
@@ -44,7 +45,7 @@ impl Store {
             )
             .await?
             .iter()
-            .map(|r| Ok((r.uuid(0)?, r.int(1)?)))
+            .map(|r| Ok((r.uuid(0)?, r.ts(1)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let keys = query_keys(&mut *tx, "WHERE status <> 'retired'").await?;
         let standing = Standing { head, locks, keys };

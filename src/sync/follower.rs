@@ -2,6 +2,7 @@
 //! the log, polls it (G4), keeps the staleness clock (G5), and rebuilds when
 //! the log goes backwards (G9).
 
+use crate::clock::Timestamp;
 use super::*;
 
 /// Runs the notice listener until the subscription ends.
@@ -85,7 +86,7 @@ impl StateSync {
     /// nothing and reads nothing, so forged notices cannot load the database.
     pub fn on_rejected(&self, why: NoticeRejected) {
         inc(&self.metrics.notices_rejected);
-        let now = now_ms();
+        let now = Timestamp::now().ms();
         let last = self.rejection_logged_at.load(Ordering::Relaxed);
         if now - last >= REJECTION_LOG_EVERY_MS
             && self
@@ -107,7 +108,7 @@ impl StateSync {
     }
 
     fn apply_in_order(&self, envs: &[Envelope]) -> bool {
-        let now = now_ms();
+        let now = Timestamp::now();
         let mut key_event = false;
         let mut state = self.state.write();
         for env in envs {
@@ -116,7 +117,7 @@ impl StateSync {
             }
             state.apply_event(env);
             self.note_fleet_change(env);
-            self.metrics.observe_lag_ms((now - env.at) as f64);
+            self.metrics.observe_lag_ms((now.ms() - env.at.ms()) as f64);
             key_event |= matches!(env.event, Event::KeyRotated { .. });
             let _ = self.applied.send(env.clone());
         }
@@ -127,7 +128,7 @@ impl StateSync {
     /// success the log has confirmed we are caught up as of the read's start.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.catch_up_lock.lock().await;
-        let started = now_ms();
+        let started = Timestamp::now();
         inc(&self.metrics.catchup_reads);
         let mut key_event = false;
         loop {
@@ -151,7 +152,7 @@ impl StateSync {
         if key_event || self.missing_key_material() {
             self.reload_keys().await?;
         }
-        self.confirmed_at.fetch_max(started, Ordering::AcqRel);
+        self.confirmed_at.fetch_max(started.ms(), Ordering::AcqRel);
         Ok(())
     }
 
@@ -176,7 +177,7 @@ impl StateSync {
         if head < applied {
             self.note_regression(head, applied);
         }
-        let started = now_ms();
+        let started = Timestamp::now();
         let retention_ms = self.state.read().retention_ms();
         let (rebuilt, standing, window_events) = self
             .timed(super::rebuild::from_window(
@@ -199,7 +200,7 @@ impl StateSync {
                 break;
             }
         }
-        self.confirmed_at.fetch_max(started, Ordering::AcqRel);
+        self.confirmed_at.fetch_max(started.ms(), Ordering::AcqRel);
         let mut slot = self.regression.lock();
         *slot = None;
         self.regressed.store(false, Ordering::Release);
@@ -213,8 +214,8 @@ impl StateSync {
     }
 
     fn missing_key_material(&self) -> bool {
-        let now = now_ms();
-        let keys = self.state.read().keys(now);
+        let now = Timestamp::now();
+        let keys = self.state.read().keys(now.ms());
         keys.iter().any(|(kid, status)| {
             use crate::state::KeyStatus::*;
             matches!(status, Active | Verifying) && !self.keyring.has(kid)

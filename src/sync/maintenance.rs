@@ -1,6 +1,7 @@
 //! Maintenance: prunes the state, retires signing keys whose tokens have
 //! all expired, and deletes spent refresh tokens of long-ended sessions.
 
+use crate::clock::Timestamp;
 use super::*;
 
 /// Runs maintenance every `every` (retirement is checked that often).
@@ -16,7 +17,7 @@ pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {
                 last_prune = std::time::Instant::now();
                 match sync
                     .store
-                    .prune_refresh_tokens(now_ms() - PRUNE_AFTER_MS)
+                    .prune_refresh_tokens(Timestamp::now().minus(PRUNE_AFTER))
                     .await
                 {
                     Ok(n) if n > 0 => {
@@ -33,10 +34,10 @@ pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {
 impl StateSync {
     /// Prunes the state and retires keys whose tokens have all expired.
     pub async fn housekeeping(&self) {
-        let now = now_ms();
-        self.state.write().prune(now);
-        self.keyring().sweep_expired(now / 1000);
-        let due = self.state.read().retirement_due(now);
+        let now = Timestamp::now();
+        self.state.write().prune(now.ms());
+        self.keyring().sweep_expired(now.unix_secs());
+        let due = self.state.read().retirement_due(now.ms());
         if due {
             match self.store.retire_keys(&Meta::system(), now).await {
                 Ok(envs) if !envs.is_empty() => {

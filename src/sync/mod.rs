@@ -7,6 +7,9 @@
 //! Split by job: this module is the handle the request path reads (state,
 //! keyring, freshness; no I/O); `follower` keeps it current from notices and
 //! the log; `maintenance` prunes and retires keys.
+//!
+//! May import: store, bus, state, tokens, keys, metrics, events, clock. The
+//! layers: docs/DESIGN.md, "Parts".
 
 mod follower;
 mod maintenance;
@@ -22,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::notice::NoticeRejected;
 use crate::bus::BusMessage;
+use crate::clock::Timestamp;
 use crate::events::{Envelope, Event, Meta};
 use crate::keys::MasterKey;
 use crate::metrics::{inc, Metrics};
@@ -34,7 +38,7 @@ const PAGE: i64 = 1000;
 /// How often spent refresh tokens of ended sessions are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Refresh-token hashes of sessions that ended this long ago are deleted.
-const PRUNE_AFTER_MS: i64 = 86_400_000;
+const PRUNE_AFTER: Duration = Duration::from_secs(86_400);
 /// A log read that takes longer than this counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// Rejected notices are logged at most this often (a flood must not flood the log).
@@ -47,7 +51,6 @@ fn regression_reason(head: i64, applied: i64) -> String {
     )
 }
 
-pub use crate::clock::now_ms;
 
 /// The state, its keyring and the machinery that keeps them current.
 pub struct StateSync {
@@ -80,7 +83,7 @@ impl StateSync {
         master: MasterKey,
         metrics: Arc<Metrics>,
         max_staleness_ms: i64,
-        confirmed_at: i64,
+        confirmed_at: Timestamp,
     ) -> Self {
         StateSync {
             state: RwLock::new(state),
@@ -88,7 +91,7 @@ impl StateSync {
             keyring,
             master,
             metrics,
-            confirmed_at: AtomicI64::new(confirmed_at),
+            confirmed_at: AtomicI64::new(confirmed_at.ms()),
             max_staleness_ms,
             bus_connected: AtomicBool::new(false),
             catch_up_lock: tokio::sync::Mutex::new(()),
@@ -121,12 +124,12 @@ impl StateSync {
     }
 
     /// Time since the log last confirmed we are caught up.
-    pub fn staleness_ms(&self, now: i64) -> i64 {
-        (now - self.confirmed_at.load(Ordering::Acquire)).max(0)
+    pub fn staleness_ms(&self, now: Timestamp) -> i64 {
+        (now.ms() - self.confirmed_at.load(Ordering::Acquire)).max(0)
     }
 
     /// Whether this instance may answer protected requests (G5, G9).
-    pub fn is_fresh(&self, now: i64) -> bool {
+    pub fn is_fresh(&self, now: Timestamp) -> bool {
         self.staleness_ms(now) <= self.max_staleness_ms && !self.regressed.load(Ordering::Acquire)
     }
 

@@ -4,6 +4,9 @@
 //!
 //! May import: store, state, events.
 
+use std::time::Duration;
+
+use crate::clock::Timestamp;
 use crate::state::{items, standing_items, RevocationState, Standing};
 use crate::store::{Store, StoreError};
 
@@ -13,12 +16,12 @@ use crate::store::{Store, StoreError};
 pub async fn from_window(
     store: &Store,
     retention_ms: i64,
-    now: i64,
+    now: Timestamp,
 ) -> Result<(RevocationState, Standing, usize), StoreError> {
     let mut state: Option<RevocationState> = None;
     let mut events = 0;
     let standing = store
-        .snapshot_paged(now - retention_ms, now, &mut |standing, page| {
+        .snapshot_paged(now.minus(Duration::from_millis(retention_ms.max(0) as u64)), now, &mut |standing, page| {
             let state = state.get_or_insert_with(|| {
                 let mut s = RevocationState::new(retention_ms);
                 for item in standing_items(standing, now) {
@@ -36,6 +39,6 @@ pub async fn from_window(
         .await?;
     let mut state = state.unwrap_or_else(|| RevocationState::new(retention_ms));
     state.advance_to(standing.head);
-    state.prune(now);
+    state.prune(now.ms());
     Ok((state, standing, events))
 }
