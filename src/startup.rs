@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::clock::Timestamp;
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
+use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::events::Meta;
 use crate::keys::generate_signing_key;

@@ -113,7 +113,9 @@ pub fn standing_items(standing: &Standing, now: Timestamp) -> Vec<Revocation> {
     let mut out: Vec<Revocation> = standing
         .keys
         .iter()
-        .map(|k| Revocation::key_status(0, now, &k.kid, k.status, k.retire_after.map(Timestamp::ms)))
+        .map(|k| {
+            Revocation::key_status(0, now, &k.kid, k.status, k.retire_after.map(Timestamp::ms))
+        })
         .collect();
     out.extend(
         standing

@@ -143,11 +143,7 @@ impl Admin {
         let now = Timestamp::now();
         let key = generate_signing_key(&self.settings.master_key, now)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let previous = crate::domain::rotation(
-            compromised,
-            self.settings.key_retention(),
-            now,
-        );
+        let previous = crate::domain::rotation(compromised, self.settings.key_retention(), now);
         let env = self
             .store
             .rotate_key(&key, previous, reason, meta, now)

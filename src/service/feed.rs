@@ -92,7 +92,8 @@ impl Feed {
         let retention_ms = self.settings.retention_ms();
         if after <= 0 {
             let now = Timestamp::now();
-            let window_start = now.minus(std::time::Duration::from_millis(retention_ms.max(0) as u64));
+            let window_start =
+                now.minus(std::time::Duration::from_millis(retention_ms.max(0) as u64));
             let snapshot = self.store.snapshot(window_start, now).await?;
             return Ok(FeedPage {
                 items: window_items(&snapshot, now),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::clock::Timestamp;
 use crate::bus::Bus;
+use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::domain::SessionEnd;
 use crate::error::{Error, Missing, Unavailable};
@@ -389,7 +389,14 @@ impl Core {
         let user_id = Uuid::now_v7();
         let result = self
             .store
-            .register(user_id, username.as_str(), &hash, roles, meta, Timestamp::now())
+            .register(
+                user_id,
+                username.as_str(),
+                &hash,
+                roles,
+                meta,
+                Timestamp::now(),
+            )
             .await;
         match result {
             Ok(env) => {

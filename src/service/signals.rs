@@ -196,7 +196,10 @@ impl Signals {
             actor: Some(format!("service:{}", owner.id)),
             ip: None,
         };
-        let envs = self.store.append_raw(vec![event], &meta, Timestamp::now()).await?;
+        let envs = self
+            .store
+            .append_raw(vec![event], &meta, Timestamp::now())
+            .await?;
         self.committed(&envs).await;
         Ok(())
     }
@@ -346,7 +349,13 @@ impl Signals {
         e: &SecurityEvent,
     ) -> Result<(String, String), Error> {
         let aud = stream.config.aud.as_str();
-        let claims = set_claims(e, &self.settings.issuer, aud, stream.id, Timestamp::now().unix_secs());
+        let claims = set_claims(
+            e,
+            &self.settings.issuer,
+            aud,
+            stream.id,
+            Timestamp::now().unix_secs(),
+        );
         let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         let kid = self
             .sync

@@ -36,7 +36,7 @@ impl Store {
         ours: &FleetRecord,
         now: Timestamp,
     ) -> Result<(FleetRecord, bool), StoreError> {
-        let params = [
+        let params = vec![
             ours.issuer.as_str().into(),
             ours.audience.as_str().into(),
             ours.key_fingerprint.as_str().into(),
@@ -44,18 +44,13 @@ impl Store {
             now.into(),
         ];
         let inserted = self
-            .write(move |mut tx| async move {
-                let inserted = tx
-                    .exec(
-                        "INSERT INTO fleet (id, issuer, audience, key_fingerprint, previous_issuers, \
-                         recorded_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $5) \
-                         ON CONFLICT (id) DO NOTHING",
-                        &params,
-                    )
-                    .await?;
-                tx.commit().await?;
-                Ok(inserted)
-            })
+            .exec_alone(
+                "INSERT INTO fleet (id, issuer, audience, key_fingerprint, previous_issuers, \
+                 recorded_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $5) \
+                 ON CONFLICT (id) DO NOTHING"
+                    .into(),
+                params,
+            )
             .await?;
         let recorded = self.fleet().await?.ok_or_else(|| {
             StoreError::Corrupt("the fleet row is missing right after it was recorded".into())
@@ -66,11 +61,7 @@ impl Store {
     /// The fleet's recorded configuration, if an instance recorded one.
     pub async fn fleet(&self) -> Result<Option<FleetRecord>, StoreError> {
         let sql = format!("SELECT {FLEET_COLS} FROM fleet WHERE id = 1");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[]).await?;
-            rows.first().map(fleet).transpose()
-        })
-        .await
+        self.row(sql, vec![], fleet).await
     }
 
     /// Changes the fleet's record as `change` (`domain::change_issuer`)

@@ -83,7 +83,11 @@ impl Store {
     }
 
     /// Retires verifying keys whose tokens have all expired; one event each.
-    pub async fn retire_keys(&self, meta: &Meta, now: Timestamp) -> Result<Vec<Envelope>, StoreError> {
+    pub async fn retire_keys(
+        &self,
+        meta: &Meta,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
             let due = tx

@@ -137,38 +137,25 @@ impl Store {
         );
         let user = filter.user_id.map(|u| u.to_string()).unwrap_or_default();
         let kind = filter.kind.clone().unwrap_or_default();
-        let params = [
+        let params = vec![
             filter.after.into(),
             user.into(),
             kind.into(),
             filter.limit.into(),
         ];
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &params).await?;
-            rows.iter().map(envelope).collect()
-        })
-        .await
+        self.rows(sql, params, envelope).await
     }
 
     /// A user by lowercased username.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1");
-        let username = username.to_owned();
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[username.into()]).await?;
-            rows.first().map(user).transpose()
-        })
-        .await
+        self.row(sql, vec![username.into()], user).await
     }
 
     /// A user by id.
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[id.into()]).await?;
-            rows.first().map(user).transpose()
-        })
-        .await
+        self.row(sql, vec![id.into()], user).await
     }
 
     /// Creates a user; `Conflict` when the username is taken.
@@ -181,7 +168,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let params = [
+        let params = vec![
             user_id.into(),
             username.into(),
             password_hash.into(),
@@ -193,15 +180,13 @@ impl Store {
             username: username.to_owned(),
             roles: roles.to_vec(),
         };
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
-            tx.exec(
-                "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &params,
-            )
-            .await?;
-            commit_one(tx, event, &meta, now).await
-        })
+        self.exec_and_append(
+            "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
+            params,
+            event,
+            meta,
+            now,
+        )
         .await
     }
 
@@ -476,17 +461,12 @@ impl Store {
     /// a token of an ended session is refused either way, so only live
     /// sessions need their spent tokens for theft detection. Returns how many.
     pub async fn prune_refresh_tokens(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |mut tx| async move {
-            let n = tx
-                .exec(
-                    "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
-                     WHERE revoked_at < $1 OR refresh_expires_at < $1)",
-                    &[before.into()],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok(n)
-        })
+        self.exec_alone(
+            "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
+             WHERE revoked_at < $1 OR refresh_expires_at < $1)"
+                .into(),
+            vec![before.into()],
+        )
         .await
     }
 }

@@ -16,38 +16,20 @@ fn parse(client_type: &str, json: &str) -> Result<Policy, StoreError> {
 impl Store {
     /// Every recorded policy, with the seq of the event that set it.
     pub async fn policies(&self) -> Result<Vec<(String, Policy, i64)>, StoreError> {
-        self.read(|mut tx| async move {
-            let rows = tx
-                .query(
-                    "SELECT client_type, policy, seq FROM policies ORDER BY client_type",
-                    &[],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    let client_type = r.text(0)?;
-                    let policy = parse(&client_type, &r.text(1)?)?;
-                    Ok((client_type, policy, r.int(2)?))
-                })
-                .collect()
+        let sql = "SELECT client_type, policy, seq FROM policies ORDER BY client_type";
+        self.rows(sql.into(), vec![], |r| {
+            let client_type = r.text(0)?;
+            let policy = parse(&client_type, &r.text(1)?)?;
+            Ok((client_type, policy, r.int(2)?))
         })
         .await
     }
 
     /// The recorded policy of one client type, if any.
     pub async fn policy(&self, client_type: &str) -> Result<Option<Policy>, StoreError> {
-        let client_type = client_type.to_owned();
-        self.read(move |mut tx| async move {
-            let rows = tx
-                .query(
-                    "SELECT policy FROM policies WHERE client_type = $1",
-                    &[client_type.as_str().into()],
-                )
-                .await?;
-            match rows.first() {
-                Some(r) => Ok(Some(parse(&client_type, &r.text(0)?)?)),
-                None => Ok(None),
-            }
+        let sql = "SELECT client_type, policy FROM policies WHERE client_type = $1";
+        self.row(sql.into(), vec![client_type.into()], |r| {
+            parse(&r.text(0)?, &r.text(1)?)
         })
         .await
     }

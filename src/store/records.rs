@@ -90,7 +90,10 @@ pub enum Guess {
     /// Within the budget: check the hash.
     Reserved,
     /// Locked until then; `event` when this reservation set the lock.
-    Locked { until: Timestamp, event: Option<Envelope> },
+    Locked {
+        until: Timestamp,
+        event: Option<Envelope>,
+    },
 }
 
 /// Whether a login may proceed, given the username's brute-force lock and

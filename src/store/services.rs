@@ -41,7 +41,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let params = [
+        let params = vec![
             id.into(),
             name.into(),
             token_hash.as_slice().into(),
@@ -51,26 +51,20 @@ impl Store {
             service_id: id,
             name: name.to_owned(),
         };
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
-            tx.exec(
-                "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
-                &params,
-            )
-            .await?;
-            commit_one(tx, event, &meta, now).await
-        })
+        self.exec_and_append(
+            "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+            params,
+            event,
+            meta,
+            now,
+        )
         .await
     }
 
     /// Every service credential, oldest first.
     pub async fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
         let sql = format!("SELECT {SERVICE_COLS} FROM services ORDER BY created_at, id");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[]).await?;
-            rows.iter().map(service).collect()
-        })
-        .await
+        self.rows(sql, vec![], service).await
     }
 
     /// The live service whose token hashes to `token_hash`, if any.
@@ -81,12 +75,8 @@ impl Store {
         let sql = format!(
             "SELECT {SERVICE_COLS} FROM services WHERE token_hash = $1 AND revoked_at IS NULL"
         );
-        let hash = token_hash.as_slice().into();
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[hash]).await?;
-            rows.first().map(service).transpose()
-        })
-        .await
+        self.row(sql, vec![token_hash.as_slice().into()], service)
+            .await
     }
 
     /// Ends a service credential. `NotFound` if there is none; `None` if it

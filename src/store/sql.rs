@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 
-use crate::clock::Timestamp;
 use super::StoreError;
+use crate::clock::Timestamp;
 
 /// One SQL value; the schema uses only these column kinds.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::sql::Row;
+use super::sql::{Row, Val};
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ssf::StreamConfig;
@@ -48,51 +48,57 @@ fn stream(r: &Row) -> Result<StreamRecord, StoreError> {
     })
 }
 
+/// What a write of `s` sets: id, service_id, config, status, reason,
+/// cursor_seq, cursor_index, updated_at, method (`$1` to `$9`).
+fn written(s: &StreamRecord) -> Result<Vec<Val>, StoreError> {
+    Ok(vec![
+        s.id.into(),
+        s.service_id.into(),
+        config_json(&s.config)?.into(),
+        s.status.as_str().into(),
+        s.reason.clone().into(),
+        s.cursor.0.into(),
+        s.cursor.1.into(),
+        s.updated_at.into(),
+        s.config.delivery.method().into(),
+    ])
+}
+
+/// `Ok` when a statement changed a row, else `NotFound`.
+fn found(changed: u64) -> Result<(), StoreError> {
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores a new stream.
     pub async fn create_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO ssf_streams ({COLS}, method) \
+        let mut params = written(s)?;
+        params.push(s.created_at.into());
+        self.exec_alone(
+            "INSERT INTO ssf_streams (id, service_id, config, status, reason, cursor_seq, \
+             cursor_index, updated_at, method, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        );
-        let params = [
-            s.id.into(),
-            s.service_id.into(),
-            config_json(&s.config)?.into(),
-            s.status.as_str().into(),
-            s.reason.clone().into(),
-            s.cursor.0.into(),
-            s.cursor.1.into(),
-            s.created_at.into(),
-            s.updated_at.into(),
-            s.config.delivery.method().into(),
-        ];
-        self.write(move |mut tx| async move {
-            tx.exec(&sql, &params).await?;
-            tx.commit().await
-        })
+                .into(),
+            params,
+        )
         .await
+        .map(drop)
     }
 
     /// The streams of one service (receiver), oldest first.
     pub async fn streams_of(&self, service_id: Uuid) -> Result<Vec<StreamRecord>, StoreError> {
         let sql =
             format!("SELECT {COLS} FROM ssf_streams WHERE service_id = $1 ORDER BY created_at, id");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[service_id.into()]).await?;
-            rows.iter().map(stream).collect()
-        })
-        .await
+        self.rows(sql, vec![service_id.into()], stream).await
     }
 
     /// Every stream (the admin view), oldest first.
     pub async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         let sql = format!("SELECT {COLS} FROM ssf_streams ORDER BY created_at, id");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[]).await?;
-            rows.iter().map(stream).collect()
-        })
-        .await
+        self.rows(sql, vec![], stream).await
     }
 
     /// One stream, if `service_id` owns it.
@@ -102,41 +108,22 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<StreamRecord>, StoreError> {
         let sql = format!("SELECT {COLS} FROM ssf_streams WHERE id = $1 AND service_id = $2");
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[id.into(), service_id.into()]).await?;
-            rows.first().map(stream).transpose()
-        })
-        .await
+        self.row(sql, vec![id.into(), service_id.into()], stream)
+            .await
     }
 
     /// Replaces a stream's configuration, status and cursor (the service
     /// decides them; the row must exist and be the service's).
     pub async fn update_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
-        let params = [
-            s.id.into(),
-            s.service_id.into(),
-            config_json(&s.config)?.into(),
-            s.status.as_str().into(),
-            s.reason.clone().into(),
-            s.cursor.0.into(),
-            s.cursor.1.into(),
-            s.updated_at.into(),
-            s.config.delivery.method().into(),
-        ];
-        self.write(move |mut tx| async move {
-            let n = tx
-                .exec(
-                    "UPDATE ssf_streams SET config = $3, status = $4, reason = $5, cursor_seq = $6, \
-                     cursor_index = $7, updated_at = $8, method = $9 WHERE id = $1 AND service_id = $2",
-                    &params,
-                )
-                .await?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.commit().await
-        })
-        .await
+        let changed = self
+            .exec_alone(
+                "UPDATE ssf_streams SET config = $3, status = $4, reason = $5, cursor_seq = $6, \
+                 cursor_index = $7, updated_at = $8, method = $9 WHERE id = $1 AND service_id = $2"
+                    .into(),
+                written(s)?,
+            )
+            .await?;
+        found(changed)
     }
 
     /// Moves a stream's cursor forward (never back) to `to`.
@@ -146,16 +133,14 @@ impl Store {
         to: (i64, i64),
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.write(move |mut tx| async move {
-            tx.exec(
-                "UPDATE ssf_streams SET cursor_seq = $2, cursor_index = $3, updated_at = $4 \
-                 WHERE id = $1 AND (cursor_seq < $2 OR (cursor_seq = $2 AND cursor_index < $3))",
-                &[id.into(), to.0.into(), to.1.into(), now.into()],
-            )
-            .await?;
-            tx.commit().await
-        })
+        self.exec_alone(
+            "UPDATE ssf_streams SET cursor_seq = $2, cursor_index = $3, updated_at = $4 \
+             WHERE id = $1 AND (cursor_seq < $2 OR (cursor_seq = $2 AND cursor_index < $3))"
+                .into(),
+            vec![id.into(), to.0.into(), to.1.into(), now.into()],
+        )
         .await
+        .map(drop)
     }
 
     /// Enabled streams delivered by `method` whose next attempt is due at `now`.
@@ -168,12 +153,8 @@ impl Store {
             "SELECT {COLS} FROM ssf_streams WHERE status = 'enabled' AND next_attempt_at <= $1 \
              AND method = $2 ORDER BY id"
         );
-        let method = method.to_owned();
-        self.read(move |mut tx| async move {
-            let rows = tx.query(&sql, &[now.into(), method.into()]).await?;
-            rows.iter().map(stream).collect()
-        })
-        .await
+        self.rows(sql, vec![now.into(), method.into()], stream)
+            .await
     }
 
     /// Takes (or renews) the delivery lease of a stream for `owner` until
@@ -185,19 +166,15 @@ impl Store {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let owner = owner.to_owned();
-        self.write(move |mut tx| async move {
-            let n = tx
-                .exec(
-                    "UPDATE ssf_streams SET lease_owner = $2, lease_until = $4 WHERE id = $1 \
-                     AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3)",
-                    &[id.into(), owner.into(), now.into(), until.into()],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok(n == 1)
-        })
-        .await
+        let taken = self
+            .exec_alone(
+                "UPDATE ssf_streams SET lease_owner = $2, lease_until = $4 WHERE id = $1 \
+                 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $3)"
+                    .into(),
+                vec![id.into(), owner.into(), now.into(), until.into()],
+            )
+            .await?;
+        Ok(taken == 1)
     }
 
     /// Records a delivery attempt's outcome: failures in a row (0 after a
@@ -208,45 +185,29 @@ impl Store {
         failures: i64,
         next_attempt_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.write(move |mut tx| async move {
-            tx.exec(
-                "UPDATE ssf_streams SET failures = $2, next_attempt_at = $3 WHERE id = $1",
-                &[id.into(), failures.into(), next_attempt_at.into()],
-            )
-            .await?;
-            tx.commit().await
-        })
+        self.exec_alone(
+            "UPDATE ssf_streams SET failures = $2, next_attempt_at = $3 WHERE id = $1".into(),
+            vec![id.into(), failures.into(), next_attempt_at.into()],
+        )
         .await
+        .map(drop)
     }
 
     /// Failures in a row of a stream's push delivery.
     pub async fn delivery_failures(&self, id: Uuid) -> Result<i64, StoreError> {
-        self.read(move |mut tx| async move {
-            let rows = tx
-                .query(
-                    "SELECT failures FROM ssf_streams WHERE id = $1",
-                    &[id.into()],
-                )
-                .await?;
-            rows.first().map_or(Ok(0), |r| r.int(0))
-        })
-        .await
+        let sql = "SELECT failures FROM ssf_streams WHERE id = $1".to_owned();
+        let failures = self.row(sql, vec![id.into()], |r| r.int(0)).await?;
+        Ok(failures.unwrap_or(0))
     }
 
     /// Deletes a stream of `service_id`.
     pub async fn delete_stream(&self, service_id: Uuid, id: Uuid) -> Result<(), StoreError> {
-        self.write(move |mut tx| async move {
-            let n = tx
-                .exec(
-                    "DELETE FROM ssf_streams WHERE id = $1 AND service_id = $2",
-                    &[id.into(), service_id.into()],
-                )
-                .await?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.commit().await
-        })
-        .await
+        let deleted = self
+            .exec_alone(
+                "DELETE FROM ssf_streams WHERE id = $1 AND service_id = $2".into(),
+                vec![id.into(), service_id.into()],
+            )
+            .await?;
+        found(deleted)
     }
 }

@@ -137,12 +137,7 @@ impl Store {
         // the first to lock the row decides, the others see its lock).
         match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, now) {
             Reservation::Reserved => return Ok(Guess::Reserved),
-            Reservation::Locked { until } => {
-                return Ok(Guess::Locked {
-                    until,
-                    event: None,
-                })
-            }
+            Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
             Reservation::LockNow { .. } => {}
         };
         let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
@@ -164,12 +159,7 @@ impl Store {
                 now,
             ) {
                 Reservation::LockNow { nth, until } => (nth, until),
-                Reservation::Locked { until } => {
-                    return Ok(Guess::Locked {
-                        until,
-                        event: None,
-                    })
-                }
+                Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
                 Reservation::Reserved => return Ok(Guess::Reserved),
             };
             lock_throttle(&mut *tx, username, nth, until).await?;

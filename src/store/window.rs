@@ -14,7 +14,11 @@ const PAGE: i64 = 10_000;
 impl Store {
     /// The whole window in memory (the feed's first page, tests). Start-up
     /// and rebuilds fold it page by page instead (`snapshot_paged`).
-    pub async fn snapshot(&self, window_start: Timestamp, now: Timestamp) -> Result<Snapshot, StoreError> {
+    pub async fn snapshot(
+        &self,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> Result<Snapshot, StoreError> {
         let mut events = Vec::new();
         let standing = self
             .snapshot_paged(window_start, now, &mut |_, page| events.extend(page))

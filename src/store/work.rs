@@ -8,40 +8,103 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use super::sql::{Mode, Tx, Work};
+use super::rows::commit_one;
+use super::sql::{Mode, Row, Tx, Val, Work};
 use super::{Store, StoreError};
+use crate::clock::Timestamp;
+use crate::events::{Envelope, Event, Meta};
+
+/// The three ways a unit of work meets its connection, one method each.
+macro_rules! unit_method {
+    ($(#[$doc:meta])* $name:ident, $mode:expr) => {
+        $(#[$doc])*
+        pub(super) async fn $name<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(Box<dyn Tx>) -> Fut + Send + 'static,
+            Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+        {
+            self.unit($mode, f).await
+        }
+    };
+}
 
 impl Store {
-    /// Runs `f` in a read-write transaction; `f` commits it (dropping the
-    /// `Tx` without a commit rolls back).
-    pub(super) async fn write<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Box<dyn Tx>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        self.unit(Mode::Write, f).await
+    unit_method!(
+        /// Runs `f` in a read-write transaction; `f` commits it (dropping
+        /// the `Tx` without a commit rolls back).
+        write,
+        Mode::Write
+    );
+
+    unit_method!(
+        /// Runs `f` on a reader connection: each statement on its own.
+        read,
+        Mode::Read
+    );
+
+    unit_method!(
+        /// Runs `f` on the write connection with no transaction around it:
+        /// each statement commits on its own.
+        autocommit,
+        Mode::Autocommit
+    );
+
+    /// Every row `sql` selects, each read by `read`.
+    pub(super) async fn rows<T: Send + 'static>(
+        &self,
+        sql: String,
+        params: Vec<Val>,
+        read: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.read(
+            move |mut tx| async move { tx.query(&sql, &params).await?.iter().map(read).collect() },
+        )
+        .await
     }
 
-    /// Runs `f` on a reader connection: each statement on its own.
-    pub(super) async fn read<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Box<dyn Tx>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        self.unit(Mode::Read, f).await
+    /// The first row `sql` selects, if any, read by `read`.
+    pub(super) async fn row<T: Send + 'static>(
+        &self,
+        sql: String,
+        params: Vec<Val>,
+        read: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(move |mut tx| async move {
+            tx.query(&sql, &params).await?.first().map(read).transpose()
+        })
+        .await
     }
 
-    /// Runs `f` on the write connection with no transaction around it:
-    /// each statement commits on its own.
-    pub(super) async fn autocommit<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Box<dyn Tx>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        self.unit(Mode::Autocommit, f).await
+    /// Runs one statement in a transaction of its own; how many rows it changed.
+    pub(super) async fn exec_alone(
+        &self,
+        sql: String,
+        params: Vec<Val>,
+    ) -> Result<u64, StoreError> {
+        self.write(move |mut tx| async move {
+            let n = tx.exec(&sql, &params).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Runs one statement and appends `event` in the same transaction.
+    pub(super) async fn exec_and_append(
+        &self,
+        sql: &'static str,
+        params: Vec<Val>,
+        event: Event,
+        meta: &Meta,
+        now: Timestamp,
+    ) -> Result<Envelope, StoreError> {
+        let meta = meta.clone();
+        self.write(move |mut tx| async move {
+            tx.exec(sql, &params).await?;
+            commit_one(tx, event, &meta, now).await
+        })
+        .await
     }
 
     async fn unit<T, F, Fut>(&self, mode: Mode, f: F) -> Result<T, StoreError>

@@ -2,8 +2,8 @@
 //! the log, polls it (G4), keeps the staleness clock (G5), and rebuilds when
 //! the log goes backwards (G9).
 
-use crate::clock::Timestamp;
 use super::*;
+use crate::clock::Timestamp;
 
 /// Runs the notice listener until the subscription ends.
 pub(super) fn listen(

@@ -1,8 +1,8 @@
 //! Maintenance: prunes the state, retires signing keys whose tokens have
 //! all expired, and deletes spent refresh tokens of long-ended sessions.
 
-use crate::clock::Timestamp;
 use super::*;
+use crate::clock::Timestamp;
 
 /// Runs maintenance every `every` (retirement is checked that often).
 pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {

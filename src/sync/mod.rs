@@ -51,7 +51,6 @@ fn regression_reason(head: i64, applied: i64) -> String {
     )
 }
 
-
 /// The state, its keyring and the machinery that keeps them current.
 pub struct StateSync {
     state: RwLock<RevocationState>,

@@ -21,21 +21,25 @@ pub async fn from_window(
     let mut state: Option<RevocationState> = None;
     let mut events = 0;
     let standing = store
-        .snapshot_paged(now.minus(Duration::from_millis(retention_ms.max(0) as u64)), now, &mut |standing, page| {
-            let state = state.get_or_insert_with(|| {
-                let mut s = RevocationState::new(retention_ms);
-                for item in standing_items(standing, now) {
-                    s.apply_item(&item);
+        .snapshot_paged(
+            now.minus(Duration::from_millis(retention_ms.max(0) as u64)),
+            now,
+            &mut |standing, page| {
+                let state = state.get_or_insert_with(|| {
+                    let mut s = RevocationState::new(retention_ms);
+                    for item in standing_items(standing, now) {
+                        s.apply_item(&item);
+                    }
+                    s
+                });
+                for env in &page {
+                    for item in items(env) {
+                        state.apply_item(&item);
+                    }
                 }
-                s
-            });
-            for env in &page {
-                for item in items(env) {
-                    state.apply_item(&item);
-                }
-            }
-            events += page.len();
-        })
+                events += page.len();
+            },
+        )
         .await?;
     let mut state = state.unwrap_or_else(|| RevocationState::new(retention_ms));
     state.advance_to(standing.head);
