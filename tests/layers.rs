@@ -93,7 +93,10 @@ fn every_module_imports_only_from_lower_layers() {
         }
         let own = layer_of(top).unwrap_or_else(|| panic!("{top} is in no layer of LAYERS"));
         let text = code(file);
-        for used in names_after(&text, "crate::").into_iter().collect::<BTreeSet<_>>() {
+        for used in names_after(&text, "crate::")
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+        {
             if used == top.as_str() {
                 continue;
             }

@@ -78,12 +78,8 @@ impl Store {
         self.write(move |mut tx| async move {
             // Takes the row's lock first, so two changes at once apply one
             // after the other and neither loses the other's previous issuer.
-            let locked = tx
-                .exec(
-                    "UPDATE fleet SET updated_at = $1 WHERE id = 1",
-                    &[now.into()],
-                )
-                .await?;
+            let sql = "UPDATE fleet SET updated_at = $1 WHERE id = 1";
+            let locked = tx.exec(sql, &[now.into()]).await?;
             if locked == 0 {
                 return Err(StoreError::NotFound);
             }

@@ -271,22 +271,14 @@ impl Store {
         };
         self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.
-        let spent = tx
-            .query(
-                "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id, issued_at",
-                &[old_hash.as_slice().into(), now.into()],
-            )
-            .await?;
+        let sql = "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id, issued_at";
+        let spent = tx.query(sql, &[old_hash.as_slice().into(), now.into()]).await?;
         let spent_now = !spent.is_empty();
         let (session_id, spent_at, issued_at) = match spent.first() {
             Some(row) => (Some(row.uuid(0)?), None, row.ts(1)?),
             None => {
-                let rows = tx
-                    .query(
-                        "SELECT session_id, spent_at, issued_at FROM refresh_tokens WHERE hash = $1",
-                        &[old_hash.as_slice().into()],
-                    )
-                    .await?;
+                let sql = "SELECT session_id, spent_at, issued_at FROM refresh_tokens WHERE hash = $1";
+                let rows = tx.query(sql, &[old_hash.as_slice().into()]).await?;
                 match rows.first() {
                     Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?), r.ts(2)?),
                     None => (None, None, now),
@@ -343,11 +335,8 @@ impl Store {
             return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
         }
         insert_refresh(&mut *tx, &new_hash, session.id, now).await?;
-        tx.exec(
-            "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
-            &[session.id.into(), session.refresh_expires_at.into()],
-        )
-        .await?;
+        let sql = "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1";
+        tx.exec(sql, &[session.id.into(), session.refresh_expires_at.into()]).await?;
         let event = Event::SessionRefreshed {
             user_id: session.user_id,
             session_id: session.id,
@@ -379,11 +368,8 @@ impl Store {
         )
         .await?;
         if let Some(kept) = keep {
-            tx.exec(
-                "UPDATE sessions SET password_failures = 0 WHERE id = $1",
-                &[kept.into()],
-            )
-            .await?;
+            let sql = "UPDATE sessions SET password_failures = 0 WHERE id = $1";
+            tx.exec(sql, &[kept.into()]).await?;
         }
         let revoked = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
         let event = Event::PasswordChanged {
@@ -430,11 +416,8 @@ impl Store {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
             update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
-            tx.exec(
-                "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)",
-                &[user_id.into()],
-            )
-            .await?;
+            let sql = "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)";
+            tx.exec(sql, &[user_id.into()]).await?;
             commit_one(tx, Event::UserUnlocked { user_id }, &meta, now).await
         })
         .await

@@ -89,11 +89,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.autocommit(move |mut conn| async move {
             if sweep {
-                conn.exec(
-                    "DELETE FROM dpop_proofs WHERE expires_at < $1",
-                    &[now.into()],
-                )
-                .await?;
+                let sql = "DELETE FROM dpop_proofs WHERE expires_at < $1";
+                conn.exec(sql, &[now.into()]).await?;
             }
             let inserted = conn
                 .exec(

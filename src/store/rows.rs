@@ -46,14 +46,8 @@ pub(super) async fn append(
     at: Timestamp,
 ) -> Result<Vec<Envelope>, StoreError> {
     let n = events.len() as i64;
-    let last = first(
-        tx.query(
-            "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last",
-            &[n.into()],
-        )
-        .await?,
-    )?
-    .int(0)?;
+    let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last";
+    let last = first(tx.query(sql, &[n.into()]).await?)?.int(0)?;
     let mut out = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         let seq = last - n + 1 + i as i64;
@@ -95,8 +89,9 @@ pub(super) async fn insert_refresh(
     session_id: Uuid,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let sql = "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)";
     tx.exec(
-        "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        sql,
         &[hash.as_slice().into(), session_id.into(), now.into()],
     )
     .await?;
@@ -170,11 +165,8 @@ pub(super) async fn revoke_session_rows(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     for id in ids {
-        tx.exec(
-            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-            &[(*id).into(), now.into()],
-        )
-        .await?;
+        let sql = "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        tx.exec(sql, &[(*id).into(), now.into()]).await?;
     }
     Ok(())
 }
@@ -274,11 +266,7 @@ pub(super) async fn locked_until(
     user_id: Uuid,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT locked_until FROM users WHERE id = $1 AND locked_until > $2",
-            &[user_id.into(), now.into()],
-        )
-        .await?;
+    let sql = "SELECT locked_until FROM users WHERE id = $1 AND locked_until > $2";
+    let rows = tx.query(sql, &[user_id.into(), now.into()]).await?;
     rows.first().map(|r| r.ts(0)).transpose()
 }

@@ -89,12 +89,8 @@ impl Store {
     ) -> Result<Option<Envelope>, StoreError> {
         let meta = meta.clone();
         self.write(move |mut tx| async move {
-            let ended = tx
-                .exec(
-                    "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                    &[id.into(), now.into()],
-                )
-                .await?;
+            let sql = "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+            let ended = tx.exec(sql, &[id.into(), now.into()]).await?;
             if ended == 0 {
                 let rows = tx
                     .query("SELECT id FROM services WHERE id = $1", &[id.into()])

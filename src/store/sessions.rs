@@ -18,12 +18,8 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let hash = *hash;
         self.read(move |mut tx| async move {
-            let rows = tx
-                .query(
-                    "SELECT session_id FROM refresh_tokens WHERE hash = $1",
-                    &[hash.as_slice().into()],
-                )
-                .await?;
+            let sql = "SELECT session_id FROM refresh_tokens WHERE hash = $1";
+            let rows = tx.query(sql, &[hash.as_slice().into()]).await?;
             match rows.first() {
                 None => Ok(None),
                 Some(r) => session_in(&mut *tx, r.uuid(0)?).await,
@@ -84,12 +80,9 @@ impl Store {
                     // The row decides: of two revocations racing (on
                     // PostgreSQL both may read it live), only the one whose
                     // update takes it appends; the other changes nothing.
-                    let taken = tx
-                        .exec(
-                            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                            &[session_id.into(), now.into()],
-                        )
-                        .await?;
+                    let sql =
+                        "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+                    let taken = tx.exec(sql, &[session_id.into(), now.into()]).await?;
                     if taken == 0 {
                         return Ok(None);
                     }

@@ -22,11 +22,9 @@ async fn lock_throttle(
     nth: i64,
     until: Timestamp,
 ) -> Result<(), StoreError> {
-    tx.exec(
-        "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1",
-        &[username.into(), nth.into(), until.into()],
-    )
-    .await?;
+    let sql = "UPDATE login_throttle SET failures = 0, lock_count = $2, locked_until = $3 WHERE username = $1";
+    tx.exec(sql, &[username.into(), nth.into(), until.into()])
+        .await?;
     Ok(())
 }
 
@@ -83,12 +81,9 @@ impl Store {
     pub async fn throttle(&self, username: &str) -> Result<Throttle, StoreError> {
         let username = username.to_owned();
         self.read(move |mut tx| async move {
-            let rows = tx
-                .query(
-                    "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1",
-                    &[username.into()],
-                )
-                .await?;
+            let sql =
+                "SELECT failures, lock_count, locked_until FROM login_throttle WHERE username = $1";
+            let rows = tx.query(sql, &[username.into()]).await?;
             match rows.first() {
                 None => Ok(Throttle::default()),
                 Some(r) => Ok(Throttle {
@@ -183,11 +178,8 @@ impl Store {
     pub async fn release_guess(&self, username: &str) -> Result<(), StoreError> {
         let username = username.to_owned();
         self.write(move |mut tx| async move {
-            tx.exec(
-                "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0",
-                &[username.into()],
-            )
-            .await?;
+            let sql = "UPDATE login_throttle SET failures = failures - 1 WHERE username = $1 AND failures > 0";
+            tx.exec(sql, &[username.into()]).await?;
             tx.commit().await
         })
         .await

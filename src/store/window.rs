@@ -42,11 +42,9 @@ impl Store {
                 .await?,
         )?
         .int(0)?;
+        let sql = "SELECT id, locked_until FROM users WHERE locked_until > $1";
         let locks = tx
-            .query(
-                "SELECT id, locked_until FROM users WHERE locked_until > $1",
-                &[now.into()],
-            )
+            .query(sql, &[now.into()])
             .await?
             .iter()
             .map(|r| Ok((r.uuid(0)?, r.ts(1)?)))
@@ -55,14 +53,8 @@ impl Store {
         let standing = Standing { head, locks, keys };
         // The window's first seq through the `at` index (`+seq`: walking the
         // whole log in seq order to find it is what G8 rules out).
-        let lowest = first(
-            tx.query(
-                "SELECT coalesce(min(+seq), 0) FROM events WHERE at >= $1",
-                &[window_start.into()],
-            )
-            .await?,
-        )?
-        .int(0)?;
+        let sql = "SELECT coalesce(min(+seq), 0) FROM events WHERE at >= $1";
+        let lowest = first(tx.query(sql, &[window_start.into()]).await?)?.int(0)?;
         if lowest == 0 {
             on_page(&standing, Vec::new());
             return Ok(standing);
