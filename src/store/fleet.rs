@@ -4,6 +4,7 @@
 
 use super::rows::{commit_one, first};
 use super::sql::Row;
+use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::FleetRecord;
@@ -61,7 +62,7 @@ impl Store {
     /// The fleet's recorded configuration, if an instance recorded one.
     pub async fn fleet(&self) -> Result<Option<FleetRecord>, StoreError> {
         let sql = format!("SELECT {FLEET_COLS} FROM fleet WHERE id = 1");
-        self.row(sql, vec![], fleet).await
+        self.rows(sql, vec![], fleet).await.map(first_of)
     }
 
     /// Changes the fleet's record as `change` (`domain::change_issuer`)

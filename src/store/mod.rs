@@ -34,6 +34,7 @@ use rows::{
     revoke_session_rows, session_in, update_user, user,
 };
 use sql::{Db, Val};
+use work::first_of;
 
 pub use records::{
     EndRule, EventFilter, Guess, GuessRules, Login, LoginRule, RefreshRefused, RefreshRules,
@@ -149,13 +150,15 @@ impl Store {
     /// A user by lowercased username.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1");
-        self.row(sql, vec![username.into()], user).await
+        self.rows(sql, vec![username.into()], user)
+            .await
+            .map(first_of)
     }
 
     /// A user by id.
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        self.row(sql, vec![id.into()], user).await
+        self.rows(sql, vec![id.into()], user).await.map(first_of)
     }
 
     /// Creates a user; `Conflict` when the username is taken.

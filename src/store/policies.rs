@@ -3,6 +3,7 @@
 //! login. No row: the settings' defaults.
 
 use super::rows::append;
+use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::Policy;
@@ -28,10 +29,11 @@ impl Store {
     /// The recorded policy of one client type, if any.
     pub async fn policy(&self, client_type: &str) -> Result<Option<Policy>, StoreError> {
         let sql = "SELECT client_type, policy FROM policies WHERE client_type = $1";
-        self.row(sql.into(), vec![client_type.into()], |r| {
+        self.rows(sql.into(), vec![client_type.into()], |r| {
             parse(&r.text(0)?, &r.text(1)?)
         })
         .await
+        .map(first_of)
     }
 
     /// Sets a client type's policy: the event and the row, in one transaction.

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::rows::{commit_one, first};
 use super::sql::Row;
+use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::events::{Envelope, Event, Meta};
@@ -75,8 +76,9 @@ impl Store {
         let sql = format!(
             "SELECT {SERVICE_COLS} FROM services WHERE token_hash = $1 AND revoked_at IS NULL"
         );
-        self.row(sql, vec![token_hash.as_slice().into()], service)
+        self.rows(sql, vec![token_hash.as_slice().into()], service)
             .await
+            .map(first_of)
     }
 
     /// Ends a service credential. `NotFound` if there is none; `None` if it

@@ -17,46 +17,28 @@ pub enum Val {
     Blob(Vec<u8>),
 }
 
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::Int(v)
-    }
+/// `From` for each Rust type a parameter can be, by the variant it makes.
+macro_rules! val_from {
+    ($($t:ty => |$v:ident| $make:expr;)*) => {
+        $(impl From<$t> for Val {
+            fn from($v: $t) -> Self {
+                $make
+            }
+        })*
+    };
 }
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_owned())
-    }
+
+val_from! {
+    i64 => |v| Val::Int(v);
+    &str => |v| Val::Text(v.to_owned());
+    String => |v| Val::Text(v);
+    &String => |v| Val::Text(v.clone());
+    uuid::Uuid => |v| Val::Text(v.to_string());
+    Vec<u8> => |v| Val::Blob(v);
+    &[u8] => |v| Val::Blob(v.to_vec());
+    Timestamp => |v| Val::Int(v.ms());
 }
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::Text(v)
-    }
-}
-impl From<&String> for Val {
-    fn from(v: &String) -> Self {
-        Val::Text(v.clone())
-    }
-}
-impl From<uuid::Uuid> for Val {
-    fn from(v: uuid::Uuid) -> Self {
-        Val::Text(v.to_string())
-    }
-}
-impl From<Vec<u8>> for Val {
-    fn from(v: Vec<u8>) -> Self {
-        Val::Blob(v)
-    }
-}
-impl From<&[u8]> for Val {
-    fn from(v: &[u8]) -> Self {
-        Val::Blob(v.to_vec())
-    }
-}
-impl From<Timestamp> for Val {
-    fn from(v: Timestamp) -> Self {
-        Val::Int(v.ms())
-    }
-}
+
 impl<T: Into<Val>> From<Option<T>> for Val {
     fn from(v: Option<T>) -> Self {
         v.map_or(Val::Null, Into::into)

@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::sql::{Row, Val};
+use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::ssf::StreamConfig;
@@ -108,8 +109,9 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<StreamRecord>, StoreError> {
         let sql = format!("SELECT {COLS} FROM ssf_streams WHERE id = $1 AND service_id = $2");
-        self.row(sql, vec![id.into(), service_id.into()], stream)
+        self.rows(sql, vec![id.into(), service_id.into()], stream)
             .await
+            .map(first_of)
     }
 
     /// Replaces a stream's configuration, status and cursor (the service
@@ -196,7 +198,10 @@ impl Store {
     /// Failures in a row of a stream's push delivery.
     pub async fn delivery_failures(&self, id: Uuid) -> Result<i64, StoreError> {
         let sql = "SELECT failures FROM ssf_streams WHERE id = $1".to_owned();
-        let failures = self.row(sql, vec![id.into()], |r| r.int(0)).await?;
+        let failures = self
+            .rows(sql, vec![id.into()], |r| r.int(0))
+            .await
+            .map(first_of)?;
         Ok(failures.unwrap_or(0))
     }
 

@@ -14,6 +14,11 @@ use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::events::{Envelope, Event, Meta};
 
+/// The first of the rows a query selected (`Store::rows`), if any.
+pub(super) fn first_of<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
 /// The three ways a unit of work meets its connection, one method each.
 macro_rules! unit_method {
     ($(#[$doc:meta])* $name:ident, $mode:expr) => {
@@ -60,19 +65,6 @@ impl Store {
         self.read(
             move |mut tx| async move { tx.query(&sql, &params).await?.iter().map(read).collect() },
         )
-        .await
-    }
-
-    /// The first row `sql` selects, if any, read by `read`.
-    pub(super) async fn row<T: Send + 'static>(
-        &self,
-        sql: String,
-        params: Vec<Val>,
-        read: fn(&Row) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        self.read(move |mut tx| async move {
-            tx.query(&sql, &params).await?.first().map(read).transpose()
-        })
         .await
     }
 
