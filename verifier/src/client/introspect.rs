@@ -1,0 +1,53 @@
+//! RFC 7662 introspection from memory, for the sidecar's introspection
+//! endpoint: whether a token is good now, for a caller that checks any
+//! binding itself. Imports `error` and `token`; keys come from `keys`.
+
+use std::net::IpAddr;
+
+use super::Verifier;
+use crate::error::{Principal, VerifyError};
+use crate::token::TokenError;
+
+impl Verifier {
+    /// RFC 7662 introspection from memory: the token's verified claims when
+    /// it is good now (signature, claims, revocation; a bound token counts,
+    /// its binding is the resource server's to check with `cnf`), `None`
+    /// when it is not, and `Stale` when this verifier cannot tell (fail
+    /// closed). Fetches the JWKS first for a key not seen yet.
+    ///
+    /// A network-bound token is active only for a `client_ip` inside its
+    /// session's network (without one, the caller could not check the
+    /// binding, so it is not active for it).
+    pub async fn introspect(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Principal>, VerifyError> {
+        let result = match self.check(token) {
+            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
+                self.fetch_jwks().await;
+                self.check(token)
+            }
+            other => other,
+        };
+        let p = match result {
+            Ok(p) => p,
+            Err(VerifyError::Stale) => return Err(VerifyError::Stale),
+            Err(_) => return Ok(None),
+        };
+        let Some(net) = p.verified.0.net.clone() else {
+            return Ok(Some(p));
+        };
+        if !self.has_binding_key() && self.key_fetch_due() {
+            self.fetch_binding_key().await;
+        }
+        let key = self
+            .inner
+            .binding_key
+            .read()
+            .clone()
+            .ok_or(VerifyError::NoBindingKey)?;
+        let inside = client_ip.is_some_and(|ip| key.matches(p.session_id, &net, ip));
+        Ok(inside.then_some(p))
+    }
+}
