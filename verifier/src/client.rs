@@ -233,12 +233,7 @@ impl Verifier {
     fn check_binding(&self, principal: &Principal, p: &Presented<'_>) -> Result<(), VerifyError> {
         let claims = &principal.verified.0;
         if let Some(net) = &claims.net {
-            let key = self
-                .inner
-                .binding_key
-                .read()
-                .clone()
-                .ok_or(VerifyError::NoBindingKey)?;
+            let key = self.binding_key()?;
             let inside = p
                 .client_ip
                 .is_some_and(|ip| key.matches(claims.sid, net, ip));
@@ -319,13 +314,7 @@ impl Verifier {
     /// `authenticate`, fetching the JWKS first when the token names a key
     /// not seen yet (at most once per `JWKS_REFRESH_MIN`).
     pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
-        let result = match self.token_only(token) {
-            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
-                self.fetch_jwks().await;
-                self.token_only(token)
-            }
-            other => other,
-        };
+        let result = self.with_new_jwks(|| self.token_only(token)).await;
         self.record(result)
     }
 

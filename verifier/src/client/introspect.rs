@@ -1,12 +1,11 @@
 //! RFC 7662 introspection from memory, for the sidecar's introspection
 //! endpoint: whether a token is good now, for a caller that checks any
-//! binding itself. Imports `error` and `token`; keys come from `keys`.
+//! binding itself. Imports `error`; keys come from `keys`.
 
 use std::net::IpAddr;
 
 use super::Verifier;
 use crate::error::{Principal, VerifyError};
-use crate::token::TokenError;
 
 impl Verifier {
     /// RFC 7662 introspection from memory: the token's verified claims when
@@ -23,13 +22,7 @@ impl Verifier {
         token: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Option<Principal>, VerifyError> {
-        let result = match self.check(token) {
-            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
-                self.fetch_jwks().await;
-                self.check(token)
-            }
-            other => other,
-        };
+        let result = self.with_new_jwks(|| self.check(token)).await;
         let p = match result {
             Ok(p) => p,
             Err(VerifyError::Stale) => return Err(VerifyError::Stale),
@@ -41,12 +34,7 @@ impl Verifier {
         if !self.has_binding_key() && self.key_fetch_due() {
             self.fetch_binding_key().await;
         }
-        let key = self
-            .inner
-            .binding_key
-            .read()
-            .clone()
-            .ok_or(VerifyError::NoBindingKey)?;
+        let key = self.binding_key()?;
         let inside = client_ip.is_some_and(|ip| key.matches(p.session_id, &net, ip));
         Ok(inside.then_some(p))
     }

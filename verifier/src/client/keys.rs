@@ -2,7 +2,8 @@
 //! from the upstream's metadata), the signing keys of Recall's JWKS
 //! (fetched again for an unknown `kid`, at most once per
 //! `JWKS_REFRESH_MIN`) and the network-binding key that feed pages carry.
-//! Imports `token` and `binding`; reaches Recall through the feed's `get`.
+//! Imports `token`, `binding` and `error`; reaches Recall through the
+//! feed's `get`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use serde::Deserialize;
 use super::feed::FeedPage;
 use super::Verifier;
 use crate::binding::BindingKey;
-use crate::token::{Jwks, Keyring};
+use crate::error::VerifyError;
+use crate::token::{Jwks, Keyring, TokenError};
 
 /// Shortest time between two JWKS fetches caused by an unknown `kid`
 /// (and between two fetches of the binding key while there is none).
@@ -65,6 +67,31 @@ impl Verifier {
         match page {
             Ok(page) => self.keep_binding_key(&page),
             Err(e) => tracing::warn!(error = %e, "verifier: binding key fetch failed"),
+        }
+    }
+
+    /// The network-binding key, or `NoBindingKey` while there is none.
+    pub(super) fn binding_key(&self) -> Result<Arc<BindingKey>, VerifyError> {
+        self.inner
+            .binding_key
+            .read()
+            .clone()
+            .ok_or(VerifyError::NoBindingKey)
+    }
+
+    /// `attempt`'s answer; when it names a key not seen yet, and the JWKS
+    /// may be fetched (at most once per `JWKS_REFRESH_MIN`), its answer
+    /// once the JWKS is fetched.
+    pub(super) async fn with_new_jwks<T>(
+        &self,
+        attempt: impl Fn() -> Result<T, VerifyError>,
+    ) -> Result<T, VerifyError> {
+        match attempt() {
+            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
+                self.fetch_jwks().await;
+                attempt()
+            }
+            other => other,
         }
     }
 
