@@ -15,11 +15,18 @@
 //!   refresh throughput per core (`scripts/plot_scale.py` plots it);
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
+//!
+//! `pg_exec` and the product's settings from flags are shared with other
+//! examples (`examples/common`).
 
 mod bound;
 mod fleet;
 mod flood;
 mod login;
+#[path = "../common/pg.rs"]
+mod pg;
+#[path = "../common/product.rs"]
+mod product;
 mod report;
 mod scale;
 mod ssf;
@@ -43,6 +50,9 @@ use recall::sync::now_ms;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::pg::pg_exec;
+use crate::product::{clear_recall_env, product_settings};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -225,19 +235,6 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn product_settings(flags: &[String]) -> anyhow::Result<Settings> {
-    Ok(Settings::from_flags(flags)?)
-}
-
-/// `RECALL_*` variables of the calling shell must not change what is measured.
-fn clear_recall_env() {
-    for (key, _) in std::env::vars() {
-        if key.starts_with("RECALL_") && !key.starts_with("RECALL_TEST_") {
-            std::env::remove_var(key);
-        }
-    }
-}
-
 fn settings(
     dir: &Path,
     database_url: Option<String>,
@@ -262,15 +259,6 @@ struct BenchDb {
     admin: String,
     name: String,
     url: String,
-}
-
-async fn pg_exec(url: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(conn);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
 }
 
 impl BenchDb {
