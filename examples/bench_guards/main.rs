@@ -19,8 +19,9 @@
 
 //!
 //! `guards`: the four guards; `setup`: settings, servers, logins, tokens
-//! and the files written; the PostgreSQL and Redis flags and `pg_exec`
-//! are shared with other examples (`examples/common`).
+//! and the files written; the PostgreSQL and Redis flags, `pg_exec`, the
+//! settings from flags and the users are shared with other examples
+//! (`examples/common`).
 
 #[path = "../common/args.rs"]
 mod args;
@@ -30,6 +31,8 @@ mod pg;
 #[path = "../common/product.rs"]
 mod product;
 mod setup;
+#[path = "../common/users.rs"]
+mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +56,7 @@ use crate::product::clear_recall_env;
 use crate::setup::{
     db_url, hex_id, login_many, serve, settings, sign_many, status, write_lines, Login,
 };
+use crate::users::register_users;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -78,8 +82,6 @@ struct Args {
     max_secs: u64,
 }
 
-const PASSWORD: &str = "correct horse battery";
-
 fn progress(msg: &str) {
     eprintln!("    [guards] {msg}");
 }
@@ -104,16 +106,7 @@ async fn guards(args: Args) -> anyhow::Result<()> {
     let store = Store::open(None, &s.sqlite_path())?;
     store.migrate().await?;
     let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
-    let mut users = Vec::new();
-    for i in 0..8 {
-        let name = format!("bench-{i}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-        recall
-            .auth()
-            .register(&name, PASSWORD.into(), &Meta::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-        users.push(name);
-    }
+    let users = register_users(&recall, 8).await?;
     // Real logins, plus three spare sessions to prove each guard rejects.
     let logins = login_many(&recall, &users, args.logins + 3).await?;
     let (logins, spare) = logins.split_at(args.logins);

@@ -1,7 +1,7 @@
 //! Setting the benchmark up: Recall's settings, the HTTP servers, real
 //! logins and freshly signed tokens, and the files and probes the driver
 //! script reads. Imports Recall's service and token types and the shared
-//! `product` helper; the guards are `guards`'.
+//! `product` and `users` helpers; the guards are `guards`'.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -12,12 +12,12 @@ use actix_web::{web, App, HttpServer};
 use recall::config::Settings;
 use recall::events::Meta;
 use recall::keys::MasterKey;
-use recall::service::{LoginInput, Recall};
+use recall::service::Recall;
 use recall::tokens::{Claims, Keyring};
 use uuid::Uuid;
 
 use crate::product::product_settings;
-use crate::PASSWORD;
+use crate::users::login_input;
 
 pub(super) fn db_url(admin: &str, name: &str) -> String {
     let root = admin.rsplit_once('/').map_or(admin, |(r, _)| r);
@@ -69,15 +69,7 @@ pub(super) async fn login_many(
         let mut jobs = Vec::new();
         for &i in chunk {
             let recall = recall.clone();
-            let input = LoginInput {
-                username: users[i % users.len()].clone(),
-                password: PASSWORD.into(),
-                client_type: None,
-                device_id: None,
-                user_agent: None,
-                ip: None,
-                dpop: Default::default(),
-            };
+            let input = login_input(users, i);
             jobs.push(tokio::spawn(async move {
                 recall.auth().login(input, &Meta::default()).await
             }));

@@ -16,8 +16,8 @@
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 //!
-//! `pg_exec` and the product's settings from flags are shared with other
-//! examples (`examples/common`).
+//! `pg_exec`, the product's settings from flags and the users are shared
+//! with other examples (`examples/common`).
 
 mod bound;
 mod fleet;
@@ -31,6 +31,8 @@ mod report;
 mod scale;
 mod ssf;
 mod startup;
+#[path = "../common/users.rs"]
+mod users;
 mod verifiers;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ use recall::config::Settings;
 use recall::events::{Envelope, Event, Meta};
 use recall::keys::MasterKey;
 use recall::passwords::{hash_blocking, verify_blocking};
-use recall::service::{refresh_hash, LoginInput, Recall};
+use recall::service::{refresh_hash, Recall};
 use recall::state::{EventFold, RevocationState};
 use recall::store::{NewSession, Store};
 use recall::sync::now_ms;
@@ -53,6 +55,7 @@ use uuid::Uuid;
 
 use crate::pg::pg_exec;
 use crate::product::{clear_recall_env, product_settings};
+use crate::users::{login_input, register_users, PASSWORD};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -187,8 +190,6 @@ enum Cmd {
     },
 }
 
-const PASSWORD: &str = "correct horse battery";
-
 /// A fresh user with `n` sessions, created through the store's login path
 /// (no argon2 needed), each committed and published through `recall`.
 async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> {
@@ -279,6 +280,21 @@ impl BenchDb {
             eprintln!("    could not drop {}: {e}", self.name);
         }
     }
+}
+
+/// Appends `n` logouts of a minute ago (inside the revocation window), in
+/// one batch.
+async fn append_recent_logouts(store: &Store, n: usize) -> anyhow::Result<()> {
+    let evs = (0..n)
+        .map(|_| Event::LoggedOut {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+        })
+        .collect();
+    store
+        .append_raw(evs, &Meta::system(), now_ms() - 60_000)
+        .await?;
+    Ok(())
 }
 
 fn stop(tasks: &[JoinHandle<()>]) {
