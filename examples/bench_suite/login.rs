@@ -32,35 +32,6 @@ pub(super) fn raw_argon2(secs: f64) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-pub(super) fn login_input(users: &[String], i: usize) -> LoginInput {
-    LoginInput {
-        username: users[i % users.len()].clone(),
-        password: PASSWORD.into(),
-        client_type: None,
-        device_id: None,
-        user_agent: None,
-        ip: None,
-        dpop: Default::default(),
-    }
-}
-
-pub(super) async fn register_users(
-    recall: &Arc<Recall>,
-    n: usize,
-) -> anyhow::Result<Arc<Vec<String>>> {
-    let mut users = Vec::new();
-    for i in 0..n {
-        let name = format!("bench-{i}-{}", &Uuid::new_v4().simple().to_string()[..8]);
-        recall
-            .auth()
-            .register(&name, PASSWORD.into(), &Meta::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-        users.push(name);
-    }
-    Ok(Arc::new(users))
-}
-
 /// Closed loop: `callers` tasks log in back to back; successes per second
 /// over `secs`, after a half-second warm-up. Returns (rate, failures,
 /// logins attempted including the warm-up).
@@ -194,7 +165,7 @@ pub(super) async fn login(cli: &Cli, p: &Phases) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&dir)?;
     let sqlite = async {
         let (recall, tasks) = start_single(&dir, None).await?;
-        let r = match register_users(&recall, 16).await {
+        let r = match register_users(&recall, 16).await.map(Arc::new) {
             Ok(users) => paired(&recall, &users, p, "SQLite").await,
             Err(e) => Err(e),
         };
@@ -227,7 +198,7 @@ pub(super) async fn pg_sessions(url: &str) -> anyhow::Result<i64> {
 
 pub(super) async fn login_pg(recall: &Arc<Recall>, url: &str, p: &Phases) -> anyhow::Result<Value> {
     let (workers, queue) = (recall.settings().hash_workers, recall.settings().hash_queue);
-    let users = register_users(recall, 16).await?;
+    let users = Arc::new(register_users(recall, 16).await?);
     // Full load, closed loop: enough callers to keep every hash worker busy,
     // under the queue bound (so nothing is refused).
     let sessions_before = pg_sessions(url).await?;

@@ -15,15 +15,24 @@
 //!   refresh throughput per core (`scripts/plot_scale.py` plots it);
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
+//!
+//! `pg_exec`, the product's settings from flags and the users are shared
+//! with other examples (`examples/common`).
 
 mod bound;
 mod fleet;
 mod flood;
 mod login;
+#[path = "../common/pg.rs"]
+mod pg;
+#[path = "../common/product.rs"]
+mod product;
 mod report;
 mod scale;
 mod ssf;
 mod startup;
+#[path = "../common/users.rs"]
+mod users;
 mod verifiers;
 
 use std::path::{Path, PathBuf};
@@ -36,13 +45,17 @@ use recall::config::Settings;
 use recall::events::{Envelope, Event, Meta};
 use recall::keys::MasterKey;
 use recall::passwords::{hash_blocking, verify_blocking};
-use recall::service::{refresh_hash, LoginInput, Recall};
+use recall::service::{refresh_hash, Recall};
 use recall::state::{EventFold, RevocationState};
 use recall::store::{NewSession, Store};
 use recall::sync::now_ms;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::pg::pg_exec;
+use crate::product::{clear_recall_env, product_settings};
+use crate::users::{login_input, register_users, PASSWORD};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -177,8 +190,6 @@ enum Cmd {
     },
 }
 
-const PASSWORD: &str = "correct horse battery";
-
 /// A fresh user with `n` sessions, created through the store's login path
 /// (no argon2 needed), each committed and published through `recall`.
 async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> {
@@ -225,19 +236,6 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn product_settings(flags: &[String]) -> anyhow::Result<Settings> {
-    Ok(Settings::from_flags(flags)?)
-}
-
-/// `RECALL_*` variables of the calling shell must not change what is measured.
-fn clear_recall_env() {
-    for (key, _) in std::env::vars() {
-        if key.starts_with("RECALL_") && !key.starts_with("RECALL_TEST_") {
-            std::env::remove_var(key);
-        }
-    }
-}
-
 fn settings(
     dir: &Path,
     database_url: Option<String>,
@@ -264,15 +262,6 @@ struct BenchDb {
     url: String,
 }
 
-async fn pg_exec(url: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(conn);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
-}
-
 impl BenchDb {
     async fn create(admin: &str) -> anyhow::Result<Self> {
         let name = format!("recall_bench_{}", Uuid::new_v4().simple());
@@ -291,6 +280,21 @@ impl BenchDb {
             eprintln!("    could not drop {}: {e}", self.name);
         }
     }
+}
+
+/// Appends `n` logouts of a minute ago (inside the revocation window), in
+/// one batch.
+async fn append_recent_logouts(store: &Store, n: usize) -> anyhow::Result<()> {
+    let evs = (0..n)
+        .map(|_| Event::LoggedOut {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+        })
+        .collect();
+    store
+        .append_raw(evs, &Meta::system(), now_ms() - 60_000)
+        .await?;
+    Ok(())
 }
 
 fn stop(tasks: &[JoinHandle<()>]) {

@@ -138,15 +138,7 @@ async fn window_in_child(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
         let mut written = 0;
         while written < revoked {
             let n = 20_000.min(revoked - written);
-            let evs = (0..n)
-                .map(|_| Event::LoggedOut {
-                    user_id: Uuid::now_v7(),
-                    session_id: Uuid::now_v7(),
-                })
-                .collect();
-            store
-                .append_raw(evs, &Meta::system(), now_ms() - 60_000)
-                .await?;
+            append_recent_logouts(&store, n).await?;
             written += n;
         }
         drop(store);
@@ -256,15 +248,7 @@ async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> 
         let callers = 64;
         let mut tokens = Vec::new();
         for _ in 0..callers {
-            let input = LoginInput {
-                username: name.clone(),
-                password: PASSWORD.into(),
-                client_type: None,
-                device_id: None,
-                user_agent: None,
-                ip: None,
-                dpop: Default::default(),
-            };
+            let input = login_input(std::slice::from_ref(&name), 0);
             let t = recall
                 .auth()
                 .login(input, &Meta::default())

@@ -58,15 +58,7 @@ pub(super) async fn startup_in(
         }
     }
     // The window: revocations of a minute ago that must still reject tokens.
-    let evs = (0..in_window)
-        .map(|_| Event::LoggedOut {
-            user_id: Uuid::now_v7(),
-            session_id: Uuid::now_v7(),
-        })
-        .collect();
-    store
-        .append_raw(evs, &Meta::system(), now_ms() - 60_000)
-        .await?;
+    append_recent_logouts(&store, in_window).await?;
     let fill_s = filling.elapsed().as_secs_f64();
     drop(store);
     progress(

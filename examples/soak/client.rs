@@ -364,26 +364,7 @@ impl Client {
             return;
         }
         let (access, token) = (sess.access.clone(), sess.token);
-        let (target, base) = self.ctx.targets.any(&mut self.rng);
-        let (kind, path) = match target {
-            Target::Instance { .. } if self.rng.chance(0.5) => (Kind::Me, "/v1/me"),
-            Target::Instance { .. } => (Kind::Verify, "/v1/auth/verify"),
-            Target::Sidecar(_) => (Kind::SidecarVerify, "/v1/auth/verify"),
-        };
-        let a = self
-            .ctx
-            .call(Call {
-                kind,
-                target,
-                method: Method::GET,
-                url: Self::url(&base, path),
-                bearer: Some(&access),
-                body: None,
-                timeout: AUTH_TIMEOUT,
-                token,
-                probe: false,
-            })
-            .await;
+        let a = self.present(&access, token, false).await;
         match a.status {
             401 => self.users[u].sessions[s].stale = true,
             403 => self.users[u].locked_until = Some(Instant::now() + Duration::from_secs(2)),
@@ -403,6 +384,13 @@ impl Client {
         let Some(access) = self.ctx.fresh(token) else {
             return;
         };
+        self.present(&access, token, true).await;
+    }
+
+    /// `access` (token `token`) presented to a random target: an
+    /// instance's `/v1/me` or `/v1/auth/verify`, or a sidecar's
+    /// `/v1/auth/verify`.
+    async fn present(&mut self, access: &str, token: u32, probe: bool) -> Answer {
         let (target, base) = self.ctx.targets.any(&mut self.rng);
         let (kind, path) = match target {
             Target::Instance { .. } if self.rng.chance(0.5) => (Kind::Me, "/v1/me"),
@@ -415,12 +403,12 @@ impl Client {
                 target,
                 method: Method::GET,
                 url: Self::url(&base, path),
-                bearer: Some(&access),
+                bearer: Some(access),
                 body: None,
                 timeout: AUTH_TIMEOUT,
                 token,
-                probe: true,
+                probe,
             })
-            .await;
+            .await
     }
 }

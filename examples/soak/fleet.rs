@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::pg::pg_exec;
 use crate::proxy::{Mode, Proxy};
 use crate::rng::os_bytes;
 use crate::{ACCESS_TTL_SECS, POLL_MS, STALENESS_MS};
@@ -28,15 +29,6 @@ pub struct Db {
     prefix: String,
     pub upstream_port: u16,
     pub name: String,
-}
-
-async fn pg_exec(url: &str, sql: &str) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(conn);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
 }
 
 impl Db {

@@ -12,13 +12,19 @@
 //! - `client`: the client tasks and their users; `revoke`: revoking calls,
 //!   key rotations and the probes after each acknowledgement;
 //! - `chaos`: the faults; `check`: the invariants; `report`: the report;
-//! - `model`: the records and the recording HTTP caller; `rng`: the PRNG.
+//! - `model`: the records and the recording HTTP caller; `rng`: the PRNG;
+//! - the PostgreSQL and Redis flags and `pg_exec` are shared with other
+//!   examples (`examples/common`).
 
+#[path = "../common/args.rs"]
+mod args;
 mod chaos;
 mod check;
 mod client;
 mod fleet;
 mod model;
+#[path = "../common/pg.rs"]
+mod pg;
 mod proxy;
 mod report;
 mod revoke;
@@ -63,20 +69,8 @@ struct Cli {
     /// Directory for the processes' logs.
     #[arg(long, default_value = "target/soak")]
     dir: PathBuf,
-    /// PostgreSQL server to create the scratch database on.
-    #[arg(
-        long,
-        env = "RECALL_TEST_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg: String,
-    /// Redis server (loopback).
-    #[arg(
-        long,
-        env = "RECALL_TEST_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis: String,
+    #[command(flatten)]
+    servers: args::Servers,
     /// Concurrent client tasks.
     #[arg(long, default_value_t = 12)]
     clients: usize,
@@ -121,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     );
     std::fs::create_dir_all(&cli.dir)?;
     let logs = std::fs::canonicalize(&cli.dir)?;
-    let db = Db::create(&cli.pg)
+    let db = Db::create(&cli.servers.pg)
         .await
         .context("creating the scratch database")?;
     eprintln!(
@@ -134,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let opts = Options {
         binary: &cli.binary,
         logs: &logs,
-        redis: &cli.redis,
+        redis: &cli.servers.redis,
         instances: INSTANCES,
         sidecars: cli.sidecars as usize,
     };

@@ -138,6 +138,35 @@ impl Client {
         }
     }
 
+    /// A write to a random instance with `bearer` (token `token`): the
+    /// target and its answer.
+    async fn write(
+        &mut self,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: &str,
+        token: u32,
+    ) -> (Target, Answer) {
+        let (target, base) = self.ctx.targets.any_instance(&mut self.rng);
+        let a = self
+            .ctx
+            .call(Call {
+                kind,
+                target,
+                method,
+                url: Client::url(&base, path),
+                bearer: Some(bearer),
+                body,
+                timeout: WRITE_TIMEOUT,
+                token,
+                probe: false,
+            })
+            .await;
+        (target, a)
+    }
+
     /// A revoking call with session `s`'s bearer; true when acknowledged.
     async fn user_call(
         &mut self,
@@ -152,21 +181,7 @@ impl Client {
             let sess = &self.users[u].sessions[s];
             (sess.access.clone(), sess.token, sess.uuid)
         };
-        let (target, base) = self.ctx.targets.any_instance(&mut self.rng);
-        let a = self
-            .ctx
-            .call(Call {
-                kind,
-                target,
-                method,
-                url: Client::url(&base, &path),
-                bearer: Some(&access),
-                body,
-                timeout: WRITE_TIMEOUT,
-                token,
-                probe: false,
-            })
-            .await;
+        let (target, a) = self.write(kind, method, &path, body, &access, token).await;
         match outcome(&a) {
             Outcome::Acked => {}
             Outcome::Refused => {
@@ -243,21 +258,9 @@ impl Client {
         body: Option<Value>,
         sess: Option<Uuid>,
     ) -> bool {
-        let (target, base) = self.ctx.targets.any_instance(&mut self.rng);
         let admin = self.ctx.admin_token.clone();
-        let a = self
-            .ctx
-            .call(Call {
-                kind,
-                target,
-                method,
-                url: Client::url(&base, &path),
-                bearer: Some(&admin),
-                body,
-                timeout: WRITE_TIMEOUT,
-                token: NO_TOKEN,
-                probe: false,
-            })
+        let (target, a) = self
+            .write(kind, method, &path, body, &admin, NO_TOKEN)
             .await;
         match outcome(&a) {
             Outcome::Acked => {}

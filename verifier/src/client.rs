@@ -16,158 +16,41 @@
 //! feed pages carry. A use from another network under `on_mismatch =
 //! revoke` is reported to Recall (`POST /v1/revocations/mismatch`), which
 //! ends the session fleet-wide.
+//!
+//! Its parts: `config` (what it is told), `feed` (following the feed and
+//! folding it), `keys` (JWKS, issuer and audience, the binding key),
+//! `mismatch` (reports of uses from another network), `introspect`
+//! (RFC 7662 answers) and `metrics` (counters and their Prometheus text).
+//! This file holds the verifier itself and the checks every request goes
+//! through; the parts reach Recall only through `feed::get` and the
+//! verifier's HTTP client.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use ipnet::IpNet;
 use parking_lot::{Mutex, RwLock};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::binding::BindingKey;
 use crate::dpop::{self, Expect, ReplayCache};
-use crate::error::{DpopRefusal, Principal, VerifyError, REASONS};
+use crate::error::{DpopRefusal, Principal, VerifyError};
 use crate::request::{DpopHeader, Presented};
-use crate::sse::SseParser;
-use crate::state::{Kind, Revocation, RevocationState};
-use crate::token::{now_ms, Jwks, Keyring, TokenError};
+use crate::state::RevocationState;
+use crate::token::{now_ms, Keyring, TokenError};
 
-/// Shortest time between two JWKS fetches caused by an unknown `kid`
-/// (and between two fetches of the binding key while there is none).
-pub const JWKS_REFRESH_MIN: Duration = Duration::from_secs(3);
-/// DPoP proofs remembered by default (each for its 60 s window).
-pub const DPOP_REPLAY_CAPACITY: usize = 65_536;
-/// A session's mismatch is reported at most once this often (ms).
-const REPORT_AGAIN_AFTER_MS: i64 = 10_000;
+mod config;
+mod feed;
+mod introspect;
+mod keys;
+mod metrics;
+mod mismatch;
 
-/// How to reach Recall, and how strict to be.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Base URLs of Recall instances, tried in turn (`http://recall:8080`).
-    pub upstreams: Vec<String>,
-    /// A service credential (`POST /v1/admin/services`).
-    pub service_token: String,
-    /// Accepted `iss` values; empty: what Recall's metadata announces.
-    pub issuers: Vec<String>,
-    /// Required `aud`; empty: what Recall's metadata announces.
-    pub audience: String,
-    /// Refuse every token once no heartbeat came for this long.
-    pub max_staleness: Duration,
-    /// Polling interval while the stream is down.
-    pub poll_interval: Duration,
-    /// The address clients reach the protected API at
-    /// (`https://api.example.com`): a DPoP proof's `htu` must be this and
-    /// the request's path. `None`: DPoP-bound tokens are refused
-    /// (`invalid_dpop_proof`) rather than checked against a guess from
-    /// `Host`, unless the request names an absolute URI (forward auth).
-    pub public_url: Option<String>,
-    /// Proxies whose `X-Forwarded-For` is believed: the client address is
-    /// the rightmost entry not in them. Default `127.0.0.0/8`, `::1`.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Most DPoP proofs remembered at once for replay detection; when full
-    /// of unexpired ones, new proofs are refused (fail closed).
-    pub dpop_replay_capacity: usize,
-}
-
-impl Config {
-    /// Defaults: 5 s staleness bound, 1 s polling, issuer and audience from
-    /// the upstream's metadata.
-    pub fn new(upstreams: Vec<String>, service_token: impl Into<String>) -> Self {
-        Config {
-            upstreams: upstreams
-                .into_iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
-            service_token: service_token.into(),
-            issuers: Vec::new(),
-            audience: String::new(),
-            max_staleness: Duration::from_secs(5),
-            poll_interval: Duration::from_secs(1),
-            public_url: None,
-            trusted_proxies: crate::request::default_trusted_proxies(),
-            dpop_replay_capacity: DPOP_REPLAY_CAPACITY,
-        }
-    }
-}
-
-/// A page of `GET /v1/revocations`.
-#[derive(Debug, Deserialize)]
-pub struct FeedPage {
-    pub items: Vec<Revocation>,
-    pub head_seq: i64,
-    pub next_after: i64,
-    #[serde(default)]
-    pub retention_ms: Option<i64>,
-    /// The key of network-bound tokens' digests (base64url, 32 bytes);
-    /// absent from Recall versions before bound tokens.
-    #[serde(default)]
-    pub binding_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    issuer: String,
-    #[serde(default)]
-    recall_accepted_issuers: Vec<String>,
-    #[serde(default)]
-    recall_audience: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Head {
-    head_seq: i64,
-}
-
-/// Counters for `/metrics`.
-#[derive(Default)]
-pub struct Counters {
-    pub items: AtomicU64,
-    pub heads: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub polls: AtomicU64,
-    pub jwks_fetches: AtomicU64,
-    pub accepted: AtomicU64,
-    pub rejected: AtomicU64,
-    /// Refused with 503: stale, or no binding key for a network-bound token.
-    pub stale: AtomicU64,
-    /// Refusals by reason (`VerifyError::reason`).
-    pub refusals: Refusals,
-    /// Mismatch reports Recall took (2xx).
-    pub mismatch_reports_sent: AtomicU64,
-    /// Mismatch reports that failed on every attempt, or Recall refused.
-    pub mismatch_reports_failed: AtomicU64,
-    /// Mismatches not reported again: the session was reported just before.
-    pub mismatch_reports_skipped: AtomicU64,
-}
-
-/// A counter per refusal reason ([`REASONS`]).
-pub struct Refusals(Box<[AtomicU64]>);
-
-impl Default for Refusals {
-    fn default() -> Self {
-        Refusals(REASONS.iter().map(|_| AtomicU64::new(0)).collect())
-    }
-}
-
-impl Refusals {
-    fn add(&self, reason: &str) {
-        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// How many requests were refused for `reason`.
-    pub fn get(&self, reason: &str) -> u64 {
-        REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .map_or(0, |i| self.0[i].load(Ordering::Relaxed))
-    }
-}
+pub use config::{Config, DPOP_REPLAY_CAPACITY};
+pub use feed::FeedPage;
+pub use keys::JWKS_REFRESH_MIN;
+pub use metrics::{Counters, Refusals};
 
 struct Inner {
     config: Config,
@@ -323,24 +206,6 @@ impl Verifier {
         self.record(result)
     }
 
-    fn record(&self, result: Result<Principal, VerifyError>) -> Result<Principal, VerifyError> {
-        let c = &self.inner.counters;
-        match &result {
-            Ok(_) => {
-                c.accepted.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                if e.status() == 503 {
-                    c.stale.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    c.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                c.refusals.add(e.reason());
-            }
-        }
-        result
-    }
-
     /// `check`, refusing bound tokens.
     fn token_only(&self, token: &str) -> Result<Principal, VerifyError> {
         let principal = self.check(token)?;
@@ -368,12 +233,7 @@ impl Verifier {
     fn check_binding(&self, principal: &Principal, p: &Presented<'_>) -> Result<(), VerifyError> {
         let claims = &principal.verified.0;
         if let Some(net) = &claims.net {
-            let key = self
-                .inner
-                .binding_key
-                .read()
-                .clone()
-                .ok_or(VerifyError::NoBindingKey)?;
+            let key = self.binding_key()?;
             let inside = p
                 .client_ip
                 .is_some_and(|ip| key.matches(claims.sid, net, ip));
@@ -424,124 +284,6 @@ impl Verifier {
         }
     }
 
-    /// Tells Recall, in the background, that session `sid`'s token was
-    /// used from `ip`, outside its network: Recall checks it again and
-    /// revokes the session fleet-wide. At most once per session every
-    /// 10 s; the refusal never waits for it.
-    fn report_mismatch(&self, token: &str, sid: Uuid, ip: IpAddr) {
-        let now = now_ms();
-        if self
-            .inner
-            .reported
-            .get(&sid)
-            .is_some_and(|at| now.saturating_sub(at) < REPORT_AGAIN_AFTER_MS)
-        {
-            self.inner
-                .counters
-                .mismatch_reports_skipped
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.inner.reported.insert(sid, now);
-        let me = self.clone();
-        let token = token.to_owned();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move { me.send_mismatch(&token, sid, ip, None).await });
-            }
-            Err(_) => {
-                // Called outside a runtime: a thread of its own, and a
-                // client of its own (pooled connections belong to the
-                // runtime that opened them).
-                let spawned = std::thread::Builder::new()
-                    .name("recall-mismatch".into())
-                    .spawn(move || {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build();
-                        let http = reqwest::Client::builder()
-                            .connect_timeout(Duration::from_secs(2))
-                            .build();
-                        match (rt, http) {
-                            (Ok(rt), Ok(http)) => {
-                                rt.block_on(me.send_mismatch(&token, sid, ip, Some(http)))
-                            }
-                            _ => me.mismatch_failed(sid, "no runtime for the report"),
-                        }
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!(error = %e, "verifier: could not start a mismatch report");
-                }
-            }
-        }
-    }
-
-    /// `POST /v1/revocations/mismatch` on the upstream followed now, and
-    /// once more on the next one when that fails (transport error, 5xx).
-    async fn send_mismatch(
-        &self,
-        token: &str,
-        sid: Uuid,
-        ip: IpAddr,
-        http: Option<reqwest::Client>,
-    ) {
-        let http = http.as_ref().unwrap_or(&self.inner.http);
-        let upstreams = &self.inner.config.upstreams;
-        if upstreams.is_empty() {
-            return self.mismatch_failed(sid, "no upstream");
-        }
-        let body = serde_json::json!({ "token": token, "client_ip": ip.to_string() });
-        let first = self.inner.upstream.load(Ordering::Relaxed);
-        let mut why = String::new();
-        for attempt in 0..2 {
-            let url = format!(
-                "{}/v1/revocations/mismatch",
-                upstreams[(first + attempt) % upstreams.len()]
-            );
-            let sent = http
-                .post(&url)
-                .bearer_auth(&self.inner.config.service_token)
-                .json(&body)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await;
-            match sent {
-                Ok(res) if res.status().is_success() => {
-                    self.inner
-                        .counters
-                        .mismatch_reports_sent
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(session_id = %sid, "verifier: token used from another network; Recall told to revoke the session");
-                    return;
-                }
-                Ok(res) if res.status().is_client_error() && res.status().as_u16() != 429 => {
-                    // Recall checked and said no (or does not know the
-                    // route): asking again would not change its mind.
-                    self.inner
-                        .counters
-                        .mismatch_reports_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(session_id = %sid, %url, status = %res.status(), "verifier: Recall refused a mismatch report");
-                    return;
-                }
-                Ok(res) => why = format!("{url}: HTTP {}", res.status()),
-                Err(e) => why = format!("{url}: {e}"),
-            }
-        }
-        self.mismatch_failed(sid, &why);
-    }
-
-    /// A report that never reached Recall: counted, and the session may
-    /// be reported again at its next mismatch.
-    fn mismatch_failed(&self, sid: Uuid, why: &str) {
-        self.inner
-            .counters
-            .mismatch_reports_failed
-            .fetch_add(1, Ordering::Relaxed);
-        self.inner.reported.remove(&sid);
-        tracing::warn!(session_id = %sid, error = %why, "verifier: mismatch report failed");
-    }
-
     fn check(&self, token: &str) -> Result<Principal, VerifyError> {
         let now = now_ms();
         if !self.is_fresh() {
@@ -569,58 +311,10 @@ impl Verifier {
         })
     }
 
-    /// RFC 7662 introspection from memory: the token's verified claims when
-    /// it is good now (signature, claims, revocation; a bound token counts,
-    /// its binding is the resource server's to check with `cnf`), `None`
-    /// when it is not, and `Stale` when this verifier cannot tell (fail
-    /// closed). Fetches the JWKS first for a key not seen yet.
-    ///
-    /// A network-bound token is active only for a `client_ip` inside its
-    /// session's network (without one, the caller could not check the
-    /// binding, so it is not active for it).
-    pub async fn introspect(
-        &self,
-        token: &str,
-        client_ip: Option<IpAddr>,
-    ) -> Result<Option<Principal>, VerifyError> {
-        let result = match self.check(token) {
-            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
-                self.fetch_jwks().await;
-                self.check(token)
-            }
-            other => other,
-        };
-        let p = match result {
-            Ok(p) => p,
-            Err(VerifyError::Stale) => return Err(VerifyError::Stale),
-            Err(_) => return Ok(None),
-        };
-        let Some(net) = p.verified.0.net.clone() else {
-            return Ok(Some(p));
-        };
-        if !self.has_binding_key() && self.key_fetch_due() {
-            self.fetch_binding_key().await;
-        }
-        let key = self
-            .inner
-            .binding_key
-            .read()
-            .clone()
-            .ok_or(VerifyError::NoBindingKey)?;
-        let inside = client_ip.is_some_and(|ip| key.matches(p.session_id, &net, ip));
-        Ok(inside.then_some(p))
-    }
-
     /// `authenticate`, fetching the JWKS first when the token names a key
     /// not seen yet (at most once per `JWKS_REFRESH_MIN`).
     pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
-        let result = match self.token_only(token) {
-            Err(VerifyError::Token(TokenError::UnknownKid)) if self.jwks_due() => {
-                self.fetch_jwks().await;
-                self.token_only(token)
-            }
-            other => other,
-        };
+        let result = self.with_new_jwks(|| self.token_only(token)).await;
         self.record(result)
     }
 
@@ -633,377 +327,6 @@ impl Verifier {
         match crate::request::parse_authorization(authorization) {
             Ok((token, false)) => self.verify(token).await,
             Ok((_, true)) | Err(_) => Err(VerifyError::Missing),
-        }
-    }
-
-    /// Prometheus text for the sidecar's `/metrics`.
-    pub fn metrics_text(&self) -> String {
-        use std::fmt::Write as _;
-        let c = &self.inner.counters;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut text = format!(
-            "# TYPE recall_verifier_items_total counter\nrecall_verifier_items_total {}\n\
-             # TYPE recall_verifier_heads_total counter\nrecall_verifier_heads_total {}\n\
-             # TYPE recall_verifier_reconnects_total counter\nrecall_verifier_reconnects_total {}\n\
-             # TYPE recall_verifier_polls_total counter\nrecall_verifier_polls_total {}\n\
-             # TYPE recall_verifier_jwks_fetches_total counter\nrecall_verifier_jwks_fetches_total {}\n\
-             # TYPE recall_verifier_requests_total counter\n\
-             recall_verifier_requests_total{{outcome=\"accepted\"}} {}\n\
-             recall_verifier_requests_total{{outcome=\"rejected\"}} {}\n\
-             recall_verifier_requests_total{{outcome=\"stale\"}} {}\n\
-             # TYPE recall_verifier_cursor gauge\nrecall_verifier_cursor {}\n\
-             # TYPE recall_verifier_staleness_seconds gauge\nrecall_verifier_staleness_seconds {:.3}\n",
-            g(&c.items),
-            g(&c.heads),
-            g(&c.reconnects),
-            g(&c.polls),
-            g(&c.jwks_fetches),
-            g(&c.accepted),
-            g(&c.rejected),
-            g(&c.stale),
-            self.cursor(),
-            self.staleness_ms().max(0) as f64 / 1000.0,
-        );
-        text.push_str("# TYPE recall_verifier_refusals_total counter\n");
-        for reason in REASONS {
-            let _ = writeln!(
-                text,
-                "recall_verifier_refusals_total{{reason=\"{reason}\"}} {}",
-                c.refusals.get(reason)
-            );
-        }
-        let _ = write!(
-            text,
-            "# TYPE recall_verifier_mismatch_reports_total counter\n\
-             recall_verifier_mismatch_reports_total{{outcome=\"sent\"}} {}\n\
-             recall_verifier_mismatch_reports_total{{outcome=\"failed\"}} {}\n\
-             recall_verifier_mismatch_reports_total{{outcome=\"skipped\"}} {}\n\
-             # TYPE recall_verifier_binding_key gauge\nrecall_verifier_binding_key {}\n\
-             # TYPE recall_verifier_dpop_proofs_remembered gauge\nrecall_verifier_dpop_proofs_remembered {}\n",
-            g(&c.mismatch_reports_sent),
-            g(&c.mismatch_reports_failed),
-            g(&c.mismatch_reports_skipped),
-            u8::from(self.has_binding_key()),
-            self.inner.replay.len(),
-        );
-        text
-    }
-
-    fn key_fetch_due(&self) -> bool {
-        let mut last = self.inner.last_key_fetch.lock();
-        if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
-    }
-
-    /// Keeps the binding key a feed page carries (an absent one changes
-    /// nothing: an older upstream in the list does not drop it).
-    fn keep_binding_key(&self, page: &FeedPage) {
-        let Some(text) = &page.binding_key else {
-            return;
-        };
-        match BindingKey::from_b64(text) {
-            Some(key) => *self.inner.binding_key.write() = Some(Arc::new(key)),
-            None => tracing::warn!(
-                "verifier: the feed's binding_key is not 32 bytes of base64url; ignored"
-            ),
-        }
-    }
-
-    /// The binding key alone, from a page of the feed (the items are the
-    /// stream's business).
-    async fn fetch_binding_key(&self) {
-        let page = match self
-            .get(&format!("/v1/revocations?after={}&limit=1", self.cursor()))
-            .await
-        {
-            Ok(res) => res.json::<FeedPage>().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match page {
-            Ok(page) => self.keep_binding_key(&page),
-            Err(e) => tracing::warn!(error = %e, "verifier: binding key fetch failed"),
-        }
-    }
-
-    fn jwks_due(&self) -> bool {
-        let last = *self.inner.last_jwks.lock();
-        last.is_none_or(|t| t.elapsed() >= JWKS_REFRESH_MIN)
-    }
-
-    fn base(&self) -> String {
-        self.upstream().to_owned()
-    }
-
-    fn next_upstream(&self) {
-        self.inner.upstream.fetch_add(1, Ordering::Relaxed);
-    }
-
-    async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
-        let url = format!("{}{path}", self.base());
-        let res = self
-            .inner
-            .http
-            .get(&url)
-            .bearer_auth(&self.inner.config.service_token)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("{url}: HTTP {}", res.status()));
-        }
-        Ok(res)
-    }
-
-    async fn fetch_jwks(&self) {
-        *self.inner.last_jwks.lock() = Some(Instant::now());
-        self.inner
-            .counters
-            .jwks_fetches
-            .fetch_add(1, Ordering::Relaxed);
-        let jwks = match self.get("/.well-known/jwks.json").await {
-            Ok(res) => res.json::<Jwks>().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match (jwks, self.inner.keyring.read().clone()) {
-            (Ok(jwks), Some(keyring)) => {
-                let added = keyring.load_jwks(&jwks);
-                if added > 0 {
-                    tracing::info!(added, "verifier: new signing keys from the JWKS");
-                }
-            }
-            (Err(e), _) => tracing::warn!(error = %e, "verifier: JWKS fetch failed"),
-            (Ok(_), None) => {}
-        }
-    }
-
-    /// Issuer and audience: configured, or from the upstream's metadata.
-    async fn discover(&self) -> Result<(), String> {
-        if self.inner.keyring.read().is_some() {
-            return Ok(());
-        }
-        let cfg = &self.inner.config;
-        let (issuers, audience) = if cfg.issuers.is_empty() || cfg.audience.is_empty() {
-            let meta: Metadata = self
-                .get("/.well-known/oauth-authorization-server")
-                .await?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut issuers = vec![meta.issuer];
-            issuers.extend(meta.recall_accepted_issuers);
-            issuers.dedup();
-            let audience = meta.recall_audience.unwrap_or_else(|| "recall-api".into());
-            (
-                if cfg.issuers.is_empty() {
-                    issuers
-                } else {
-                    cfg.issuers.clone()
-                },
-                if cfg.audience.is_empty() {
-                    audience
-                } else {
-                    cfg.audience.clone()
-                },
-            )
-        } else {
-            (cfg.issuers.clone(), cfg.audience.clone())
-        };
-        let refs: Vec<&str> = issuers.iter().map(String::as_str).collect();
-        *self.inner.keyring.write() = Some(Arc::new(Keyring::new(&refs, &audience)));
-        self.fetch_jwks().await;
-        Ok(())
-    }
-
-    /// Folds the items of log event `seq`, fetching keys the state names
-    /// that the keyring lacks.
-    fn fold(&self, seq: i64, items: &[Revocation]) -> bool {
-        let mut new_key = false;
-        {
-            let keyring = self.inner.keyring.read().clone();
-            let mut state = self.inner.state.write();
-            for item in items {
-                if item.kind == Kind::KeyStatus {
-                    if let (Some(kid), Some(k)) = (&item.kid, &keyring) {
-                        new_key |= !k.has(kid);
-                    }
-                }
-                state.apply_item(item);
-            }
-            state.advance_to(seq);
-        }
-        self.inner
-            .counters
-            .items
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        self.inner.cursor.fetch_max(seq, Ordering::AcqRel);
-        new_key
-    }
-
-    fn heard_head(&self, head: i64) {
-        self.inner.counters.heads.fetch_add(1, Ordering::Relaxed);
-        if self.cursor() >= head {
-            self.inner.fresh_at.store(now_ms(), Ordering::Release);
-            self.inner.state.write().prune(now_ms());
-            if let Some(keyring) = self.inner.keyring.read().clone() {
-                keyring.sweep_expired(now_ms() / 1000);
-            }
-        }
-    }
-
-    /// First contact: the revocation window, not the whole log.
-    async fn load_window(&self) -> Result<(), String> {
-        let page: FeedPage = self
-            .get("/v1/revocations?after=0")
-            .await?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let retention = page.retention_ms.unwrap_or(3_600_000);
-        let state = RevocationState::from_window(&page.items, page.head_seq, retention, now_ms());
-        *self.inner.state.write() = state;
-        self.keep_binding_key(&page);
-        self.inner.cursor.store(page.head_seq, Ordering::Release);
-        self.inner.ready.store(true, Ordering::Release);
-        self.fetch_jwks().await;
-        self.heard_head(page.head_seq);
-        tracing::info!(
-            head = page.head_seq,
-            items = page.items.len(),
-            "verifier: window loaded"
-        );
-        Ok(())
-    }
-
-    /// Polls `GET /v1/revocations` from the cursor until caught up.
-    async fn poll(&self) -> Result<(), String> {
-        self.inner.counters.polls.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let after = self.cursor();
-            let page: FeedPage = self
-                .get(&format!("/v1/revocations?after={after}&limit=1000"))
-                .await?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.keep_binding_key(&page);
-            let mut new_key = false;
-            let mut i = 0;
-            while i < page.items.len() {
-                let seq = page.items[i].seq;
-                let j = page.items[i..]
-                    .iter()
-                    .position(|x| x.seq != seq)
-                    .map_or(page.items.len(), |p| i + p);
-                new_key |= self.fold(seq, &page.items[i..j]);
-                i = j;
-            }
-            self.inner
-                .cursor
-                .fetch_max(page.next_after, Ordering::AcqRel);
-            if new_key {
-                self.fetch_jwks().await;
-            }
-            if page.next_after >= page.head_seq {
-                self.heard_head(page.head_seq);
-                return Ok(());
-            }
-        }
-    }
-
-    /// Follows the SSE stream until it ends or goes quiet.
-    async fn stream(&self) -> Result<(), String> {
-        let url = format!("{}/v1/revocations/stream", self.base());
-        let res = self
-            .inner
-            .http
-            .get(&url)
-            .bearer_auth(&self.inner.config.service_token)
-            .header("Last-Event-ID", self.cursor().to_string())
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("{url}: HTTP {}", res.status()));
-        }
-        let mut body = res.bytes_stream();
-        let mut parser = SseParser::default();
-        // The server beats every second; silence this long means it is gone.
-        let quiet = Duration::from_millis(2500).min(self.inner.config.max_staleness);
-        loop {
-            let chunk = match tokio::time::timeout(quiet, body.next()).await {
-                Err(_) => return Err(format!("{url}: no heartbeat for {quiet:?}")),
-                Ok(None) => return Err(format!("{url}: stream ended")),
-                Ok(Some(Err(e))) => return Err(format!("{url}: {e}")),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            for msg in parser.feed(&chunk) {
-                match msg.event.as_str() {
-                    "revocations" => {
-                        let seq = msg.id.as_deref().and_then(|s| s.parse::<i64>().ok());
-                        let items: Vec<Revocation> = serde_json::from_str(&msg.data)
-                            .map_err(|e| format!("{url}: bad revocations message: {e}"))?;
-                        let Some(seq) = seq else {
-                            return Err(format!("{url}: revocations message without id"));
-                        };
-                        if self.fold(seq, &items) {
-                            self.fetch_jwks().await;
-                        }
-                    }
-                    "head" => {
-                        let head: Head = serde_json::from_str(&msg.data)
-                            .map_err(|e| format!("{url}: bad head message: {e}"))?;
-                        // The stream sends a head only after every item up
-                        // to it: events with no items (logins, refreshes)
-                        // move the cursor too, or a quiet stretch of them
-                        // would read as staleness.
-                        self.inner.cursor.fetch_max(head.head_seq, Ordering::AcqRel);
-                        self.heard_head(head.head_seq);
-                    }
-                    "end" => return Err(format!("{url}: stream ended: {}", msg.data)),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    async fn follow(&self) {
-        let mut backoff = Duration::from_millis(100);
-        let mut failures = 0u32;
-        loop {
-            let step = async {
-                self.discover().await?;
-                if !self.inner.ready.load(Ordering::Acquire) {
-                    self.load_window().await?;
-                }
-                self.stream().await
-            };
-            if let Err(e) = step.await {
-                failures += 1;
-                self.inner
-                    .counters
-                    .reconnects
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, upstream = %self.base(), failures, "verifier: feed interrupted");
-                self.next_upstream();
-                if failures >= 2 && self.inner.ready.load(Ordering::Acquire) {
-                    // The stream will not stay up: poll meanwhile.
-                    match self.poll().await {
-                        Ok(()) => backoff = Duration::from_millis(100),
-                        Err(e) => tracing::warn!(error = %e, "verifier: poll failed"),
-                    }
-                    tokio::time::sleep(self.inner.config.poll_interval.min(backoff)).await;
-                } else {
-                    tokio::time::sleep(backoff).await;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            } else {
-                failures = 0;
-                backoff = Duration::from_millis(100);
-            }
         }
     }
 }

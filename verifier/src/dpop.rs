@@ -25,8 +25,22 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{Map, Value};
+
+use key::{sha256, thumbprint_ec, thumbprint_okp, Alg, PublicKey};
+
+#[path = "dpop_htu.rs"]
+mod htu;
+#[path = "dpop_key.rs"]
+mod key;
+#[path = "dpop_p256.rs"]
+mod p256;
+#[path = "dpop_replay.rs"]
+mod replay;
+
+pub use htu::normalize_htu;
+pub use replay::ReplayCache;
 
 /// The JWT `typ` of DPoP proofs, compared exactly.
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -38,15 +52,6 @@ pub const ALGS: &[&str] = &["EdDSA", "ES256"];
 pub const MAX_PROOF_LEN: usize = 8192;
 /// Longest `jti` accepted, in characters.
 pub const MAX_JTI_CHARS: usize = 256;
-
-/// JWK members that only a private (or symmetric) key has. A proof whose
-/// `jwk` carries any of them is refused, whatever its `kty`.
-/// Ed25519 proof keys already checked (by their 32 bytes), and whether usable.
-static ED25519_KEYS: std::sync::OnceLock<quick_cache::sync::Cache<[u8; 32], Option<VerifyingKey>>> =
-    std::sync::OnceLock::new();
-const KEYS_CACHED: usize = 16_384;
-
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// What the request a proof came with looks like, as the server sees it.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +163,29 @@ impl DpopError {
             DpopError::BadAth => "bad_ath",
         }
     }
+}
+
+#[cfg(test)]
+impl DpopError {
+    /// Every variant, for the tests that go through them all.
+    pub(crate) const ALL: [DpopError; 16] = [
+        DpopError::TooLong,
+        DpopError::Malformed,
+        DpopError::BadType,
+        DpopError::BadAlgorithm,
+        DpopError::Critical,
+        DpopError::MissingJwk,
+        DpopError::BadKey,
+        DpopError::PrivateKey,
+        DpopError::BadSignature,
+        DpopError::MissingClaim,
+        DpopError::BadClaim,
+        DpopError::BadMethod,
+        DpopError::BadUri,
+        DpopError::Stale,
+        DpopError::MissingAth,
+        DpopError::BadAth,
+    ];
 }
 
 /// Verifies a DPoP proof (the value of the request's single `DPoP` header)
@@ -276,86 +304,6 @@ pub fn ath(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha256(access_token.as_bytes()))
 }
 
-/// Normalizes an `htu` (or the request URI it is compared with) per RFC
-/// 3986 sections 6.2.2 and 6.2.3, as RFC 9449 4.3 recommends: drops the
-/// query and fragment, lowercases scheme and host, drops the default port
-/// (`:443` for https, `:80` for http) and an empty one, makes an empty path
-/// `/`, uppercases percent-encodings and decodes those of unreserved
-/// characters, and removes `.` and `..` path segments.
-///
-/// `None` if `uri` is not an absolute `http` or `https` URI with a host,
-/// carries userinfo, a bad port or bad percent-encoding, or has characters
-/// outside those URIs allow (before its query).
-pub fn normalize_htu(uri: &str) -> Option<String> {
-    let uri = uri.split(['?', '#']).next().unwrap_or_default();
-    if !uri.bytes().all(is_uri_byte) {
-        return None;
-    }
-    let (scheme, rest) = uri.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => 443,
-        "http" => 80,
-        _ => return None,
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    if authority.contains('@') {
-        return None;
-    }
-    // The port is after the last ':' that is not inside an IP literal.
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => (host, port),
-        _ => (authority, ""),
-    };
-    if host.is_empty() {
-        return None;
-    }
-    let host = if let Some(literal) = host.strip_prefix('[') {
-        // An IP literal: one pair of brackets around something.
-        let inner = literal.strip_suffix(']')?;
-        if inner.is_empty() || inner.contains(['[', ']']) {
-            return None;
-        }
-        host.to_ascii_lowercase()
-    } else {
-        if host.contains(['[', ']', ':']) {
-            return None;
-        }
-        normalize_pct(host)?.to_ascii_lowercase()
-    };
-    let port = if port.is_empty() {
-        None
-    } else {
-        if !port.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let port: u16 = port.parse().ok()?;
-        (port != default_port).then_some(port)
-    };
-    if path.contains(['[', ']']) {
-        return None;
-    }
-    let path = remove_dot_segments(&normalize_pct(path)?);
-
-    let mut out = String::with_capacity(uri.len() + 1);
-    out.push_str(&scheme);
-    out.push_str("://");
-    out.push_str(&host);
-    if let Some(port) = port {
-        out.push(':');
-        out.push_str(&port.to_string());
-    }
-    out.push_str(&path);
-    Some(out)
-}
-
-#[path = "dpop_replay.rs"]
-mod replay;
-pub use replay::ReplayCache;
-
 /// For clients and tests: a DPoP proof signed with the Ed25519 key of the
 /// 32-byte `seed`. Header `{typ: dpop+jwt, alg: EdDSA, jwk: {kty: OKP, crv:
 /// Ed25519, x}}`, claims `{jti, htm, htu, iat}` plus `ath` and `nonce` when given.
@@ -411,157 +359,6 @@ pub fn ed25519_jkt(seed: &[u8; 32]) -> String {
     )
 }
 
-/// The algorithms of [`ALGS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alg {
-    EdDsa,
-    Es256,
-}
-
-impl Alg {
-    fn from_name(name: &str) -> Option<Alg> {
-        match name {
-            "EdDSA" => Some(Alg::EdDsa),
-            "ES256" => Some(Alg::Es256),
-            _ => None,
-        }
-    }
-}
-
-/// A proof's public key, checked usable.
-enum PublicKey {
-    Ed25519(VerifyingKey),
-    /// The uncompressed SEC1 point, 0x04 || x || y, on the curve.
-    P256([u8; 65]),
-}
-
-impl PublicKey {
-    /// The key of a `jwk` header for `alg`.
-    fn from_jwk(alg: Alg, jwk: &Value) -> Result<PublicKey, DpopError> {
-        let jwk = jwk.as_object().ok_or(DpopError::BadKey)?;
-        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-            return Err(DpopError::PrivateKey);
-        }
-        let member = |name: &str| match jwk.get(name) {
-            Some(Value::String(s)) => Ok(s.as_str()),
-            _ => Err(DpopError::BadKey),
-        };
-        // An `alg` in the key, if any, must be the proof's.
-        match jwk.get("alg") {
-            None => {}
-            Some(Value::String(a)) if Alg::from_name(a) == Some(alg) => {}
-            Some(_) => return Err(DpopError::BadKey),
-        }
-        // Base64url without padding and with zero trailing bits (the
-        // engine's default), so each key has one encoding and one `jkt`.
-        let coordinate = |name: &str| -> Result<[u8; 32], DpopError> {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(member(name)?)
-                .map_err(|_| DpopError::BadKey)?;
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| DpopError::BadKey)
-        };
-        match alg {
-            Alg::EdDsa => {
-                if member("kty")? != "OKP" || member("crv")? != "Ed25519" {
-                    return Err(DpopError::BadKey);
-                }
-                let x = coordinate("x")?;
-                // A client signs every request with one key: its checked
-                // form is remembered (parsing costs a decompression, a
-                // small-order check and a recompression per proof).
-                let cache = ED25519_KEYS.get_or_init(|| quick_cache::sync::Cache::new(KEYS_CACHED));
-                if let Some(known) = cache.get(&x) {
-                    return known.map(PublicKey::Ed25519).ok_or(DpopError::BadKey);
-                }
-                let checked = VerifyingKey::from_bytes(&x).ok().filter(|key| {
-                    // Small-order keys verify signatures for many messages; a
-                    // non-canonical y would give the same key a second `jkt`.
-                    !key.is_weak() && key.to_edwards().compress().to_bytes() == x
-                });
-                cache.insert(x, checked);
-                checked.map(PublicKey::Ed25519).ok_or(DpopError::BadKey)
-            }
-            Alg::Es256 => {
-                if member("kty")? != "EC" || member("crv")? != "P-256" {
-                    return Err(DpopError::BadKey);
-                }
-                let (x, y) = (coordinate("x")?, coordinate("y")?);
-                if !p256::is_on_curve(&x, &y) {
-                    return Err(DpopError::BadKey);
-                }
-                let mut point = [0u8; 65];
-                point[0] = 0x04;
-                point[1..33].copy_from_slice(&x);
-                point[33..].copy_from_slice(&y);
-                Ok(PublicKey::P256(point))
-            }
-        }
-    }
-
-    fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), DpopError> {
-        match self {
-            PublicKey::Ed25519(key) => {
-                let signature =
-                    Signature::from_slice(signature).map_err(|_| DpopError::BadSignature)?;
-                // Strict: canonical S and R, no small-order R.
-                key.verify_strict(message, &signature)
-                    .map_err(|_| DpopError::BadSignature)
-            }
-            PublicKey::P256(point) => {
-                // ECDSA signatures are malleable ((r, s) and (r, n - s) both
-                // verify): harmless here, replay is keyed on (jkt, jti).
-                ring::signature::UnparsedPublicKey::new(
-                    &ring::signature::ECDSA_P256_SHA256_FIXED,
-                    point,
-                )
-                .verify(message, signature)
-                .map_err(|_| DpopError::BadSignature)
-            }
-        }
-    }
-
-    fn thumbprint(&self) -> String {
-        match self {
-            PublicKey::Ed25519(key) => {
-                thumbprint_okp("Ed25519", &URL_SAFE_NO_PAD.encode(key.as_bytes()))
-            }
-            PublicKey::P256(point) => thumbprint_ec(
-                "P-256",
-                &URL_SAFE_NO_PAD.encode(&point[1..33]),
-                &URL_SAFE_NO_PAD.encode(&point[33..]),
-            ),
-        }
-    }
-}
-
-/// A JSON string literal (quoted and escaped).
-fn json_str(s: &str) -> String {
-    Value::String(s.to_owned()).to_string()
-}
-
-fn thumbprint_okp(crv: &str, x: &str) -> String {
-    let json = format!(
-        r#"{{"crv":{},"kty":"OKP","x":{}}}"#,
-        json_str(crv),
-        json_str(x)
-    );
-    URL_SAFE_NO_PAD.encode(sha256(json.as_bytes()))
-}
-
-fn thumbprint_ec(crv: &str, x: &str, y: &str) -> String {
-    let json = format!(
-        r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
-        json_str(crv),
-        json_str(x),
-        json_str(y)
-    );
-    URL_SAFE_NO_PAD.encode(sha256(json.as_bytes()))
-}
-
-fn sha256(bytes: &[u8]) -> ring::digest::Digest {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-}
-
 /// A base64url part that must decode to a JSON object.
 fn decode_object(part: &str) -> Result<Map<String, Value>, DpopError> {
     let json = URL_SAFE_NO_PAD
@@ -581,64 +378,6 @@ fn str_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Option<&'
         Some(_) => Err(DpopError::BadClaim),
     }
 }
-
-/// Bytes an http(s) URI may hold (RFC 3986 2.2, 2.3, and `%`).
-fn is_uri_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
-}
-
-/// Uppercases percent-encodings and decodes those of unreserved characters
-/// (RFC 3986 6.2.2.1, 6.2.2.2); `None` on a `%` not followed by two hex digits.
-fn normalize_pct(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'%' {
-            out.push(char::from(b));
-            continue;
-        }
-        let (hi, lo) = (bytes.next()?, bytes.next()?);
-        let (h, l) = (char::from(hi).to_digit(16)?, char::from(lo).to_digit(16)?);
-        // Two hex digits: at most 0xFF.
-        let decoded = u8::try_from(h * 16 + l).ok()?;
-        if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
-            out.push(char::from(decoded));
-        } else {
-            out.push('%');
-            out.push(char::from(hi).to_ascii_uppercase());
-            out.push(char::from(lo).to_ascii_uppercase());
-        }
-    }
-    Some(out)
-}
-
-/// An absolute path with `.` and `..` segments resolved (RFC 3986 5.2.4,
-/// 6.2.2.3); an empty path is `/` (6.2.3).
-fn remove_dot_segments(path: &str) -> String {
-    let mut segments: Vec<&str> = Vec::new();
-    let mut trailing_slash = false;
-    for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
-        trailing_slash = false;
-        match segment {
-            "." => trailing_slash = true,
-            ".." => {
-                segments.pop();
-                trailing_slash = true;
-            }
-            _ => segments.push(segment),
-        }
-    }
-    let mut out = String::with_capacity(path.len() + 1);
-    out.push('/');
-    out.push_str(&segments.join("/"));
-    if trailing_slash && !out.ends_with('/') {
-        out.push('/');
-    }
-    out
-}
-
-#[path = "dpop_p256.rs"]
-mod p256;
 
 #[cfg(test)]
 #[path = "dpop_tests.rs"]

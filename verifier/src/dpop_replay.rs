@@ -95,3 +95,76 @@ impl ReplayInner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn replay_cache_refuses_a_repeat() {
+        let cache = ReplayCache::new(10);
+        assert!(cache.is_empty());
+        assert!(cache.first_use("jkt-a", "j-1", NOW, NOW));
+        assert!(!cache.first_use("jkt-a", "j-1", NOW, NOW + 1));
+        // Another jkt with the same jti, and another jti.
+        assert!(cache.first_use("jkt-b", "j-1", NOW, NOW));
+        assert!(cache.first_use("jkt-a", "j-2", NOW, NOW));
+        // Pairs that concatenate alike stay apart.
+        assert!(cache.first_use("jkt-a", "bj-1", NOW, NOW));
+        assert!(cache.first_use("jkt-ab", "j-1", NOW, NOW));
+        assert_eq!(cache.len(), 5);
+    }
+
+    #[test]
+    fn replay_cache_forgets_after_the_window() {
+        let cache = ReplayCache::new(10);
+        assert!(cache.first_use("jkt", "j-1", NOW, NOW));
+        // Kept through iat + window, when the proof still verifies.
+        assert!(!cache.first_use("jkt", "j-1", NOW, NOW + PROOF_WINDOW_SECS));
+        assert!(cache.first_use("jkt", "j-2", NOW, NOW + PROOF_WINDOW_SECS));
+        assert_eq!(cache.len(), 2);
+        // Past it, both are evicted; the proof itself is stale by then.
+        assert!(cache.first_use("jkt", "j-3", NOW + 61, NOW + PROOF_WINDOW_SECS + 1));
+        assert_eq!(cache.len(), 1);
+        // A proof outside the window is never accepted.
+        assert!(!cache.first_use("jkt", "j-1", NOW, NOW + PROOF_WINDOW_SECS + 1));
+        assert!(!cache.first_use("jkt", "j-4", NOW + 1000, NOW));
+        assert!(!cache.first_use("jkt", "j-5", i64::MIN, i64::MAX));
+    }
+
+    #[test]
+    fn replay_cache_fails_closed_when_full() {
+        let cache = ReplayCache::new(3);
+        for jti in ["a", "b", "c"] {
+            assert!(cache.first_use("jkt", jti, NOW, NOW));
+        }
+        assert!(!cache.first_use("jkt", "d", NOW, NOW));
+        assert!(!cache.first_use("jkt", "d", NOW + 10, NOW + 10));
+        assert_eq!(cache.len(), 3);
+        // Once those expire there is room again.
+        assert!(cache.first_use("jkt", "d", NOW + 61, NOW + 61));
+        assert_eq!(cache.len(), 1);
+        assert!(!ReplayCache::new(0).first_use("jkt", "a", NOW, NOW));
+    }
+
+    #[test]
+    fn replay_cache_is_shared_across_threads() {
+        let cache = std::sync::Arc::new(ReplayCache::new(1000));
+        let firsts: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let cache = cache.clone();
+                    s.spawn(move || {
+                        (0..100)
+                            .filter(|i| cache.first_use("jkt", &i.to_string(), NOW, NOW))
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).sum()
+        });
+        assert_eq!(firsts, 100);
+    }
+}

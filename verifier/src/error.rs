@@ -328,27 +328,7 @@ mod tests {
             ]
             .map(VerifyError::Dpop),
         );
-        all.extend(
-            [
-                DpopError::TooLong,
-                DpopError::Malformed,
-                DpopError::BadType,
-                DpopError::BadAlgorithm,
-                DpopError::Critical,
-                DpopError::MissingJwk,
-                DpopError::BadKey,
-                DpopError::PrivateKey,
-                DpopError::BadSignature,
-                DpopError::MissingClaim,
-                DpopError::BadClaim,
-                DpopError::BadMethod,
-                DpopError::BadUri,
-                DpopError::Stale,
-                DpopError::MissingAth,
-                DpopError::BadAth,
-            ]
-            .map(|e| VerifyError::Dpop(DpopRefusal::Invalid(e))),
-        );
+        all.extend(DpopError::ALL.map(|e| VerifyError::Dpop(DpopRefusal::Invalid(e))));
         let mut reasons: Vec<&str> = all.iter().map(VerifyError::reason).collect();
         assert!(reasons.iter().all(|r| REASONS.contains(r)), "{reasons:?}");
         reasons.sort_unstable();

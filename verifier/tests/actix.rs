@@ -93,24 +93,20 @@ async fn the_extractor_checks_a_dpop_proof_against_the_request() {
     assert_eq!(body["error"], "invalid_dpop_proof");
 
     // Forward auth: the method and URI are the original request's.
-    let fwd = proof(&CLIENT_SEED, "DELETE", &htu, &token);
-    let req = TestRequest::get()
-        .uri("/v1/auth/verify")
-        .insert_header((header::AUTHORIZATION, format!("DPoP {token}")))
-        .insert_header(("DPoP", fwd))
-        .insert_header(("X-Original-Method", "DELETE"))
-        .insert_header(("X-Original-URI", "/orders/7?x=1"))
-        .to_http_request();
+    let forwarded = |original_uri: &str| {
+        let fwd = proof(&CLIENT_SEED, "DELETE", &htu, &token);
+        TestRequest::get()
+            .uri("/v1/auth/verify")
+            .insert_header((header::AUTHORIZATION, format!("DPoP {token}")))
+            .insert_header(("DPoP", fwd))
+            .insert_header(("X-Original-Method", "DELETE"))
+            .insert_header(("X-Original-URI", original_uri))
+            .to_http_request()
+    };
+    let req = forwarded("/orders/7?x=1");
     assert!(verify_request(&req, &v, true).await.is_ok());
     // The same headers mean nothing to the plain extractor.
-    let fwd = proof(&CLIENT_SEED, "DELETE", &htu, &token);
-    let req = TestRequest::get()
-        .uri("/v1/auth/verify")
-        .insert_header((header::AUTHORIZATION, format!("DPoP {token}")))
-        .insert_header(("DPoP", fwd))
-        .insert_header(("X-Original-Method", "DELETE"))
-        .insert_header(("X-Original-URI", "/orders/7"))
-        .to_http_request();
+    let req = forwarded("/orders/7");
     assert!(matches!(
         verify_request(&req, &v, false).await,
         Err(VerifyError::Dpop(DpopRefusal::Invalid(_)))
