@@ -14,7 +14,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Missing, TokenRefusal};
 use crate::events::Meta;
 use crate::state::{items, window_items, Revocation};
-use crate::store::{ServiceRecord, StoreError};
+use crate::store::ServiceRecord;
 use crate::tokens::b64url;
 
 /// Prefix of service tokens, so a leaked one is recognisable in logs and
@@ -172,14 +172,7 @@ impl Feed {
 
     /// Ends a service credential everywhere (idempotent).
     pub async fn revoke_service(&self, id: Uuid, meta: &Meta) -> Result<(), Error> {
-        match self.store.revoke_service(id, meta, Timestamp::now()).await {
-            Ok(Some(env)) => {
-                self.committed(&[env]).await;
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(StoreError::NotFound) => Err(Error::NotFound(Missing::Service)),
-            Err(e) => Err(e.into()),
-        }
+        let ended = self.store.revoke_service(id, meta, Timestamp::now()).await;
+        self.committed_if_any(ended, Missing::Service).await
     }
 }

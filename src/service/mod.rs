@@ -254,6 +254,26 @@ impl Core {
         &self.metrics
     }
 
+    /// After a write that may have changed nothing (ending what had ended
+    /// already): its event, if any, as `committed`; the store's `NotFound`
+    /// as `missing`.
+    async fn committed_if_any(
+        &self,
+        written: Result<Option<Envelope>, StoreError>,
+        missing: Missing,
+    ) -> Result<(), Error> {
+        match written {
+            Ok(event) => {
+                if let Some(env) = event {
+                    self.committed(&[env]).await;
+                }
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(Error::NotFound(missing)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// After a commit: apply here before answering (G2), then tell the fleet.
     pub async fn committed(&self, envs: &[Envelope]) {
         if !self.sync.apply_local(envs) {
@@ -416,7 +436,7 @@ impl Core {
         how: SessionEnd,
         meta: &Meta,
     ) -> Result<(), Error> {
-        match self
+        let ended = self
             .store
             .revoke_session(
                 session_id,
@@ -432,16 +452,8 @@ impl Core {
                 meta,
                 Timestamp::now(),
             )
-            .await
-        {
-            Ok(Some(env)) => {
-                self.committed(&[env]).await;
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(StoreError::NotFound) => Err(Error::NotFound(Missing::Session)),
-            Err(e) => Err(e.into()),
-        }
+            .await;
+        self.committed_if_any(ended, Missing::Session).await
     }
 
     /// Ends every session of a user; returns the event.
