@@ -80,18 +80,15 @@ mod tests {
     #[test]
     fn given_someone_elses_or_no_session_then_not_found_alike() {
         let (sid, me, them) = ids();
-        assert_eq!(
-            end_session(sid, Some(them), false, Some(me), SessionEnd::Logout),
-            EndDecision::NotFound
-        );
-        assert_eq!(
-            end_session(sid, None, false, Some(me), SessionEnd::Logout),
-            EndDecision::NotFound
-        );
-        assert_eq!(
-            end_session(sid, None, false, None, SessionEnd::Logout),
-            EndDecision::NotFound
-        );
+        // (whose session, who asks): someone else's, or none, mine or an admin's ask.
+        for (session_user, owner) in [(Some(them), Some(me)), (None, Some(me)), (None, None)] {
+            let decision = end_session(sid, session_user, false, owner, SessionEnd::Logout);
+            assert_eq!(
+                decision,
+                EndDecision::NotFound,
+                "{session_user:?} asked by {owner:?}"
+            );
+        }
     }
 
     #[test]

@@ -221,14 +221,15 @@ impl Event {
 
     /// The session this event is about, if exactly one.
     pub fn session_id(&self) -> Option<Uuid> {
-        match self {
-            Event::LoginSucceeded { session_id, .. }
-            | Event::SessionRefreshed { session_id, .. }
-            | Event::RefreshTokenReused { session_id, .. }
-            | Event::LoggedOut { session_id, .. }
-            | Event::SessionRevoked { session_id, .. } => Some(*session_id),
-            _ => None,
-        }
+        let (Event::LoginSucceeded { session_id, .. }
+        | Event::SessionRefreshed { session_id, .. }
+        | Event::RefreshTokenReused { session_id, .. }
+        | Event::LoggedOut { session_id, .. }
+        | Event::SessionRevoked { session_id, .. }) = self
+        else {
+            return None;
+        };
+        Some(*session_id)
     }
 
     /// The stream (aggregate) the event belongs to.
