@@ -19,12 +19,12 @@ use base64::Engine;
 use criterion::{BatchSize, Criterion};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use recall::bus::LocalBus;
+use recall::clock::Timestamp;
 use recall::events::{Event, Meta};
 use recall::http::extract::Authenticated;
 use recall::keys::MasterKey;
 use recall::service::Recall;
 use recall::store::Store;
-use recall::sync::now_ms;
 use recall::tokens::{Claims, LEEWAY_SECS};
 use uuid::Uuid;
 
@@ -74,7 +74,7 @@ impl Fixture {
             let store = Store::open(None, &settings.sqlite_path()).expect("store");
             store.migrate().await.expect("migrate");
             let (recall, _tasks) =
-                Recall::start_with(settings, store, Arc::new(LocalBus::default()))
+                recall::startup::start_with(settings, store, Arc::new(LocalBus::default()))
                     .await
                     .expect("start");
             // A busy revocation window, committed and applied the real way.
@@ -86,7 +86,7 @@ impl Fixture {
                 .collect();
             let envs = recall
                 .store()
-                .append_raw(events, &Meta::system(), now_ms())
+                .append_raw(events, &Meta::system(), Timestamp::now())
                 .await
                 .expect("append");
             recall.committed(&envs).await;
@@ -232,7 +232,7 @@ fn bench(c: &mut Criterion, f: &Fixture) {
     // The in-memory state: key status, revoked session, user lock.
     {
         let state = f.recall.sync().state();
-        let now = now_ms();
+        let now = Timestamp::now().ms();
         g.bench_function("revocation_check", |b| {
             b.iter(|| {
                 state

@@ -173,7 +173,7 @@ impl FromRequest for Stateful {
                 .prepare_cached(SESSION_SQL)
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
-            let now = recall::sync::now_ms();
+            let now = recall::clock::Timestamp::now().ms();
             let row = client
                 .query_opt(&stmt, &[&sid, &now])
                 .await

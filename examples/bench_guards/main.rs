@@ -105,7 +105,8 @@ async fn guards(args: Args) -> anyhow::Result<()> {
     let s = settings(&data_dir)?;
     let store = Store::open(None, &s.sqlite_path())?;
     store.migrate().await?;
-    let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+    let (recall, tasks) =
+        recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;
     let users = register_users(&recall, 8).await?;
     // Real logins, plus three spare sessions to prove each guard rejects.
     let logins = login_many(&recall, &users, args.logins + 3).await?;
@@ -136,7 +137,7 @@ async fn guards(args: Args) -> anyhow::Result<()> {
     let db_name = format!("recall_bench_{}", Uuid::new_v4().simple());
     pg_exec(&args.servers.pg, &format!("CREATE DATABASE {db_name}")).await?;
     let db = db_url(&args.servers.pg, &db_name);
-    let expires = recall::sync::now_ms() + 3_600_000;
+    let expires = recall::clock::Timestamp::now().ms() + 3_600_000;
     let opaque: Vec<String> = logins.iter().map(|_| hex_id()).collect();
     let mut sql = format!(
         "CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, \

@@ -28,7 +28,7 @@ pub(super) async fn start_nodes(
         store.migrate().await?;
         let bus: Arc<dyn Bus> =
             Arc::new(RedisBus::new(&cli.redis, &channel, s.notice_auth(), None)?);
-        nodes.push(Recall::start_with(s, store, bus).await?);
+        nodes.push(recall::startup::start_with(s, store, bus).await?);
     }
     Ok(nodes)
 }

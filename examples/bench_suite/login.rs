@@ -85,7 +85,7 @@ pub(super) async fn start_single(
     let s = settings(dir, url.clone(), MasterKey::generate())?;
     let store = Store::open(url.as_deref(), &s.sqlite_path())?;
     store.migrate().await?;
-    Recall::start_with(s, store, Arc::new(LocalBus::default())).await
+    recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await
 }
 
 /// How the login measure runs.

@@ -41,14 +41,14 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use recall::bus::{redis::RedisBus, Bus, LocalBus};
+use recall::clock::Timestamp;
 use recall::config::Settings;
 use recall::events::{Envelope, Event, Meta};
 use recall::keys::MasterKey;
 use recall::passwords::{hash_blocking, verify_blocking};
 use recall::service::{refresh_hash, Recall};
 use recall::state::{EventFold, RevocationState};
-use recall::store::{NewSession, Store};
-use recall::sync::now_ms;
+use recall::store::{SessionRecord, Store};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -204,20 +204,24 @@ async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> 
         .map_err(|e| anyhow::anyhow!("register: {e}"))?;
     let mut sids = Vec::with_capacity(n);
     for _ in 0..n {
-        let s = NewSession {
+        let now = Timestamp::now();
+        let s = SessionRecord {
             id: Uuid::now_v7(),
             user_id,
             client_type: "web".into(),
             device_id: None,
             ip: Some("127.0.0.1".into()),
             user_agent: None,
-            refresh_hash: refresh_hash(&Uuid::new_v4().to_string()),
-            refresh_expires_at: now_ms() + 3_600_000,
+            created_at: now,
+            refresh_expires_at: now.plus(std::time::Duration::from_secs(3600)),
+            revoked_at: None,
             terms: Default::default(),
         };
+        let hash = refresh_hash(&Uuid::new_v4().to_string());
+        let admits = recall::domain::may_log_in;
         let recall::store::Login::Created(env) = recall
             .store()
-            .login(&s, &Meta::user(user_id, None), now_ms())
+            .login(&s, &hash, admits, &Meta::user(user_id, None), now)
             .await?
         else {
             anyhow::bail!("a fresh user was locked");
@@ -292,7 +296,11 @@ async fn append_recent_logouts(store: &Store, n: usize) -> anyhow::Result<()> {
         })
         .collect();
     store
-        .append_raw(evs, &Meta::system(), now_ms() - 60_000)
+        .append_raw(
+            evs,
+            &Meta::system(),
+            Timestamp::now().minus(std::time::Duration::from_secs(60)),
+        )
         .await?;
     Ok(())
 }

@@ -168,7 +168,8 @@ pub(super) async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
     let t0 = Instant::now();
     let store = Store::open(None, &s.sqlite_path())?;
     store.migrate().await?;
-    let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+    let (recall, tasks) =
+        recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;
     let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
     let rss = startup::rss_bytes().saturating_sub(rss0);
     let folded = recall.sync().state().sizes().0;
@@ -209,7 +210,7 @@ async fn appends(db: &BenchDb, writers: &[usize], secs: f64) -> anyhow::Result<V
                         session_id: Uuid::now_v7(),
                     };
                     if store
-                        .append_raw(vec![e], &Meta::system(), now_ms())
+                        .append_raw(vec![e], &Meta::system(), Timestamp::now())
                         .await
                         .is_ok()
                     {
@@ -237,7 +238,8 @@ async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> 
     let s = settings(&cli.dir, Some(db.url.clone()), MasterKey::generate())?;
     let store = Store::open(Some(&db.url), &s.sqlite_path())?;
     store.migrate().await?;
-    let (recall, tasks) = Recall::start_with(s, store, Arc::new(LocalBus::default())).await?;
+    let (recall, tasks) =
+        recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;
     let result = async {
         let name = format!("refresh-{}", &Uuid::new_v4().simple().to_string()[..10]);
         recall

@@ -24,7 +24,7 @@ pub(super) async fn startup_in(
     // History far outside the window: logins, refreshes and logouts of a
     // month ago, appended in large batches.
     let filling = Instant::now();
-    let month_ago = now_ms() - 30 * 24 * 3_600_000;
+    let month_ago = Timestamp::now().ms() - 30 * 24 * 3_600_000;
     let batch = 20_000;
     let mut written = 0usize;
     while written < events {
@@ -50,7 +50,11 @@ pub(super) async fn startup_in(
             });
         }
         store
-            .append_raw(evs, &Meta::system(), month_ago + written as i64)
+            .append_raw(
+                evs,
+                &Meta::system(),
+                Timestamp::from_ms(month_ago + written as i64),
+            )
             .await?;
         written += n;
         if written.is_multiple_of(200_000) {
@@ -76,11 +80,11 @@ pub(super) async fn startup_in(
         let store = Store::open(None, &s.sqlite_path())?;
         store.migrate().await?;
         let (recall, tasks) =
-            Recall::start_with(s.clone(), store, Arc::new(LocalBus::default())).await?;
+            recall::startup::start_with(s.clone(), store, Arc::new(LocalBus::default())).await?;
         ready_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         revoked = recall.sync().state().sizes().0;
         anyhow::ensure!(
-            recall.sync().is_fresh(now_ms()),
+            recall.sync().is_fresh(Timestamp::now()),
             "not ready right after start"
         );
         stop(&tasks);
@@ -88,8 +92,9 @@ pub(super) async fn startup_in(
     // The part that depends on the log: the window snapshot and the fold.
     let store = Store::open(None, &s.sqlite_path())?;
     let t0 = Instant::now();
-    let now = now_ms();
-    let snapshot = store.snapshot(now - retention, now).await?;
+    let now = Timestamp::now();
+    let window_start = Timestamp::from_ms(now.ms() - retention);
+    let snapshot = store.snapshot(window_start, now).await?;
     let snapshot_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let state = recall::state::from_snapshot(&snapshot, retention, now);
@@ -136,7 +141,7 @@ pub(super) fn rss_bytes() -> u64 {
 
 pub(super) fn memory(sessions: usize) -> anyhow::Result<Value> {
     let retention = settings(Path::new("."), None, MasterKey::generate())?.retention_ms();
-    let now = now_ms();
+    let now = Timestamp::now().ms();
     let logout = |seq: i64| {
         let event = Event::LoggedOut {
             user_id: Uuid::now_v7(),
@@ -146,7 +151,7 @@ pub(super) fn memory(sessions: usize) -> anyhow::Result<Value> {
             seq,
             stream: event.stream(),
             version: 1,
-            at: now,
+            at: Timestamp::from_ms(now),
             actor: None,
             ip: None,
             event,

@@ -29,7 +29,7 @@ pub fn login_input(users: &[String], i: usize) -> LoginInput {
     LoginInput {
         username: users[i % users.len()].clone(),
         password: PASSWORD.into(),
-        client_type: None,
+        client_type: recall::service::ClientType::Web,
         device_id: None,
         user_agent: None,
         ip: None,
