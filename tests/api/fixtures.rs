@@ -1,12 +1,15 @@
 //! Shared test set-up: short request helpers, fresh users and sessions over
-//! HTTP, fleets.
+//! HTTP, fleets, and store-level fixtures (a store, its users, sessions).
 //!
 //! A test says only what is special about it; the set-up lives here, so a
 //! change of the HTTP routes or of the store's Rust API is made in one place.
 
 use recall::config::Settings;
+use recall::events::Meta;
+use recall::store::{Login, NewSession, Store};
 use reqwest::Method;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::helpers::{username, Backend, Kind, Res, Session, TestApp, ADMIN_TOKEN};
 
@@ -207,4 +210,70 @@ pub fn sorted_session_ids(sessions: &[&Session]) -> Vec<String> {
     let mut out: Vec<String> = sessions.iter().map(|s| s.session_id.clone()).collect();
     out.sort();
     out
+}
+
+// ------------------------------------------------------------ store level
+
+/// The "now" of the store-level tests, in ms since the epoch.
+pub const NOW: i64 = 1_800_000_000_000;
+
+/// A fresh store of one kind, and the backend it lives on.
+pub struct StoreFixture {
+    pub b: Backend,
+    pub store: Store,
+}
+
+impl StoreFixture {
+    /// A migrated, empty store of `kind`.
+    pub async fn new(kind: Kind) -> Self {
+        let b = Backend::new(kind).await;
+        let store = b.store().await;
+        StoreFixture { b, store }
+    }
+
+    /// Registers `name` (a fake hash, no roles) at `NOW`; its id.
+    pub async fn user(&self, name: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        self.user_with(id, name, "$argon2id$fake").await;
+        id
+    }
+
+    /// Registers the user `id` called `name` with this password hash at `NOW`.
+    pub async fn user_with(&self, id: Uuid, name: &str, hash: &str) {
+        self.store
+            .register(id, name, hash, &[], &Meta::system(), NOW)
+            .await
+            .unwrap();
+    }
+
+    /// Logs `session` in at `now`; what the store answers.
+    pub async fn login_at(&self, session: &NewSession, now: i64) -> Login {
+        self.store
+            .login(session, &Meta::system(), now)
+            .await
+            .unwrap()
+    }
+
+    /// A new session of `user` (see `new_session`), logged in at `NOW`.
+    pub async fn session(&self, user: Uuid, n: u8) -> NewSession {
+        let s = new_session(user, n);
+        self.login_at(&s, NOW).await;
+        s
+    }
+}
+
+/// A new web session of `user` whose refresh token hashes to `[n; 32]`,
+/// its refresh token valid for an hour after `NOW`.
+pub fn new_session(user: Uuid, n: u8) -> NewSession {
+    NewSession {
+        id: Uuid::now_v7(),
+        user_id: user,
+        client_type: "web".into(),
+        device_id: None,
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        refresh_hash: [n; 32],
+        refresh_expires_at: NOW + 3_600_000,
+        terms: Default::default(),
+    }
 }
