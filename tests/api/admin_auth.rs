@@ -162,10 +162,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
     assert_eq!(event["data"]["cause"], "admin");
     // The bootstrap token's actions are recorded as such.
     let res = app
-        .admin_post(
-            &format!("/v1/admin/users/{user_id}/revoke-sessions"),
-            json!({}),
-        )
+        .admin_user_action(&user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     let seq = res.body["seq"].as_i64().unwrap();
@@ -174,10 +171,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
     assert_eq!(event["actor"], "admin-token");
     // An admin whose sessions are revoked is no admin any more.
     let res = app
-        .admin_post(
-            &format!("/v1/admin/users/{boss_id}/revoke-sessions"),
-            json!({}),
-        )
+        .admin_user_action(&boss_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     let res = app.get("/v1/admin/keys", Some(&boss.access)).await;

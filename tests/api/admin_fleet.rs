@@ -25,8 +25,9 @@ async fn fleet_admin_revoke_sessions_and_delete_session() {
 
     // Revoke every session through A.
     let res = a
-        .admin_post(
-            &format!("/v1/admin/users/{user_id}/revoke-sessions"),
+        .admin_user_action(
+            &user_id,
+            "revoke-sessions",
             json!({ "reason": "token seen on pastebin" }),
         )
         .await;
@@ -108,8 +109,9 @@ async fn fleet_lock_and_unlock() {
 
     let before = recall::sync::now_ms();
     let res = a
-        .admin_post(
-            &format!("/v1/admin/users/{user_id}/lock"),
+        .admin_user_action(
+            &user_id,
+            "lock",
             json!({ "duration_secs": 600, "reason": "stolen laptop" }),
         )
         .await;
@@ -155,9 +157,7 @@ async fn fleet_lock_and_unlock() {
     assert!(ended.contains(&s1.session_id) && ended.contains(&s2.session_id));
 
     // Unlock through A: login works on B again; old sessions stay dead.
-    let res = a
-        .admin_post(&format!("/v1/admin/users/{user_id}/unlock"), json!({}))
-        .await;
+    let res = a.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let unlock_seq = res.body["seq"].as_i64().unwrap();
     assert!(unlock_seq > lock_seq);
@@ -175,9 +175,7 @@ async fn fleet_lock_and_unlock() {
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0]["seq"], unlock_seq);
     // An unlock of an unlocked user is harmless.
-    let res = a
-        .admin_post(&format!("/v1/admin/users/{user_id}/unlock"), json!({}))
-        .await;
+    let res = a.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200);
     assert_eq!(a.me_status(&fresh.access).await, 200);
     // Bad durations are refused and lock nothing.
@@ -185,9 +183,7 @@ async fn fleet_lock_and_unlock() {
         json!({ "duration_secs": 0 }),
         json!({ "duration_secs": -5 }),
     ] {
-        let res = a
-            .admin_post(&format!("/v1/admin/users/{user_id}/lock"), bad)
-            .await;
+        let res = a.admin_user_action(&user_id, "lock", bad).await;
         assert_error(&res, 400, "invalid_request");
     }
     assert_eq!(bb.me_status(&fresh.access).await, 200);
@@ -204,10 +200,7 @@ async fn locked_fleet(b: &Backend) -> (Vec<TestApp>, crate::helpers::Session) {
     let all: Vec<&TestApp> = fleet.iter().collect();
     answers_everywhere(&all, &s.access, 200, "").await;
     let res = fleet[0]
-        .admin_post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            json!({ "duration_secs": 600 }),
-        )
+        .admin_user_action(&user_id, "lock", json!({ "duration_secs": 600 }))
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let seq = res.body["seq"].as_i64().unwrap();
@@ -250,10 +243,7 @@ async fn lock_expires_with_nobody_acting(kind: Kind) {
     let (name, s) = app.signup("otto").await;
     let user_id = s.user_id.clone();
     let res = app
-        .admin_post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            json!({ "duration_secs": 2 }),
-        )
+        .admin_user_action(&user_id, "lock", json!({ "duration_secs": 2 }))
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let until = rfc3339_ms(res.body["locked_until"].as_str().unwrap());

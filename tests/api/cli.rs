@@ -98,6 +98,13 @@ async fn login_status(app: &TestApp, name: &str) -> (u16, Value) {
     (res.status.as_u16(), res.body)
 }
 
+/// Logs `name` in with the test password, which must answer `status`; the body.
+async fn login_answers(app: &TestApp, name: &str, status: u16) -> Value {
+    let (got, body) = login_status(app, name).await;
+    assert_eq!(got, status, "{body}");
+    body
+}
+
 /// Waits until the instance no longer accepts `token`; returns the answer.
 async fn until_rejected(app: &TestApp, token: &str) -> (u16, Value) {
     let took = eventually(
@@ -201,8 +208,7 @@ async fn cli_lock_by_username_for_2s() {
         (until - recall::sync::now_ms()).max(0) as u64 + 50,
     ))
     .await;
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    login_answers(&app, &name, 200).await;
     app.stop().await;
 }
 
@@ -225,8 +231,7 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
     // An instance started afterwards knows: the lock holds, the session is dead.
     let app = instance(&b).await;
     assert_ne!(app.me_status(&s.access).await, 200);
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 403, "{body}");
+    let body = login_answers(&app, &name, 403).await;
     assert_eq!(body["error"], "account_locked");
     let found = app.admin_user(&name).await;
     assert_eq!(
@@ -237,8 +242,7 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
     // Unlock (by id) while that instance runs: login works at once.
     let e = run_one(&b, &["unlock", &user_id]).await;
     assert_cli_event(&e, "user_unlocked", &user_id);
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    let body = login_answers(&app, &name, 200).await;
     let fresh = body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(app.me_status(&fresh).await, 200);
     app.assert_me(&s.access, 401, "old sessions stay dead")
@@ -272,8 +276,7 @@ async fn cli_revoke_sessions() {
         assert_eq!(r.error(), "invalid_grant");
     }
     // Not locked: a new login works.
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    login_answers(&app, &name, 200).await;
     app.stop().await;
 }
 

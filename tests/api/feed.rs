@@ -167,10 +167,7 @@ async fn the_feed_gives_a_window_then_items_by_cursor(kind: Kind) {
     assert_eq!(empty.body["items"], json!([]));
     assert_eq!(empty.body["next_after"], head);
     let lock = app
-        .admin_post(
-            &format!("/v1/admin/users/{}/lock", kept.user_id),
-            json!({ "duration_secs": 60 }),
-        )
+        .admin_user_action(&kept.user_id, "lock", json!({ "duration_secs": 60 }))
         .await;
     let seq = lock.body["seq"].as_i64().unwrap();
     let next = app

@@ -84,6 +84,13 @@ impl TestApp {
         assert_eq!(self.me_status(access).await, status, "{why}");
     }
 
+    /// `POST /v1/admin/users/{user_id}/{action}` (lock, unlock,
+    /// revoke-sessions) as the bootstrap admin.
+    pub async fn admin_user_action(&self, user_id: &str, action: &str, body: Value) -> Res {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        self.admin_post(&path, body).await
+    }
+
     /// `POST /v1/admin/keys/rotate` with this body.
     pub async fn rotate_key(&self, body: Value) -> Res {
         self.admin_post("/v1/admin/keys/rotate", body).await
@@ -120,6 +127,13 @@ impl TestApp {
         let s = self.login(&name).await;
         assert_eq!(s.user_id, user_id, "{name} logged in as someone else");
         (name, s)
+    }
+
+    /// Registers a fresh user named after `prefix` with `N` sessions, as an
+    /// array a test can take apart.
+    pub async fn signup_many<const N: usize>(&self, prefix: &str) -> (String, [Session; N]) {
+        let (name, sessions) = self.signup_with_sessions(prefix, N).await;
+        (name, sessions.try_into().expect("N sessions"))
     }
 
     /// Registers a fresh user named after `prefix` with `n` sessions.

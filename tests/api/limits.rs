@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::fixtures::{start, start_tuned};
-use crate::helpers::{username, Backend, Kind, ADMIN_TOKEN, PASSWORD};
+use crate::helpers::{register_admin, username, Backend, Kind, ADMIN_TOKEN, PASSWORD};
 
 /// Reads an SSE stream until it ends; returns how long it took and the
 /// last `end` event's data.
@@ -34,6 +34,15 @@ async fn until_stream_ends(res: reqwest::Response, limit: Duration) -> Option<(D
     Some((start.elapsed(), end))
 }
 
+/// Asserts the stream ends, within `bound` of `since`, because of `why`.
+async fn assert_ends(res: reqwest::Response, since: Instant, bound: Duration, why: &str) {
+    let (_, ended) = until_stream_ends(res, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(since.elapsed() <= bound, "{:?}", since.elapsed());
+    assert_eq!(ended, why);
+}
+
 /// The admin event stream ends when the caller's token expires, and within
 /// a second of it being revoked, locked, or losing the admin role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,17 +52,7 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     })
     .await;
     let name = username("streamer");
-    let (admin_id, _) = app
-        .recall()
-        .admin()
-        .create_user(
-            &name,
-            PASSWORD.to_owned(),
-            &["admin".into()],
-            &Meta::system(),
-        )
-        .await
-        .unwrap();
+    let admin_id = register_admin(&app, &name).await;
     let open = |token: String| {
         let (http, url) = (
             app.http.clone(),
@@ -80,20 +79,10 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     let s = app.login(&name).await;
     let res = open(s.access.clone()).await;
     let t = Instant::now();
-    let del = app
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/admin/sessions/{}", s.session_id),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let path = format!("/v1/admin/sessions/{}", s.session_id);
+    let del = app.delete(&path, Some(ADMIN_TOKEN)).await;
     assert_eq!(del.status, 204);
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "invalid_token");
+    assert_ends(res, t, bound, "invalid_token").await;
 
     // The admin role taken away (in the store).
     let s = app.login(&name).await;
@@ -105,21 +94,14 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     tokio::spawn(conn);
     let t = Instant::now();
     client
-        .execute(
-            "UPDATE users SET roles = '' WHERE id = $1",
-            &[&admin_id.to_string()],
-        )
+        .execute("UPDATE users SET roles = '' WHERE id = $1", &[&admin_id])
         .await
         .unwrap();
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "forbidden");
+    assert_ends(res, t, bound, "forbidden").await;
     client
         .execute(
             "UPDATE users SET roles = 'admin' WHERE id = $1",
-            &[&admin_id.to_string()],
+            &[&admin_id],
         )
         .await
         .unwrap();
@@ -128,15 +110,9 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     let s = app.login(&name).await;
     let res = open(s.access.clone()).await;
     let t = Instant::now();
-    let lock = app
-        .admin_post(&format!("/v1/admin/users/{admin_id}/lock"), json!({}))
-        .await;
+    let lock = app.admin_user_action(&admin_id, "lock", json!({})).await;
     assert_eq!(lock.status, 200);
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "account_locked");
+    assert_ends(res, t, bound, "account_locked").await;
     app.stop().await;
 }
 

@@ -340,15 +340,11 @@ async fn writes_still_work(app: &TestApp) {
     let out = app.logout(&access).await;
     assert_eq!(out.status, 204, "logout after the resets: {}", out.body);
     assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
-    let lock = app
-        .admin_post(&format!("/v1/admin/users/{user_id}/lock"), json!({}))
-        .await;
+    let lock = app.admin_user_action(&user_id, "lock", json!({})).await;
     assert_eq!(lock.status, 200, "lock after the resets: {}", lock.body);
     let refused = app.try_login(&name, PASSWORD).await;
     assert_error(&refused, 403, "account_locked");
-    let unlock = app
-        .admin_post(&format!("/v1/admin/users/{user_id}/unlock"), json!({}))
-        .await;
+    let unlock = app.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(
         unlock.status, 200,
         "unlock after the resets: {}",
@@ -407,9 +403,7 @@ async fn random_resets_leave_nothing_behind(kind: Kind) {
     read_models_match_the_log(&b).await;
     // Every user still logs in with their password once unlocked.
     for (id, name) in &known.users {
-        let unlock = app
-            .admin_post(&format!("/v1/admin/users/{id}/unlock"), json!({}))
-            .await;
+        let unlock = app.admin_user_action(id, "unlock", json!({})).await;
         assert_eq!(unlock.status, 200, "unlock {name}: {}", unlock.body);
         let res = app.try_login(name, PASSWORD).await;
         assert_eq!(
@@ -462,9 +456,7 @@ async fn login_waves_reset_after_50ms(kind: Kind) {
         res.status,
         res.body
     );
-    let unlock = app
-        .admin_post(&format!("/v1/admin/users/{victim_id}/unlock"), json!({}))
-        .await;
+    let unlock = app.admin_user_action(&victim_id, "unlock", json!({})).await;
     assert_eq!(unlock.status, 200, "{}", unlock.body);
     app.login(&victim).await;
     read_models_match_the_log(&b).await;

@@ -55,9 +55,7 @@ async fn walkthrough_register_login_me_logout(kind: Kind) {
 
 async fn logout_all_and_password_change(kind: Kind) {
     let (_b, app) = start(kind).await;
-    let (name, a) = app.signup("bob").await;
-    let c = app.login(&name).await;
-    let d = app.login(&name).await;
+    let (name, [a, c, d]) = app.signup_many("bob").await;
     // Password change: every other session dies, this one lives.
     let bad = app
         .change_password(&a.access, "nope-nope", "another pass")
@@ -91,9 +89,7 @@ async fn logout_all_and_password_change(kind: Kind) {
 
 async fn logout_others_keeps_only_the_caller(kind: Kind) {
     let (_b, app) = start(kind).await;
-    let (name, me) = app.signup("others").await;
-    let a = app.login(&name).await;
-    let c = app.login(&name).await;
+    let (_, [me, a, c]) = app.signup_many("others").await;
     let res = app
         .post("/v1/auth/logout-others", Some(&me.access), json!({}))
         .await;

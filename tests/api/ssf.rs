@@ -238,24 +238,17 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
     assert_eq!(del.status, 204);
     expected.push(("session-revoked", Some(e.session_id.clone())));
     let res = app
-        .admin_post(
-            &format!("/v1/admin/users/{}/revoke-sessions", c.user_id),
-            json!({}),
-        )
+        .admin_user_action(&c.user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     expected.push(("session-revoked", Some(c.session_id.clone())));
     // lock and unlock
     let l = user(&app, "p4").await;
-    let res = app
-        .admin_post(&format!("/v1/admin/users/{}/lock", l.user_id), json!({}))
-        .await;
+    let res = app.admin_user_action(&l.user_id, "lock", json!({})).await;
     assert_eq!(res.status, 200);
     expected.push(("account-disabled", None));
     expected.push(("session-revoked", Some(l.session_id.clone())));
-    let res = app
-        .admin_post(&format!("/v1/admin/users/{}/unlock", l.user_id), json!({}))
-        .await;
+    let res = app.admin_user_action(&l.user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200);
     expected.push(("account-enabled", None));
     // password change: credential-change, and the other session ends

@@ -86,9 +86,7 @@ async fn forged_notices_change_nothing() {
     assert_eq!(kid_of(&live.access), active_kid);
     let (_bob, bob_session) = a.signup("trust").await;
     let bob_id = bob_session.user_id.clone();
-    let res = a
-        .admin_post(&format!("/v1/admin/users/{bob_id}/lock"), json!({}))
-        .await;
+    let res = a.admin_user_action(&bob_id, "lock", json!({})).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let head = res.body["seq"].as_i64().unwrap();
     for app in &apps {

@@ -200,20 +200,14 @@ async fn every_revocation_kind_reaches_both_verifiers() {
     // admin revoke
     let r = user(bb, "revoked").await;
     let res = c
-        .admin_post(
-            &format!("/v1/admin/users/{}/revoke-sessions", r.user_id),
-            json!({}),
-        )
+        .admin_user_action(&r.user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     both(&sidecars, &r.access, 401, "admin revoke").await;
     // lock: 403 account_locked, as Recall answers
     let l = user(a, "locked").await;
     let res = bb
-        .admin_post(
-            &format!("/v1/admin/users/{}/lock", l.user_id),
-            json!({ "duration_secs": 600 }),
-        )
+        .admin_user_action(&l.user_id, "lock", json!({ "duration_secs": 600 }))
         .await;
     assert_eq!(res.status, 200);
     both(&sidecars, &l.access, 403, "lock").await;
