@@ -60,6 +60,16 @@ async fn ready(app: &TestApp) -> (u16, i64, i64, String) {
     )
 }
 
+/// Two instances on `b`, subscribed to its channel, polling the log every
+/// `poll_ms` and failing closed after `staleness_ms`.
+async fn pair(b: &Backend, poll_ms: u64, staleness_ms: i64) -> Vec<TestApp> {
+    b.spawn_subscribed_fleet(2, |s| {
+        s.poll_interval_ms = poll_ms;
+        s.max_staleness_ms = staleness_ms;
+    })
+    .await
+}
+
 /// Forged notices of every dangerous kind: none moves any instance's
 /// state, `caught_up_seq`, readiness, or makes it read the log; a real
 /// logout afterwards still reaches every instance within the G3 bound.
@@ -67,12 +77,7 @@ async fn ready(app: &TestApp) -> (u16, i64, i64, String) {
 async fn forged_notices_change_nothing() {
     let b = Backend::new(Kind::Postgres).await;
     // Only notices can move anything: no polling, no staleness in play.
-    let apps = b
-        .spawn_subscribed_fleet(2, |s| {
-            s.poll_interval_ms = 600_000;
-            s.max_staleness_ms = 1_200_000;
-        })
-        .await;
+    let apps = pair(&b, 600_000, 1_200_000).await;
     let (a, other) = (&apps[0], &apps[1]);
 
     // A session signed by a key that then gets revoked (compromised rotation).
@@ -308,12 +313,7 @@ fn pg_tool(tool: &str, args: &[&str]) {
 async fn a_log_that_goes_backwards_fails_closed_then_rebuilds() {
     let b = Backend::new(Kind::Postgres).await;
     let url = b.db.as_ref().unwrap().url.clone();
-    let apps = b
-        .spawn_subscribed_fleet(2, |s| {
-            s.poll_interval_ms = 2000;
-            s.max_staleness_ms = 120_000;
-        })
-        .await;
+    let apps = pair(&b, 2000, 120_000).await;
     let (a, other) = (&apps[0], &apps[1]);
     let (name, s1) = a.signup("restore").await;
     let s2 = a.login(&name).await;
