@@ -43,6 +43,12 @@ impl TestApp {
             .await
     }
 
+    /// `DELETE /v1/sessions/{session_id}` with this access token.
+    pub async fn delete_session(&self, access: &str, session_id: &str) -> Res {
+        let path = format!("/v1/sessions/{session_id}");
+        self.delete(&path, Some(access)).await
+    }
+
     /// `POST /oauth/revoke` (RFC 7009) of this token, as a form.
     pub async fn oauth_revoke(&self, token: &str) -> Res {
         let url = format!("{}/oauth/revoke", self.base);

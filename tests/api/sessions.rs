@@ -186,31 +186,16 @@ async fn session_list_and_delete(kind: Kind) {
         403
     );
     // Another user's session and an unknown one: 404, nothing revoked.
-    let theirs = app
-        .delete(
-            &format!("/v1/sessions/{}", other.session_id),
-            Some(&web.access),
-        )
-        .await;
+    let theirs = app.delete_session(&web.access, &other.session_id).await;
     assert_eq!(theirs.status, 404);
     assert_eq!(app.me_status(&other.access).await, 200);
     let unknown = app
-        .delete(
-            &format!("/v1/sessions/{}", uuid::Uuid::now_v7()),
-            Some(&web.access),
-        )
+        .delete_session(&web.access, &uuid::Uuid::now_v7().to_string())
         .await;
     assert_eq!(unknown.status, 404);
-    let garbage = app
-        .delete("/v1/sessions/not-a-uuid", Some(&web.access))
-        .await;
+    let garbage = app.delete_session(&web.access, "not-a-uuid").await;
     assert_eq!(garbage.status, 404);
-    let del = app
-        .delete(
-            &format!("/v1/sessions/{}", mobile.session_id),
-            Some(&web.access),
-        )
-        .await;
+    let del = app.delete_session(&web.access, &mobile.session_id).await;
     assert_eq!(del.status, 204);
     assert_eq!(app.me_status(&mobile.access).await, 401);
     assert_eq!(app.me_status(&web.access).await, 200);

@@ -228,9 +228,7 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
         app.login(&name).await,
         app.login(&name).await,
     );
-    let del = app
-        .delete(&format!("/v1/sessions/{}", d.session_id), Some(&c.access))
-        .await;
+    let del = app.delete_session(&c.access, &d.session_id).await;
     assert_eq!(del.status, 204);
     expected.push(("session-revoked", Some(d.session_id.clone())));
     let del =
