@@ -9,7 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{eventually, username, Backend, Kind, TestApp, ADMIN_TOKEN, PASSWORD};
+use crate::fixtures::{start, start_tuned, stop_all};
+use crate::helpers::{eventually, username, Backend, Kind, TestApp, PASSWORD};
 
 /// Sends a login for a fresh username (each its own brute-force budget, so
 /// every one reaches the hash pool) and resets the connection (RST) right
@@ -34,11 +35,11 @@ async fn login_then_reset(app: &TestApp) {
 /// Reset connections cannot make more hashes run than the pool has workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_connections_never_exceed_the_hash_pool() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut s = b.settings();
-    s.hash_workers = 2;
-    s.hash_queue = 16;
-    let app = b.spawn_with(s, None).await;
+    let (_b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.hash_workers = 2;
+        s.hash_queue = 16;
+    })
+    .await;
     let name = username("flood");
     app.register(&name).await;
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -177,10 +178,7 @@ async fn the_brute_force_budget_holds_across_the_fleet() {
         let app = &apps[0];
         async move {
             let res = app
-                .get(
-                    "/v1/admin/events?limit=1000&type=login_failed",
-                    Some(ADMIN_TOKEN),
-                )
+                .admin_get("/v1/admin/events?limit=1000&type=login_failed")
                 .await;
             let mut shapes: Vec<(bool, Value)> = res.body["events"]
                 .as_array()
@@ -210,20 +208,15 @@ async fn the_brute_force_budget_holds_across_the_fleet() {
         let failures = events.len() - locks;
         assert!((9..=10).contains(&failures), "{who}: {events:?}");
     }
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// A wrong `current_password` counts against the username's budget, and
 /// the fifth in a row revokes the session that sent them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_change_guesses_count_and_revoke_the_session() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
-    let name = username("pw");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start(Kind::Sqlite).await;
+    let (name, s) = app.signup("pw").await;
     let other = app.login(&name).await;
     let change = |current: &'static str| {
         app.post(
@@ -243,36 +236,18 @@ async fn password_change_guesses_count_and_revoke_the_session() {
     }
     let res = change("wrong guess").await;
     assert_eq!(res.status, 401);
-    assert_eq!(
-        app.me_status(&s.access).await,
-        401,
-        "the fifth revokes the session"
-    );
-    assert_eq!(
-        app.me_status(&other.access).await,
-        200,
-        "other sessions live"
-    );
+    app.assert_me(&s.access, 401, "the fifth revokes the session")
+        .await;
+    app.assert_me(&other.access, 200, "other sessions live")
+        .await;
     let t = app.recall().store().throttle(&name).await.unwrap();
     assert_eq!(t.failures, 5, "each counted against the username");
     // Five more wrong logins fill the budget of 10: locked.
     for _ in 0..5 {
-        let res = app
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({ "username": name, "password": "wrong guess" }),
-            )
-            .await;
+        let res = app.try_login(&name, "wrong guess").await;
         assert_eq!(res.status, 401);
     }
-    let res = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = app.try_login(&name, PASSWORD).await;
     assert_eq!((res.status.as_u16(), res.error()), (403, "account_locked"));
     // The change itself is refused while locked, even with the right password.
     let res = app
@@ -291,24 +266,17 @@ async fn password_change_guesses_count_and_revoke_the_session() {
 /// addresses and other routes are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_per_client_address() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut settings = b.settings();
-    settings.rate_limit_per_min = 4;
-    let app = b.spawn_with(settings, None).await;
+    let (_b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.rate_limit_per_min = 4;
+    })
+    .await;
     let name = username("rl");
     let user_id = app.register(&name).await; // 1
     let s = app.login(&name).await; // 2
-    let refresh = app
-        .post("/v1/auth/refresh", None, json!({ "refresh_token": "nope" }))
-        .await; // 3
+    let refresh = app.refresh("nope").await; // 3
     assert_eq!(refresh.status, 401);
     let revoke = app
-        .raw(
-            "/oauth/revoke",
-            "application/x-www-form-urlencoded",
-            b"token=x".to_vec(),
-            None,
-        )
+        .post_form("/oauth/revoke", b"token=x".to_vec(), None)
         .await; // 4
     assert_eq!(revoke.status, 200);
     for path in [
@@ -361,10 +329,10 @@ async fn session_ips(app: &TestApp, access: &str) -> Vec<String> {
 /// the list is 127.0.0.1/32.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_addresses_from_trusted_proxies_only() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut settings = b.settings();
-    settings.trusted_proxies = recall::config::parse_trusted_proxies("127.0.0.1/32").unwrap();
-    let app = b.spawn_with(settings, None).await;
+    let (_b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.trusted_proxies = recall::config::parse_trusted_proxies("127.0.0.1/32").unwrap();
+    })
+    .await;
     let name = username("xff");
     app.register(&name).await;
     let login_from = |local: &str| {

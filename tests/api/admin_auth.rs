@@ -4,6 +4,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::fixtures::start;
 use crate::helpers::*;
 
 both_stores!(admin_auth_and_user_lookup,);
@@ -11,14 +12,11 @@ both_stores!(admin_auth_and_user_lookup,);
 // ------------------------------------------------------------ admin auth
 
 async fn admin_auth_and_user_lookup(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("ursula");
-    let user_id = app.register(&name).await;
-    let user = app.login(&name).await;
-    let victim_name = username("victor");
-    let victim_id = app.register(&victim_name).await;
-    let victim = app.login(&victim_name).await;
+    let (_b, app) = start(kind).await;
+    let (name, user) = app.signup("ursula").await;
+    let user_id = user.user_id.clone();
+    let (_victim_name, victim) = app.signup("victor").await;
+    let victim_id = victim.user_id.clone();
     let keys_before = key_statuses(&app).await;
 
     let lookup = format!("/v1/admin/users?username={name}");
@@ -81,7 +79,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
         .all(|e| e["type"] == "user_registered" || e["type"] == "login_succeeded"));
 
     // The bootstrap token works; the lookup has the documented shape.
-    let res = app.get(&lookup, Some(ADMIN_TOKEN)).await;
+    let res = app.admin_get(&lookup).await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["user_id"], user_id.as_str());
     assert_eq!(res.body["username"], name.as_str());
@@ -97,19 +95,13 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
     );
     // Usernames compare lowercased.
     let upper = app
-        .get(
-            &format!("/v1/admin/users?username={}", name.to_uppercase()),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users?username={}", name.to_uppercase()))
         .await;
     assert_eq!(upper.status, 200);
     assert_eq!(upper.body["user_id"], user_id.as_str());
     // Unknown users and ids: 404.
     let unknown = app
-        .get(
-            &format!("/v1/admin/users?username={}", username("nobody")),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users?username={}", username("nobody")))
         .await;
     assert_error(&unknown, 404, "not_found");
     let stranger = uuid::Uuid::now_v7();
@@ -131,7 +123,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
             .await;
         assert_error(&res, 404, "not_found");
     }
-    let missing = app.get("/v1/admin/users", Some(ADMIN_TOKEN)).await;
+    let missing = app.admin_get("/v1/admin/users").await;
     assert_error(&missing, 400, "invalid_request");
 
     // A user with the admin role is an admin too.
@@ -170,11 +162,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
     assert_eq!(event["data"]["cause"], "admin");
     // The bootstrap token's actions are recorded as such.
     let res = app
-        .post(
-            &format!("/v1/admin/users/{user_id}/revoke-sessions"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
+        .admin_user_action(&user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     let seq = res.body["seq"].as_i64().unwrap();
@@ -183,11 +171,7 @@ async fn admin_auth_and_user_lookup(kind: Kind) {
     assert_eq!(event["actor"], "admin-token");
     // An admin whose sessions are revoked is no admin any more.
     let res = app
-        .post(
-            &format!("/v1/admin/users/{boss_id}/revoke-sessions"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
+        .admin_user_action(&boss_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     let res = app.get("/v1/admin/keys", Some(&boss.access)).await;

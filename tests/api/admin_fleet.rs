@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::fixtures::{fleet_with_user, start, stop_all, trio};
 use crate::helpers::*;
 
 both_stores!(lock_expires_with_nobody_acting,);
@@ -14,12 +14,9 @@ both_stores!(lock_expires_with_nobody_acting,);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_admin_revoke_sessions_and_delete_session() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(3).await;
-    let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
-    let all = [a, bb, c];
-    let name = username("mallory");
-    let user_id = a.register(&name).await;
+    let (_b, fleet, name, user_id) = fleet_with_user("mallory").await;
+    let all = trio(&fleet);
+    let [a, bb, c] = all;
     let on_b = bb.login(&name).await;
     let on_c = c.login(&name).await;
     for s in [&on_b, &on_c] {
@@ -28,9 +25,9 @@ async fn fleet_admin_revoke_sessions_and_delete_session() {
 
     // Revoke every session through A.
     let res = a
-        .post(
-            &format!("/v1/admin/users/{user_id}/revoke-sessions"),
-            Some(ADMIN_TOKEN),
+        .admin_user_action(
+            &user_id,
+            "revoke-sessions",
             json!({ "reason": "token seen on pastebin" }),
         )
         .await;
@@ -42,7 +39,7 @@ async fn fleet_admin_revoke_sessions_and_delete_session() {
     for s in [&on_b, &on_c] {
         answers_everywhere(&all, &s.access, 401, "invalid_token").await;
         for app in all {
-            assert_error(&refresh_res(app, &s.refresh).await, 401, "invalid_grant");
+            assert_error(&app.refresh(&s.refresh).await, 401, "invalid_grant");
         }
     }
     // G1: the event is in the log, as read through another instance.
@@ -70,17 +67,15 @@ async fn fleet_admin_revoke_sessions_and_delete_session() {
     // DELETE one session through A: that one dies everywhere, the other lives.
     let other = bb.login(&name).await;
     let res = a
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/v1/admin/sessions/{}", fresh.session_id),
             Some(ADMIN_TOKEN),
-            None,
         )
         .await;
     assert_eq!(res.status, 204, "{}", res.body);
     assert_eq!(a.me_status(&fresh.access).await, 401);
     answers_everywhere(&all, &fresh.access, 401, "invalid_token").await;
-    assert_error(&refresh_res(bb, &fresh.refresh).await, 401, "invalid_grant");
+    assert_error(&bb.refresh(&fresh.refresh).await, 401, "invalid_grant");
     for app in all {
         assert_eq!(app.me_status(&other.access).await, 200);
     }
@@ -91,29 +86,22 @@ async fn fleet_admin_revoke_sessions_and_delete_session() {
     assert_eq!(logged[0]["data"]["cause"], "admin");
     // Again: idempotent.
     let again = a
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/v1/admin/sessions/{}", fresh.session_id),
             Some(ADMIN_TOKEN),
-            None,
         )
         .await;
     assert_eq!(again.status, 204);
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 // ------------------------------------------------------------ fleet: locks
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_lock_and_unlock() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(3).await;
-    let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
-    let all = [a, bb, c];
-    let name = username("lena");
-    let user_id = a.register(&name).await;
+    let (_b, fleet, name, user_id) = fleet_with_user("lena").await;
+    let all = trio(&fleet);
+    let [a, bb, c] = all;
     let s1 = bb.login(&name).await;
     let s2 = c.login(&name).await;
     answers_everywhere(&all, &s1.access, 200, "").await;
@@ -121,9 +109,9 @@ async fn fleet_lock_and_unlock() {
 
     let before = recall::sync::now_ms();
     let res = a
-        .post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            Some(ADMIN_TOKEN),
+        .admin_user_action(
+            &user_id,
+            "lock",
             json!({ "duration_secs": 600, "reason": "stolen laptop" }),
         )
         .await;
@@ -149,17 +137,10 @@ async fn fleet_lock_and_unlock() {
     }
     // Login answers 403 account_locked everywhere, even with the right password.
     for app in all {
-        assert_error(
-            &login_res(app, &name, PASSWORD).await,
-            403,
-            "account_locked",
-        );
+        assert_error(&app.try_login(&name, PASSWORD).await, 403, "account_locked");
     }
     let found = bb
-        .get(
-            &format!("/v1/admin/users?username={name}"),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users?username={name}"))
         .await;
     assert_eq!(
         rfc3339_ms(found.body["locked_until"].as_str().unwrap()),
@@ -176,13 +157,7 @@ async fn fleet_lock_and_unlock() {
     assert!(ended.contains(&s1.session_id) && ended.contains(&s2.session_id));
 
     // Unlock through A: login works on B again; old sessions stay dead.
-    let res = a
-        .post(
-            &format!("/v1/admin/users/{user_id}/unlock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let res = a.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let unlock_seq = res.body["seq"].as_i64().unwrap();
     assert!(unlock_seq > lock_seq);
@@ -190,26 +165,17 @@ async fn fleet_lock_and_unlock() {
     answers_everywhere(&all, &fresh.access, 200, "").await;
     for s in [&s1, &s2] {
         answers_everywhere(&all, &s.access, 401, "invalid_token").await;
-        assert_error(&refresh_res(bb, &s.refresh).await, 401, "invalid_grant");
+        assert_error(&bb.refresh(&s.refresh).await, 401, "invalid_grant");
     }
     let found = c
-        .get(
-            &format!("/v1/admin/users?username={name}"),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users?username={name}"))
         .await;
     assert_eq!(found.body["locked_until"], Value::Null);
     let logged = events(a, &format!("user_id={user_id}&type=user_unlocked")).await;
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0]["seq"], unlock_seq);
     // An unlock of an unlocked user is harmless.
-    let res = a
-        .post(
-            &format!("/v1/admin/users/{user_id}/unlock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let res = a.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200);
     assert_eq!(a.me_status(&fresh.access).await, 200);
     // Bad durations are refused and lock nothing.
@@ -217,19 +183,11 @@ async fn fleet_lock_and_unlock() {
         json!({ "duration_secs": 0 }),
         json!({ "duration_secs": -5 }),
     ] {
-        let res = a
-            .post(
-                &format!("/v1/admin/users/{user_id}/lock"),
-                Some(ADMIN_TOKEN),
-                bad,
-            )
-            .await;
+        let res = a.admin_user_action(&user_id, "lock", bad).await;
         assert_error(&res, 400, "invalid_request");
     }
     assert_eq!(bb.me_status(&fresh.access).await, 200);
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// A user locked through A, with a live session logged in on B: the lock
@@ -242,11 +200,7 @@ async fn locked_fleet(b: &Backend) -> (Vec<TestApp>, crate::helpers::Session) {
     let all: Vec<&TestApp> = fleet.iter().collect();
     answers_everywhere(&all, &s.access, 200, "").await;
     let res = fleet[0]
-        .post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            Some(ADMIN_TOKEN),
-            json!({ "duration_secs": 600 }),
-        )
+        .admin_user_action(&user_id, "lock", json!({ "duration_secs": 600 }))
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let seq = res.body["seq"].as_i64().unwrap();
@@ -269,9 +223,7 @@ async fn fleet_locked_users_tokens_answer_account_locked() {
     let (fleet, s) = locked_fleet(&b).await;
     let all: Vec<&TestApp> = fleet.iter().collect();
     answers_everywhere(&all, &s.access, 403, "account_locked").await;
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// API.md: while locked, refresh answers 403 account_locked (on every
@@ -281,49 +233,34 @@ async fn fleet_locked_users_refresh_answers_account_locked() {
     let b = Backend::new(Kind::Postgres).await;
     let (fleet, s) = locked_fleet(&b).await;
     for app in &fleet {
-        assert_error(&refresh_res(app, &s.refresh).await, 403, "account_locked");
+        assert_error(&app.refresh(&s.refresh).await, 403, "account_locked");
     }
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 async fn lock_expires_with_nobody_acting(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("otto");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (name, s) = app.signup("otto").await;
+    let user_id = s.user_id.clone();
     let res = app
-        .post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            Some(ADMIN_TOKEN),
-            json!({ "duration_secs": 2 }),
-        )
+        .admin_user_action(&user_id, "lock", json!({ "duration_secs": 2 }))
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let until = rfc3339_ms(res.body["locked_until"].as_str().unwrap());
-    assert_error(
-        &login_res(&app, &name, PASSWORD).await,
-        403,
-        "account_locked",
-    );
+    assert_error(&app.try_login(&name, PASSWORD).await, 403, "account_locked");
     assert_ne!(app.me_status(&s.access).await, 200);
     // Nobody acts; once the lock has ended, login works again.
     let wait = until - recall::sync::now_ms();
     assert!(wait > 0, "the 2 s lock ended before we could look");
     tokio::time::sleep(Duration::from_millis(wait as u64 + 50)).await;
-    let res = login_res(&app, &name, PASSWORD).await;
+    let res = app.try_login(&name, PASSWORD).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let fresh = res.body["access_token"].as_str().unwrap();
     assert_eq!(app.me_status(fresh).await, 200);
     // The lock ended, but the sessions it revoked stay revoked.
     assert_eq!(app.me_status(&s.access).await, 401);
     let found = app
-        .get(
-            &format!("/v1/admin/users?username={name}"),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users?username={name}"))
         .await;
     assert_eq!(found.body["locked_until"], Value::Null);
     // No unlock event: nobody acted.

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::both_stores;
+use crate::fixtures::start;
 use crate::helpers::*;
 
 both_stores!(
@@ -17,19 +18,16 @@ both_stores!(
 // ------------------------------------------------------------------ audit
 
 async fn audit_log_filters_and_cursor(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let n1 = username("ann");
     let u1 = app.register(&n1).await;
     let n2 = username("ben");
     let u2 = app.register(&n2).await;
     let s1 = app.login(&n1).await;
     let _s2 = app.login(&n2).await;
-    let out = app
-        .post("/v1/auth/logout", Some(&s1.access), json!({}))
-        .await;
+    let out = app.logout(&s1.access).await;
     assert_eq!(out.status, 204);
-    let _ = login_res(&app, &n2, "wrong password!").await;
+    let _ = app.try_login(&n2, "wrong password!").await;
 
     // Everything, oldest first, with the documented shape.
     let all = events(&app, "").await;
@@ -69,10 +67,7 @@ async fn audit_log_filters_and_cursor(kind: Kind) {
     let mut paged = Vec::new();
     loop {
         let res = app
-            .get(
-                &format!("/v1/admin/events?after={after}&limit=2"),
-                Some(ADMIN_TOKEN),
-            )
+            .admin_get(&format!("/v1/admin/events?after={after}&limit=2"))
             .await;
         assert_eq!(res.status, 200);
         let page = res.body["events"].as_array().unwrap().clone();
@@ -88,10 +83,7 @@ async fn audit_log_filters_and_cursor(kind: Kind) {
     }
     assert_eq!(paged, seqs);
     let res = app
-        .get(
-            &format!("/v1/admin/events?after={}&limit=3", seqs[1]),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/events?after={}&limit=3", seqs[1]))
         .await;
     let page: Vec<i64> = res.body["events"]
         .as_array()
@@ -117,12 +109,10 @@ async fn audit_log_filters_and_cursor(kind: Kind) {
         .await
         .is_empty());
     // The default limit is 100, the most 1000.
-    let res = app.get("/v1/admin/events", Some(ADMIN_TOKEN)).await;
+    let res = app.admin_get("/v1/admin/events").await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body["events"].as_array().unwrap().len(), seqs.len());
-    let ok = app
-        .get("/v1/admin/events?limit=1000", Some(ADMIN_TOKEN))
-        .await;
+    let ok = app.admin_get("/v1/admin/events?limit=1000").await;
     assert_eq!(ok.status, 200);
     for bad in [
         "limit=1001",
@@ -133,17 +123,14 @@ async fn audit_log_filters_and_cursor(kind: Kind) {
         "after=x",
         "unknown=1",
     ] {
-        let res = app
-            .get(&format!("/v1/admin/events?{bad}"), Some(ADMIN_TOKEN))
-            .await;
+        let res = app.admin_get(&format!("/v1/admin/events?{bad}")).await;
         assert_error(&res, 400, "invalid_request");
     }
     app.stop().await;
 }
 
 async fn sse_stream_delivers_new_events_live(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let name = username("sse");
     app.register(&name).await;
     let client = reqwest::Client::builder()
@@ -177,9 +164,7 @@ async fn sse_stream_delivers_new_events_live(kind: Kind) {
 
     // Events after the stream opened.
     let s = app.login(&name).await;
-    let out = app
-        .post("/v1/auth/logout", Some(&s.access), json!({}))
-        .await;
+    let out = app.logout(&s.access).await;
     assert_eq!(out.status, 204);
 
     let mut buf = String::new();

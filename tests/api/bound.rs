@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
+use crate::fixtures::{introspect, pg_fleet, start, stop_all};
 use crate::helpers::{
-    all_reject, assert_error, events, username, Backend, Kind, Res, TestApp, ADMIN_TOKEN, PASSWORD,
+    all_reject, assert_error, events, username, Kind, Res, TestApp, ADMIN_TOKEN, PASSWORD,
 };
 
 /// A request with headers of the test's choosing.
@@ -33,6 +34,48 @@ pub(crate) async fn send(
         req = req.json(&body);
     }
     Res::read(req.send().await.expect("request failed")).await
+}
+
+/// GET `path` with these headers.
+pub(crate) async fn get_with(app: &TestApp, path: &str, headers: &[(&str, String)]) -> Res {
+    send(app, Method::GET, path, headers, None).await
+}
+
+/// POST a JSON body to `path` with these headers.
+pub(crate) async fn post_with(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Value,
+) -> Res {
+    send(app, Method::POST, path, headers, Some(body)).await
+}
+
+/// The headers of a DPoP-bound request: the token and a proof.
+pub(crate) fn dpop_headers(token: &str, proof: &str) -> [(&'static str, String); 2] {
+    [
+        ("authorization", format!("DPoP {token}")),
+        ("dpop", proof.to_owned()),
+    ]
+}
+
+/// Asserts every instance rejects `token` within `limit` (`what` says why
+/// it should) and the log holds one revocation, for a binding mismatch.
+pub(crate) async fn assert_mismatch_revoked(
+    apps: &[TestApp],
+    token: &str,
+    limit: Duration,
+    what: &str,
+) -> Value {
+    let everywhere: Vec<&TestApp> = apps.iter().collect();
+    assert!(
+        all_reject(&everywhere, token, limit).await.is_some(),
+        "{what}"
+    );
+    let mut revoked = events(&apps[0], "type=session_revoked").await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["data"]["cause"], "binding_mismatch");
+    revoked.remove(0)
 }
 
 fn xff(ip: &str) -> (&'static str, String) {
@@ -87,31 +130,29 @@ pub(crate) fn policy(binding: &str, on_mismatch: &str) -> Value {
 }
 
 async fn login_from(app: &TestApp, name: &str, client_type: &str, ip: &str) -> Res {
-    send(
+    post_with(
         app,
-        Method::POST,
         "/v1/auth/login",
         &[xff(ip)],
-        Some(json!({ "username": name, "password": PASSWORD, "client_type": client_type })),
+        json!({ "username": name, "password": PASSWORD, "client_type": client_type }),
     )
     .await
 }
 
+/// GET `path` with a bearer token, through a proxy, from `ip`.
+async fn get_from(app: &TestApp, path: &str, access: &str, ip: &str) -> Res {
+    let headers = [xff(ip), ("authorization", format!("Bearer {access}"))];
+    get_with(app, path, &headers).await
+}
+
+/// GET /v1/me with a bearer token, through a proxy, from `ip`.
 async fn me_from(app: &TestApp, access: &str, ip: &str) -> Res {
-    send(
-        app,
-        Method::GET,
-        "/v1/me",
-        &[xff(ip), ("authorization", format!("Bearer {access}"))],
-        None,
-    )
-    .await
+    get_from(app, "/v1/me", access, ip).await
 }
 
 async fn policies_are_events_and_apply_to_later_logins(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let all = app.get("/v1/admin/policies", Some(ADMIN_TOKEN)).await;
+    let (_b, app) = start(kind).await;
+    let all = app.admin_get("/v1/admin/policies").await;
     assert_eq!(all.status, 200, "{}", all.body);
     for t in ["web", "mobile", "service"] {
         let p = &all.body["policies"][t];
@@ -180,17 +221,7 @@ async fn policies_are_events_and_apply_to_later_logins(kind: Kind) {
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 120);
     assert!(c["net"]["h"].is_string(), "{c}");
     let access = after.body["access_token"].as_str().unwrap();
-    let list = send(
-        &app,
-        Method::GET,
-        "/v1/sessions",
-        &[
-            xff("203.0.113.9"),
-            ("authorization", format!("Bearer {access}")),
-        ],
-        None,
-    )
-    .await;
+    let list = get_from(&app, "/v1/sessions", access, "203.0.113.9").await;
     let bindings: Vec<&str> = list.body["sessions"]
         .as_array()
         .unwrap()
@@ -205,8 +236,7 @@ async fn policies_are_events_and_apply_to_later_logins(kind: Kind) {
 }
 
 async fn a_mobile_token_from_another_network_is_refused_and_web_is_not(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     assert_eq!(
         set_policy(&app, "mobile", policy("network", "reject"))
             .await
@@ -260,51 +290,31 @@ async fn a_mobile_token_from_another_network_is_refused_and_web_is_not(kind: Kin
         (Some("203.0.113.9"), true),
         (Some("198.51.100.1"), false),
     ] {
-        let mut form = vec![("token", m.to_owned())];
-        if let Some(ip) = ip {
-            form.push(("client_ip", ip.to_owned()));
-        }
-        let res = app
-            .http
-            .post(format!("{}/oauth/introspect", app.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .form(&form)
-            .send()
+        let mut form = vec![("token", m)];
+        form.extend(ip.map(|ip| ("client_ip", ip)));
+        let body = introspect(&app.http, &app.base, Some(ADMIN_TOKEN), &form)
             .await
-            .unwrap();
-        let body: Value = res.json().await.unwrap();
+            .body;
         assert_eq!(body["active"], active, "{ip:?}: {body}");
     }
     // Forward auth applies it too.
-    let verify = send(
-        &app,
-        Method::GET,
-        "/v1/auth/verify",
-        &[
-            xff("198.51.100.1"),
-            ("authorization", format!("Bearer {m}")),
-        ],
-        None,
-    )
-    .await;
+    let verify = get_from(&app, "/v1/auth/verify", m, "198.51.100.1").await;
     assert_eq!(verify.status, 401);
     // A refresh from elsewhere is a mismatch; the token is not spent by it.
     let refresh = mobile.body["refresh_token"].as_str().unwrap();
-    let away = send(
+    let away = post_with(
         &app,
-        Method::POST,
         "/v1/auth/refresh",
         &[xff("198.51.100.1")],
-        Some(json!({ "refresh_token": refresh })),
+        json!({ "refresh_token": refresh }),
     )
     .await;
     assert_error(&away, 401, "invalid_grant");
-    let home = send(
+    let home = post_with(
         &app,
-        Method::POST,
         "/v1/auth/refresh",
         &[xff("203.0.113.200")],
-        Some(json!({ "refresh_token": refresh })),
+        json!({ "refresh_token": refresh }),
     )
     .await;
     assert_eq!(home.status, 200, "{}", home.body);
@@ -330,8 +340,7 @@ both_stores!(
 /// on C ends the session everywhere, with an event and a reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_follows_a_policy_and_revokes_on_mismatch() {
-    let b = Backend::new(Kind::Postgres).await;
-    let apps = b.spawn_fleet(3).await;
+    let (_b, apps) = pg_fleet(3).await;
     let name = username("fleetnet");
     apps[0].register(&name).await;
     assert_eq!(
@@ -357,21 +366,8 @@ async fn a_fleet_follows_a_policy_and_revokes_on_mismatch() {
             .status,
         401
     );
-    let everywhere: Vec<&TestApp> = apps.iter().collect();
-    assert!(
-        all_reject(&everywhere, &token, Duration::from_millis(500))
-            .await
-            .is_some(),
-        "revoked on every instance, from the right network too"
-    );
-    let revoked = events(&apps[0], "type=session_revoked").await;
-    assert_eq!(revoked.len(), 1, "{revoked:?}");
-    assert_eq!(revoked[0]["data"]["cause"], "binding_mismatch");
-    assert_eq!(
-        revoked[0]["data"]["reason"],
-        "token used from another network"
-    );
-    for app in apps {
-        app.stop().await;
-    }
+    let what = "revoked on every instance, from the right network too";
+    let revoked = assert_mismatch_revoked(&apps, &token, Duration::from_millis(500), what).await;
+    assert_eq!(revoked["data"]["reason"], "token used from another network");
+    stop_all(apps).await;
 }

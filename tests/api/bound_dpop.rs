@@ -4,33 +4,33 @@
 //! when the shared check is down), and server nonces across instances.
 
 use recall_verifier::dpop::{ath, ed25519_jkt, ed25519_proof};
-use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::bound::{claims, htu, now, policy, proof, send, set_policy};
+use crate::bound::{
+    claims, dpop_headers, get_with, htu, now, policy, post_with, proof, set_policy,
+};
+use crate::fixtures::{introspect, start, stop_all};
 use crate::fleet::Proxy;
 use crate::helpers::{
-    assert_error, redis_url, username, Backend, Kind, Res, TestApp, ADMIN_TOKEN, PASSWORD,
+    assert_error, redis_url, username, Backend, Kind, Res, ADMIN_TOKEN, PASSWORD,
 };
 
 both_stores!(a_dpop_bound_token_needs_a_fresh_proof_of_its_key);
 
 async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let name = username("dpop");
     app.register(&name).await;
     let seed = [7u8; 32];
     let login_url = htu(&app, "/v1/auth/login");
     let body = json!({ "username": name, "password": PASSWORD });
-    let res = send(
+    let res = post_with(
         &app,
-        Method::POST,
         "/v1/auth/login",
         &[("dpop", proof(&seed, "POST", &login_url, None))],
-        Some(body.clone()),
+        body.clone(),
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
@@ -41,16 +41,7 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
     let dpop_me = |p: String| {
         let token = token.clone();
         let app = &app;
-        async move {
-            send(
-                app,
-                Method::GET,
-                "/v1/me",
-                &[("authorization", format!("DPoP {token}")), ("dpop", p)],
-                None,
-            )
-            .await
-        }
+        async move { get_with(app, "/v1/me", &dpop_headers(&token, &p)).await }
     };
     let good = proof(&seed, "GET", &me_url, Some(&token));
     assert_eq!(dpop_me(good.clone()).await.status, 200);
@@ -64,12 +55,10 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
     // As Bearer, without a proof, with another key, for another URI or method, stale.
     let bearer = app.get("/v1/me", Some(&token)).await;
     assert_error(&bearer, 401, "invalid_dpop_proof");
-    let none = send(
+    let none = get_with(
         &app,
-        Method::GET,
         "/v1/me",
         &[("authorization", format!("DPoP {token}"))],
-        None,
     )
     .await;
     assert_error(&none, 401, "invalid_dpop_proof");
@@ -93,16 +82,14 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
         assert_error(&dpop_me(bad).await, 401, "invalid_dpop_proof");
     }
     // Two DPoP headers: refused.
-    let two = send(
+    let two = get_with(
         &app,
-        Method::GET,
         "/v1/me",
         &[
             ("authorization", format!("DPoP {token}")),
             ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
             ("dpop", proof(&seed, "GET", &me_url, Some(&token))),
         ],
-        None,
     )
     .await;
     assert_error(&two, 401, "invalid_dpop_proof");
@@ -112,21 +99,19 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
     let rt = json!({ "refresh_token": res.body["refresh_token"] });
     let plain = app.post("/v1/auth/refresh", None, rt.clone()).await;
     assert_error(&plain, 400, "invalid_dpop_proof");
-    let other = send(
+    let other = post_with(
         &app,
-        Method::POST,
         "/v1/auth/refresh",
         &[("dpop", proof(&[9u8; 32], "POST", &refresh_url, None))],
-        Some(rt.clone()),
+        rt.clone(),
     )
     .await;
     assert_error(&other, 400, "invalid_dpop_proof");
-    let ok = send(
+    let ok = post_with(
         &app,
-        Method::POST,
         "/v1/auth/refresh",
         &[("dpop", proof(&seed, "POST", &refresh_url, None))],
-        Some(rt),
+        rt,
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -156,15 +141,8 @@ async fn a_dpop_bound_token_needs_a_fresh_proof_of_its_key(kind: Kind) {
     );
 
     // Introspection tells a resource server the token is DPoP-bound (RFC 9449).
-    let intro = app
-        .http
-        .post(format!("{}/oauth/introspect", app.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let intro = Res::read(intro).await;
+    let form = [("token", token.as_str())];
+    let intro = introspect(&app.http, &app.base, Some(ADMIN_TOKEN), &form).await;
     assert_eq!(intro.body["active"], true, "{}", intro.body);
     assert_eq!(intro.body["token_type"], "DPoP");
     assert_eq!(intro.body["cnf"]["jkt"], ed25519_jkt(&seed));
@@ -212,44 +190,24 @@ async fn a_proof_replayed_to_another_instance_is_refused_and_a_lost_redis_fails_
     apps[0].register(&name).await;
     let seed = [3u8; 32];
     let login_url = htu(&apps[0], "/v1/auth/login");
-    let res = send(
+    let res = post_with(
         &apps[0],
-        Method::POST,
         "/v1/auth/login",
         &[("dpop", proof(&seed, "POST", &login_url, None))],
-        Some(json!({ "username": name, "password": PASSWORD })),
+        json!({ "username": name, "password": PASSWORD }),
     )
     .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let token = res.body["access_token"].as_str().unwrap().to_owned();
-    let headers = |_: &TestApp, p: &str| {
-        [
-            ("authorization", format!("DPoP {token}")),
-            ("dpop", p.to_owned()),
-        ]
-    };
     // Every instance has its own public URL here; a proof names one of them.
     let p1 = proof(&seed, "GET", &htu(&apps[1], "/v1/me"), Some(&token));
     assert_eq!(
-        send(
-            &apps[1],
-            Method::GET,
-            "/v1/me",
-            &headers(&apps[1], &p1),
-            None
-        )
-        .await
-        .status,
+        get_with(&apps[1], "/v1/me", &dpop_headers(&token, &p1))
+            .await
+            .status,
         200
     );
-    let replay = send(
-        &apps[1],
-        Method::GET,
-        "/v1/me",
-        &headers(&apps[1], &p1),
-        None,
-    )
-    .await;
+    let replay = get_with(&apps[1], "/v1/me", &dpop_headers(&token, &p1)).await;
     assert_error(&replay, 401, "invalid_dpop_proof");
     // Instances behind one public URL: the same proof to two of them.
     let shared = "http://recall.test/v1/me";
@@ -258,11 +216,11 @@ async fn a_proof_replayed_to_another_instance_is_refused_and_a_lost_redis_fails_
         ("x-original-method", "GET".to_owned()),
         ("x-original-uri", shared.to_owned()),
     ];
-    let mut h = headers(&apps[0], &p2).to_vec();
+    let mut h = dpop_headers(&token, &p2).to_vec();
     h.extend(original.iter().cloned());
-    let first = send(&apps[0], Method::GET, "/v1/auth/verify", &h, None).await;
+    let first = get_with(&apps[0], "/v1/auth/verify", &h).await;
     assert_eq!(first.status, 204, "{}", first.body);
-    let second = send(&apps[1], Method::GET, "/v1/auth/verify", &h, None).await;
+    let second = get_with(&apps[1], "/v1/auth/verify", &h).await;
     assert_error(&second, 401, "invalid_dpop_proof");
     assert!(second.body["error_description"]
         .as_str()
@@ -272,21 +230,12 @@ async fn a_proof_replayed_to_another_instance_is_refused_and_a_lost_redis_fails_
     // Redis cut under the third instance: a fresh proof gets 503, not a pass.
     proxy.cut();
     let p3 = proof(&seed, "GET", &htu(&apps[2], "/v1/me"), Some(&token));
-    let closed = send(
-        &apps[2],
-        Method::GET,
-        "/v1/me",
-        &headers(&apps[2], &p3),
-        None,
-    )
-    .await;
+    let closed = get_with(&apps[2], "/v1/me", &dpop_headers(&token, &p3)).await;
     assert_error(&closed, 503, "unavailable");
     // Unbound tokens are not affected.
     let plain = apps[2].login(&name).await;
     assert_eq!(apps[2].me_status(&plain.access).await, 200);
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// RECALL_DPOP_NONCE: a proof without a nonce gets `use_dpop_nonce` and a
@@ -300,54 +249,25 @@ async fn server_nonces_from_one_instance_work_on_another() {
     let seed = [5u8; 32];
     let body = json!({ "username": name, "password": PASSWORD });
     let url0 = htu(&apps[0], "/v1/auth/login");
-    let first = send(
+    let first = post_with(
         &apps[0],
-        Method::POST,
         "/v1/auth/login",
         &[("dpop", proof(&seed, "POST", &url0, None))],
-        Some(body.clone()),
+        body.clone(),
     )
     .await;
     assert_error(&first, 400, "use_dpop_nonce");
     let nonce = first.headers["dpop-nonce"].to_str().unwrap().to_owned();
     let url1 = htu(&apps[1], "/v1/auth/login");
-    let with = ed25519_proof(
-        &seed,
-        "POST",
-        &url1,
-        now(),
-        &Uuid::new_v4().to_string(),
-        None,
-        Some(&nonce),
-    );
-    let ok = send(
-        &apps[1],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", with)],
-        Some(body.clone()),
-    )
-    .await;
+    let with_nonce = |nonce: &str| {
+        let jti = Uuid::new_v4().to_string();
+        ed25519_proof(&seed, "POST", &url1, now(), &jti, None, Some(nonce))
+    };
+    let with = with_nonce(&nonce);
+    let ok = post_with(&apps[1], "/v1/auth/login", &[("dpop", with)], body.clone()).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let forged = ed25519_proof(
-        &seed,
-        "POST",
-        &url1,
-        now(),
-        &Uuid::new_v4().to_string(),
-        None,
-        Some("AAAA"),
-    );
-    let res = send(
-        &apps[1],
-        Method::POST,
-        "/v1/auth/login",
-        &[("dpop", forged)],
-        Some(body),
-    )
-    .await;
+    let forged = with_nonce("AAAA");
+    let res = post_with(&apps[1], "/v1/auth/login", &[("dpop", forged)], body).await;
     assert_error(&res, 400, "use_dpop_nonce");
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }

@@ -11,8 +11,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::bound::assert_mismatch_revoked;
 use crate::feed::create_service;
-use crate::helpers::{all_reject, events, username, Backend, Kind, TestApp, ADMIN_TOKEN, PASSWORD};
+use crate::fixtures::{introspect, pg_fleet, stop_all};
+use crate::helpers::{username, TestApp, ADMIN_TOKEN, PASSWORD};
 use crate::verifiers::Sidecar;
 
 fn policy(binding: &str, on_mismatch: &str) -> Value {
@@ -55,8 +57,7 @@ async fn verify_from(s: &Sidecar, access: &str, xff: &str) -> u16 {
 /// on every instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar() {
-    let b = Backend::new(Kind::Postgres).await;
-    let apps = b.spawn_fleet(3).await;
+    let (_b, apps) = pg_fleet(3).await;
     let (_, service) = create_service(&apps[0], "sidecar").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&apps[2].base), &service, 5000).await;
     let name = username("reach");
@@ -84,18 +85,11 @@ async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar(
         (Some("203.0.113.77"), true),
         (Some("198.51.100.1"), false),
     ] {
-        let mut form = vec![("token", token.clone())];
-        if let Some(ip) = ip {
-            form.push(("client_ip", ip.to_owned()));
-        }
-        let res = sidecar
-            .http
-            .post(format!("{}/oauth/introspect", sidecar.base))
-            .form(&form)
-            .send()
+        let mut form = vec![("token", token.as_str())];
+        form.extend(ip.map(|ip| ("client_ip", ip)));
+        let body = introspect(&sidecar.http, &sidecar.base, None, &form)
             .await
-            .unwrap();
-        let body: Value = res.json().await.unwrap();
+            .body;
         assert_eq!(body["active"], active, "{ip:?}: {body}");
     }
     // A forged left part of a chain changes nothing: the rightmost wins.
@@ -108,16 +102,8 @@ async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar(
         401
     );
     // That use from elsewhere revoked the session (reported to Recall).
-    let everywhere: Vec<&TestApp> = apps.iter().collect();
-    assert!(
-        all_reject(&everywhere, &token, Duration::from_secs(3))
-            .await
-            .is_some(),
-        "the sidecar's mismatch never revoked the session"
-    );
-    let revoked = events(&apps[0], "type=session_revoked").await;
-    assert_eq!(revoked.len(), 1, "{revoked:?}");
-    assert_eq!(revoked[0]["data"]["cause"], "binding_mismatch");
+    let what = "the sidecar's mismatch never revoked the session";
+    assert_mismatch_revoked(&apps, &token, Duration::from_secs(3), what).await;
     let refused = crate::helpers::eventually(Duration::from_secs(3), || async {
         verify_from(&sidecar, &token, "203.0.113.200").await == 401
     })
@@ -139,9 +125,7 @@ async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar(
         feed.body
     );
     sidecar.stop().await;
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// A DPoP-bound token at the sidecar: fresh proofs for the original request
@@ -149,8 +133,7 @@ async fn a_policy_set_on_one_instance_is_enforced_by_the_others_and_the_sidecar(
 /// does not, and the token as Bearer does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_checks_dpop_proofs_of_the_original_request() {
-    let b = Backend::new(Kind::Postgres).await;
-    let apps = b.spawn_fleet(1).await;
+    let (_b, apps) = pg_fleet(1).await;
     let app = &apps[0];
     let (_, service) = create_service(app, "sidecar").await;
     let flags = ["--public-url", "https://api.example.test"];
@@ -226,17 +209,14 @@ async fn the_sidecar_checks_dpop_proofs_of_the_original_request() {
     );
     assert_eq!(forward(Some(fresh()), "DPoP").await.unwrap().status(), 204);
     sidecar.stop().await;
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// Network binding through nginx `auth_request` (the shipped config, which
 /// passes X-Forwarded-For with nginx's own peer appended) to the sidecar.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_binding_through_nginx_and_the_sidecar() {
-    let b = Backend::new(Kind::Postgres).await;
-    let apps = b.spawn_fleet(1).await;
+    let (_b, apps) = pg_fleet(1).await;
     let app = &apps[0];
     let (_, service) = create_service(app, "nginx").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &service, 5000).await;
@@ -292,7 +272,5 @@ async fn network_binding_through_nginx_and_the_sidecar() {
     );
     nginx.stop().await;
     sidecar.stop().await;
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }

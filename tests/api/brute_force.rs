@@ -50,8 +50,8 @@ fn assert_locked(res: &Res, until: i64) {
 /// Ten wrong passwords for both names, interleaved; every answer the same.
 async fn fail_ten_times(app: &TestApp, known: &str, ghost: &str) {
     for i in 1..=10 {
-        let k = login_res(app, known, "wrong password!").await;
-        let g = login_res(app, ghost, "wrong password!").await;
+        let k = app.try_login(known, "wrong password!").await;
+        let g = app.try_login(ghost, "wrong password!").await;
         assert_eq!(k.status, 401, "attempt {i}: {}", k.body);
         assert_eq!(k.error(), "invalid_credentials");
         assert_eq!(k.body, g.body, "attempt {i}");
@@ -84,11 +84,11 @@ async fn brute_force_locks_known_and_unknown_usernames_alike_and_doubles(kind: K
     assert_eq!(k_until - k_at, base);
     assert_eq!(g_until - g_at, base);
     // Locked: even the right password is refused, and both look the same.
-    assert_locked(&login_res(&app, &known, PASSWORD).await, k_until);
-    assert_locked(&login_res(&app, &ghost, PASSWORD).await, g_until);
-    assert_locked(&login_res(&app, &known, "wrong password!").await, k_until);
+    assert_locked(&app.try_login(&known, PASSWORD).await, k_until);
+    assert_locked(&app.try_login(&ghost, PASSWORD).await, g_until);
+    assert_locked(&app.try_login(&known, "wrong password!").await, k_until);
     assert_locked(
-        &login_res(&app, &known.to_uppercase(), PASSWORD).await,
+        &app.try_login(&known.to_uppercase(), PASSWORD).await,
         k_until,
     );
     // The audit events of the two names have the same shape.
@@ -129,17 +129,17 @@ async fn brute_force_locks_known_and_unknown_usernames_alike_and_doubles(kind: K
         (at_1_5 - recall::sync::now_ms()).max(0) as u64,
     ))
     .await;
-    assert_locked(&login_res(&app, &known, PASSWORD).await, k_until2);
-    assert_locked(&login_res(&app, &ghost, PASSWORD).await, g_until2);
+    assert_locked(&app.try_login(&known, PASSWORD).await, k_until2);
+    assert_locked(&app.try_login(&ghost, PASSWORD).await, g_until2);
     // ... and open after 2 x base: the right password logs in.
     tokio::time::sleep(Duration::from_millis(
         (k_until2.max(g_until2) - recall::sync::now_ms()).max(0) as u64 + 50,
     ))
     .await;
-    let ok = login_res(&app, &known, PASSWORD).await;
+    let ok = app.try_login(&known, PASSWORD).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_error(
-        &login_res(&app, &ghost, PASSWORD).await,
+        &app.try_login(&ghost, PASSWORD).await,
         401,
         "invalid_credentials",
     );
@@ -159,7 +159,7 @@ async fn brute_force_lock_length_is_capped(kind: Kind) {
     for round in 1..=3 {
         for _ in 0..3 {
             assert_error(
-                &login_res(&app, &ghost, "wrong password!").await,
+                &app.try_login(&ghost, "wrong password!").await,
                 401,
                 "invalid_credentials",
             );
@@ -167,7 +167,7 @@ async fn brute_force_lock_length_is_capped(kind: Kind) {
         let (at, until) = last_lock(&app, &ghost).await;
         let want = if round == 1 { 1000 } else { 1500 };
         assert_eq!(until - at, want, "round {round}");
-        assert_locked(&login_res(&app, &ghost, PASSWORD).await, until);
+        assert_locked(&app.try_login(&ghost, PASSWORD).await, until);
         tokio::time::sleep(Duration::from_millis(
             (until - recall::sync::now_ms()).max(0) as u64 + 50,
         ))

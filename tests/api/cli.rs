@@ -8,15 +8,12 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
-use crate::helpers::{events, kid_of};
-use crate::helpers::{
-    eventually, redis_url, username, Backend, Kind, TestApp, ADMIN_TOKEN, PASSWORD,
-};
+use crate::fixtures::{sorted_session_ids, sorted_strings};
+use crate::helpers::{events, kid_of, rfc3339_ms, FLEET};
+use crate::helpers::{eventually, redis_url, username, Backend, Kind, TestApp, PASSWORD};
 
 /// Longest a CLI command may take.
 const CLI_LIMIT: Duration = Duration::from_secs(30);
-/// How long a running instance has to feel a CLI action.
-const FLEET: Duration = Duration::from_secs(2);
 
 /// `recall admin <args>` configured for this backend (and nothing else).
 fn recall_admin(b: &Backend, args: &[&str]) -> Command {
@@ -81,15 +78,31 @@ async fn instance(b: &Backend) -> TestApp {
     b.spawn_with(b.settings(), Some(redis_url())).await
 }
 
+/// A fresh PostgreSQL backend and an instance on its Redis bus.
+async fn cli_app() -> (Backend, TestApp) {
+    let b = Backend::new(Kind::Postgres).await;
+    let app = instance(&b).await;
+    (b, app)
+}
+
+/// Asserts `e` is an event of this type about this user, done by the CLI.
+fn assert_cli_event(e: &Value, kind: &str, user_id: &str) {
+    assert_eq!(e["type"], kind, "{e}");
+    assert_eq!(e["user_id"], user_id, "{e}");
+    assert_eq!(e["actor"], "cli", "{e}");
+}
+
+/// Logs `name` in with the test password: the status and body.
 async fn login_status(app: &TestApp, name: &str) -> (u16, Value) {
-    let res = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = app.try_login(name, PASSWORD).await;
     (res.status.as_u16(), res.body)
+}
+
+/// Logs `name` in with the test password, which must answer `status`; the body.
+async fn login_answers(app: &TestApp, name: &str, status: u16) -> Value {
+    let (got, body) = login_status(app, name).await;
+    assert_eq!(got, status, "{body}");
+    body
 }
 
 /// Waits until the instance no longer accepts `token`; returns the answer.
@@ -114,16 +127,9 @@ async fn next_json(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
 
-fn rfc3339_ms(text: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .timestamp_millis()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_create_user_then_login_over_http() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
+    let (b, app) = cli_app().await;
     let name = username("cliuser");
     let out = run(&b, &["create-user", &name], &format!("{PASSWORD}\n")).await;
     assert_eq!(out.len(), 1, "{out:?}");
@@ -169,11 +175,8 @@ async fn cli_create_user_then_login_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lock_by_username_for_2s() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
-    let name = username("clilock");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
+    let (b, app) = cli_app().await;
+    let (name, s) = app.signup("clilock").await;
 
     let before = recall::sync::now_ms();
     let e = run_one(
@@ -181,9 +184,7 @@ async fn cli_lock_by_username_for_2s() {
         &["lock", &name, "--for", "2s", "--reason", "incident 7"],
     )
     .await;
-    assert_eq!(e["type"], "user_locked");
-    assert_eq!(e["user_id"], user_id.as_str());
-    assert_eq!(e["actor"], "cli");
+    assert_cli_event(&e, "user_locked", &s.user_id);
     assert_eq!(e["data"]["reason"], "incident 7");
     assert!(e["seq"].is_i64());
     let until = e["data"]["until"].as_i64().unwrap();
@@ -207,18 +208,15 @@ async fn cli_lock_by_username_for_2s() {
         (until - recall::sync::now_ms()).max(0) as u64 + 50,
     ))
     .await;
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    login_answers(&app, &name, 200).await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lock_and_unlock_by_id_while_http_is_down() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
-    let name = username("clidown");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
+    let (b, app) = cli_app().await;
+    let (name, s) = app.signup("clidown").await;
+    let user_id = s.user_id.clone();
     // HTTP is down: no instance runs.
     app.stop().await;
 
@@ -233,15 +231,9 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
     // An instance started afterwards knows: the lock holds, the session is dead.
     let app = instance(&b).await;
     assert_ne!(app.me_status(&s.access).await, 200);
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 403, "{body}");
+    let body = login_answers(&app, &name, 403).await;
     assert_eq!(body["error"], "account_locked");
-    let found = app
-        .get(
-            &format!("/v1/admin/users?username={name}"),
-            Some(ADMIN_TOKEN),
-        )
-        .await;
+    let found = app.admin_user(&name).await;
     assert_eq!(
         rfc3339_ms(found.body["locked_until"].as_str().unwrap()),
         until
@@ -249,18 +241,12 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
 
     // Unlock (by id) while that instance runs: login works at once.
     let e = run_one(&b, &["unlock", &user_id]).await;
-    assert_eq!(e["type"], "user_unlocked");
-    assert_eq!(e["user_id"], user_id.as_str());
-    assert_eq!(e["actor"], "cli");
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    assert_cli_event(&e, "user_unlocked", &user_id);
+    let body = login_answers(&app, &name, 200).await;
     let fresh = body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(app.me_status(&fresh).await, 200);
-    assert_eq!(
-        app.me_status(&s.access).await,
-        401,
-        "old sessions stay dead"
-    );
+    app.assert_me(&s.access, 401, "old sessions stay dead")
+        .await;
     // Unknown users: a failure, nothing on stdout.
     for who in [username("nobody"), uuid::Uuid::now_v7().to_string()] {
         let (ok, lines, _) = run_raw(&b, &["unlock", &who], "").await;
@@ -271,54 +257,33 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_revoke_sessions() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
-    let name = username("clirev");
-    let user_id = app.register(&name).await;
-    let s1 = app.login(&name).await;
+    let (b, app) = cli_app().await;
+    let (name, s1) = app.signup("clirev").await;
     let s2 = app.login(&name).await;
     let e = run_one(&b, &["revoke-sessions", &name, "--reason", "phished"]).await;
-    assert_eq!(e["type"], "user_sessions_revoked");
-    assert_eq!(e["user_id"], user_id.as_str());
-    assert_eq!(e["actor"], "cli");
+    assert_cli_event(&e, "user_sessions_revoked", &s1.user_id);
     assert_eq!(e["data"]["reason"], "phished");
-    let mut ids: Vec<_> = e["data"]["session_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    let mut want = vec![s1.session_id.clone(), s2.session_id.clone()];
-    want.sort();
-    assert_eq!(ids, want);
+    assert_eq!(
+        sorted_strings(&e["data"]["session_ids"]),
+        sorted_session_ids(&[&s1, &s2])
+    );
     for s in [&s1, &s2] {
         let (status, body) = until_rejected(&app, &s.access).await;
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"], "invalid_token");
-        let r = app
-            .post(
-                "/v1/auth/refresh",
-                None,
-                json!({ "refresh_token": s.refresh }),
-            )
-            .await;
+        let r = app.refresh(&s.refresh).await;
         assert_eq!(r.status, 401);
         assert_eq!(r.error(), "invalid_grant");
     }
     // Not locked: a new login works.
-    let (status, body) = login_status(&app, &name).await;
-    assert_eq!(status, 200, "{body}");
+    login_answers(&app, &name, 200).await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_rotate_key_scheduled_and_compromised() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
-    let name = username("clikey");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (b, app) = cli_app().await;
+    let (name, s) = app.signup("clikey").await;
     let first = kid_of(&s.access);
 
     // Scheduled: old tokens keep working.
@@ -348,18 +313,12 @@ async fn cli_rotate_key_scheduled_and_compromised() {
     let (status, body) = until_rejected(&app, &t.access).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "invalid_token");
-    let r = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": t.refresh }),
-        )
-        .await;
+    let r = app.refresh(&t.refresh).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let access = r.body["access_token"].as_str().unwrap();
     assert_eq!(kid_of(access), third);
     assert_eq!(app.me_status(access).await, 200);
-    let keys = app.get("/v1/admin/keys", Some(ADMIN_TOKEN)).await;
+    let keys = app.admin_get("/v1/admin/keys").await;
     let status = |kid: &str| {
         keys.body["keys"]
             .as_array()
@@ -375,15 +334,10 @@ async fn cli_rotate_key_scheduled_and_compromised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_events_prints_json_lines() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
-    let name = username("clievt");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
-    let out = app
-        .post("/v1/auth/logout", Some(&s.access), json!({}))
-        .await;
-    assert_eq!(out.status, 204);
+    let (b, app) = cli_app().await;
+    let (name, s) = app.signup("clievt").await;
+    let user_id = s.user_id.clone();
+    assert_eq!(app.logout(&s.access).await.status, 204);
     let locked = run_one(&b, &["lock", &name, "--for", "1h"]).await;
 
     let lines = run(&b, &["events"], "").await;
@@ -418,8 +372,7 @@ async fn cli_events_prints_json_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_events_follow_shows_new_events() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
+    let (b, app) = cli_app().await;
     let name = username("clifol");
     app.register(&name).await;
     let head = events(&app, "").await.last().unwrap()["seq"]
@@ -440,10 +393,7 @@ async fn cli_events_follow_shows_new_events() {
     }
     // Then what happens after it started.
     let s = app.login(&name).await;
-    let out = app
-        .post("/v1/auth/logout", Some(&s.access), json!({}))
-        .await;
-    assert_eq!(out.status, 204);
+    assert_eq!(app.logout(&s.access).await.status, 204);
     let e = next_json(&mut lines).await;
     assert_eq!(e["seq"].as_i64().unwrap(), head + 1);
     assert_eq!(e["type"], "login_succeeded");
@@ -509,14 +459,13 @@ async fn help_never_prints_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_create_and_revoke_a_service_credential() {
-    let b = Backend::new(Kind::Postgres).await;
-    let app = instance(&b).await;
+    let (b, app) = cli_app().await;
     let made = run_one(&b, &["create-service", "orders-api"]).await;
     let token = made["token"].as_str().unwrap().to_owned();
     let id = made["service_id"].as_str().unwrap().to_owned();
     assert_eq!(made["name"], "orders-api");
     assert_eq!(app.get("/v1/revocations", Some(&token)).await.status, 200);
-    let listed = app.get("/v1/admin/services", Some(ADMIN_TOKEN)).await;
+    let listed = app.admin_get("/v1/admin/services").await;
     assert_eq!(listed.body["services"][0]["service_id"], id.as_str());
     let ended = run_one(&b, &["revoke-service", &id]).await;
     assert_eq!(ended["revoked"], true);

@@ -364,9 +364,7 @@ async fn postgres_crashing_mid_burst_loses_no_acknowledged_logout() {
         clients.push(tokio::spawn(async move {
             loop {
                 let Some(s) = queue.lock().pop() else { return };
-                let res = app
-                    .post("/v1/auth/logout", Some(&s.access), json!({}))
-                    .await;
+                let res = app.logout(&s.access).await;
                 if res.status == 204 {
                     acked.lock().push(s);
                     first.notify_one();

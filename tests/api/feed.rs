@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_stores;
+use crate::fixtures::{introspect, pg_fleet, start, stop_all};
 use crate::helpers::{iss_of, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN};
 
 both_stores!(
@@ -19,11 +20,7 @@ both_stores!(
 /// Creates a service credential through the admin API; returns (id, token).
 pub async fn create_service(app: &TestApp, name: &str) -> (String, String) {
     let res = app
-        .post(
-            "/v1/admin/services",
-            Some(ADMIN_TOKEN),
-            json!({ "name": name }),
-        )
+        .admin_post("/v1/admin/services", json!({ "name": name }))
         .await;
     assert_eq!(res.status, 201, "{:?}", res.body);
     let token = res.body["token"].as_str().unwrap().to_owned();
@@ -56,7 +53,7 @@ async fn service_credentials_open_the_feed_and_introspection_only(kind: Kind) {
     let (a, other) = (&fleet[0], &fleet[1]);
     let (id, token) = create_service(a, "orders-api").await;
     // Listed, never with its token.
-    let list = a.get("/v1/admin/services", Some(ADMIN_TOKEN)).await;
+    let list = a.admin_get("/v1/admin/services").await;
     assert_eq!(list.status, 200);
     let listed = &list.body["services"][0];
     assert_eq!(listed["service_id"], id.as_str());
@@ -66,16 +63,10 @@ async fn service_credentials_open_the_feed_and_introspection_only(kind: Kind) {
     let s = user(a, "svc").await;
     for app in [a, other] {
         assert_eq!(app.get("/v1/revocations", Some(&token)).await.status, 200);
-        let res = app
-            .http
-            .post(format!("{}/oauth/introspect", app.base))
-            .bearer_auth(&token)
-            .form(&[("token", s.access.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.unwrap();
+        let form = [("token", s.access.as_str())];
+        let res = introspect(&app.http, &app.base, Some(&token), &form).await;
+        assert_eq!(res.status, 200);
+        let body = res.body;
         assert_eq!(body["active"], true);
         assert_eq!(body["sub"], s.user_id.as_str());
         assert_eq!(body["aud"], "recall-api");
@@ -137,14 +128,11 @@ async fn service_credentials_open_the_feed_and_introspection_only(kind: Kind) {
         )
         .await;
     assert_eq!(unknown.status, 404);
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 async fn the_feed_gives_a_window_then_items_by_cursor(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (_, token) = create_service(&app, "feed").await;
     let gone = user(&app, "gone").await;
     let kept = user(&app, "kept").await;
@@ -179,11 +167,7 @@ async fn the_feed_gives_a_window_then_items_by_cursor(kind: Kind) {
     assert_eq!(empty.body["items"], json!([]));
     assert_eq!(empty.body["next_after"], head);
     let lock = app
-        .post(
-            &format!("/v1/admin/users/{}/lock", kept.user_id),
-            Some(ADMIN_TOKEN),
-            json!({ "duration_secs": 60 }),
-        )
+        .admin_user_action(&kept.user_id, "lock", json!({ "duration_secs": 60 }))
         .await;
     let seq = lock.body["seq"].as_i64().unwrap();
     let next = app
@@ -237,8 +221,7 @@ async fn read_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_beats_every_second_and_resumes_by_last_event_id() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(2).await;
+    let (_b, fleet) = pg_fleet(2).await;
     let (_, token) = create_service(&fleet[0], "stream").await;
     let s = user(&fleet[0], "streamed").await;
     let open = |app: &TestApp, last: Option<i64>| {
@@ -304,15 +287,12 @@ async fn the_stream_beats_every_second_and_resumes_by_last_event_id() {
     let mut parser = Default::default();
     let first = read_until(&mut body, &mut parser, Duration::from_secs(3), |_| true).await;
     assert_eq!(first.map(|m| m.event), Some("head".to_owned()));
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_token_endpoint_and_metadata() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let s = user(&app, "oauth").await;
     let token = |form: Vec<(&'static str, String)>| {
         app.http
@@ -408,9 +388,7 @@ async fn tokens_of_the_old_default_issuer_keep_working_until_they_expire() {
     let mut old = b.settings();
     old.issuer = "recall".into();
     let before = b.spawn_with(old, None).await;
-    let name = username("upgrade");
-    before.register(&name).await;
-    let s = before.login(&name).await;
+    let (name, s) = before.signup("upgrade").await;
     assert_eq!(iss_of(&s.access), "recall");
     before.stop().await;
     // After the upgrade the issuer is the public URL; the old token still works.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use recall::config::Settings;
 use recall::events::{Event, Meta};
 use recall::sync::now_ms;
 use serde_json::json;
@@ -14,9 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::helpers::{
-    all_reject, eventually, redis_url, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN,
-};
+use crate::fixtures::{pg_fleet, stop_all};
+use crate::helpers::{all_reject, eventually, redis_url, Backend, Kind, PASSWORD};
 
 /// A TCP proxy the test can cut (closing every connection and refusing
 /// new ones) and restore: stands between instances and Redis or PostgreSQL.
@@ -81,6 +81,13 @@ impl Drop for Proxy {
     }
 }
 
+/// Settings with polling (and staleness) out of play: only notices count.
+fn no_polling(s: &mut Settings) {
+    s.poll_interval_ms = 3_600_000;
+    s.max_staleness_ms = 3_600_000;
+}
+
+/// The Redis server's `host:port`.
 fn redis_addr() -> String {
     redis_url()
         .trim_start_matches("redis://")
@@ -88,52 +95,28 @@ fn redis_addr() -> String {
         .to_owned()
 }
 
-async fn user_with_sessions(app: &TestApp, n: usize) -> (String, Vec<Session>) {
-    let name = username("fleet");
-    app.register(&name).await;
-    let mut sessions = Vec::new();
-    for _ in 0..n {
-        sessions.push(app.login(&name).await);
-    }
-    (name, sessions)
-}
-
 /// Case 1: logout, logout-all and password change through A; B and C
 /// reject within 100 ms on the Redis notice alone (polling is off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_the_fleet_within_100ms() {
     let b = Backend::new(Kind::Postgres).await;
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let mut s = b.settings();
-        s.poll_interval_ms = 3_600_000;
-        s.max_staleness_ms = 3_600_000;
-        apps.push(b.spawn_with(s, Some(redis_url())).await);
-    }
+    let apps = b.spawn_fleet_with(3, no_polling).await;
     let (a, others) = (&apps[0], [&apps[1], &apps[2]]);
-    let (name, s) = user_with_sessions(a, 4).await;
+    let (name, s) = a.signup_with_sessions("fleet", 4).await;
     // Every instance accepts the tokens before anything happens.
     for app in &apps {
         assert_eq!(app.me_status(&s[0].access).await, 200);
     }
     let limit = Duration::from_millis(100);
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&s[0].access), json!({}))
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        a.me_status(&s[0].access).await,
-        401,
-        "G2: the serving instance first"
-    );
+    assert_eq!(a.logout(&s[0].access).await.status, 204);
+    a.assert_me(&s[0].access, 401, "G2: the serving instance first")
+        .await;
     let t = all_reject(&others, &s[0].access, limit)
         .await
         .expect("logout did not reach B and C in 100 ms");
     println!("logout propagated to B and C in {t:?}");
     let pw = a
-        .post("/v1/auth/password", Some(&s[1].access), json!({ "current_password": crate::helpers::PASSWORD, "new_password": "new password 1" }))
+        .change_password(&s[1].access, PASSWORD, "new password 1")
         .await;
     assert_eq!(pw.status, 204);
     let t = all_reject(&others, &s[2].access, limit)
@@ -141,11 +124,8 @@ async fn revocations_reach_the_fleet_within_100ms() {
         .expect("password change did not reach B and C in 100 ms");
     println!("password change propagated to B and C in {t:?}");
     for app in &apps {
-        assert_eq!(
-            app.me_status(&s[1].access).await,
-            200,
-            "the changing session lives"
-        );
+        app.assert_me(&s[1].access, 200, "the changing session lives")
+            .await;
     }
     let fresh = a.login_with(&name, "new password 1").await;
     assert_eq!(
@@ -159,24 +139,14 @@ async fn revocations_reach_the_fleet_within_100ms() {
         .expect("logout-all did not reach B and C in 100 ms");
     println!("logout-all propagated to B and C in {t:?}");
     // The metrics saw notices and measured their lag.
-    let m = apps[1]
-        .http
-        .get(format!("{}/metrics", apps[1].base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = apps[1].metrics_text().await;
     let received = m
         .lines()
         .find(|l| l.starts_with("recall_notices_received_total "))
         .unwrap();
     assert_ne!(received, "recall_notices_received_total 0");
     assert!(!m.contains("recall_propagation_lag_seconds_count 0\n"));
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// Case 2: Redis unreachable. A revocation still reaches B and C from the
@@ -191,16 +161,10 @@ async fn without_redis_the_log_poll_carries_revocations() {
         s.poll_interval_ms = 300;
         apps.push(b.spawn_with(s, Some(proxy.redis_url())).await);
     }
-    let (_, s) = user_with_sessions(&apps[0], 1).await;
+    let (_, s) = apps[0].signup_with_sessions("fleet", 1).await;
     proxy.cut();
     let cut_at = Instant::now();
-    assert_eq!(
-        apps[0]
-            .post("/v1/auth/logout", Some(&s[0].access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(apps[0].logout(&s[0].access).await.status, 204);
     let t = all_reject(
         &[&apps[1], &apps[2]],
         &s[0].access,
@@ -225,9 +189,7 @@ async fn without_redis_the_log_poll_carries_revocations() {
         .await;
         assert!(up.is_some(), "bus did not reconnect");
     }
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// Case 3: a lost notice. An event is committed without a notice; the
@@ -235,14 +197,8 @@ async fn without_redis_the_log_poll_carries_revocations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_between_notices_is_filled_from_the_log() {
     let b = Backend::new(Kind::Postgres).await;
-    let mut apps = Vec::new();
-    for _ in 0..2 {
-        let mut s = b.settings();
-        s.poll_interval_ms = 3_600_000;
-        s.max_staleness_ms = 3_600_000;
-        apps.push(b.spawn_with(s, Some(redis_url())).await);
-    }
-    let (_, s) = user_with_sessions(&apps[0], 2).await;
+    let apps = b.spawn_fleet_with(2, no_polling).await;
+    let (_, s) = apps[0].signup_with_sessions("fleet", 2).await;
     let user_id = Uuid::parse_str(&s[0].user_id).unwrap();
     let silent = Uuid::parse_str(&s[0].session_id).unwrap();
     // Committed, never announced: as if its notice were lost.
@@ -259,36 +215,18 @@ async fn a_gap_between_notices_is_filled_from_the_log() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        apps[1].me_status(&s[0].access).await,
-        200,
-        "nobody told B yet"
-    );
+    apps[1]
+        .assert_me(&s[0].access, 200, "nobody told B yet")
+        .await;
     // The next notice arrives with seq = last + 2.
-    assert_eq!(
-        apps[0]
-            .post("/v1/auth/logout", Some(&s[1].access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(apps[0].logout(&s[1].access).await.status, 204);
     let t = all_reject(&[&apps[1]], &s[0].access, Duration::from_secs(1))
         .await
         .expect("gap not filled");
     println!("gap detected and filled in {t:?}");
-    let m = apps[1]
-        .http
-        .get(format!("{}/metrics", apps[1].base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = apps[1].metrics_text().await;
     assert!(m.contains("recall_gaps_detected_total 1"), "{m}");
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// Case 4: an instance that reaches neither Redis nor the log fails closed
@@ -308,7 +246,7 @@ async fn an_isolated_instance_fails_closed_and_recovers() {
     s.poll_interval_ms = 200;
     s.max_staleness_ms = 1500;
     let c = b.spawn_with(s, Some(redis_proxy.redis_url())).await;
-    let (_, sessions) = user_with_sessions(&a, 2).await;
+    let (_, sessions) = a.signup_with_sessions("fleet", 2).await;
     // Forward auth is purely in-memory: it shows the fail-closed rule itself
     // (routes that read the store would 503 on the cut store anyway).
     let verify = |token: String| {
@@ -320,12 +258,7 @@ async fn an_isolated_instance_fails_closed_and_recovers() {
     redis_proxy.cut();
     let cut_at = Instant::now();
     // A revocation C cannot hear about.
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&sessions[1].access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(a.logout(&sessions[1].access).await.status, 204);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         verify(sessions[0].access.clone()).await,
@@ -379,33 +312,19 @@ async fn an_isolated_instance_fails_closed_and_recovers() {
 /// tokens from its very first request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_instance_knows_what_it_missed() {
-    let b = Backend::new(Kind::Postgres).await;
-    let mut apps = b.spawn_fleet(3).await;
-    let (_, s) = user_with_sessions(&apps[0], 3).await;
+    let (b, mut apps) = pg_fleet(3).await;
+    let (_, s) = apps[0].signup_with_sessions("fleet", 3).await;
     let c = apps.pop().unwrap();
     c.stop().await;
-    assert_eq!(
-        apps[0]
-            .post("/v1/auth/logout", Some(&s[0].access), json!({}))
-            .await
-            .status,
-        204
-    );
-    let admin = apps[1]
-        .post(
-            &format!("/v1/admin/users/{}/revoke-sessions", s[1].user_id),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    assert_eq!(apps[0].logout(&s[0].access).await.status, 204);
+    let path = format!("/v1/admin/users/{}/revoke-sessions", s[1].user_id);
+    let admin = apps[1].admin_post(&path, json!({})).await;
     assert_eq!(admin.status, 200);
     assert_eq!(admin.body["revoked_sessions"], 2);
     let c = b.spawn_with(b.settings(), Some(redis_url())).await;
     assert_eq!(c.me_status(&s[0].access).await, 401);
     assert_eq!(c.me_status(&s[2].access).await, 401);
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
     c.stop().await;
 }
 
@@ -418,18 +337,12 @@ async fn notices_carry_no_secrets() {
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe(&b.channel).await.unwrap();
     let app = b.spawn_with(b.settings(), Some(redis_url())).await;
-    let (name, s) = user_with_sessions(&app, 1).await;
+    let (name, s) = app.signup_with_sessions("fleet", 1).await;
     let pw = app
-        .post("/v1/auth/password", Some(&s[0].access), json!({ "current_password": crate::helpers::PASSWORD, "new_password": "second password" }))
+        .change_password(&s[0].access, PASSWORD, "second password")
         .await;
     assert_eq!(pw.status, 204);
-    let rot = app
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": true }),
-        )
-        .await;
+    let rot = app.rotate_key(json!({ "compromised": true })).await;
     assert_eq!(rot.status, 200);
     let head = app.recall().store().head().await.unwrap();
     let mut notices = Vec::new();

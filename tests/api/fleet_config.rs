@@ -14,6 +14,7 @@ use recall::service::Recall;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
+use crate::fixtures::stop_all;
 use crate::helpers::{
     events, eventually, iss_of, redis_url, username, Backend, Kind, TestApp, FLEET,
 };
@@ -105,20 +106,20 @@ async fn an_instance_without_public_url_adopts_the_fleets_issuer_and_tokens_veri
         let s = app.login(&name).await;
         assert_eq!(iss_of(&s.access), PUBLIC, "instance {i}");
         for (j, other) in apps.iter().enumerate().filter(|(j, _)| *j != i) {
-            assert_eq!(
-                other.me_status(&s.access).await,
-                200,
-                "a token of instance {i} on instance {j}"
-            );
+            other
+                .assert_me(
+                    &s.access,
+                    200,
+                    &format!("a token of instance {i} on instance {j}"),
+                )
+                .await;
         }
     }
     let res = apps[2]
         .get("/.well-known/oauth-authorization-server", None)
         .await;
     assert_eq!(res.body["issuer"], PUBLIC);
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,9 +205,7 @@ async fn set_issuer_moves_the_fleet_and_tokens_of_the_old_issuer_keep_verifying(
     const NEW: &str = "https://id.fleet.test";
     let b = Backend::new(Kind::Postgres).await;
     let old = instance(&b, &["--public-url", PUBLIC]).await;
-    let name = username("setiss");
-    old.register(&name).await;
-    let before = old.login(&name).await;
+    let (name, before) = old.signup("setiss").await;
     assert_eq!(iss_of(&before.access), PUBLIC);
 
     // The CLI runs configured with the new issuer already.

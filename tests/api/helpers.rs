@@ -267,13 +267,7 @@ impl TestApp {
     }
 
     pub async fn login_with(&self, username: &str, password: &str) -> Session {
-        let res = self
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({ "username": username, "password": password }),
-            )
-            .await;
+        let res = self.try_login(username, password).await;
         assert_eq!(res.status, 200, "login {username}: {}", res.body);
         let me = self.get("/v1/me", res.body["access_token"].as_str()).await;
         Session::from_body(&res.body, me.body["user_id"].as_str().unwrap_or_default())
@@ -398,10 +392,7 @@ pub fn iss_of(token: &str) -> String {
 /// Events of the audit log (admin token), after a query string.
 pub async fn events(app: &TestApp, query: &str) -> Vec<Value> {
     let res = app
-        .get(
-            &format!("/v1/admin/events?limit=1000&{query}"),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/events?limit=1000&{query}"))
         .await;
     assert_eq!(res.status, 200, "events?{query}: {}", res.body);
     res.body["events"].as_array().unwrap().clone()
@@ -420,7 +411,7 @@ pub fn rfc3339_ms(text: &str) -> i64 {
 
 /// `kid -> status` from `GET /v1/admin/keys`.
 pub async fn key_statuses(app: &TestApp) -> Vec<(String, String)> {
-    let res = app.get("/v1/admin/keys", Some(ADMIN_TOKEN)).await;
+    let res = app.admin_get("/v1/admin/keys").await;
     assert_eq!(res.status, 200, "{}", res.body);
     res.body["keys"]
         .as_array()
@@ -457,24 +448,6 @@ pub async fn jwks_kids(app: &TestApp) -> Vec<String> {
             k["kid"].as_str().unwrap().to_owned()
         })
         .collect()
-}
-
-pub async fn login_res(app: &TestApp, name: &str, password: &str) -> Res {
-    app.post(
-        "/v1/auth/login",
-        None,
-        json!({ "username": name, "password": password }),
-    )
-    .await
-}
-
-pub async fn refresh_res(app: &TestApp, refresh: &str) -> Res {
-    app.post(
-        "/v1/auth/refresh",
-        None,
-        json!({ "refresh_token": refresh }),
-    )
-    .await
 }
 
 /// Asserts every app answers `GET /v1/me` with this token with `status`

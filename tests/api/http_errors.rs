@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{username, Backend, Kind};
+use crate::fixtures::start;
+use crate::helpers::{username, Kind};
 
 both_stores!(
     bad_input_is_rejected_and_changes_nothing,
@@ -13,8 +14,7 @@ both_stores!(
 /// Every route answers any method it does not serve with 405 and `Allow`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeclared_methods_get_405_with_allow() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let id = uuid::Uuid::now_v7();
     let templates = [
         ("POST", "/v1/users"),
@@ -123,15 +123,7 @@ async fn undeclared_methods_get_405_with_allow() {
     }
     assert!(ids[0] != ids[1] && ids[1] != ids[2]);
     // Requests are timed by route pattern (never by raw path), method and status.
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text("/metrics").await;
     for line in [
         "recall_http_request_duration_seconds_count{route=\"/v1/sessions/{session_id}\",method=\"PUT\",status=\"405\"} 1",
         "recall_http_request_duration_seconds_count{route=\"/v1/me\",method=\"GET\",status=\"401\"} 1",
@@ -146,11 +138,8 @@ async fn undeclared_methods_get_405_with_allow() {
 }
 
 async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("ivy");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (_name, s) = app.signup("ivy").await;
     let head = app.recall().store().head().await.unwrap();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
@@ -242,8 +231,7 @@ async fn bad_input_is_rejected_and_changes_nothing(kind: Kind) {
 }
 
 async fn operations_endpoints_answer(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (b, app) = start(kind).await;
     assert_eq!(app.get("/healthz", None).await.status, 200);
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
@@ -258,15 +246,7 @@ async fn operations_endpoints_answer(kind: Kind) {
     assert_eq!(keys[0]["use"], "sig");
     assert_eq!(keys[0]["alg"], "EdDSA");
     assert!(keys[0].get("d").is_none(), "no private part");
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     for name in [
         "recall_propagation_lag_seconds_bucket",
         "recall_gaps_detected_total",
@@ -320,8 +300,7 @@ async fn operations_endpoints_answer(kind: Kind) {
 /// request bodies name their required fields and refuse unknown ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_is_complete() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let spec = app.get("/openapi.json", None).await.body;
     assert_eq!(spec["openapi"], "3.1.0");
     let schemas = spec["components"]["schemas"].as_object().unwrap();

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_stores;
+use crate::fixtures::{fleet_with_user, pg_fleet, start, stop_all, trio};
 use crate::helpers::*;
 
 both_stores!(
@@ -21,13 +22,10 @@ both_stores!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_compromised_key_rotation() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(3).await;
+    let (_b, fleet) = pg_fleet(3).await;
     let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
     let all = [a, bb, c];
-    let name = username("kira");
-    a.register(&name).await;
-    let s = a.login(&name).await;
+    let (name, s) = a.signup("kira").await;
     let s2 = c.login(&name).await;
     let old_kid = kid_of(&s.access);
     answers_everywhere(&all, &s.access, 200, "").await;
@@ -37,11 +35,7 @@ async fn fleet_compromised_key_rotation() {
     );
 
     let res = a
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": true, "reason": "key leaked in a backup" }),
-        )
+        .rotate_key(json!({ "compromised": true, "reason": "key leaked in a backup" }))
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let new_kid = res.body["kid"].as_str().unwrap().to_owned();
@@ -56,7 +50,7 @@ async fn fleet_compromised_key_rotation() {
     // Sessions survive: refresh (on B and C) gives a new-key token that
     // works on all three.
     for (app, sess) in [(bb, &s), (c, &s2)] {
-        let r = refresh_res(app, &sess.refresh).await;
+        let r = app.refresh(&sess.refresh).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let access = r.body["access_token"].as_str().unwrap();
         assert_eq!(kid_of(access), new_kid);
@@ -83,13 +77,9 @@ async fn fleet_compromised_key_rotation() {
     assert_eq!(e["data"]["compromised"], true);
     assert_eq!(e["data"]["reason"], "key leaked in a backup");
     assert_eq!(e["actor"], "admin-token");
-    let bad = a
-        .post("/v1/admin/keys/rotate", Some(ADMIN_TOKEN), json!({}))
-        .await;
+    let bad = a.rotate_key(json!({})).await;
     assert_error(&bad, 400, "invalid_request");
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// A new-key token issued right after a rotation is accepted by every
@@ -113,17 +103,11 @@ async fn fleet_accepts_new_key_tokens_as_soon_as_the_rotation_arrives() {
     let reads = |app: &TestApp| app.recall().metrics().catchup_reads.get();
     let reads_before = [reads(bb), reads(c)];
     for compromised in [false, true] {
-        let res = a
-            .post(
-                "/v1/admin/keys/rotate",
-                Some(ADMIN_TOKEN),
-                json!({ "compromised": compromised }),
-            )
-            .await;
+        let res = a.rotate_key(json!({ "compromised": compromised })).await;
         assert_eq!(res.status, 200, "{}", res.body);
         let new_kid = res.body["kid"].as_str().unwrap().to_owned();
         // A client refreshes on A at once and goes to B and C with the token.
-        let r = refresh_res(a, &refresh).await;
+        let r = a.refresh(&refresh).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let access = r.body["access_token"].as_str().unwrap().to_owned();
         assert_eq!(kid_of(&access), new_kid);
@@ -145,30 +129,19 @@ async fn fleet_accepts_new_key_tokens_as_soon_as_the_rotation_arrives() {
     }
     // No log read carried it (no gap, no poll): the notices did.
     assert_eq!([reads(bb), reads(c)], reads_before);
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_scheduled_key_rotation() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(3).await;
-    let (a, bb, c) = (&fleet[0], &fleet[1], &fleet[2]);
-    let all = [a, bb, c];
-    let name = username("sched");
-    a.register(&name).await;
+    let (_b, fleet, name, _) = fleet_with_user("sched").await;
+    let all = trio(&fleet);
+    let [a, bb, c] = all;
     let s = bb.login(&name).await;
     let old_kid = kid_of(&s.access);
     answers_everywhere(&all, &s.access, 200, "").await;
 
-    let res = a
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": false }),
-        )
-        .await;
+    let res = a.rotate_key(json!({ "compromised": false })).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let new_kid = res.body["kid"].as_str().unwrap().to_owned();
     assert_eq!(res.body["previous_kid"], old_kid.as_str());
@@ -201,7 +174,7 @@ async fn fleet_scheduled_key_rotation() {
     let fresh = c.login(&name).await;
     assert_eq!(kid_of(&fresh.access), new_kid);
     answers_everywhere(&all, &fresh.access, 200, "").await;
-    let r = refresh_res(a, &s.refresh).await;
+    let r = a.refresh(&s.refresh).await;
     assert_eq!(r.status, 200);
     assert_eq!(kid_of(r.body["access_token"].as_str().unwrap()), new_kid);
     let logged = events(a, "type=key_rotated").await;
@@ -214,9 +187,7 @@ async fn fleet_scheduled_key_rotation() {
         retire >= rotated + 300_000,
         "retire_after {retire} too early"
     );
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
@@ -226,19 +197,11 @@ async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
     settings.poll_interval_ms = 200;
     let retention_ms = settings.retention_ms();
     let app = b.spawn_with(settings, None).await;
-    let name = username("rita");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (name, s) = app.signup("rita").await;
     let old_kid = kid_of(&s.access);
     // Taken before the request: the rotation's own time lies inside it.
     let rotated_at = recall::sync::now_ms();
-    let res = app
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": false }),
-        )
-        .await;
+    let res = app.rotate_key(json!({ "compromised": false })).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let new_kid = res.body["kid"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -382,23 +345,14 @@ async fn stored_rows(b: &Backend) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<Vec<u8>>>) {
 }
 
 async fn private_keys_are_encrypted_at_rest(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("rest");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (b, app) = start(kind).await;
+    let (_name, s) = app.signup("rest").await;
     // Three keys: one revoked, one verifying, one active.
     for compromised in [true, false] {
-        let res = app
-            .post(
-                "/v1/admin/keys/rotate",
-                Some(ADMIN_TOKEN),
-                json!({ "compromised": compromised }),
-            )
-            .await;
+        let res = app.rotate_key(json!({ "compromised": compromised })).await;
         assert_eq!(res.status, 200, "{}", res.body);
     }
-    let r = refresh_res(&app, &s.refresh).await;
+    let r = app.refresh(&s.refresh).await;
     assert_eq!(r.status, 200);
     let store = b.store().await;
     let records = store.keys().await.unwrap();

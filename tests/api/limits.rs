@@ -10,7 +10,8 @@ use recall::events::Meta;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{username, Backend, Kind, ADMIN_TOKEN, PASSWORD};
+use crate::fixtures::{start, start_tuned};
+use crate::helpers::{register_admin, username, Backend, Kind, ADMIN_TOKEN, PASSWORD};
 
 /// Reads an SSE stream until it ends; returns how long it took and the
 /// last `end` event's data.
@@ -33,26 +34,25 @@ async fn until_stream_ends(res: reqwest::Response, limit: Duration) -> Option<(D
     Some((start.elapsed(), end))
 }
 
+/// Asserts the stream ends, within `bound` of `since`, because of `why`.
+async fn assert_ends(res: reqwest::Response, since: Instant, bound: Duration, why: &str) {
+    let (_, ended) = until_stream_ends(res, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(since.elapsed() <= bound, "{:?}", since.elapsed());
+    assert_eq!(ended, why);
+}
+
 /// The admin event stream ends when the caller's token expires, and within
 /// a second of it being revoked, locked, or losing the admin role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_stream_ends_with_the_callers_rights() {
-    let b = Backend::new(Kind::Postgres).await;
-    let mut settings = b.settings();
-    settings.access_ttl_secs = 3;
-    let app = b.spawn_with(settings, None).await;
+    let (b, app) = start_tuned(Kind::Postgres, |s| {
+        s.access_ttl_secs = 3;
+    })
+    .await;
     let name = username("streamer");
-    let (admin_id, _) = app
-        .recall()
-        .admin()
-        .create_user(
-            &name,
-            PASSWORD.to_owned(),
-            &["admin".into()],
-            &Meta::system(),
-        )
-        .await
-        .unwrap();
+    let admin_id = register_admin(&app, &name).await;
     let open = |token: String| {
         let (http, url) = (
             app.http.clone(),
@@ -79,20 +79,10 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     let s = app.login(&name).await;
     let res = open(s.access.clone()).await;
     let t = Instant::now();
-    let del = app
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/admin/sessions/{}", s.session_id),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let path = format!("/v1/admin/sessions/{}", s.session_id);
+    let del = app.delete(&path, Some(ADMIN_TOKEN)).await;
     assert_eq!(del.status, 204);
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "invalid_token");
+    assert_ends(res, t, bound, "invalid_token").await;
 
     // The admin role taken away (in the store).
     let s = app.login(&name).await;
@@ -104,21 +94,14 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     tokio::spawn(conn);
     let t = Instant::now();
     client
-        .execute(
-            "UPDATE users SET roles = '' WHERE id = $1",
-            &[&admin_id.to_string()],
-        )
+        .execute("UPDATE users SET roles = '' WHERE id = $1", &[&admin_id])
         .await
         .unwrap();
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "forbidden");
+    assert_ends(res, t, bound, "forbidden").await;
     client
         .execute(
             "UPDATE users SET roles = 'admin' WHERE id = $1",
-            &[&admin_id.to_string()],
+            &[&admin_id],
         )
         .await
         .unwrap();
@@ -127,19 +110,9 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
     let s = app.login(&name).await;
     let res = open(s.access.clone()).await;
     let t = Instant::now();
-    let lock = app
-        .post(
-            &format!("/v1/admin/users/{admin_id}/lock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let lock = app.admin_user_action(&admin_id, "lock", json!({})).await;
     assert_eq!(lock.status, 200);
-    let (_, why) = until_stream_ends(res, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(t.elapsed() <= bound, "{:?}", t.elapsed());
-    assert_eq!(why, "account_locked");
+    assert_ends(res, t, bound, "account_locked").await;
     app.stop().await;
 }
 
@@ -147,22 +120,18 @@ async fn the_admin_stream_ends_with_the_callers_rights() {
 /// refreshed: refresh after that answers 401 `invalid_grant`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_have_an_absolute_lifetime() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut settings = b.settings();
-    settings.access_ttl_secs = 1;
-    settings.session_max_secs = 3;
-    let app = b.spawn_with(settings, None).await;
-    let name = username("max");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.access_ttl_secs = 1;
+        s.session_max_secs = 3;
+    })
+    .await;
+    let (_name, s) = app.signup("max").await;
     let started = Instant::now();
     let mut token = s.refresh.clone();
     // Refresh every 500 ms: each answer's refresh lifetime shrinks to the cap.
     let mut last_left = i64::MAX;
     while started.elapsed() < Duration::from_millis(2400) {
-        let res = app
-            .post("/v1/auth/refresh", None, json!({ "refresh_token": token }))
-            .await;
+        let res = app.refresh(&token).await;
         assert_eq!(res.status, 200, "{}", res.body);
         let left = res.body["refresh_expires_in"].as_i64().unwrap();
         assert!(left <= 3 && left <= last_left, "{left}");
@@ -172,9 +141,7 @@ async fn sessions_have_an_absolute_lifetime() {
     }
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let res = app
-        .post("/v1/auth/refresh", None, json!({ "refresh_token": token }))
-        .await;
+    let res = app.refresh(&token).await;
     assert_eq!((res.status.as_u16(), res.error()), (401, "invalid_grant"));
     app.stop().await;
 }
@@ -183,49 +150,18 @@ async fn sessions_have_an_absolute_lifetime() {
 /// nothing: a key that no longer counts proves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_revoke_ignores_tokens_of_revoked_keys() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
-    let name = username("revk");
-    app.register(&name).await;
-    let s = app.login(&name).await;
-    let rotate = app
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": true }),
-        )
-        .await;
+    let (_b, app) = start(Kind::Sqlite).await;
+    let (_name, s) = app.signup("revk").await;
+    let rotate = app.rotate_key(json!({ "compromised": true })).await;
     assert_eq!(rotate.status, 200);
-    let body = format!("token={}", s.access).into_bytes();
-    let res = app
-        .raw(
-            "/oauth/revoke",
-            "application/x-www-form-urlencoded",
-            body,
-            None,
-        )
-        .await;
+    let res = app.oauth_revoke(&s.access).await;
     assert_eq!(res.status, 200, "RFC 7009: 200 always");
     // The session lives: its refresh token still works.
-    let res = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s.refresh }),
-        )
-        .await;
+    let res = app.refresh(&s.refresh).await;
     assert_eq!(res.status, 200, "the session was ended: {}", res.body);
     // A current token does end it.
     let fresh = res.body["access_token"].as_str().unwrap().to_owned();
-    let body = format!("token={fresh}").into_bytes();
-    let res = app
-        .raw(
-            "/oauth/revoke",
-            "application/x-www-form-urlencoded",
-            body,
-            None,
-        )
-        .await;
+    let res = app.oauth_revoke(&fresh).await;
     assert_eq!(res.status, 200);
     assert_eq!(app.me_status(&fresh).await, 401);
     app.stop().await;
@@ -256,12 +192,7 @@ async fn the_publish_queue_is_bounded() {
     let head_before = app.recall().store().head().await.unwrap();
     for _ in 0..20 {
         let s = app.login(&name).await;
-        assert_eq!(
-            app.post("/v1/auth/logout", Some(&s.access), json!({}))
-                .await
-                .status,
-            204
-        );
+        assert_eq!(app.logout(&s.access).await.status, 204);
     }
     let dropped = app.metric("recall_notices_dropped_total").await;
     assert!(dropped >= 30.0, "dropped {dropped} of 40 with room for 4");

@@ -14,6 +14,7 @@ mod crash;
 mod data_dir;
 mod fastcgi;
 mod feed;
+mod fixtures;
 mod fleet;
 mod fleet_config;
 mod helpers;

@@ -13,7 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 
 use crate::feed::{create_service, post_204, user};
-use crate::helpers::{eventually, Backend, Kind, TempDir};
+use crate::fixtures::{pg_fleet, start, stop_all};
+use crate::helpers::{eventually, Kind, TempDir};
 use crate::verifiers::{port_from, Sidecar};
 
 fn free_port() -> u16 {
@@ -152,8 +153,7 @@ impl Drop for Nginx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_through_the_sidecar() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(1).await;
+    let (_b, fleet) = pg_fleet(1).await;
     let app = &fleet[0];
     let (_, token) = create_service(app, "nginx").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 5000).await;
@@ -206,9 +206,7 @@ async fn nginx_auth_request_through_the_sidecar() {
     assert!(denied.is_some(), "nginx kept admitting a logged-out token");
     nginx.stop().await;
     sidecar.stop().await;
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// A GET over a raw socket with its header lines exactly as given (reqwest
@@ -291,8 +289,7 @@ impl RawResponse {
 /// client's header would reach PHP as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_fastcgi_location_passes_only_the_sidecars_identity() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let (_, token) = create_service(&app, "php-api").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 5000).await;
     let nginx = Nginx::start(&sidecar).await;
@@ -405,8 +402,7 @@ async fn assert_unavailable(res: reqwest::Response, what: &str) {
 /// too, the same. Never 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_answers_503_never_500_when_the_sidecar_cannot_answer() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let (_, token) = create_service(&app, "nginx-down").await;
     let sidecar = Sidecar::start(std::slice::from_ref(&app.base), &token, 1000).await;
     let nginx = Nginx::start(&sidecar).await;
@@ -478,8 +474,7 @@ fn orders_api() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worked_example_api_rejects_revoked_tokens() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let (_, token) = create_service(&app, "orders-api").await;
     let mut child = Command::new(orders_api())
         .env("RECALL_URL", &app.base)

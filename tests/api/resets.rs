@@ -19,8 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::consistency::read_models_match_the_log;
+use crate::fixtures::start;
 use crate::helpers::{
-    assert_error, events, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN, PASSWORD,
+    assert_error, events, username, Kind, Session, TestApp, ADMIN_TOKEN, PASSWORD,
 };
 
 /// A small seeded generator (splitmix64): a failing run prints its seed,
@@ -330,45 +331,20 @@ async fn all_events(app: &TestApp) -> Vec<Value> {
 /// After the storm, each kind of write is served as it should be.
 async fn writes_still_work(app: &TestApp) {
     assert_eq!(app.get("/readyz", None).await.status, 200);
-    let name = username("after");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
-    let r = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s.refresh }),
-        )
-        .await;
+    let (name, s) = app.signup("after").await;
+    let user_id = s.user_id.clone();
+    let r = app.refresh(&s.refresh).await;
     assert_eq!(r.status, 200, "refresh after the resets: {}", r.body);
     let access = r.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(app.me_status(&access).await, StatusCode::OK);
-    let out = app.post("/v1/auth/logout", Some(&access), json!({})).await;
+    let out = app.logout(&access).await;
     assert_eq!(out.status, 204, "logout after the resets: {}", out.body);
     assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
-    let lock = app
-        .post(
-            &format!("/v1/admin/users/{user_id}/lock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let lock = app.admin_user_action(&user_id, "lock", json!({})).await;
     assert_eq!(lock.status, 200, "lock after the resets: {}", lock.body);
-    let refused = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let refused = app.try_login(&name, PASSWORD).await;
     assert_error(&refused, 403, "account_locked");
-    let unlock = app
-        .post(
-            &format!("/v1/admin/users/{user_id}/unlock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let unlock = app.admin_user_action(&user_id, "unlock", json!({})).await;
     assert_eq!(
         unlock.status, 200,
         "unlock after the resets: {}",
@@ -387,13 +363,11 @@ async fn random_resets_leave_nothing_behind(kind: Kind) {
         .with_env_filter("recall=warn")
         .with_test_writer()
         .try_init();
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (b, app) = start(kind).await;
     let known = Arc::new(Mutex::new(Known::default()));
     for _ in 0..6 {
-        let name = username("rst");
-        let id = app.register(&name).await;
-        let s = app.login(&name).await;
+        let (name, s) = app.signup("rst").await;
+        let id = s.user_id.clone();
         let mut k = known.lock();
         k.users.push((id, name));
         k.sessions.push(s);
@@ -429,21 +403,9 @@ async fn random_resets_leave_nothing_behind(kind: Kind) {
     read_models_match_the_log(&b).await;
     // Every user still logs in with their password once unlocked.
     for (id, name) in &known.users {
-        let unlock = app
-            .post(
-                &format!("/v1/admin/users/{id}/unlock"),
-                Some(ADMIN_TOKEN),
-                json!({}),
-            )
-            .await;
+        let unlock = app.admin_user_action(id, "unlock", json!({})).await;
         assert_eq!(unlock.status, 200, "unlock {name}: {}", unlock.body);
-        let res = app
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({ "username": name, "password": PASSWORD }),
-            )
-            .await;
+        let res = app.try_login(name, PASSWORD).await;
         assert_eq!(
             res.status, 200,
             "login of {name} after the resets: {}",
@@ -460,8 +422,7 @@ fn rand_seed() -> u64 {
 /// The reproduction: 8 waves of 100 logins, half for a real user,
 /// half for unknown names, each reset 50 ms after it was sent.
 async fn login_waves_reset_after_50ms(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (b, app) = start(kind).await;
     let victim = username("victim");
     let victim_id = app.register(&victim).await;
     for wave in 0..8 {
@@ -488,26 +449,14 @@ async fn login_waves_reset_after_50ms(kind: Kind) {
     // Fifty parallel guesses at one username lock it by design (the budget
     // counts guesses before their hashes run, G10); the lock is all they
     // leave: lifted, the victim logs in.
-    let res = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": victim, "password": PASSWORD }),
-        )
-        .await;
+    let res = app.try_login(&victim, PASSWORD).await;
     assert!(
         res.status == 200 || res.error() == "account_locked",
         "the victim's login: {} {}",
         res.status,
         res.body
     );
-    let unlock = app
-        .post(
-            &format!("/v1/admin/users/{victim_id}/unlock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let unlock = app.admin_user_action(&victim_id, "unlock", json!({})).await;
     assert_eq!(unlock.status, 200, "{}", unlock.body);
     app.login(&victim).await;
     read_models_match_the_log(&b).await;

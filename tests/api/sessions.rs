@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::both_stores;
-use crate::helpers::{username, Backend, Kind, Session, ADMIN_TOKEN, PASSWORD};
+use crate::fixtures::{start, start_tuned};
+use crate::helpers::{username, Backend, Kind, Session, PASSWORD};
 
 both_stores!(
     logout_others_keeps_only_the_caller,
@@ -20,20 +20,16 @@ both_stores!(
 );
 
 async fn walkthrough_register_login_me_logout(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("alice");
-    let user_id = app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (name, s) = app.signup("alice").await;
+    let user_id = s.user_id.clone();
     let me = app.get("/v1/me", Some(&s.access)).await;
     assert_eq!(me.status, 200);
     assert_eq!(me.body["user_id"], user_id.as_str());
     assert_eq!(me.body["username"], name.as_str());
     assert_eq!(me.body["session_id"], s.session_id.as_str());
     assert_eq!(me.body["client_type"], "web");
-    let out = app
-        .post("/v1/auth/logout", Some(&s.access), json!({}))
-        .await;
+    let out = app.logout(&s.access).await;
     assert_eq!(out.status, 204);
     let after = app.get("/v1/me", Some(&s.access)).await;
     assert_eq!(after.status, 401);
@@ -43,13 +39,7 @@ async fn walkthrough_register_login_me_logout(kind: Kind) {
         r#"Bearer error="invalid_token""#
     );
     // The refresh token died with the session.
-    let r = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s.refresh }),
-        )
-        .await;
+    let r = app.refresh(&s.refresh).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "invalid_grant");
     // The token claims carry ids only (G7).
@@ -64,53 +54,25 @@ async fn walkthrough_register_login_me_logout(kind: Kind) {
 }
 
 async fn logout_all_and_password_change(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("bob");
-    app.register(&name).await;
-    let a = app.login(&name).await;
-    let c = app.login(&name).await;
-    let d = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (name, [a, c, d]) = app.signup_many("bob").await;
     // Password change: every other session dies, this one lives.
     let bad = app
-        .post(
-            "/v1/auth/password",
-            Some(&a.access),
-            json!({ "current_password": "nope-nope", "new_password": "another pass" }),
-        )
+        .change_password(&a.access, "nope-nope", "another pass")
         .await;
     assert_eq!(bad.status, 401);
-    assert_eq!(
-        app.me_status(&c.access).await,
-        200,
-        "a failed change revokes nothing"
-    );
-    let short = app
-        .post(
-            "/v1/auth/password",
-            Some(&a.access),
-            json!({ "current_password": PASSWORD, "new_password": "short" }),
-        )
+    app.assert_me(&c.access, 200, "a failed change revokes nothing")
         .await;
+    let short = app.change_password(&a.access, PASSWORD, "short").await;
     assert_eq!(short.status, 400);
     let ok = app
-        .post(
-            "/v1/auth/password",
-            Some(&a.access),
-            json!({ "current_password": PASSWORD, "new_password": "another pass" }),
-        )
+        .change_password(&a.access, PASSWORD, "another pass")
         .await;
     assert_eq!(ok.status, 204, "{}", ok.body);
     assert_eq!(app.me_status(&a.access).await, 200);
     assert_eq!(app.me_status(&c.access).await, 401);
     assert_eq!(app.me_status(&d.access).await, 401);
-    let old = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let old = app.try_login(&name, PASSWORD).await;
     assert_eq!(old.status, 401);
     let e = app.login_with(&name, "another pass").await;
     // Logout-all: every session, including the caller's.
@@ -120,25 +82,14 @@ async fn logout_all_and_password_change(kind: Kind) {
     assert_eq!(all.status, 204);
     assert_eq!(app.me_status(&a.access).await, 401);
     assert_eq!(app.me_status(&e.access).await, 401);
-    let r = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": a.refresh }),
-        )
-        .await;
+    let r = app.refresh(&a.refresh).await;
     assert_eq!(r.error(), "invalid_grant");
     app.stop().await;
 }
 
 async fn logout_others_keeps_only_the_caller(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("others");
-    app.register(&name).await;
-    let me = app.login(&name).await;
-    let a = app.login(&name).await;
-    let c = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (_, [me, a, c]) = app.signup_many("others").await;
     let res = app
         .post("/v1/auth/logout-others", Some(&me.access), json!({}))
         .await;
@@ -146,13 +97,7 @@ async fn logout_others_keeps_only_the_caller(kind: Kind) {
     assert_eq!(app.me_status(&me.access).await, 200);
     assert_eq!(app.me_status(&a.access).await, 401);
     assert_eq!(app.me_status(&c.access).await, 401);
-    let refresh = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": a.refresh }),
-        )
-        .await;
+    let refresh = app.refresh(&a.refresh).await;
     assert_eq!(refresh.status, 401);
     let list = app.get("/v1/sessions", Some(&me.access)).await;
     assert_eq!(list.body["sessions"].as_array().unwrap().len(), 1);
@@ -160,8 +105,7 @@ async fn logout_others_keeps_only_the_caller(kind: Kind) {
 }
 
 async fn session_list_and_delete(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (n1, n2) = (username("carol"), username("mallory"));
     app.register(&n1).await;
     app.register(&n2).await;
@@ -207,13 +151,7 @@ async fn session_list_and_delete(kind: Kind) {
     }
     let before = ms(&current[0]["last_used_at"]);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let refreshed = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": web.refresh }),
-        )
-        .await;
+    let refreshed = app.refresh(&web.refresh).await;
     assert_eq!(refreshed.status, 200);
     let web = Session::from_body(&refreshed.body, &web.user_id);
     let list = app.get("/v1/sessions", Some(&web.access)).await;
@@ -227,18 +165,15 @@ async fn session_list_and_delete(kind: Kind) {
     assert!(ms(&mine["last_used_at"]) > before, "{mine}");
     // Admins see the same list for any user.
     let admin_list = app
-        .get(
-            &format!("/v1/admin/users/{}/sessions", web.user_id),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!("/v1/admin/users/{}/sessions", web.user_id))
         .await;
     assert_eq!(admin_list.status, 200, "{}", admin_list.body);
     assert_eq!(admin_list.body["sessions"].as_array().unwrap().len(), 2);
     let nobody = app
-        .get(
-            &format!("/v1/admin/users/{}/sessions", uuid::Uuid::now_v7()),
-            Some(ADMIN_TOKEN),
-        )
+        .admin_get(&format!(
+            "/v1/admin/users/{}/sessions",
+            uuid::Uuid::now_v7()
+        ))
         .await;
     assert_eq!(nobody.status, 404);
     assert_eq!(
@@ -251,42 +186,16 @@ async fn session_list_and_delete(kind: Kind) {
         403
     );
     // Another user's session and an unknown one: 404, nothing revoked.
-    let theirs = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/sessions/{}", other.session_id),
-            Some(&web.access),
-            None,
-        )
-        .await;
+    let theirs = app.delete_session(&web.access, &other.session_id).await;
     assert_eq!(theirs.status, 404);
     assert_eq!(app.me_status(&other.access).await, 200);
     let unknown = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/sessions/{}", uuid::Uuid::now_v7()),
-            Some(&web.access),
-            None,
-        )
+        .delete_session(&web.access, &uuid::Uuid::now_v7().to_string())
         .await;
     assert_eq!(unknown.status, 404);
-    let garbage = app
-        .call(
-            Method::DELETE,
-            "/v1/sessions/not-a-uuid",
-            Some(&web.access),
-            None,
-        )
-        .await;
+    let garbage = app.delete_session(&web.access, "not-a-uuid").await;
     assert_eq!(garbage.status, 404);
-    let del = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/sessions/{}", mobile.session_id),
-            Some(&web.access),
-            None,
-        )
-        .await;
+    let del = app.delete_session(&web.access, &mobile.session_id).await;
     assert_eq!(del.status, 204);
     assert_eq!(app.me_status(&mobile.access).await, 401);
     assert_eq!(app.me_status(&web.access).await, 200);
@@ -302,20 +211,12 @@ async fn session_list_and_delete(kind: Kind) {
 }
 
 async fn refresh_rotation_and_theft_detection(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let mut settings = b.settings();
-    settings.refresh_grace_secs = 0;
-    let app = b.spawn_with(settings, None).await;
-    let name = username("dave");
-    app.register(&name).await;
-    let s = app.login(&name).await;
-    let r1 = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s.refresh }),
-        )
-        .await;
+    let (_b, app) = start_tuned(kind, |s| {
+        s.refresh_grace_secs = 0;
+    })
+    .await;
+    let (_, s) = app.signup("dave").await;
+    let r1 = app.refresh(&s.refresh).await;
     assert_eq!(r1.status, 200, "{}", r1.body);
     let s1 = Session::from_body(&r1.body, &s.user_id);
     assert_eq!(s1.session_id, s.session_id, "same session");
@@ -324,27 +225,13 @@ async fn refresh_rotation_and_theft_detection(kind: Kind) {
     assert_eq!(app.me_status(&s1.access).await, 200);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // The spent token comes back (a thief): the whole session dies.
-    let stolen = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s.refresh }),
-        )
-        .await;
+    let stolen = app.refresh(&s.refresh).await;
     assert_eq!(stolen.status, 401);
     assert_eq!(stolen.error(), "invalid_grant");
     assert_eq!(app.me_status(&s1.access).await, 401);
-    let legit = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": s1.refresh }),
-        )
-        .await;
+    let legit = app.refresh(&s1.refresh).await;
     assert_eq!(legit.error(), "invalid_grant");
-    let junk = app
-        .post("/v1/auth/refresh", None, json!({ "refresh_token": "nope" }))
-        .await;
+    let junk = app.refresh("nope").await;
     assert_eq!(junk.error(), "invalid_grant");
     app.stop().await;
 }
@@ -352,17 +239,12 @@ async fn refresh_rotation_and_theft_detection(kind: Kind) {
 async fn concurrent_http_refreshes_one_wins(kind: Kind) {
     let b = Backend::new(kind).await;
     let app = Arc::new(b.spawn().await);
-    let name = username("erin");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_, s) = app.signup("erin").await;
     let mut tasks = Vec::new();
     for _ in 0..2 {
         let app = app.clone();
         let token = s.refresh.clone();
-        tasks.push(tokio::spawn(async move {
-            app.post("/v1/auth/refresh", None, json!({ "refresh_token": token }))
-                .await
-        }));
+        tasks.push(tokio::spawn(async move { app.refresh(&token).await }));
     }
     let mut winners = Vec::new();
     for t in tasks {
@@ -376,80 +258,40 @@ async fn concurrent_http_refreshes_one_wins(kind: Kind) {
     assert_eq!(winners.len(), 1, "exactly one concurrent refresh wins");
     // Inside the grace window the loser did not kill the session.
     assert_eq!(app.me_status(&winners[0].access).await, 200);
-    let next = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({ "refresh_token": winners[0].refresh }),
-        )
-        .await;
+    let next = app.refresh(&winners[0].refresh).await;
     assert_eq!(next.status, 200);
 }
 
 async fn wrong_password_and_unknown_user_look_the_same(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let name = username("frank");
     app.register(&name).await;
-    let wrong = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": name, "password": "wrong password" }),
-        )
-        .await;
-    let unknown = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({ "username": username("ghost"), "password": "wrong password" }),
-        )
-        .await;
+    let wrong = app.try_login(&name, "wrong password").await;
+    let unknown = app.try_login(&username("ghost"), "wrong password").await;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.body, unknown.body);
     assert_eq!(wrong.error(), "invalid_credentials");
     // Case-insensitive usernames.
     app.login(&name.to_uppercase()).await;
-    let taken = app
-        .post(
-            "/v1/users",
-            None,
-            json!({ "username": name.to_uppercase(), "password": PASSWORD }),
-        )
-        .await;
+    let taken = app.try_register(&name.to_uppercase(), PASSWORD).await;
     assert_eq!(taken.status, 409);
     assert_eq!(taken.error(), "username_taken");
     for bad in ["ab", "has space", "émile", &"x".repeat(65)] {
-        let res = app
-            .post(
-                "/v1/users",
-                None,
-                json!({ "username": bad, "password": PASSWORD }),
-            )
-            .await;
+        let res = app.try_register(bad, PASSWORD).await;
         assert_eq!(res.status, 400, "{bad}");
         assert!(res.body["error_description"]
             .as_str()
             .unwrap()
             .contains("username"));
     }
-    let long = app
-        .post(
-            "/v1/users",
-            None,
-            json!({ "username": username("pw"), "password": "x".repeat(1025) }),
-        )
-        .await;
+    let long = app.try_register(&username("pw"), &"x".repeat(1025)).await;
     assert_eq!(long.status, 400);
     app.stop().await;
 }
 
 async fn forward_auth_and_oauth_revoke(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
-    let name = username("gina");
-    app.register(&name).await;
-    let s = app.login(&name).await;
+    let (_b, app) = start(kind).await;
+    let (name, s) = app.signup("gina").await;
     let v = app.get("/v1/auth/verify", Some(&s.access)).await;
     assert_eq!(v.status, 204);
     assert_eq!(v.headers["x-user-id"].to_str().unwrap(), s.user_id);
@@ -457,14 +299,7 @@ async fn forward_auth_and_oauth_revoke(kind: Kind) {
     assert_eq!(app.get("/v1/auth/verify", None).await.status, 401);
     // RFC 7009 with a form body: a refresh token ends its session.
     let form = format!("token={}&token_type_hint=refresh_token", s.refresh);
-    let r = app
-        .raw(
-            "/oauth/revoke",
-            "application/x-www-form-urlencoded",
-            form.into_bytes(),
-            None,
-        )
-        .await;
+    let r = app.post_form("/oauth/revoke", form, None).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         app.get("/v1/auth/verify", Some(&s.access)).await.status,
@@ -472,12 +307,7 @@ async fn forward_auth_and_oauth_revoke(kind: Kind) {
     );
     // Unknown tokens: still 200.
     let r = app
-        .raw(
-            "/oauth/revoke",
-            "application/x-www-form-urlencoded",
-            b"token=whatever".to_vec(),
-            None,
-        )
+        .post_form("/oauth/revoke", b"token=whatever".to_vec(), None)
         .await;
     assert_eq!(r.status, 200);
     // An access token (JSON body) ends its session too.
@@ -491,29 +321,18 @@ async fn forward_auth_and_oauth_revoke(kind: Kind) {
     let s3 = app.login(&name).await;
     let form = format!("token={}", s3.access);
     let denied = app
-        .raw(
-            "/oauth/introspect",
-            "application/x-www-form-urlencoded",
-            form.clone().into_bytes(),
-            Some(&s3.access),
-        )
+        .post_form("/oauth/introspect", form.clone(), Some(&s3.access))
         .await;
     assert_eq!(denied.status, 403);
     let yes = app
-        .raw(
-            "/oauth/introspect",
-            "application/x-www-form-urlencoded",
-            form.into_bytes(),
-            Some(crate::helpers::ADMIN_TOKEN),
-        )
+        .post_form("/oauth/introspect", form, Some(crate::helpers::ADMIN_TOKEN))
         .await;
     assert_eq!(yes.body["active"], true);
     assert_eq!(yes.body["sid"], s3.session_id.as_str());
     let no = app
-        .raw(
+        .post_form(
             "/oauth/introspect",
-            "application/x-www-form-urlencoded",
-            format!("token={}", s2.access).into_bytes(),
+            format!("token={}", s2.access),
             Some(crate::helpers::ADMIN_TOKEN),
         )
         .await;
@@ -536,14 +355,9 @@ async fn saturated_password_pool_answers_503() {
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let (app, name) = (app.clone(), username("busy"));
-        tasks.push(tokio::spawn(async move {
-            app.post(
-                "/v1/auth/login",
-                None,
-                json!({ "username": name, "password": PASSWORD }),
-            )
-            .await
-        }));
+        tasks.push(tokio::spawn(
+            async move { app.try_login(&name, PASSWORD).await },
+        ));
     }
     let (mut ok, mut busy) = (0, 0);
     for t in tasks {
@@ -565,8 +379,7 @@ async fn saturated_password_pool_answers_503() {
 /// Behind a proxy on loopback, the forwarded client address is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_client_ip_from_a_local_proxy_is_recorded() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let name = username("proxied");
     app.register(&name).await;
     let res = app

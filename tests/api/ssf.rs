@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::both_stores;
 use crate::feed::{post_204, user};
-use crate::helpers::{Backend, Kind};
+use crate::fixtures::start;
+use crate::helpers::Kind;
 
 /// The claims of a compact JWS, unverified (for indexing).
 pub fn claims_of(token: &str) -> Value {
@@ -56,18 +57,11 @@ pub fn verify_with_jwks(token: &str, jwks: &Value) -> (Value, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_from_the_log_verify_from_the_jwks() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let s = user(&app, "ssf").await;
     // The RFC 7009 path Keycloak's transmitter forgot: it must signal too.
-    let revoke = app
-        .http
-        .post(format!("{}/oauth/revoke", app.base))
-        .form(&[("token", s.refresh.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoke.status(), 200);
+    let revoke = app.oauth_revoke(&s.refresh).await;
+    assert_eq!(revoke.status, 200);
     let other = user(&app, "ssf2").await;
     post_204(&app, "/v1/auth/logout", &other.access).await;
     let recall = app.recall();
@@ -210,11 +204,9 @@ fn shape(sets: &[Value]) -> Vec<(String, Option<String>)> {
 }
 
 async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (token, stream) =
         poll_stream(&app, "receiver", json!({ "aud": "https://rp.example" })).await;
-    let admin = Some(crate::helpers::ADMIN_TOKEN);
     let mut expected: Vec<(&str, Option<String>)> = Vec::new();
     // logout
     let s = user(&app, "p1").await;
@@ -236,14 +228,7 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
         app.login(&name).await,
         app.login(&name).await,
     );
-    let del = app
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/sessions/{}", d.session_id),
-            Some(&c.access),
-            None,
-        )
-        .await;
+    let del = app.delete_session(&c.access, &d.session_id).await;
     assert_eq!(del.status, 204);
     expected.push(("session-revoked", Some(d.session_id.clone())));
     let del =
@@ -251,33 +236,17 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
     assert_eq!(del.status, 204);
     expected.push(("session-revoked", Some(e.session_id.clone())));
     let res = app
-        .post(
-            &format!("/v1/admin/users/{}/revoke-sessions", c.user_id),
-            admin,
-            json!({}),
-        )
+        .admin_user_action(&c.user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     expected.push(("session-revoked", Some(c.session_id.clone())));
     // lock and unlock
     let l = user(&app, "p4").await;
-    let res = app
-        .post(
-            &format!("/v1/admin/users/{}/lock", l.user_id),
-            admin,
-            json!({}),
-        )
-        .await;
+    let res = app.admin_user_action(&l.user_id, "lock", json!({})).await;
     assert_eq!(res.status, 200);
     expected.push(("account-disabled", None));
     expected.push(("session-revoked", Some(l.session_id.clone())));
-    let res = app
-        .post(
-            &format!("/v1/admin/users/{}/unlock", l.user_id),
-            admin,
-            json!({}),
-        )
-        .await;
+    let res = app.admin_user_action(&l.user_id, "unlock", json!({})).await;
     assert_eq!(res.status, 200);
     expected.push(("account-enabled", None));
     // password change: credential-change, and the other session ends
@@ -296,14 +265,8 @@ async fn every_revocation_path_reaches_a_poll_receiver(kind: Kind) {
     expected.push(("session-revoked", Some(gone.session_id.clone())));
     // RFC 7009 (the path Keycloak's transmitter forgot)
     let r = user(&app, "p6").await;
-    let res = app
-        .http
-        .post(format!("{}/oauth/revoke", app.base))
-        .form(&[("token", r.access.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let res = app.oauth_revoke(&r.access).await;
+    assert_eq!(res.status, 200);
     expected.push(("session-revoked", Some(r.session_id.clone())));
 
     let sets = drain(&app, &token, &stream).await;
@@ -330,8 +293,7 @@ both_stores!(
 );
 
 async fn streams_belong_to_their_receiver(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let meta = app.get("/.well-known/ssf-configuration", None).await;
     assert_eq!(meta.status, 200);
     assert_eq!(meta.body["spec_version"], "1_0");
@@ -417,8 +379,7 @@ async fn streams_belong_to_their_receiver(kind: Kind) {
 }
 
 async fn paused_holds_and_disabled_drops(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (token, stream) = poll_stream(&app, "status", json!({})).await;
     let set = |status: &str| {
         app.post(
@@ -453,8 +414,7 @@ async fn paused_holds_and_disabled_drops(kind: Kind) {
 }
 
 async fn verification_reaches_only_its_own_stream(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (mine, stream) = poll_stream(&app, "verify", json!({})).await;
     let (theirs, other) = poll_stream(&app, "other", json!({})).await;
     let meta = app.get("/.well-known/ssf-configuration", None).await;
@@ -494,8 +454,7 @@ async fn verification_reaches_only_its_own_stream(kind: Kind) {
 /// goes out as a CAEP session-revoked SET whose reason says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_mismatch_goes_out_as_a_set_with_its_reason() {
-    let b = Backend::new(Kind::Sqlite).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(Kind::Sqlite).await;
     let (token, stream) = poll_stream(&app, "rp", json!({ "aud": "https://rp.example" })).await;
     let put = app
         .call(

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::both_stores;
 use crate::feed::{create_service, post_204, user};
+use crate::fixtures::{start, stop_all};
 use crate::helpers::{eventually, redis_url, Backend, Kind, TestApp};
 
 /// A push receiver: answers `status` (202 by default) and records every
@@ -118,6 +119,29 @@ impl Receiver {
     fn duplicates(&self) -> usize {
         self.got.lock().values().map(|(_, n)| n - 1).sum()
     }
+
+    /// Waits up to `limit` until `n` sessions have arrived.
+    async fn received(&self, n: usize, limit: Duration) -> bool {
+        let took = eventually(limit, || async { self.sessions().len() == n }).await;
+        took.is_some()
+    }
+}
+
+/// Asserts the receiver gets exactly the `expected` sessions (in any
+/// order) within `limit`; `what` names the moment.
+async fn assert_received(receiver: &Receiver, expected: &[String], limit: Duration, what: &str) {
+    let arrived = receiver.received(expected.len(), limit).await;
+    let got = receiver.sessions();
+    assert!(
+        arrived,
+        "{what}: {} of {}: {got:?}",
+        got.len(),
+        expected.len()
+    );
+    let (mut got, mut want) = (got, expected.to_vec());
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{what}: every revocation, none lost");
 }
 
 async fn push_stream(app: &TestApp, receiver: &Receiver, auth: &str) -> String {
@@ -146,8 +170,7 @@ async fn push_stream_to(app: &TestApp, url: &str, auth: &str) -> String {
 }
 
 async fn push_survives_a_receiver_outage(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let receiver = Receiver::start("Bearer receiver-secret").await;
     let stream = push_stream(&app, &receiver, "Bearer receiver-secret").await;
     receiver.status.store(503, Ordering::SeqCst);
@@ -163,15 +186,8 @@ async fn push_survives_a_receiver_outage(kind: Kind) {
         "nothing was accepted while it answered 503"
     );
     receiver.status.store(202, Ordering::SeqCst);
-    let all = eventually(Duration::from_secs(20), || async {
-        receiver.sessions().len() == 5
-    })
-    .await;
-    assert!(all.is_some(), "got {:?}", receiver.sessions());
-    let mut got = receiver.sessions();
-    got.sort();
-    sessions.sort();
-    assert_eq!(got, sessions, "every revocation, none lost");
+    assert_eq!(sessions.len(), 5);
+    assert_received(&receiver, &sessions, Duration::from_secs(20), "back up").await;
     assert_eq!(receiver.duplicates(), 0, "202s are never resent");
     // Per-stream metrics: delivered, failed attempts, and no lag left.
     let label = format!("{{stream=\"{stream}\"}}");
@@ -202,8 +218,7 @@ both_stores!(push_survives_a_receiver_outage);
 /// as delivered, the cursor stays, and once it answers again every SET
 /// comes once, in log order.
 async fn deliveries_reset_mid_request_are_retried_whole(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let receiver = Receiver::start("Bearer receiver-secret").await;
     let stream = push_stream(&app, &receiver, "Bearer receiver-secret").await;
     receiver.reset.store(true, Ordering::SeqCst);
@@ -261,8 +276,7 @@ fn outage() -> Duration {
 /// keeps trying. When the receiver comes back on its address, every SET
 /// arrives, once each, in log order, within one backoff ceiling.
 async fn a_receiver_down_for_minutes_gets_everything(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     // Reserve an address, then leave it closed: the receiver is down.
     let port = TcpListener::bind("127.0.0.1:0")
         .await
@@ -307,20 +321,8 @@ async fn a_receiver_down_for_minutes_gets_everything(kind: Kind) {
     );
     // The receiver comes back on the same address.
     let receiver = Receiver::start_on("Bearer long", port).await;
-    let all = eventually(Duration::from_secs(60), || async {
-        receiver.sessions().len() == expected.len()
-    })
-    .await;
-    assert!(
-        all.is_some(),
-        "{} of {} after the outage",
-        receiver.sessions().len(),
-        expected.len()
-    );
-    let mut got = receiver.sessions();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected, "every revocation, none lost");
+    let limit = Duration::from_secs(60);
+    assert_received(&receiver, &expected, limit, "after the outage").await;
     assert_eq!(receiver.duplicates(), 0, "each accepted once");
     // In log order: the jti is `stream.seq.index`.
     let seqs: Vec<(i64, i64)> = receiver
@@ -372,19 +374,8 @@ async fn a_dead_lease_holder_is_taken_over_from_the_cursor() {
         post_204(&second, "/v1/auth/logout", &s.access).await;
         expected.push(s.session_id);
     }
-    let all = eventually(Duration::from_secs(30), || async {
-        receiver.sessions().len() == expected.len()
-    })
-    .await;
-    assert!(
-        all.is_some(),
-        "after the holder died: {:?}",
-        receiver.sessions()
-    );
-    let mut got = receiver.sessions();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
+    let limit = Duration::from_secs(30);
+    assert_received(&receiver, &expected, limit, "after the holder died").await;
     second.stop().await;
 }
 
@@ -402,27 +393,12 @@ async fn a_restart_of_every_instance_loses_nothing() {
         post_204(app, "/v1/auth/logout", &s.access).await;
         expected.push(s.session_id);
     }
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
     // A new fleet starts; the receiver comes back: everything arrives.
     receiver.status.store(202, Ordering::SeqCst);
     let fresh = b.spawn_fleet(2).await;
-    let all = eventually(Duration::from_secs(30), || async {
-        receiver.sessions().len() == expected.len()
-    })
-    .await;
-    assert!(
-        all.is_some(),
-        "after the restart: {:?}",
-        receiver.sessions()
-    );
-    let mut got = receiver.sessions();
-    got.sort();
-    expected.sort();
-    assert_eq!(got, expected);
+    let limit = Duration::from_secs(30);
+    assert_received(&receiver, &expected, limit, "after the restart").await;
     assert_eq!(receiver.duplicates(), 0);
-    for app in fresh {
-        app.stop().await;
-    }
+    stop_all(fresh).await;
 }

@@ -3,11 +3,10 @@
 
 use recall::events::{Event, Meta};
 use recall::sync::now_ms;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::{username, Backend, Kind};
+use crate::helpers::{Backend, Kind};
 
 both_stores!(restart_rejects_revoked_tokens_from_the_first_request);
 
@@ -26,28 +25,17 @@ async fn restart_rejects_revoked_tokens_from_the_first_request(kind: Kind) {
         .await
         .unwrap();
     let a = b.spawn().await;
-    let name = username("hank");
-    a.register(&name).await;
-    let kept = a.login(&name).await;
+    let (name, kept) = a.signup("hank").await;
     let gone = a.login(&name).await;
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&gone.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(a.logout(&gone.access).await.status, 204);
     a.stop().await;
     let again = b.spawn().await;
-    assert_eq!(
-        again.me_status(&gone.access).await,
-        401,
-        "revoked before the restart"
-    );
-    assert_eq!(
-        again.me_status(&kept.access).await,
-        200,
-        "same key, still valid"
-    );
+    again
+        .assert_me(&gone.access, 401, "revoked before the restart")
+        .await;
+    again
+        .assert_me(&kept.access, 200, "same key, still valid")
+        .await;
     let (revoked, _, _) = again.recall().sync().state().sizes();
     assert_eq!(
         revoked, 1,

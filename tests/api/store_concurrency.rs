@@ -10,9 +10,8 @@ use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
 use uuid::Uuid;
 
+use crate::fixtures::{new_session, StoreFixture, NOW};
 use crate::helpers::{Backend, Kind};
-
-const NOW: i64 = 1_800_000_000_000;
 
 /// G6: 16 appenders x 500 events against a reader polling "after last
 /// seen": the reader sees every seq exactly once, in order.
@@ -20,8 +19,8 @@ const NOW: i64 = 1_800_000_000_000;
 async fn postgres_concurrent_appends_are_never_skipped() {
     const WRITERS: usize = 16;
     const EACH: usize = 500;
-    let b = Backend::new(Kind::Postgres).await;
-    let store = b.store().await;
+    let fx = StoreFixture::new(Kind::Postgres).await;
+    let store = &fx.store;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
         let store = store.clone();
@@ -139,33 +138,18 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_revocations_of_one_session_append_once() {
     for kind in [Kind::Postgres, Kind::Sqlite] {
-        let b = Backend::new(kind).await;
-        let store = b.store().await;
+        let fx = StoreFixture::new(kind).await;
+        let store = &fx.store;
         let user = Uuid::now_v7();
-        store
-            .register(
-                user,
-                &format!("race{}", &user.simple().to_string()[..8]),
-                "$argon2id$x",
-                &[],
-                &Meta::system(),
-                NOW,
-            )
-            .await
-            .unwrap();
+        let name = format!("race{}", &user.simple().to_string()[..8]);
+        fx.user_with(user, &name, "$argon2id$x").await;
         for round in 0..10u8 {
             let session = recall::store::NewSession {
-                id: Uuid::now_v7(),
-                user_id: user,
                 client_type: "mobile".into(),
-                device_id: None,
                 ip: None,
-                user_agent: None,
-                refresh_hash: [round; 32],
-                refresh_expires_at: NOW + 3_600_000,
-                terms: Default::default(),
+                ..new_session(user, round)
             };
-            store.login(&session, &Meta::system(), NOW).await.unwrap();
+            fx.login_at(&session, NOW).await;
             let mut racers = Vec::new();
             for i in 0..16 {
                 let store = store.clone();

@@ -4,16 +4,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use recall::events::{Event, Meta, RevokeCause};
+use recall::events::{Envelope, Event, Meta, RevokeCause};
 use recall::keys::generate_signing_key;
 use recall::store::{
-    EventFilter, Guess, LockoutPolicy, Login, NewSession, RefreshOutcome, RefreshTerms, SessionEnd,
-    Store, StoreError,
+    EventFilter, Guess, LockoutPolicy, Login, RefreshOutcome, RefreshTerms, SessionEnd, Store,
+    StoreError,
 };
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::{Backend, Kind};
+use crate::fixtures::{new_session, StoreFixture, NOW};
+use crate::helpers::Kind;
 
 both_stores!(
     guesses_are_reserved_before_hashing,
@@ -26,7 +27,6 @@ both_stores!(
     brute_force_counter_locks_and_doubles,
 );
 
-const NOW: i64 = 1_800_000_000_000;
 /// Absolute session lifetime in the store tests (30 days, ms).
 const SESSION_MAX: i64 = 2_592_000_000;
 
@@ -51,33 +51,42 @@ fn policy(max_failures: i64, base_ms: u64, max_ms: u64) -> LockoutPolicy {
     }
 }
 
-fn session(user: Uuid, n: u8) -> NewSession {
-    NewSession {
-        id: Uuid::now_v7(),
-        user_id: user,
-        client_type: "web".into(),
-        device_id: None,
-        ip: Some("127.0.0.1".into()),
-        user_agent: None,
-        refresh_hash: [n; 32],
-        refresh_expires_at: NOW + 3_600_000,
-        terms: Default::default(),
-    }
+/// Refreshes the token hashed `[old; 32]` into one hashed `[new; 32]` at `now`.
+async fn refresh(store: &Store, old: u8, new: u8, terms: RefreshTerms, now: i64) -> RefreshOutcome {
+    store
+        .refresh(&[old; 32], &[new; 32], terms, &Meta::system(), now)
+        .await
+        .unwrap()
 }
 
-async fn user(store: &Store, name: &str) -> Uuid {
-    let id = Uuid::now_v7();
-    store
-        .register(id, name, "$argon2id$fake", &[], &Meta::system(), NOW)
-        .await
-        .unwrap();
-    id
+/// The audit log after `after`, at most `limit`, of one user and type if given.
+async fn audit(
+    store: &Store,
+    after: i64,
+    limit: i64,
+    user_id: Option<Uuid>,
+    kind: Option<&str>,
+) -> Vec<Envelope> {
+    let kind = kind.map(str::to_owned);
+    let filter = EventFilter {
+        after,
+        limit,
+        user_id,
+        kind,
+    };
+    store.events(&filter).await.unwrap()
+}
+
+/// Whether the session `id` has ended.
+async fn is_revoked(store: &Store, id: Uuid) -> bool {
+    let session = store.session(id).await.unwrap().unwrap();
+    session.revoked_at.is_some()
 }
 
 async fn register_then_conflict(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
-    let id = user(&store, "alice").await;
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
+    let id = fx.user("alice").await;
     let again = store
         .register(Uuid::now_v7(), "alice", "h", &[], &Meta::system(), NOW)
         .await;
@@ -96,53 +105,19 @@ async fn register_then_conflict(kind: Kind) {
 }
 
 async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
-    let u = user(&store, "bob").await;
-    let s = session(u, 1);
-    store.login(&s, &Meta::system(), NOW).await.unwrap();
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
+    let u = fx.user("bob").await;
+    let s = fx.session(u, 1).await;
     let grace = 10_000;
-    let first = store
-        .refresh(
-            &[1; 32],
-            &[2; 32],
-            terms(NOW + 7_200_000, grace),
-            &Meta::system(),
-            NOW + 1,
-        )
-        .await
-        .unwrap();
+    let first = refresh(store, 1, 2, terms(NOW + 7_200_000, grace), NOW + 1).await;
     assert!(matches!(first, RefreshOutcome::Rotated { .. }), "{first:?}");
     // Spent a moment ago: refused, but the session lives (honest race).
-    let racing = store
-        .refresh(
-            &[1; 32],
-            &[3; 32],
-            terms(NOW, grace),
-            &Meta::system(),
-            NOW + 2,
-        )
-        .await
-        .unwrap();
+    let racing = refresh(store, 1, 3, terms(NOW, grace), NOW + 2).await;
     assert!(matches!(racing, RefreshOutcome::Grace), "{racing:?}");
-    assert!(store
-        .session(s.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
-        .is_none());
+    assert!(!is_revoked(store, s.id).await);
     // Spent long ago: theft. The session dies, and so does the new token.
-    let stolen = store
-        .refresh(
-            &[1; 32],
-            &[4; 32],
-            terms(NOW, grace),
-            &Meta::system(),
-            NOW + grace + 10,
-        )
-        .await
-        .unwrap();
+    let stolen = refresh(store, 1, 4, terms(NOW, grace), NOW + grace + 10).await;
     let RefreshOutcome::Reused { event } = stolen else {
         panic!("expected reuse, got {stolen:?}");
     };
@@ -153,28 +128,10 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
             session_id: s.id
         }
     );
-    assert!(store
-        .session(s.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
-        .is_some());
-    let after = store
-        .refresh(
-            &[2; 32],
-            &[5; 32],
-            terms(NOW, grace),
-            &Meta::system(),
-            NOW + grace + 20,
-        )
-        .await
-        .unwrap();
+    assert!(is_revoked(store, s.id).await);
+    let after = refresh(store, 2, 5, terms(NOW, grace), NOW + grace + 20).await;
     assert!(matches!(after, RefreshOutcome::Dead), "{after:?}");
-    let unknown = store
-        .refresh(&[9; 32], &[6; 32], terms(NOW, grace), &Meta::system(), NOW)
-        .await
-        .unwrap();
+    let unknown = refresh(store, 9, 6, terms(NOW, grace), NOW).await;
     assert!(matches!(unknown, RefreshOutcome::Unknown));
     // Pruning forgets the ended session's tokens: still refused, now unknown.
     assert_eq!(
@@ -186,42 +143,20 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         store.prune_refresh_tokens(NOW + 86_400_000).await.unwrap(),
         2
     );
-    let pruned = store
-        .refresh(
-            &[2; 32],
-            &[7; 32],
-            terms(NOW, grace),
-            &Meta::system(),
-            NOW + 86_400_000,
-        )
-        .await
-        .unwrap();
+    let pruned = refresh(store, 2, 7, terms(NOW, grace), NOW + 86_400_000).await;
     assert!(matches!(pruned, RefreshOutcome::Unknown));
 }
 
 async fn concurrent_refreshes_have_one_winner(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
-    let u = user(&store, "carol").await;
-    store
-        .login(&session(u, 7), &Meta::system(), NOW)
-        .await
-        .unwrap();
-    let store = Arc::new(store);
+    let fx = StoreFixture::new(kind).await;
+    let u = fx.user("carol").await;
+    fx.session(u, 7).await;
+    let store = Arc::new(fx.store.clone());
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .refresh(
-                    &[7; 32],
-                    &[100 + i; 32],
-                    terms(NOW + 1, 10_000),
-                    &Meta::system(),
-                    NOW + 1,
-                )
-                .await
-                .unwrap()
+            refresh(&store, 7, 100 + i, terms(NOW + 1, 10_000), NOW + 1).await
         }));
     }
     let mut rotated = 0;
@@ -236,13 +171,14 @@ async fn concurrent_refreshes_have_one_winner(kind: Kind) {
 }
 
 async fn revocations_and_locks_update_read_models(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
-    let (u, other) = (user(&store, "dave").await, user(&store, "erin").await);
-    let (s1, s2, s3) = (session(u, 1), session(u, 2), session(u, 3));
-    for s in [&s1, &s2, &s3] {
-        store.login(s, &Meta::system(), NOW).await.unwrap();
-    }
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
+    let (u, other) = (fx.user("dave").await, fx.user("erin").await);
+    let (s1, s2, s3) = (
+        fx.session(u, 1).await,
+        fx.session(u, 2).await,
+        fx.session(u, 3).await,
+    );
     assert_eq!(store.live_sessions(u, NOW).await.unwrap().len(), 3);
     // Someone else's session is not found, and nothing is appended.
     let head = store.head().await.unwrap();
@@ -292,46 +228,22 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
         Err(StoreError::NotFound)
     ));
     // The audit log filters by user and type, oldest first, with a cursor.
-    let mine = store
-        .events(&EventFilter {
-            after: 0,
-            limit: 100,
-            user_id: Some(u),
-            kind: None,
-        })
-        .await
-        .unwrap();
+    let mine = audit(store, 0, 100, Some(u), None).await;
     assert!(mine.iter().all(|e| e.event.user_id() == Some(u)));
     assert!(mine.windows(2).all(|w| w[0].seq < w[1].seq));
-    let logins = store
-        .events(&EventFilter {
-            after: 0,
-            limit: 2,
-            user_id: None,
-            kind: Some("login_succeeded".into()),
-        })
-        .await
-        .unwrap();
+    let logins = audit(store, 0, 2, None, Some("login_succeeded")).await;
     assert_eq!(logins.len(), 2);
-    let rest = store
-        .events(&EventFilter {
-            after: logins[1].seq,
-            limit: 100,
-            user_id: None,
-            kind: Some("login_succeeded".into()),
-        })
-        .await
-        .unwrap();
+    let rest = audit(store, logins[1].seq, 100, None, Some("login_succeeded")).await;
     assert_eq!(rest.len(), 1);
 }
 
 async fn first_key_race_has_one_winner(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = Arc::new(b.store().await);
+    let fx = StoreFixture::new(kind).await;
+    let store = Arc::new(fx.store.clone());
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let store = store.clone();
-        let key = generate_signing_key(&b.master, NOW).unwrap();
+        let key = generate_signing_key(&fx.b.master, NOW).unwrap();
         tasks.push(tokio::spawn(async move {
             store
                 .ensure_active_key(&key, &Meta::system(), NOW)
@@ -354,8 +266,8 @@ async fn first_key_race_has_one_winner(kind: Kind) {
 }
 
 async fn snapshot_reads_only_the_window(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
     let old: Vec<Event> = (0..300)
         .map(|_| Event::LoggedOut {
             user_id: Uuid::now_v7(),
@@ -385,8 +297,8 @@ async fn snapshot_reads_only_the_window(kind: Kind) {
 }
 
 async fn brute_force_counter_locks_and_doubles(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
     let policy = policy(3, 1000, 3000);
     let mut locks = Vec::new();
     for round in 0..4 {
@@ -444,14 +356,11 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
 /// is reserved, the first one past it locks, every other is refused; a
 /// right password then cannot log in through the lock, nor clear it.
 async fn guesses_are_reserved_before_hashing(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = Arc::new(b.store().await);
+    let fx = StoreFixture::new(kind).await;
+    let store = Arc::new(fx.store.clone());
     let policy = policy(10, 60_000, 600_000);
     let user_id = Uuid::now_v7();
-    store
-        .register(user_id, "victim", "$argon2id$x", &[], &Meta::system(), NOW)
-        .await
-        .unwrap();
+    fx.user_with(user_id, "victim", "$argon2id$x").await;
     let mut racers = Vec::new();
     for _ in 0..40 {
         let store = store.clone();
@@ -474,8 +383,8 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
     let t = store.throttle("victim").await.unwrap();
     assert_eq!(t.locked_until, Some(NOW + 60_000));
     // The right password, hashed meanwhile: the lock wins, and stays.
-    let s = session(user_id, 42);
-    let login = store.login(&s, &Meta::system(), NOW + 5).await.unwrap();
+    let s = new_session(user_id, 42);
+    let login = fx.login_at(&s, NOW + 5).await;
     assert!(matches!(login, Login::Locked { until } if until == NOW + 60_000));
     assert_eq!(
         store.throttle("victim").await.unwrap().locked_until,
@@ -495,7 +404,7 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
             .unwrap(),
         Guess::Reserved
     ));
-    let login = store.login(&s, &Meta::system(), later).await.unwrap();
+    let login = fx.login_at(&s, later).await;
     assert!(matches!(login, Login::Created(_)));
     assert_eq!(store.throttle("victim").await.unwrap().failures, 0);
 }

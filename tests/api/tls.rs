@@ -7,9 +7,9 @@ use recall::bus::{redis::RedisBus, Bus};
 use recall::events::{Envelope, Event};
 use recall::keys::MasterKey;
 use recall::sync::now_ms;
-use serde_json::json;
 use uuid::Uuid;
 
+use crate::fixtures::stop_all;
 use crate::helpers::{all_reject, username, Backend, Kind, TestDb};
 
 /// The G3 bound a real notice is held to (loopback, no polling).
@@ -76,13 +76,7 @@ async fn postgres_and_redis_over_tls_end_to_end() {
     apps[0].register(&name).await;
     let s = apps[0].login(&name).await;
     assert_eq!(apps[1].me_status(&s.access).await, 200);
-    assert_eq!(
-        apps[0]
-            .post("/v1/auth/logout", Some(&s.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(apps[0].logout(&s.access).await.status, 204);
     assert!(
         all_reject(&[&apps[1]], &s.access, G3).await.is_some(),
         "the logout did not cross TLS Redis within {G3:?}"
@@ -104,9 +98,7 @@ async fn postgres_and_redis_over_tls_end_to_end() {
     assert!(tls >= 1, "no TLS connection to the database");
     assert_eq!(plain, 0, "a plaintext connection to the database");
     assert_eq!(apps[1].get("/readyz", None).await.status, 200);
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// A server certificate from a CA that is not trusted is refused, with an

@@ -14,9 +14,10 @@ use recall::sync::now_ms;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::fixtures::stop_all;
 use crate::helpers::kid_of;
 use crate::helpers::{
-    all_reject, eventually, redis_url, username, Backend, Kind, Session, TestApp, ADMIN_TOKEN,
+    all_reject, eventually, redis_url, username, Backend, Kind, Session, TestApp,
 };
 
 /// The G3 bound these tests hold a real notice to (loopback, no polling).
@@ -59,6 +60,16 @@ async fn ready(app: &TestApp) -> (u16, i64, i64, String) {
     )
 }
 
+/// Two instances on `b`, subscribed to its channel, polling the log every
+/// `poll_ms` and failing closed after `staleness_ms`.
+async fn pair(b: &Backend, poll_ms: u64, staleness_ms: i64) -> Vec<TestApp> {
+    b.spawn_subscribed_fleet(2, |s| {
+        s.poll_interval_ms = poll_ms;
+        s.max_staleness_ms = staleness_ms;
+    })
+    .await
+}
+
 /// Forged notices of every dangerous kind: none moves any instance's
 /// state, `caught_up_seq`, readiness, or makes it read the log; a real
 /// logout afterwards still reaches every instance within the G3 bound.
@@ -66,41 +77,21 @@ async fn ready(app: &TestApp) -> (u16, i64, i64, String) {
 async fn forged_notices_change_nothing() {
     let b = Backend::new(Kind::Postgres).await;
     // Only notices can move anything: no polling, no staleness in play.
-    let apps = b
-        .spawn_subscribed_fleet(2, |s| {
-            s.poll_interval_ms = 600_000;
-            s.max_staleness_ms = 1_200_000;
-        })
-        .await;
+    let apps = pair(&b, 600_000, 1_200_000).await;
     let (a, other) = (&apps[0], &apps[1]);
 
     // A session signed by a key that then gets revoked (compromised rotation).
-    let alice = username("trust");
-    a.register(&alice).await;
-    let old = a.login(&alice).await;
+    let (alice, old) = a.signup("trust").await;
     let revoked_kid = kid_of(&old.access);
-    let res = a
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({"compromised": true}),
-        )
-        .await;
+    let res = a.rotate_key(json!({"compromised": true})).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let active_kid = res.body["kid"].as_str().unwrap().to_owned();
     // A live session on the new key, and a locked user with a token.
     let live = a.login(&alice).await;
     assert_eq!(kid_of(&live.access), active_kid);
-    let bob = username("trust");
-    let bob_id = a.register(&bob).await;
-    let bob_session = a.login(&bob).await;
-    let res = a
-        .post(
-            &format!("/v1/admin/users/{bob_id}/lock"),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
-        .await;
+    let (_bob, bob_session) = a.signup("trust").await;
+    let bob_id = bob_session.user_id.clone();
+    let res = a.admin_user_action(&bob_id, "lock", json!({})).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let head = res.body["seq"].as_i64().unwrap();
     for app in &apps {
@@ -221,16 +212,18 @@ async fn forged_notices_change_nothing() {
             before[i].1,
             "a forged notice made instance {i} read the log"
         );
-        assert_eq!(
-            app.me_status(&old.access).await,
+        app.assert_me(
+            &old.access,
             401,
-            "instance {i}: the revoked key came back"
-        );
-        assert_eq!(
-            app.me_status(&live.access).await,
+            &format!("instance {i}: the revoked key came back"),
+        )
+        .await;
+        app.assert_me(
+            &live.access,
             200,
-            "instance {i}: the active key was killed"
-        );
+            &format!("instance {i}: the active key was killed"),
+        )
+        .await;
         let res = app.get("/v1/me", Some(&bob_session.access)).await;
         assert_eq!(
             (res.status.as_u16(), res.error()),
@@ -240,19 +233,12 @@ async fn forged_notices_change_nothing() {
     }
 
     // A real logout afterwards still reaches every instance within G3.
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&live.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(a.logout(&live.access).await.status, 204);
     assert!(
         all_reject(&[other], &live.access, G3).await.is_some(),
         "the real logout did not reach the other instance within {G3:?}"
     );
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }
 
 /// Two deployments (different databases and master keys) share one Redis
@@ -279,13 +265,7 @@ async fn deployments_sharing_a_channel_ignore_each_other() {
     }
 
     // X logs out: X's other instance applies it; Y's instances drop it.
-    assert_eq!(
-        xs[0]
-            .post("/v1/auth/logout", Some(&sx.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(xs[0].logout(&sx.access).await.status, 204);
     assert!(all_reject(&[&xs[1]], &sx.access, G3).await.is_some());
     for app in &ys {
         let dropped = eventually(Duration::from_secs(2), || async {
@@ -294,21 +274,12 @@ async fn deployments_sharing_a_channel_ignore_each_other() {
         .await;
         assert!(dropped.is_some(), "Y did not reject X's notice");
         assert_eq!(ready(app).await.1, hy, "X's notice moved Y's seq");
-        assert_eq!(
-            app.me_status(&sy.access).await,
-            200,
-            "Y revoked its own session"
-        );
+        app.assert_me(&sy.access, 200, "Y revoked its own session")
+            .await;
     }
 
     // Y logs out: the mirror image.
-    assert_eq!(
-        ys[0]
-            .post("/v1/auth/logout", Some(&sy.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(ys[0].logout(&sy.access).await.status, 204);
     assert!(all_reject(&[&ys[1]], &sy.access, G3).await.is_some());
     for app in &xs {
         let dropped = eventually(Duration::from_secs(2), || async {
@@ -342,16 +313,9 @@ fn pg_tool(tool: &str, args: &[&str]) {
 async fn a_log_that_goes_backwards_fails_closed_then_rebuilds() {
     let b = Backend::new(Kind::Postgres).await;
     let url = b.db.as_ref().unwrap().url.clone();
-    let apps = b
-        .spawn_subscribed_fleet(2, |s| {
-            s.poll_interval_ms = 2000;
-            s.max_staleness_ms = 120_000;
-        })
-        .await;
+    let apps = pair(&b, 2000, 120_000).await;
     let (a, other) = (&apps[0], &apps[1]);
-    let name = username("restore");
-    a.register(&name).await;
-    let s1 = a.login(&name).await;
+    let (name, s1) = a.signup("restore").await;
     let s2 = a.login(&name).await;
 
     // The backup.
@@ -388,17 +352,9 @@ async fn a_log_that_goes_backwards_fails_closed_then_rebuilds() {
     );
     let _ = std::fs::remove_file(&dump);
     // A revocation in the restored log takes a seq the fleet has "applied".
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&s2.access), json!({}))
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        a.me_status(&s2.access).await,
-        401,
-        "G2 on the serving instance"
-    );
+    assert_eq!(a.logout(&s2.access).await.status, 204);
+    a.assert_me(&s2.access, 401, "G2 on the serving instance")
+        .await;
 
     // The other instance's readiness sees the log behind it and fails closed.
     let (status, caught_up, log_head, reason) = ready(other).await;
@@ -435,23 +391,17 @@ async fn a_log_that_goes_backwards_fails_closed_then_rebuilds() {
             ready(app).await
         );
         assert!(app.metric("recall_log_regressions_total").await >= 1.0);
-        assert_eq!(
-            app.me_status(&s2.access).await,
+        app.assert_me(
+            &s2.access,
             401,
-            "instance {i} accepts a revoked token"
-        );
+            &format!("instance {i} accepts a revoked token"),
+        )
+        .await;
         assert_eq!(app.me_status(&s1.access).await, 200);
     }
     // Notices line up with the log again: a new logout propagates at once.
-    assert_eq!(
-        a.post("/v1/auth/logout", Some(&s1.access), json!({}))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(a.logout(&s1.access).await.status, 204);
     assert!(all_reject(&[other], &s1.access, G3).await.is_some());
     drop(later);
-    for app in apps {
-        app.stop().await;
-    }
+    stop_all(apps).await;
 }

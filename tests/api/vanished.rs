@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::feed::create_service;
-use crate::helpers::{eventually, Backend, Kind, TestApp, ADMIN_TOKEN};
+use crate::fixtures::start;
+use crate::helpers::{eventually, Kind, TestApp, ADMIN_TOKEN};
 
 /// Opens an SSE stream and waits for its first bytes.
 async fn open_stream(app: &TestApp, path: &str, token: &str) -> TcpStream {
@@ -31,8 +32,7 @@ async fn open_stream(app: &TestApp, path: &str, token: &str) -> TcpStream {
 }
 
 async fn vanished_stream_clients_leave_nothing_open(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let app = b.spawn().await;
+    let (_b, app) = start(kind).await;
     let (_, service) = create_service(&app, "vanishing").await;
     let before = app.metric("recall_event_followers").await;
     let mut streams = Vec::new();

@@ -7,13 +7,15 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::feed::{admin_delete, create_service, post_204, user};
+use crate::fixtures::{introspect, pg_fleet, stop_all};
 use crate::fleet::Proxy;
-use crate::helpers::{eventually, refresh_res, Backend, Kind, Session, TestApp, ADMIN_TOKEN};
+use crate::helpers::{eventually, Backend, Kind, Session, TestApp};
 
 /// A generous bound for a revocation to reach a verifier (the benchmark
 /// measures the real figure).
@@ -88,6 +90,13 @@ impl Sidecar {
         }
     }
 
+    /// A request without a body; the response as it comes.
+    pub async fn raw(&self, method: Method, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        let req = self.http.request(method, url);
+        req.send().await.expect("sidecar answers")
+    }
+
     /// Forward auth: the status, and `X-User-Id` when admitted.
     pub async fn verify(&self, access: &str) -> (u16, Option<String>) {
         let res = self
@@ -127,6 +136,20 @@ async fn both(sidecars: &[Sidecar], access: &str, status: u16, what: &str) {
 
 fn upstreams(fleet: &[TestApp]) -> Vec<String> {
     fleet.iter().map(|a| a.base.clone()).collect()
+}
+
+/// A PostgreSQL fleet of `n`, the token of a service credential called
+/// `name`, and a
+/// sidecar following the whole fleet with this staleness bound (ms).
+async fn fleet_with_sidecar(
+    n: usize,
+    name: &str,
+    staleness_ms: u64,
+) -> (Backend, Vec<TestApp>, String, Sidecar) {
+    let (b, fleet) = pg_fleet(n).await;
+    let (_, token) = create_service(&fleet[0], name).await;
+    let sidecar = Sidecar::start(&upstreams(&fleet), &token, staleness_ms).await;
+    (b, fleet, token, sidecar)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,22 +200,14 @@ async fn every_revocation_kind_reaches_both_verifiers() {
     // admin revoke
     let r = user(bb, "revoked").await;
     let res = c
-        .post(
-            &format!("/v1/admin/users/{}/revoke-sessions", r.user_id),
-            Some(ADMIN_TOKEN),
-            json!({}),
-        )
+        .admin_user_action(&r.user_id, "revoke-sessions", json!({}))
         .await;
     assert_eq!(res.status, 200);
     both(&sidecars, &r.access, 401, "admin revoke").await;
     // lock: 403 account_locked, as Recall answers
     let l = user(a, "locked").await;
     let res = bb
-        .post(
-            &format!("/v1/admin/users/{}/lock", l.user_id),
-            Some(ADMIN_TOKEN),
-            json!({ "duration_secs": 600 }),
-        )
+        .admin_user_action(&l.user_id, "lock", json!({ "duration_secs": 600 }))
         .await;
     assert_eq!(res.status, 200);
     both(&sidecars, &l.access, 403, "lock").await;
@@ -211,9 +226,9 @@ async fn every_revocation_kind_reaches_both_verifiers() {
     both(&sidecars, &there.access, 401, "password change").await;
     // refresh-token reuse
     let u = user(c, "reuse").await;
-    let rotated = refresh_res(a, &u.refresh).await;
+    let rotated = a.refresh(&u.refresh).await;
     assert_eq!(rotated.status, 200);
-    let again = refresh_res(bb, &u.refresh).await;
+    let again = bb.refresh(&u.refresh).await;
     assert_eq!(again.status, 401);
     assert!(again.body["error_description"]
         .as_str()
@@ -223,21 +238,15 @@ async fn every_revocation_kind_reaches_both_verifiers() {
     both(&sidecars, successor, 401, "reuse ends the whole session").await;
     // compromised rotation: old tokens die, refreshed ones (new key) pass
     let k = user(a, "key").await;
-    let res = c
-        .post(
-            "/v1/admin/keys/rotate",
-            Some(ADMIN_TOKEN),
-            json!({ "compromised": true }),
-        )
-        .await;
+    let res = c.rotate_key(json!({ "compromised": true })).await;
     assert_eq!(res.status, 200);
     both(&sidecars, &k.access, 401, "compromised rotation").await;
-    let renewed = refresh_res(bb, &k.refresh).await;
+    let renewed = bb.refresh(&k.refresh).await;
     assert_eq!(renewed.status, 200);
     let fresh = renewed.body["access_token"].as_str().unwrap();
     both(&sidecars, fresh, 204, "a token of the new key").await;
     // service revoke: the credential the sidecars use ends; they fail closed.
-    let list = a.get("/v1/admin/services", Some(ADMIN_TOKEN)).await;
+    let list = a.admin_get("/v1/admin/services").await;
     let id = list.body["services"][0]["service_id"]
         .as_str()
         .unwrap()
@@ -251,21 +260,16 @@ async fn every_revocation_kind_reaches_both_verifiers() {
             "verifier {i} kept answering after its credential ended"
         );
     }
-    for v in sidecars {
-        v.stop().await;
+    for s in sidecars {
+        s.stop().await;
     }
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_upstream_is_resumed_elsewhere_without_missing_an_item() {
-    let b = Backend::new(Kind::Postgres).await;
-    let mut fleet = b.spawn_fleet(3).await;
-    let (_, token) = create_service(&fleet[0], "failover").await;
     // The verifier follows A first, then B, then C.
-    let v = Sidecar::start(&upstreams(&fleet), &token, 5000).await;
+    let (_b, mut fleet, _, v) = fleet_with_sidecar(3, "failover", 5000).await;
     let mut sessions: Vec<Session> = Vec::new();
     for _ in 0..30 {
         sessions.push(user(&fleet[1], "burst").await);
@@ -292,15 +296,12 @@ async fn a_killed_upstream_is_resumed_elsewhere_without_missing_an_item() {
     let survivor = user(&fleet[1], "after").await;
     assert!(v.until(&survivor.access, 204, BOUND).await.is_some());
     v.stop().await;
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(1).await;
+    let (_b, fleet) = pg_fleet(1).await;
     let (_, token) = create_service(&fleet[0], "cut").await;
     let proxy = Proxy::new(fleet[0].base.trim_start_matches("http://").to_owned()).await;
     let staleness = 1500;
@@ -334,9 +335,7 @@ async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
         .is_some());
     assert!(v.until(&s.access, 401, BOUND).await.is_some());
     v.stop().await;
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// Found by the soak (bench/SOAK.md): the verifier moved its cursor only on
@@ -346,11 +345,8 @@ async fn a_cut_feed_fails_closed_within_the_bound_and_recovers() {
 /// with its upstream healthy. A head now moves the cursor to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stretch_without_revocations_is_not_staleness() {
-    let b = Backend::new(Kind::Postgres).await;
-    let fleet = b.spawn_fleet(1).await;
-    let (_, token) = create_service(&fleet[0], "quiet").await;
     let staleness = 1500;
-    let v = Sidecar::start(&upstreams(&fleet), &token, staleness).await;
+    let (_b, fleet, _, v) = fleet_with_sidecar(1, "quiet", staleness).await;
     let first = user(&fleet[0], "quiet").await;
     post_204(&fleet[0], "/v1/auth/logout", &first.access).await;
     assert!(v.until(&first.access, 401, BOUND).await.is_some());
@@ -370,9 +366,7 @@ async fn a_quiet_stretch_without_revocations_is_not_staleness() {
     post_204(&fleet[0], "/v1/auth/logout", &s.access).await;
     assert!(v.until(&s.access, 401, BOUND).await.is_some());
     v.stop().await;
-    for app in fleet {
-        app.stop().await;
-    }
+    stop_all(fleet).await;
 }
 
 /// The sidecar answers RFC 7662 introspection from its own state, so any
@@ -381,10 +375,7 @@ async fn a_quiet_stretch_without_revocations_is_not_staleness() {
 /// wrong method is 405 with `Allow`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_answers_introspection_and_fails_closed() {
-    let b = Backend::new(Kind::Postgres).await;
-    let mut fleet = b.spawn_fleet(1).await;
-    let (_, token) = create_service(&fleet[0], "introspect").await;
-    let sidecar = Sidecar::start(&upstreams(&fleet), &token, 1000).await;
+    let (_b, mut fleet, token, sidecar) = fleet_with_sidecar(1, "introspect", 1000).await;
     let s = user(&fleet[0], "sideintro").await;
     let ask = |t: String| {
         sidecar
@@ -401,17 +392,10 @@ async fn the_sidecar_answers_introspection_and_fails_closed() {
     assert_eq!(body["sid"], s.session_id.as_str());
     assert_eq!(body["token_type"], "Bearer");
     // Recall's own answer agrees on every field it shares.
-    let recall: serde_json::Value = fleet[0]
-        .http
-        .post(format!("{}/oauth/introspect", fleet[0].base))
-        .bearer_auth(&token)
-        .form(&[("token", s.access.as_str())])
-        .send()
+    let form = [("token", s.access.as_str())];
+    let recall = introspect(&fleet[0].http, &fleet[0].base, Some(&token), &form)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .body;
     for field in [
         "active",
         "iss",
@@ -437,20 +421,10 @@ async fn the_sidecar_answers_introspection_and_fails_closed() {
     })
     .await;
     assert!(gone.is_some(), "the sidecar kept a logged-out token active");
-    let get = sidecar
-        .http
-        .get(format!("{}/oauth/introspect", sidecar.base))
-        .send()
-        .await
-        .unwrap();
+    let get = sidecar.raw(Method::GET, "/oauth/introspect").await;
     assert_eq!(get.status(), 405);
     assert_eq!(get.headers()["allow"], "POST");
-    let post = sidecar
-        .http
-        .post(format!("{}/v1/auth/verify", sidecar.base))
-        .send()
-        .await
-        .unwrap();
+    let post = sidecar.raw(Method::POST, "/v1/auth/verify").await;
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET");
     // Recall gone: once stale, 503 with Retry-After, never a guess.

@@ -6,6 +6,7 @@ use reqwest::header::{HeaderMap, ORIGIN, SET_COOKIE};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::fixtures::start_tuned;
 use crate::helpers::{username, Backend, Kind, Res, TestApp};
 
 /// Recall's own origin in these tests (its RECALL_PUBLIC_URL).
@@ -13,10 +14,10 @@ const OWN: &str = "https://recall.test";
 const COOKIE: &str = "__Host-recall_refresh";
 
 async fn app() -> (Backend, TestApp) {
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut s = b.settings();
-    s.public_url = OWN.into();
-    let app = b.spawn_with(s, None).await;
+    let (b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.public_url = OWN.into();
+    })
+    .await;
     (b, app)
 }
 
@@ -203,12 +204,7 @@ async fn bad_input_to_the_cookie_routes_is_refused_cleanly() {
 async fn pages_are_served_with_a_strict_policy_and_embedded_assets() {
     let (_b, app) = app().await;
     for path in ["/", "/account", "/admin"] {
-        let res = app
-            .http
-            .get(format!("{}{}", app.base, path))
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_raw(path).await;
         assert_eq!(res.status(), 200, "{path}");
         let h = res.headers().clone();
         let csp = h["content-security-policy"].to_str().unwrap();
@@ -234,12 +230,7 @@ async fn pages_are_served_with_a_strict_policy_and_embedded_assets() {
         ("common.js", "text/javascript"),
         ("admin.js", "text/javascript"),
     ] {
-        let res = app
-            .http
-            .get(format!("{}/assets/{asset}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_raw(&format!("/assets/{asset}")).await;
         assert_eq!(res.status(), 200);
         assert!(res.headers()["content-type"]
             .to_str()
@@ -256,15 +247,7 @@ async fn pages_are_served_with_a_strict_policy_and_embedded_assets() {
     let mut s = b.settings();
     s.open_registration = false;
     let closed = b.spawn_with(s, None).await;
-    let html = closed
-        .http
-        .get(format!("{}/", closed.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = closed.text("/").await;
     assert!(html.contains("id=\"login\""));
     assert!(!html.contains("id=\"register\""));
     closed.stop().await;
@@ -290,11 +273,11 @@ async fn cors_opens_the_json_api_to_listed_origins_only() {
     assert!(res.headers().get("access-control-allow-origin").is_none());
     closed.stop().await;
 
-    let b = Backend::new(Kind::Sqlite).await;
-    let mut s = b.settings();
-    s.public_url = OWN.into();
-    s.cors_origins = vec!["https://app.example".into()];
-    let app = b.spawn_with(s, None).await;
+    let (_b, app) = start_tuned(Kind::Sqlite, |s| {
+        s.public_url = OWN.into();
+        s.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
     let res = preflight(&app, "https://app.example").await;
     assert!(res.status().is_success(), "{}", res.status());
     assert_eq!(
@@ -307,9 +290,7 @@ async fn cors_opens_the_json_api_to_listed_origins_only() {
             .is_none(),
         "never with cookies"
     );
-    let name = username("cors");
-    app.register(&name).await;
-    let session = app.login(&name).await;
+    let (_name, session) = app.signup("cors").await;
     let res = app
         .http
         .get(format!("{}/v1/sessions", app.base))

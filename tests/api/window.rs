@@ -7,11 +7,11 @@ use recall::state;
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::{Backend, Kind};
+use crate::fixtures::{StoreFixture, NOW};
+use crate::helpers::Kind;
 
 both_stores!(a_window_of_several_pages_is_read_whole_and_in_order);
 
-const NOW: i64 = 1_800_000_000_000;
 const RETENTION: i64 = 330_000;
 
 fn logouts(n: usize) -> Vec<Event> {
@@ -24,8 +24,8 @@ fn logouts(n: usize) -> Vec<Event> {
 }
 
 async fn a_window_of_several_pages_is_read_whole_and_in_order(kind: Kind) {
-    let b = Backend::new(kind).await;
-    let store = b.store().await;
+    let fx = StoreFixture::new(kind).await;
+    let store = &fx.store;
     let meta = Meta::system();
     // In the window, then old events in the middle of the seqs (an
     // instance with a slow clock), then most of the window across pages.
@@ -60,7 +60,7 @@ async fn a_window_of_several_pages_is_read_whole_and_in_order(kind: Kind) {
     assert_eq!(snap.events[10].seq, 111, "the old events are skipped");
 
     let whole = state::from_snapshot(&snap, RETENTION, NOW);
-    let (paged, standing, folded) = state::from_window_pages(&store, RETENTION, NOW)
+    let (paged, standing, folded) = state::from_window_pages(store, RETENTION, NOW)
         .await
         .unwrap();
     assert_eq!(folded, in_window);
