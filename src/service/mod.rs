@@ -65,6 +65,7 @@ pub use auth::Auth;
 pub use bound::Presented;
 pub use dpop::DpopInput;
 pub use feed::{Feed, FeedCaller, FeedPage};
+pub use guess::guess_rules;
 pub use inputs::{
     ClientType, DeviceId, LoginInput, Password, Principal, RefreshInput, TokenResponse, UserAgent,
     Username,

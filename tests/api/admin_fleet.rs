@@ -1,5 +1,6 @@
 //! Emergency controls across a fleet: admin revocation, locks and their expiry.
 
+use recall::clock::Timestamp;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -107,7 +108,7 @@ async fn fleet_lock_and_unlock() {
     answers_everywhere(&all, &s1.access, 200, "").await;
     answers_everywhere(&all, &s2.access, 200, "").await;
 
-    let before = recall::sync::now_ms();
+    let before = Timestamp::now().ms();
     let res = a
         .admin_user_action(
             &user_id,
@@ -118,7 +119,7 @@ async fn fleet_lock_and_unlock() {
     assert_eq!(res.status, 200, "{}", res.body);
     let until = rfc3339_ms(res.body["locked_until"].as_str().unwrap());
     assert!(
-        until >= before + 600_000 && until <= recall::sync::now_ms() + 600_000,
+        until >= before + 600_000 && until <= Timestamp::now().ms() + 600_000,
         "{}",
         res.body
     );
@@ -250,7 +251,7 @@ async fn lock_expires_with_nobody_acting(kind: Kind) {
     assert_error(&app.try_login(&name, PASSWORD).await, 403, "account_locked");
     assert_ne!(app.me_status(&s.access).await, 200);
     // Nobody acts; once the lock has ended, login works again.
-    let wait = until - recall::sync::now_ms();
+    let wait = until - Timestamp::now().ms();
     assert!(wait > 0, "the 2 s lock ended before we could look");
     tokio::time::sleep(Duration::from_millis(wait as u64 + 50)).await;
     let res = app.try_login(&name, PASSWORD).await;

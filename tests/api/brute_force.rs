@@ -1,8 +1,9 @@
 //! Brute-force lockout: known and unknown usernames alike, doubling, capped.
 
+use recall::clock::Timestamp;
 use std::time::Duration;
 
-use recall::store::LockoutPolicy;
+use recall::domain::LockoutPolicy;
 use serde_json::{json, Value};
 
 use crate::both_stores;
@@ -112,7 +113,7 @@ async fn brute_force_locks_known_and_unknown_usernames_alike_and_doubles(kind: K
     // The lock ends by itself: wrong passwords count again from zero.
     let end = k_until.max(g_until);
     tokio::time::sleep(Duration::from_millis(
-        (end - recall::sync::now_ms()).max(0) as u64 + 50,
+        (end - Timestamp::now().ms()).max(0) as u64 + 50,
     ))
     .await;
 
@@ -126,14 +127,14 @@ async fn brute_force_locks_known_and_unknown_usernames_alike_and_doubles(kind: K
     // Measured too: still locked at 1.5 x base ...
     let at_1_5 = k_at2.max(g_at2) + base * 3 / 2;
     tokio::time::sleep(Duration::from_millis(
-        (at_1_5 - recall::sync::now_ms()).max(0) as u64,
+        (at_1_5 - Timestamp::now().ms()).max(0) as u64,
     ))
     .await;
     assert_locked(&app.try_login(&known, PASSWORD).await, k_until2);
     assert_locked(&app.try_login(&ghost, PASSWORD).await, g_until2);
     // ... and open after 2 x base: the right password logs in.
     tokio::time::sleep(Duration::from_millis(
-        (k_until2.max(g_until2) - recall::sync::now_ms()).max(0) as u64 + 50,
+        (k_until2.max(g_until2) - Timestamp::now().ms()).max(0) as u64 + 50,
     ))
     .await;
     let ok = app.try_login(&known, PASSWORD).await;
@@ -169,7 +170,7 @@ async fn brute_force_lock_length_is_capped(kind: Kind) {
         assert_eq!(until - at, want, "round {round}");
         assert_locked(&app.try_login(&ghost, PASSWORD).await, until);
         tokio::time::sleep(Duration::from_millis(
-            (until - recall::sync::now_ms()).max(0) as u64 + 50,
+            (until - Timestamp::now().ms()).max(0) as u64 + 50,
         ))
         .await;
     }

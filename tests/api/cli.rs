@@ -1,6 +1,7 @@
 //! `recall admin ...`: the real binary against the test database and Redis
 //! channel, with a running instance that must feel its effects.
 
+use recall::clock::Timestamp;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -178,7 +179,7 @@ async fn cli_lock_by_username_for_2s() {
     let (b, app) = cli_app().await;
     let (name, s) = app.signup("clilock").await;
 
-    let before = recall::sync::now_ms();
+    let before = Timestamp::now().ms();
     let e = run_one(
         &b,
         &["lock", &name, "--for", "2s", "--reason", "incident 7"],
@@ -188,7 +189,7 @@ async fn cli_lock_by_username_for_2s() {
     assert_eq!(e["data"]["reason"], "incident 7");
     assert!(e["seq"].is_i64());
     let until = e["data"]["until"].as_i64().unwrap();
-    assert!(until >= before + 2000 && until <= recall::sync::now_ms() + 2000);
+    assert!(until >= before + 2000 && until <= Timestamp::now().ms() + 2000);
     assert!(e["data"]["revoked_session_ids"]
         .to_string()
         .contains(&s.session_id));
@@ -198,14 +199,14 @@ async fn cli_lock_by_username_for_2s() {
     assert_eq!(body["error"], "account_locked");
     let (status, body) = login_status(&app, &name).await;
     assert!(
-        recall::sync::now_ms() < until,
+        Timestamp::now().ms() < until,
         "the CLI took so long the lock was over before we looked"
     );
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "account_locked");
     // The lock ends by itself after 2 s.
     tokio::time::sleep(Duration::from_millis(
-        (until - recall::sync::now_ms()).max(0) as u64 + 50,
+        (until - Timestamp::now().ms()).max(0) as u64 + 50,
     ))
     .await;
     login_answers(&app, &name, 200).await;
@@ -220,12 +221,12 @@ async fn cli_lock_and_unlock_by_id_while_http_is_down() {
     // HTTP is down: no instance runs.
     app.stop().await;
 
-    let before = recall::sync::now_ms();
+    let before = Timestamp::now().ms();
     let e = run_one(&b, &["lock", &user_id]).await;
     assert_eq!(e["type"], "user_locked");
     let until = e["data"]["until"].as_i64().unwrap();
     assert!(
-        until >= before + 86_400_000 && until <= recall::sync::now_ms() + 86_400_000,
+        until >= before + 86_400_000 && until <= Timestamp::now().ms() + 86_400_000,
         "default lock is 24 h: {e}"
     );
     // An instance started afterwards knows: the lock holds, the session is dead.

@@ -4,9 +4,11 @@
 //! A test says only what is special about it; the set-up lives here, so a
 //! change of the HTTP routes or of the store's Rust API is made in one place.
 
+use recall::clock::Timestamp;
 use recall::config::Settings;
+use recall::domain::{end_session, may_log_in, SessionEnd};
 use recall::events::Meta;
-use recall::store::{Login, NewSession, Store};
+use recall::store::{EndRule, Login, SessionRecord, Store};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -234,8 +236,34 @@ pub fn sorted_session_ids(sessions: &[&Session]) -> Vec<String> {
 
 // ------------------------------------------------------------ store level
 
-/// The "now" of the store-level tests, in ms since the epoch.
-pub const NOW: i64 = 1_800_000_000_000;
+/// The "now" of the store-level tests.
+pub const NOW: Timestamp = Timestamp::from_ms(1_800_000_000_000);
+
+/// `NOW` moved by `ms` milliseconds (negative: earlier).
+pub fn now_plus(ms: i64) -> Timestamp {
+    Timestamp::from_ms(NOW.ms() + ms)
+}
+
+/// A session to log in: its record and its refresh token's hash.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub record: SessionRecord,
+    pub refresh_hash: [u8; 32],
+}
+
+impl std::ops::Deref for NewSession {
+    type Target = SessionRecord;
+
+    fn deref(&self) -> &SessionRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for NewSession {
+    fn deref_mut(&mut self) -> &mut SessionRecord {
+        &mut self.record
+    }
+}
 
 /// A fresh store of one kind, and the backend it lives on.
 pub struct StoreFixture {
@@ -266,10 +294,20 @@ impl StoreFixture {
             .unwrap();
     }
 
-    /// Logs `session` in at `now`; what the store answers.
-    pub async fn login_at(&self, session: &NewSession, now: i64) -> Login {
+    /// Logs `session` in at `now` (its creation time); what the store answers.
+    pub async fn login_at(&self, session: &NewSession, now: Timestamp) -> Login {
+        let record = SessionRecord {
+            created_at: now,
+            ..session.record.clone()
+        };
         self.store
-            .login(session, &Meta::system(), now)
+            .login(
+                &record,
+                &session.refresh_hash,
+                may_log_in,
+                &Meta::system(),
+                now,
+            )
             .await
             .unwrap()
     }
@@ -282,18 +320,36 @@ impl StoreFixture {
     }
 }
 
+/// Ending `session_id` as the service asks the store to (the owner's, or
+/// any when `owner` is None), by the domain's decision.
+pub fn end_rule(session_id: Uuid, owner: Option<Uuid>, how: SessionEnd) -> EndRule {
+    Box::new(move |found| {
+        end_session(
+            session_id,
+            found.map(|s| s.user_id),
+            found.is_some_and(|s| s.revoked_at.is_some()),
+            owner,
+            how,
+        )
+    })
+}
+
 /// A new web session of `user` whose refresh token hashes to `[n; 32]`,
 /// its refresh token valid for an hour after `NOW`.
 pub fn new_session(user: Uuid, n: u8) -> NewSession {
     NewSession {
-        id: Uuid::now_v7(),
-        user_id: user,
-        client_type: "web".into(),
-        device_id: None,
-        ip: Some("127.0.0.1".into()),
-        user_agent: None,
+        record: SessionRecord {
+            id: Uuid::now_v7(),
+            user_id: user,
+            client_type: "web".into(),
+            device_id: None,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            created_at: NOW,
+            refresh_expires_at: now_plus(3_600_000),
+            revoked_at: None,
+            terms: Default::default(),
+        },
         refresh_hash: [n; 32],
-        refresh_expires_at: NOW + 3_600_000,
-        terms: Default::default(),
     }
 }

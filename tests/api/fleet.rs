@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use recall::clock::Timestamp;
 use recall::config::Settings;
 use recall::events::{Event, Meta};
-use recall::sync::now_ms;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -210,7 +210,7 @@ async fn a_gap_between_notices_is_filled_from_the_log() {
                 session_id: silent,
             }],
             &Meta::system(),
-            now_ms(),
+            Timestamp::now(),
         )
         .await
         .unwrap();

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use recall::bus::LocalBus;
 use recall::keys::MasterKey;
-use recall::service::Recall;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
@@ -75,7 +74,7 @@ async fn refusal(b: &Backend, flags: &[&str]) -> String {
     let settings = b.settings_with(flags);
     let store = settings.open_store().unwrap();
     store.migrate().await.unwrap();
-    match Recall::start_with(settings, store, Arc::new(LocalBus::default())).await {
+    match recall::startup::start_with(settings, store, Arc::new(LocalBus::default())).await {
         Ok(_) => panic!("an instance with {flags:?} started"),
         Err(e) => format!("{e:#}"),
     }

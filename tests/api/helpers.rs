@@ -116,7 +116,9 @@ impl Backend {
             ),
             None => Arc::new(self.local_bus.clone()),
         };
-        let (core, tasks) = Recall::start_with(settings, store, bus).await.unwrap();
+        let (core, tasks) = recall::startup::start_with(settings, store, bus)
+            .await
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let app = Application::with_core(listener, core, tasks, 1, false).unwrap();
         TestApp::new(app.spawn())

@@ -1,6 +1,7 @@
 //! Signing keys: compromised and scheduled rotation across a fleet,
 //! retirement, and private keys encrypted at rest.
 
+use recall::clock::Timestamp;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -200,7 +201,7 @@ async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
     let (name, s) = app.signup("rita").await;
     let old_kid = kid_of(&s.access);
     // Taken before the request: the rotation's own time lies inside it.
-    let rotated_at = recall::sync::now_ms();
+    let rotated_at = Timestamp::now().ms();
     let res = app.rotate_key(json!({ "compromised": false })).await;
     assert_eq!(res.status, 200, "{}", res.body);
     let new_kid = res.body["kid"].as_str().unwrap().to_owned();
@@ -233,7 +234,7 @@ async fn scheduled_key_is_retired_once_its_tokens_cannot_be_valid(kind: Kind) {
         "retired after {} ms, retention {retention_ms} ms",
         at_ms(&retired[0]) - at_ms(&rotation)
     );
-    assert!(recall::sync::now_ms() - rotated_at >= retention_ms);
+    assert!(Timestamp::now().ms() - rotated_at >= retention_ms);
     assert_eq!(jwks_kids(app).await, vec![new_kid.clone()]);
     let keys = key_statuses(app).await;
     assert_eq!(status_of(&keys, &new_kid), Some("active"));

@@ -222,7 +222,14 @@ async fn secrets_at_rest_are_owner_only() {
     let name = username("perm");
     let hash = recall::passwords::hash_blocking(PASSWORD.as_bytes());
     store
-        .register(uuid::Uuid::now_v7(), &name, &hash, &[], &Meta::system(), 1)
+        .register(
+            uuid::Uuid::now_v7(),
+            &name,
+            &hash,
+            &[],
+            &Meta::system(),
+            recall::clock::Timestamp::from_ms(1),
+        )
         .await
         .unwrap();
     assert_eq!(mode(&data), 0o700);

@@ -1,8 +1,8 @@
 //! Start-up rebuilds the state from the revocation window only, and a
 //! restarted instance rejects revoked tokens from its first request.
 
+use recall::clock::Timestamp;
 use recall::events::{Event, Meta};
-use recall::sync::now_ms;
 use uuid::Uuid;
 
 use crate::both_stores;
@@ -21,7 +21,11 @@ async fn restart_rejects_revoked_tokens_from_the_first_request(kind: Kind) {
         })
         .collect();
     store
-        .append_raw(old, &Meta::system(), now_ms() - 7 * 86_400_000)
+        .append_raw(
+            old,
+            &Meta::system(),
+            Timestamp::now().minus(std::time::Duration::from_secs(7 * 86_400)),
+        )
         .await
         .unwrap();
     let a = b.spawn().await;

@@ -10,7 +10,7 @@ use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
 use uuid::Uuid;
 
-use crate::fixtures::{new_session, StoreFixture, NOW};
+use crate::fixtures::{end_rule, new_session, now_plus, StoreFixture, NOW};
 use crate::helpers::{Backend, Kind};
 
 /// G6: 16 appenders x 500 events against a reader polling "after last
@@ -119,14 +119,14 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
         .await
         .expect("a read waited behind the writer")
         .unwrap();
-    let snapshot = store.snapshot(NOW - 1000, NOW).await.unwrap();
+    let snapshot = store.snapshot(now_plus(-1000), NOW).await.unwrap();
     assert!(
         t.elapsed() < std::time::Duration::from_millis(500),
         "reads took {:?} beside the writer",
         t.elapsed()
     );
     assert_eq!(seen, head, "an uncommitted write was visible");
-    assert_eq!(snapshot.head, head);
+    assert_eq!(snapshot.standing.head, head);
     hold.send(()).unwrap();
     writer.await.unwrap().unwrap();
     assert_eq!(store.head().await.unwrap(), head + 1, "the write committed");
@@ -144,22 +144,29 @@ async fn racing_revocations_of_one_session_append_once() {
         let name = format!("race{}", &user.simple().to_string()[..8]);
         fx.user_with(user, &name, "$argon2id$x").await;
         for round in 0..10u8 {
-            let session = recall::store::NewSession {
-                client_type: "mobile".into(),
-                ip: None,
-                ..new_session(user, round)
+            let session = {
+                let mut s = new_session(user, round);
+                s.client_type = "mobile".into();
+                s.ip = None;
+                s
             };
             fx.login_at(&session, NOW).await;
+            let sid = session.id;
             let mut racers = Vec::new();
             for i in 0..16 {
                 let store = store.clone();
                 racers.push(tokio::spawn(async move {
-                    let how = recall::store::SessionEnd::Revoked {
+                    let how = recall::domain::SessionEnd::Revoked {
                         cause: recall::events::RevokeCause::BindingMismatch,
                         reason: Some(format!("racer {i}")),
                     };
                     store
-                        .revoke_session(session.id, None, how, &Meta::system(), NOW + 1)
+                        .revoke_session(
+                            sid,
+                            end_rule(sid, None, how),
+                            &Meta::system(),
+                            now_plus(1),
+                        )
                         .await
                         .unwrap()
                 }));

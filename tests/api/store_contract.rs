@@ -4,16 +4,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use recall::clock::Timestamp;
+use recall::domain::{decide_refresh, LockoutPolicy, RefreshLimits, RefreshRefusal, SessionEnd};
 use recall::events::{Envelope, Event, Meta, RevokeCause};
 use recall::keys::generate_signing_key;
+use recall::service::guess_rules;
 use recall::store::{
-    EventFilter, Guess, LockoutPolicy, Login, RefreshOutcome, RefreshTerms, SessionEnd, Store,
+    EventFilter, Guess, GuessRules, Login, RefreshRefused, RefreshRules, Refreshed, Store,
     StoreError,
 };
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::fixtures::{new_session, StoreFixture, NOW};
+use crate::fixtures::{end_rule, new_session, now_plus, StoreFixture, NOW};
 use crate::helpers::Kind;
 
 both_stores!(
@@ -30,33 +33,53 @@ both_stores!(
 /// Absolute session lifetime in the store tests (30 days, ms).
 const SESSION_MAX: i64 = 2_592_000_000;
 
-fn terms(expires_at: i64, grace_ms: i64) -> RefreshTerms {
-    RefreshTerms {
-        refresh_ttl: Duration::from_millis((expires_at - NOW).max(0) as u64),
-        grace: Duration::from_millis(grace_ms as u64),
+/// The limits of a refresh whose successor expires at `expires_at`.
+fn terms(expires_at: Timestamp, grace_ms: u64) -> RefreshLimits {
+    RefreshLimits {
+        refresh_ttl: expires_at.since(NOW),
+        grace: Duration::from_millis(grace_ms),
         session_max: Duration::from_millis(SESSION_MAX as u64),
-        check: std::sync::Arc::new(|_| None),
     }
 }
 
-fn policy(max_failures: i64, base_ms: u64, max_ms: u64) -> LockoutPolicy {
+/// The brute-force rules under a policy of these numbers.
+fn policy(max_failures: i64, base_ms: u64, max_ms: u64) -> GuessRules {
     let (base, max) = (
         Duration::from_millis(base_ms),
         Duration::from_millis(max_ms),
     );
-    LockoutPolicy {
+    guess_rules(LockoutPolicy {
         max_failures,
         base,
         max,
-    }
+    })
 }
 
-/// Refreshes the token hashed `[old; 32]` into one hashed `[new; 32]` at `now`.
-async fn refresh(store: &Store, old: u8, new: u8, terms: RefreshTerms, now: i64) -> RefreshOutcome {
+/// What a refresh came to in the store.
+type Outcome = Result<Refreshed, RefreshRefused>;
+
+/// Refreshes the token hashed `[old; 32]` into one hashed `[new; 32]` at
+/// `now`, decided by the domain under `limits`.
+async fn refresh(
+    store: &Store,
+    old: u8,
+    new: u8,
+    limits: RefreshLimits,
+    now: Timestamp,
+) -> Outcome {
+    let rules = RefreshRules {
+        decide: Box::new(move |facts| decide_refresh(facts, &limits, now)),
+        check: Box::new(|_| None),
+    };
     store
-        .refresh(&[old; 32], &[new; 32], terms, &Meta::system(), now)
+        .refresh(&[old; 32], &[new; 32], rules, &Meta::system(), now)
         .await
         .unwrap()
+}
+
+/// Why a refresh was refused (None: it rotated).
+fn refusal(outcome: &Outcome) -> Option<RefreshRefusal> {
+    outcome.as_ref().err().map(|r| r.refusal)
 }
 
 /// The audit log after `after`, at most `limit`, of one user and type if given.
@@ -110,15 +133,24 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
     let u = fx.user("bob").await;
     let s = fx.session(u, 1).await;
     let grace = 10_000;
-    let first = refresh(store, 1, 2, terms(NOW + 7_200_000, grace), NOW + 1).await;
-    assert!(matches!(first, RefreshOutcome::Rotated { .. }), "{first:?}");
+    let first = refresh(store, 1, 2, terms(now_plus(7_200_000), grace), now_plus(1)).await;
+    assert!(first.is_ok(), "{first:?}");
     // Spent a moment ago: refused, but the session lives (honest race).
-    let racing = refresh(store, 1, 3, terms(NOW, grace), NOW + 2).await;
-    assert!(matches!(racing, RefreshOutcome::Grace), "{racing:?}");
+    let racing = refresh(store, 1, 3, terms(NOW, grace), now_plus(2)).await;
+    assert_eq!(
+        refusal(&racing),
+        Some(RefreshRefusal::JustUsed),
+        "{racing:?}"
+    );
     assert!(!is_revoked(store, s.id).await);
     // Spent long ago: theft. The session dies, and so does the new token.
-    let stolen = refresh(store, 1, 4, terms(NOW, grace), NOW + grace + 10).await;
-    let RefreshOutcome::Reused { event } = stolen else {
+    let stolen = refresh(store, 1, 4, terms(NOW, grace), now_plus(grace as i64 + 10)).await;
+    let Err(RefreshRefused {
+        refusal: RefreshRefusal::Reused,
+        event: Some(event),
+        ..
+    }) = stolen
+    else {
         panic!("expected reuse, got {stolen:?}");
     };
     assert_eq!(
@@ -129,10 +161,10 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         }
     );
     assert!(is_revoked(store, s.id).await);
-    let after = refresh(store, 2, 5, terms(NOW, grace), NOW + grace + 20).await;
-    assert!(matches!(after, RefreshOutcome::Dead), "{after:?}");
+    let after = refresh(store, 2, 5, terms(NOW, grace), now_plus(grace as i64 + 20)).await;
+    assert_eq!(refusal(&after), Some(RefreshRefusal::Ended), "{after:?}");
     let unknown = refresh(store, 9, 6, terms(NOW, grace), NOW).await;
-    assert!(matches!(unknown, RefreshOutcome::Unknown));
+    assert_eq!(refusal(&unknown), Some(RefreshRefusal::Unknown));
     // Pruning forgets the ended session's tokens: still refused, now unknown.
     assert_eq!(
         store.prune_refresh_tokens(NOW).await.unwrap(),
@@ -140,11 +172,14 @@ async fn refresh_rotates_once_and_reuse_revokes(kind: Kind) {
         "too recent"
     );
     assert_eq!(
-        store.prune_refresh_tokens(NOW + 86_400_000).await.unwrap(),
+        store
+            .prune_refresh_tokens(now_plus(86_400_000))
+            .await
+            .unwrap(),
         2
     );
-    let pruned = refresh(store, 2, 7, terms(NOW, grace), NOW + 86_400_000).await;
-    assert!(matches!(pruned, RefreshOutcome::Unknown));
+    let pruned = refresh(store, 2, 7, terms(NOW, grace), now_plus(86_400_000)).await;
+    assert_eq!(refusal(&pruned), Some(RefreshRefusal::Unknown));
 }
 
 async fn concurrent_refreshes_have_one_winner(kind: Kind) {
@@ -156,14 +191,15 @@ async fn concurrent_refreshes_have_one_winner(kind: Kind) {
     for i in 0..8u8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            refresh(&store, 7, 100 + i, terms(NOW + 1, 10_000), NOW + 1).await
+            refresh(&store, 7, 100 + i, terms(now_plus(1), 10_000), now_plus(1)).await
         }));
     }
     let mut rotated = 0;
     for t in tasks {
-        match t.await.unwrap() {
-            RefreshOutcome::Rotated { .. } => rotated += 1,
-            RefreshOutcome::Grace => {}
+        let outcome = t.await.unwrap();
+        match refusal(&outcome) {
+            None => rotated += 1,
+            Some(RefreshRefusal::JustUsed) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -183,17 +219,32 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
     // Someone else's session is not found, and nothing is appended.
     let head = store.head().await.unwrap();
     let foreign = store
-        .revoke_session(s1.id, Some(other), SessionEnd::Logout, &Meta::system(), NOW)
+        .revoke_session(
+            s1.id,
+            end_rule(s1.id, Some(other), SessionEnd::Logout),
+            &Meta::system(),
+            NOW,
+        )
         .await;
     assert!(matches!(foreign, Err(StoreError::NotFound)));
     assert_eq!(store.head().await.unwrap(), head);
     let out = store
-        .revoke_session(s1.id, Some(u), SessionEnd::Logout, &Meta::system(), NOW)
+        .revoke_session(
+            s1.id,
+            end_rule(s1.id, Some(u), SessionEnd::Logout),
+            &Meta::system(),
+            NOW,
+        )
         .await
         .unwrap();
     assert!(out.is_some());
     let twice = store
-        .revoke_session(s1.id, Some(u), SessionEnd::Logout, &Meta::system(), NOW)
+        .revoke_session(
+            s1.id,
+            end_rule(s1.id, Some(u), SessionEnd::Logout),
+            &Meta::system(),
+            NOW,
+        )
         .await
         .unwrap();
     assert!(twice.is_none(), "logout is idempotent");
@@ -213,14 +264,15 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
     assert_eq!(all.event.revoked_sessions(), vec![s2.id]);
     assert!(store.live_sessions(u, NOW).await.unwrap().is_empty());
     let lock = store
-        .lock(other, NOW + 60_000, None, &Meta::system(), NOW)
+        .lock(other, now_plus(60_000), None, &Meta::system(), NOW)
         .await
         .unwrap();
-    assert!(matches!(lock.event, Event::UserLocked { until, .. } if until == NOW + 60_000));
-    let snap = store.snapshot(NOW - 1, NOW).await.unwrap();
-    assert_eq!(snap.locks, vec![(other, NOW + 60_000)]);
+    assert!(matches!(lock.event, Event::UserLocked { until, .. } if until == now_plus(60_000)));
+    let snap = store.snapshot(now_plus(-1), NOW).await.unwrap();
+    assert_eq!(snap.standing.locks, vec![(other, now_plus(60_000))]);
     store.unlock(other, &Meta::system(), NOW).await.unwrap();
-    assert!(store.snapshot(NOW - 1, NOW).await.unwrap().locks.is_empty());
+    let snap = store.snapshot(now_plus(-1), NOW).await.unwrap();
+    assert!(snap.standing.locks.is_empty());
     assert!(matches!(
         store
             .lock(Uuid::now_v7(), NOW, None, &Meta::system(), NOW)
@@ -275,7 +327,7 @@ async fn snapshot_reads_only_the_window(kind: Kind) {
         })
         .collect();
     store
-        .append_raw(old, &Meta::system(), NOW - 86_400_000)
+        .append_raw(old, &Meta::system(), now_plus(-86_400_000))
         .await
         .unwrap();
     let recent = Event::LoggedOut {
@@ -283,11 +335,11 @@ async fn snapshot_reads_only_the_window(kind: Kind) {
         session_id: Uuid::now_v7(),
     };
     store
-        .append_raw(vec![recent.clone()], &Meta::system(), NOW - 1000)
+        .append_raw(vec![recent.clone()], &Meta::system(), now_plus(-1000))
         .await
         .unwrap();
-    let snap = store.snapshot(NOW - 330_000, NOW).await.unwrap();
-    assert_eq!(snap.head, 301);
+    let snap = store.snapshot(now_plus(-330_000), NOW).await.unwrap();
+    assert_eq!(snap.standing.head, 301);
     assert_eq!(
         snap.events.len(),
         1,
@@ -303,7 +355,7 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
     let mut locks = Vec::new();
     for round in 0..4 {
         // Each round starts after the previous lock ended.
-        let now = NOW + round * 10_000;
+        let now = now_plus(round * 10_000);
         for i in 1..=3 {
             let reserved = store
                 .reserve_guess("nobody", &policy, &Meta::system(), now)
@@ -327,14 +379,19 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
             };
             assert_eq!(failures, i, "round {round}");
             if i == 3 {
-                locks.push(locked_until.unwrap() - now);
+                locks.push(locked_until.unwrap().since(now).as_millis());
             } else {
                 assert!(locked_until.is_none());
             }
         }
         // Locked: the next guess is refused without counting.
         let refused = store
-            .reserve_guess("nobody", &policy, &Meta::system(), now + 1)
+            .reserve_guess(
+                "nobody",
+                &policy,
+                &Meta::system(),
+                now.plus(Duration::from_millis(1)),
+            )
             .await
             .unwrap();
         assert!(matches!(refused, Guess::Locked { event: None, .. }));
@@ -381,22 +438,22 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
     }
     assert_eq!((reserved, locked_here, refused), (10, 1, 29));
     let t = store.throttle("victim").await.unwrap();
-    assert_eq!(t.locked_until, Some(NOW + 60_000));
+    assert_eq!(t.locked_until, Some(now_plus(60_000)));
     // The right password, hashed meanwhile: the lock wins, and stays.
     let s = new_session(user_id, 42);
-    let login = fx.login_at(&s, NOW + 5).await;
-    assert!(matches!(login, Login::Locked { until } if until == NOW + 60_000));
+    let login = fx.login_at(&s, now_plus(5)).await;
+    assert!(matches!(login, Login::Locked { until } if until == now_plus(60_000)));
     assert_eq!(
         store.throttle("victim").await.unwrap().locked_until,
-        Some(NOW + 60_000)
+        Some(now_plus(60_000))
     );
     assert!(store
-        .live_sessions(user_id, NOW + 5)
+        .live_sessions(user_id, now_plus(5))
         .await
         .unwrap()
         .is_empty());
     // After the lock: a guess is reserved again, and a success clears counts.
-    let later = NOW + 60_001;
+    let later = now_plus(60_001);
     assert!(matches!(
         store
             .reserve_guess("victim", &policy, &Meta::system(), later)

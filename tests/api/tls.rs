@@ -4,9 +4,9 @@
 
 use recall::bus::notice::NoticeAuth;
 use recall::bus::{redis::RedisBus, Bus};
+use recall::clock::Timestamp;
 use recall::events::{Envelope, Event};
 use recall::keys::MasterKey;
-use recall::sync::now_ms;
 use uuid::Uuid;
 
 use crate::fixtures::stop_all;
@@ -20,7 +20,7 @@ fn notice(seq: i64) -> Envelope {
         seq,
         stream: "tls-test".into(),
         version: 1,
-        at: now_ms(),
+        at: Timestamp::now(),
         actor: Some("system".into()),
         ip: None,
         event: Event::UserUnlocked {

@@ -19,7 +19,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let master = MasterKey::generate();
-    let rec = generate_signing_key(&master, 0).unwrap();
+    let rec = generate_signing_key(&master, recall::clock::Timestamp::EPOCH).unwrap();
     let ring = Keyring::new("recall", &[], "recall-api");
     ring.load(std::slice::from_ref(&rec), &master).unwrap();
     let der = master.open(&rec.kid, &rec.private_key_enc).unwrap();

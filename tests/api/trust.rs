@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use recall::bus::notice::NoticeAuth;
+use recall::clock::Timestamp;
 use recall::events::{Envelope, Event};
 use recall::keys::MasterKey;
-use recall::sync::now_ms;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ fn forged(seq: i64, event: Event) -> Envelope {
         seq,
         stream: "forged".into(),
         version: 1,
-        at: now_ms(),
+        at: Timestamp::now(),
         actor: Some("system".into()),
         ip: None,
         event,

@@ -7,7 +7,7 @@ use recall::state;
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::fixtures::{StoreFixture, NOW};
+use crate::fixtures::{now_plus, StoreFixture, NOW};
 use crate::helpers::Kind;
 
 both_stores!(a_window_of_several_pages_is_read_whole_and_in_order);
@@ -30,26 +30,26 @@ async fn a_window_of_several_pages_is_read_whole_and_in_order(kind: Kind) {
     // In the window, then old events in the middle of the seqs (an
     // instance with a slow clock), then most of the window across pages.
     store
-        .append_raw(logouts(10), &meta, NOW - 1000)
+        .append_raw(logouts(10), &meta, now_plus(-1000))
         .await
         .unwrap();
     store
-        .append_raw(logouts(100), &meta, NOW - 86_400_000)
+        .append_raw(logouts(100), &meta, now_plus(-86_400_000))
         .await
         .unwrap();
     for _ in 0..5 {
         store
-            .append_raw(logouts(5_000), &meta, NOW - 500)
+            .append_raw(logouts(5_000), &meta, now_plus(-500))
             .await
             .unwrap();
     }
     let in_window = 10 + 25_000;
 
-    let snap = store.snapshot(NOW - RETENTION, NOW).await.unwrap();
-    assert_eq!(snap.head, 25_110);
+    let snap = store.snapshot(now_plus(-RETENTION), NOW).await.unwrap();
+    assert_eq!(snap.standing.head, 25_110);
     assert_eq!(snap.events.len(), in_window, "the window, whole");
     assert!(
-        snap.events.iter().all(|e| e.at >= NOW - RETENTION),
+        snap.events.iter().all(|e| e.at >= now_plus(-RETENTION)),
         "nothing from before the window"
     );
     assert!(
@@ -60,11 +60,11 @@ async fn a_window_of_several_pages_is_read_whole_and_in_order(kind: Kind) {
     assert_eq!(snap.events[10].seq, 111, "the old events are skipped");
 
     let whole = state::from_snapshot(&snap, RETENTION, NOW);
-    let (paged, standing, folded) = state::from_window_pages(store, RETENTION, NOW)
+    let (paged, standing, folded) = recall::sync::rebuild::from_window(store, RETENTION, NOW)
         .await
         .unwrap();
     assert_eq!(folded, in_window);
-    assert_eq!(standing.head, snap.head);
+    assert_eq!(standing.head, snap.standing.head);
     assert_eq!(paged.last_seq(), whole.last_seq());
     assert_eq!(paged.sizes(), whole.sizes());
     assert_eq!(paged.sizes().0, in_window, "every window session revoked");
