@@ -23,7 +23,7 @@ use recall::http::ssf_types::{
     PollInput, StatusInput, StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, VerifyInput,
 };
 use recall::http::users::{LoginBody, PasswordBody, RefreshBody, RegisterBody};
-use recall::service::{parse_client_type, Password, Username};
+use recall::service::{ClientType, Password, Username};
 use serde::de::DeserializeOwned;
 
 /// The answer a client would get: status, code, message, response body.
@@ -82,7 +82,7 @@ fn field_rules(data: &[u8]) {
             "password" | "new_password" | "current_password" => {
                 Password::parse(s.to_owned(), "password").map(|_| ())
             }
-            "client_type" => parse_client_type(Some(s)).map(|_| ()),
+            "client_type" => ClientType::parse(Some(s)).map(|_| ()),
             _ => continue,
         };
         if let Err(e) = result {

@@ -25,7 +25,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use libfuzzer_sys::fuzz_target;
 use recall::keys::MasterKey;
-use recall::store::KeyRecord;
+use recall::keys::KeyRecord;
 use recall::tokens::{Claims, Keyring, TokenError, ACCESS_TYP, LEEWAY_SECS};
 use recall_verifier::token::{Jwk, Jwks};
 use uuid::Uuid;
@@ -74,7 +74,7 @@ fn fixture() -> &'static Fixture {
                     } else {
                         recall::domain::KeyStatus::Verifying
                     },
-                    created_at: 0,
+                    created_at: recall::clock::Timestamp::EPOCH,
                     retire_after: None,
                 }
             })

@@ -161,12 +161,7 @@ async fn racing_revocations_of_one_session_append_once() {
                         reason: Some(format!("racer {i}")),
                     };
                     store
-                        .revoke_session(
-                            sid,
-                            end_rule(sid, None, how),
-                            &Meta::system(),
-                            now_plus(1),
-                        )
+                        .revoke_session(sid, end_rule(sid, None, how), &Meta::system(), now_plus(1))
                         .await
                         .unwrap()
                 }));

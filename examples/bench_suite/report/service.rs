@@ -114,7 +114,7 @@ pub(super) fn rows(rows: &mut Vec<Row>, results: &Path) -> Service {
         format!(
             "SQLite, filled through Store::append_raw in {} s (PostgreSQL takes ≈130 µs per appended event, \
              ≈2 min for the million); {} events in the log, {} in the window; open + migrate + \
-             Recall::start_with, worst of {} ms; of which window snapshot {} ms, fold {} ms",
+             startup::start_with, worst of {} ms; of which window snapshot {} ms, fold {} ms",
             startup["fill_s"],
             startup["log_events"],
             startup["window_events"],
