@@ -27,6 +27,10 @@ fn previous_json(record: &FleetRecord) -> Result<String, StoreError> {
     serde_json::to_string(&record.previous_issuers).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The fleet record after an issuer change, decided from the one in
+/// force (None: no change).
+pub type IssuerChange = Box<dyn FnOnce(&FleetRecord) -> Option<FleetRecord> + Send>;
+
 impl Store {
     /// Records `ours` as the fleet's configuration unless one is recorded
     /// already, and returns the fleet's (ours when we were first) and
@@ -71,7 +75,7 @@ impl Store {
     /// `NotFound` when no fleet is recorded.
     pub async fn set_issuer(
         &self,
-        change: Box<dyn FnOnce(&FleetRecord) -> Option<FleetRecord> + Send>,
+        change: IssuerChange,
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {

@@ -74,6 +74,10 @@ pub struct RefreshRefused {
     pub event: Option<Envelope>,
 }
 
+/// Whether a request may use a session, by the session's terms (`None`:
+/// it may), decided by the service.
+pub type BindingCheck = Box<dyn FnOnce(&SessionRecord) -> Option<BindingRefusal> + Send>;
+
 /// The decisions a refresh runs inside its unit of work, made by the
 /// service (the store only reads the facts and carries the answer out).
 pub struct RefreshRules {
@@ -81,7 +85,7 @@ pub struct RefreshRules {
     pub decide: Box<dyn FnOnce(&RefreshFacts) -> RefreshDecision + Send>,
     /// The binding check of the request (network, DPoP key) against the
     /// session's terms; run after the spend, before anything is written.
-    pub check: Box<dyn FnOnce(&SessionRecord) -> Option<BindingRefusal> + Send>,
+    pub check: BindingCheck,
 }
 
 /// The answer to a guess reservation (brute-force budget, G10).
@@ -105,6 +109,11 @@ pub type LoginRule = fn(Option<Timestamp>, Option<Timestamp>, Timestamp) -> Resu
 /// the service passes `domain::end_session` with who asks and how.
 pub type EndRule = Box<dyn FnOnce(Option<&SessionRecord>) -> EndDecision + Send>;
 
+/// Whether a failed guess locks, given the failures, the locks so far and
+/// the lock in force: `Some((nth, until))` locks.
+pub type FailureRule =
+    fn(i64, i64, Option<Timestamp>, &LockoutPolicy, Timestamp) -> Option<(i64, Timestamp)>;
+
 /// The brute-force rules a guess is counted by (G10): the policy and the
 /// decisions of `domain::brute_force`, passed in by the service, run inside
 /// the store's unit of work on the counts it read.
@@ -115,8 +124,7 @@ pub struct GuessRules {
     pub after_reservation:
         fn(i64, i64, Option<Timestamp>, &LockoutPolicy, Timestamp) -> Reservation,
     /// A failed guess, given the counts: `Some((nth, until))` locks.
-    pub after_failure:
-        fn(i64, i64, Option<Timestamp>, &LockoutPolicy, Timestamp) -> Option<(i64, Timestamp)>,
+    pub after_failure: FailureRule,
 }
 
 /// The outcome of committing a login whose password was right.
