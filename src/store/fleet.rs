@@ -79,8 +79,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             // Takes the row's lock first, so two changes at once apply one
             // after the other and neither loses the other's previous issuer.
             let sql = "UPDATE fleet SET updated_at = $1 WHERE id = 1";

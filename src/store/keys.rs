@@ -88,8 +88,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             let due = tx
                 .query(
                     "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \

@@ -394,8 +394,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             update_user(&mut *tx, "locked_until = $2", user_id, until.into()).await?;
             let revoked = revoke_all_rows(&mut *tx, user_id, None, now).await?;
             let event = Event::UserLocked {
@@ -416,8 +415,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
             let sql = "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)";
             tx.exec(sql, &[user_id.into()]).await?;
@@ -434,8 +432,7 @@ impl Store {
         meta: &Meta,
         at: Timestamp,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             let envs = append(&mut *tx, events, &meta, at).await?;
             tx.commit().await?;
             Ok(envs)

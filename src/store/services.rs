@@ -89,8 +89,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             let sql = "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
             let ended = tx.exec(sql, &[id.into(), now.into()]).await?;
             if ended == 0 {

@@ -70,8 +70,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             let found = session_in(&mut *tx, session_id).await?;
             match decide(found.as_ref()) {
                 EndDecision::NotFound => Err(StoreError::NotFound),
@@ -116,8 +115,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             require_user(&mut *tx, user_id).await?;
             let session_ids = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
             let event = Event::UserSessionsRevoked {

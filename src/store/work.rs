@@ -55,6 +55,18 @@ impl Store {
         Mode::Autocommit
     );
 
+    /// `write`, with `f` given its own copy of `meta` for the events it
+    /// appends.
+    pub(super) async fn write_as<T, F, Fut>(&self, meta: &Meta, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Box<dyn Tx>, Meta) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let meta = meta.clone();
+        self.write(move |tx| f(tx, meta)).await
+    }
+
     /// Every row `sql` selects, each read by `read`.
     pub(super) async fn rows<T: Send + 'static>(
         &self,
@@ -91,8 +103,7 @@ impl Store {
         meta: &Meta,
         now: Timestamp,
     ) -> Result<Envelope, StoreError> {
-        let meta = meta.clone();
-        self.write(move |mut tx| async move {
+        self.write_as(meta, move |mut tx, meta| async move {
             tx.exec(sql, &params).await?;
             commit_one(tx, event, &meta, now).await
         })
