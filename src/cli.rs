@@ -227,7 +227,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             };
             let (user_id, username) = recall
                 .admin()
-                .create_user(&name, password, &roles, &meta)
+                .create_user(&name, password, admin, &meta)
                 .await?;
             print(serde_json::json!({ "user_id": user_id, "username": username, "roles": roles }));
         }

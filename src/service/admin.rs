@@ -28,15 +28,20 @@ core_service!(
 );
 
 impl Admin {
-    /// Creates a user with `roles` (empty, or `["admin"]`).
+    /// Creates a user, an admin (role `admin`) or not.
     pub async fn create_user(
         &self,
         username: &str,
         password: String,
-        roles: &[String],
+        admin: bool,
         meta: &Meta,
     ) -> Result<(Uuid, String), Error> {
-        self.core.register(username, password, roles, meta).await
+        let roles = if admin {
+            vec!["admin".to_owned()]
+        } else {
+            vec![]
+        };
+        self.core.register(username, password, &roles, meta).await
     }
 
     /// Checks a bearer for admin rights.

@@ -486,12 +486,7 @@ pub async fn register_admin(app: &TestApp, name: &str) -> String {
     let (id, _) = app
         .recall()
         .admin()
-        .create_user(
-            name,
-            PASSWORD.to_owned(),
-            &["admin".into()],
-            &Meta::system(),
-        )
+        .create_user(name, PASSWORD.to_owned(), true, &Meta::system())
         .await
         .unwrap();
     id.to_string()
