@@ -5,6 +5,8 @@
 //! from `RECALL_MASTER_KEY` and the channel name, so a notice from anyone
 //! without the master key, from another deployment, or meant for another
 //! channel fails, and operators configure nothing new.
+//!
+//! May import: what `bus` may (its top comment).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -2,6 +2,8 @@
 //! is rebuilt after an error; subscribing runs a reconnect loop with backoff.
 //! Every notice is authenticated (G9, `notice`); `rediss://` URLs use TLS
 //! (rustls) with the system roots, or only the CA in `RECALL_REDIS_CA_FILE`.
+//!
+//! May import: what `bus` may (its top comment).
 
 use std::time::Duration;
 

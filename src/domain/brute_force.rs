@@ -2,6 +2,8 @@
 //! lowercased username lock it for 15 minutes, doubling per repeat up to 24
 //! hours. A guess is counted when it is reserved, before its hash is
 //! checked, so parallel guesses cannot slip past the budget.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! audience answer 401 to each other's tokens, and one with another master
 //! key has its notices rejected, so a mismatch refuses to start instead of
 //! splitting the fleet silently.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 /// The fleet's configuration as the store records it (the `fleet` row).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Signing-key lifecycle: what a rotation does to the previous key, and
 //! which keys retirement takes.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! Admin locks ("like a card lock"): how long, and within what bounds.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use std::time::Duration;
 

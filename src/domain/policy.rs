@@ -3,6 +3,8 @@
 //! fleet-wide state: changed by a `policy_changed` event, read at login,
 //! and fixed into each session then (`SessionTerms`), so a change applies
 //! to sessions logged in after it and never logs anyone out by itself.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,7 @@
 //! The refresh decision (rotating refresh tokens with theft detection):
 //! every branch of what presenting a refresh token comes to.
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use std::time::Duration;
 

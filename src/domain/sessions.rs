@@ -1,5 +1,7 @@
 //! Ending one session: who may, what it records, and that ending an ended
 //! session changes nothing (logout is idempotent).
+//!
+//! May import: what `domain` may (its top comment); no I/O.
 
 use uuid::Uuid;
 

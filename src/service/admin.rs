@@ -1,4 +1,6 @@
 //! Emergency controls, shared by the admin HTTP routes and `recall admin`.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use uuid::Uuid;
 

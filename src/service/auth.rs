@@ -1,6 +1,8 @@
 //! The user-facing service: registration, login, refresh, logout of one,
 //! all or other sessions, password change, a user's own sessions, and
 //! RFC 7009 revocation by a token's holder.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use uuid::Uuid;
 

@@ -3,6 +3,8 @@
 //! of that key, and a use from elsewhere under `on_mismatch = revoke`
 //! ends the session fleet-wide (an event, and a CAEP session-revoked SET
 //! whose reason says why).
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::net::IpAddr;
 

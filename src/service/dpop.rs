@@ -14,6 +14,8 @@
 //! window (never to the same instance, and never with another request's
 //! method, URI or token); it can also refuse honest proofs (denial of
 //! service). Docs/DESIGN.md says so.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

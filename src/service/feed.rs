@@ -6,6 +6,8 @@
 //!
 //! Service credentials live here too: a service may read the feed and
 //! introspect tokens, and nothing else.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use uuid::Uuid;
 

@@ -1,6 +1,8 @@
 //! G13 One fleet, one configuration, at the service's edges: joining the
 //! fleet recorded in the store when an instance starts, and the one
 //! deliberate way to change the fleet's issuer.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use super::Admin;
 use crate::clock::Timestamp;

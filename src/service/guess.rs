@@ -4,6 +4,8 @@
 //! a login (G11); a guess whose answer nobody read told nobody anything, so
 //! an unsettled guess goes back to the budget instead of counting as a
 //! failure that never happened (which would lock the user out).
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use super::Core;
 use crate::clock::Timestamp;

@@ -1,5 +1,7 @@
 //! What callers hand the core and get back: checked usernames and
 //! passwords, login input, the token answer, and the resolved principal.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use serde::Serialize;
 use uuid::Uuid;

@@ -1,4 +1,6 @@
 //! The bounded queue of notices waiting to be published.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

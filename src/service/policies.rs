@@ -1,6 +1,8 @@
 //! Client policies (fleet-wide, as events) and what they give a session
 //! at login: lifetimes, and the binding of its tokens to a network or a
 //! DPoP key. The checks of a bound token are in `verifier`.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

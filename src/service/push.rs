@@ -6,6 +6,8 @@
 //! RFC 8935 error): at least once. Anything else (5xx, 401, 403, 404,
 //! 429, a timeout, a refused connection) is retried with backoff, and a
 //! slow receiver holds up only its own stream.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! readiness, metrics, public keys, token revocation by its holder, the
 //! caller's sessions, admin rights, and the live event feed. They never
 //! reach into the store or the sync machinery themselves.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::time::Duration;
 

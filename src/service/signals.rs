@@ -2,6 +2,8 @@
 //! service credential and manage only their own; SETs are derived from the
 //! log by each stream's cursor. This part serves stream management, status
 //! and poll delivery (RFC 8936); push delivery comes with its lease.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! The read-only verification handle: resolves bearer tokens from the
 //! in-memory state with no I/O (the request path, G2-G5). It can reject
 //! tokens and nothing else: no store, no signing key, no write path.
+//!
+//! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! What each log event means to a receiver: zero or more security events.
 //! Pure: a table-driven test proves every row of issue 12's mapping.
+//!
+//! May import: what `ssf` may (its top comment).
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;

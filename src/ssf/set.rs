@@ -2,6 +2,8 @@
 //! stream, and the media type. Signing is the keyring's (`sign_json` with
 //! `SET_TYP`, Recall's active key), so receivers verify SETs with the same
 //! JWKS as access tokens.
+//!
+//! May import: what `ssf` may (its top comment).
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;

@@ -1,6 +1,8 @@
 //! The fleet's recorded configuration (G13): one row, written by the first
 //! instance and read by every later one; `recall admin set-issuer` changes
 //! its issuer together with the event that says so.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use super::rows::{commit_one, first};
 use super::sql::Row;

@@ -1,5 +1,7 @@
 //! Signing-key rows: the first key, rotations and retirement. Each change
 //! takes the log lock first, so racing instances serialise.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use super::rows::{append, commit_one, insert_key, query_keys};
 use super::{Store, StoreError};

@@ -1,6 +1,8 @@
 //! Client policies: the current policy of each client type, written with
 //! the `policy_changed` event that sets it (one transaction), read at
 //! login. No row: the settings' defaults.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use super::rows::append;
 use super::work::first_of;

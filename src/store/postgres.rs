@@ -1,6 +1,8 @@
 //! PostgreSQL adapter (the fleet store): deadpool-postgres pool, refinery
 //! migrations under an advisory lock, TLS through rustls when the URL's
 //! `sslmode` asks for it.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use async_trait::async_trait;
 use bytes::BytesMut;

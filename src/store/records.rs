@@ -1,4 +1,6 @@
 //! The records the store reads and writes, and the outcomes of its commands.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

@@ -1,5 +1,7 @@
 //! Row-level helpers of the store: appending events, reading rows into
 //! records, and the shared read-model updates.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

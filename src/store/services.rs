@@ -2,6 +2,8 @@
 //! with. The token is stored only as its SHA-256; creating and ending one
 //! are events, so the audit log shows who did it, and an ended one stops
 //! working on every instance at the next request (every check reads here).
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

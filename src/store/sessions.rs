@@ -1,5 +1,7 @@
 //! Sessions after login: finding one (by id or by a refresh token), a
 //! user's live sessions, and ending one, all of a user's, or all but one.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

@@ -1,6 +1,8 @@
 //! The small SQL surface both adapters share, so the domain queries in
 //! `store::Store` are written once: values are integers, text, bytes or null,
 //! and placeholders are `$1, $2, ...` (the SQLite adapter rewrites them).
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;

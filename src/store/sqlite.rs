@@ -9,6 +9,8 @@
 //! takes the write lock up front so sequence order equals commit order
 //! (G6); a few reader connections that, in WAL mode, read beside the writer
 //! without waiting; and one for snapshot reads that span several awaits.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! SSF event streams as the store keeps them: the receiver's configuration
 //! (`ssf::StreamConfig`, a JSON column), its status, and its delivery cursor.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

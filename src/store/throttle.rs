@@ -2,6 +2,8 @@
 //! checked, failures recorded, and a username locked once its budget of
 //! consecutive failures is spent; a password change's wrong guesses count
 //! the same way and revoke the session that sends too many.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use uuid::Uuid;
 

@@ -1,6 +1,8 @@
 //! Reading the revocation window (G8): the events since the window's start
 //! and what outlives it, in one snapshot. The events come page by page, so
 //! rebuilding the state holds one page of rows at a time, not the window.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use super::rows::{envelope, first, query_keys};
 use super::{Store, StoreError, EVENT_COLS};

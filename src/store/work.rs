@@ -3,6 +3,8 @@
 //! the connection's thread; PostgreSQL: a task of its own), so a caller
 //! dropped at any `.await` (a reset connection, G11) cannot leave a
 //! transaction open or half applied; it only loses the answer.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
 
 use std::future::Future;
 

@@ -1,6 +1,8 @@
 //! The follower: applies authenticated notices in order, fills gaps from
 //! the log, polls it (G4), keeps the staleness clock (G5), and rebuilds when
 //! the log goes backwards (G9).
+//!
+//! May import: what `sync` may (its top comment).
 
 use super::*;
 use crate::clock::Timestamp;

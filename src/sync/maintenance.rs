@@ -1,5 +1,7 @@
 //! Maintenance: prunes the state, retires signing keys whose tokens have
 //! all expired, and deletes spent refresh tokens of long-ended sessions.
+//!
+//! May import: what `sync` may (its top comment).
 
 use super::*;
 use crate::clock::Timestamp;
