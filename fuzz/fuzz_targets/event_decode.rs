@@ -11,6 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use recall::clock::Timestamp;
 use recall::events::{Envelope, Event, EVENT_VERSION, KINDS};
 use recall::state::{items, KeyStatus, RevocationState};
 
@@ -54,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
         seq: 1,
         stream: event.stream(),
         version: EVENT_VERSION,
-        at,
+        at: Timestamp::from_ms(at),
         actor: Some("system".into()),
         ip: None,
         event: event.clone(),
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Its revocation items, folded.
     let revs = items(&env);
-    assert!(revs.iter().all(|r| r.seq == env.seq && r.at == env.at));
+    assert!(revs.iter().all(|r| r.seq == env.seq && r.at == env.at.ms()));
     let mut state = RevocationState::new(RETENTION_MS);
     state.apply(env.seq, &revs);
     assert_eq!(state.last_seq(), env.seq);
@@ -78,8 +79,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     match &event {
-        Event::UserLocked { user_id, until, .. } if *until > i64::MIN => {
-            assert_eq!(state.locked_until(*user_id, until - 1), Some(*until));
+        Event::UserLocked { user_id, until, .. } if until.ms() > i64::MIN => {
+            assert_eq!(
+                state.locked_until(*user_id, until.ms() - 1),
+                Some(until.ms())
+            );
         }
         Event::UserUnlocked { user_id } => {
             assert_eq!(state.locked_until(*user_id, i64::MIN), None);
