@@ -20,7 +20,7 @@ use criterion::{BatchSize, Criterion};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use recall::bus::LocalBus;
 use recall::clock::Timestamp;
-use recall::events::{Event, Meta};
+use recall::events::{Event, Meta, Stamp};
 use recall::http::extract::Authenticated;
 use recall::keys::MasterKey;
 use recall::service::Recall;
@@ -86,7 +86,7 @@ impl Fixture {
                 .collect();
             let envs = recall
                 .store()
-                .append_raw(events, &Meta::system(), Timestamp::now())
+                .append_raw(events, &Stamp::now(&Meta::system()))
                 .await
                 .expect("append");
             recall.committed(&envs).await;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::bus::{redis::RedisBus, Bus, LocalBus};
 use crate::clock::Timestamp;
 use crate::config::Settings;
-use crate::events::Meta;
+use crate::events::{Meta, Stamp};
 use crate::keys::generate_signing_key;
 use crate::metrics::Metrics;
 use crate::service::{fleet::join_fleet, push::instance_id, Recall};
@@ -56,7 +56,7 @@ pub async fn start_with(
     let now = Timestamp::now();
     let first_key = generate_signing_key(&settings.master_key, now)?;
     if let Some(env) = store
-        .ensure_active_key(&first_key, &Meta::system(), now)
+        .ensure_active_key(&first_key, &Stamp::new(&Meta::system(), now))
         .await?
     {
         tracing::info!(kid = %first_key.kid, seq = env.seq, "generated the first signing key");

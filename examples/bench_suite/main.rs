@@ -43,7 +43,7 @@ use clap::{Parser, Subcommand};
 use recall::bus::{redis::RedisBus, Bus, LocalBus};
 use recall::clock::Timestamp;
 use recall::config::Settings;
-use recall::events::{Envelope, Event, Meta};
+use recall::events::{Envelope, Event, Meta, Stamp};
 use recall::keys::MasterKey;
 use recall::passwords::{hash_blocking, verify_blocking};
 use recall::service::{refresh_hash, Recall};
@@ -221,7 +221,12 @@ async fn bench_sessions(recall: &Recall, n: usize) -> anyhow::Result<Vec<Uuid>> 
         let admits = recall::domain::may_log_in;
         let recall::store::Login::Created(env) = recall
             .store()
-            .login(&s, &hash, admits, &Meta::user(user_id, None), now)
+            .login(
+                &s,
+                &hash,
+                admits,
+                &Stamp::new(&Meta::user(user_id, None), now),
+            )
             .await?
         else {
             anyhow::bail!("a fresh user was locked");
@@ -298,8 +303,10 @@ async fn append_recent_logouts(store: &Store, n: usize) -> anyhow::Result<()> {
     store
         .append_raw(
             evs,
-            &Meta::system(),
-            Timestamp::now().minus(std::time::Duration::from_secs(60)),
+            &Stamp::new(
+                &Meta::system(),
+                Timestamp::now().minus(std::time::Duration::from_secs(60)),
+            ),
         )
         .await?;
     Ok(())

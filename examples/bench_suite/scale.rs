@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::fleet::start_nodes;
+use recall::events::Stamp;
 
 /// What `scale` measures (each list is one curve's x values).
 pub(super) struct Curves {
@@ -210,7 +211,7 @@ async fn appends(db: &BenchDb, writers: &[usize], secs: f64) -> anyhow::Result<V
                         session_id: Uuid::now_v7(),
                     };
                     if store
-                        .append_raw(vec![e], &Meta::system(), Timestamp::now())
+                        .append_raw(vec![e], &Stamp::now(&Meta::system()))
                         .await
                         .is_ok()
                     {

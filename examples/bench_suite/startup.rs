@@ -1,6 +1,7 @@
 //! 5. Start-up with a long log, and memory per revoked session.
 
 use super::*;
+use recall::events::Stamp;
 
 // --- 5. start-up and memory ----------------------------------------------------
 
@@ -52,8 +53,10 @@ pub(super) async fn startup_in(
         store
             .append_raw(
                 evs,
-                &Meta::system(),
-                Timestamp::from_ms(month_ago + written as i64),
+                &Stamp::new(
+                    &Meta::system(),
+                    Timestamp::from_ms(month_ago + written as i64),
+                ),
             )
             .await?;
         written += n;

@@ -314,6 +314,29 @@ impl Meta {
     }
 }
 
+/// Who wrote an event, from where, and when: what the store stamps every
+/// event of one write with (its envelope but for the seq).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub meta: Meta,
+    pub at: Timestamp,
+}
+
+impl Stamp {
+    /// `meta`, at `at`.
+    pub fn new(meta: &Meta, at: Timestamp) -> Self {
+        Stamp {
+            meta: meta.clone(),
+            at,
+        }
+    }
+
+    /// `meta`, now.
+    pub fn now(meta: &Meta) -> Self {
+        Stamp::new(meta, Timestamp::now())
+    }
+}
+
 /// An event as committed: its global sequence and when, by whom.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -8,7 +8,7 @@ use super::{AdminIdentity, SessionView};
 use crate::clock::Timestamp;
 use crate::domain::SessionEnd;
 use crate::error::{Error, Missing};
-use crate::events::{Envelope, Meta, RevokeCause};
+use crate::events::{Envelope, Meta, RevokeCause, Stamp};
 use crate::keys::generate_signing_key;
 use crate::keys::KeyRecord;
 use crate::store::{EventFilter, StoreError, UserRecord};
@@ -106,7 +106,7 @@ impl Admin {
             .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?;
         let env = self
             .store
-            .lock(user_id, until, reason, meta, now)
+            .lock(user_id, until, reason, &Stamp::new(meta, now))
             .await
             .map_err(not_found_user)?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -117,7 +117,7 @@ impl Admin {
     pub async fn unlock_user(&self, user_id: Uuid, meta: &Meta) -> Result<Envelope, Error> {
         let env = self
             .store
-            .unlock(user_id, meta, Timestamp::now())
+            .unlock(user_id, &Stamp::now(meta))
             .await
             .map_err(not_found_user)?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -153,7 +153,7 @@ impl Admin {
         let previous = crate::domain::rotation(compromised, self.settings.key_retention(), now);
         let env = self
             .store
-            .rotate_key(&key, previous, reason, meta, now)
+            .rotate_key(&key, previous, reason, &Stamp::new(meta, now))
             .await?;
         self.sync.reload_keys().await?;
         self.committed(std::slice::from_ref(&env)).await;

@@ -15,7 +15,7 @@ use crate::clock::Timestamp;
 use crate::domain::SessionEnd;
 use crate::domain::{decide_refresh, may_log_in, BindingRefusal, RefreshLimits, RefreshRefusal};
 use crate::error::{Error, TokenRefusal};
-use crate::events::{Meta, RevokeCause};
+use crate::events::{Meta, RevokeCause, Stamp};
 use crate::metrics::inc;
 use crate::store::{Login, RefreshRules, Refreshed, SessionRecord};
 
@@ -130,8 +130,7 @@ impl Auth {
                 .guess_failed(
                     username.as_str(),
                     &guess_rules(self.settings.lockout),
-                    meta,
-                    Timestamp::now(),
+                    &Stamp::now(meta),
                 )
                 .await?;
             self.committed(&[env]).await;
@@ -158,7 +157,12 @@ impl Auth {
         let refresh = refresh_hash(&refresh_token);
         let created = self
             .store
-            .login(&record, &refresh, may_log_in, &login_meta, created_at)
+            .login(
+                &record,
+                &refresh,
+                may_log_in,
+                &Stamp::new(&login_meta, created_at),
+            )
             .await?;
         let env = match created {
             Login::Created(env) => env,
@@ -207,7 +211,12 @@ impl Auth {
         let next = new_refresh_token();
         let outcome = self
             .store
-            .refresh(&refresh_hash(token), &refresh_hash(&next), rules, meta, now)
+            .refresh(
+                &refresh_hash(token),
+                &refresh_hash(&next),
+                rules,
+                &Stamp::new(meta, now),
+            )
             .await?;
         let refused = match outcome {
             Ok(Refreshed { session, event }) => {
@@ -264,8 +273,7 @@ impl Auth {
                 Some(p.session_id),
                 RevokeCause::User,
                 None,
-                meta,
-                Timestamp::now(),
+                &Stamp::now(meta),
             )
             .await?;
         self.committed(&[env]).await;
@@ -304,8 +312,7 @@ impl Auth {
                     p.user_id,
                     p.session_id,
                     &guess_rules(self.settings.lockout),
-                    meta,
-                    Timestamp::now(),
+                    &Stamp::now(meta),
                 )
                 .await?;
             self.committed(&envs).await;
@@ -323,7 +330,7 @@ impl Auth {
         guess.settle();
         let env = self
             .store
-            .change_password(p.user_id, &hash, Some(p.session_id), meta, Timestamp::now())
+            .change_password(p.user_id, &hash, Some(p.session_id), &Stamp::now(meta))
             .await?;
         self.committed(&[env]).await;
         Ok(())

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{refresh_hash, AdminIdentity};
 use crate::clock::Timestamp;
 use crate::error::{Error, Missing, TokenRefusal};
-use crate::events::Meta;
+use crate::events::{Meta, Stamp};
 use crate::state::{items, window_items, Revocation};
 use crate::store::ServiceRecord;
 use crate::tokens::b64url;
@@ -155,7 +155,7 @@ impl Feed {
         let now = Timestamp::now();
         let env = self
             .store
-            .create_service(id, name, &refresh_hash(&token), meta, now)
+            .create_service(id, name, &refresh_hash(&token), &Stamp::new(meta, now))
             .await?;
         self.committed(&[env]).await;
         let record = ServiceRecord {
@@ -174,7 +174,7 @@ impl Feed {
 
     /// Ends a service credential everywhere (idempotent).
     pub async fn revoke_service(&self, id: Uuid, meta: &Meta) -> Result<(), Error> {
-        let ended = self.store.revoke_service(id, meta, Timestamp::now()).await;
+        let ended = self.store.revoke_service(id, &Stamp::now(meta)).await;
         self.committed_if_any(ended, Missing::Service).await
     }
 }

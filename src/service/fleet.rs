@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::domain::{self, join, Configured};
 use crate::error::Error;
-use crate::events::{Envelope, Meta};
+use crate::events::{Envelope, Meta, Stamp};
 use crate::store::{Store, StoreError};
 
 /// Longest issuer `set-issuer` accepts (a URL, in practice).
@@ -83,8 +83,7 @@ impl Admin {
                     let issuer = issuer.to_owned();
                     Box::new(move |current| domain::change_issuer(current, &issuer))
                 },
-                meta,
-                Timestamp::now(),
+                &Stamp::now(meta),
             )
             .await
             .map_err(|e| match e {

@@ -8,10 +8,9 @@
 //! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
 use super::Core;
-use crate::clock::Timestamp;
 use crate::domain::{after_failure, after_reservation, LockoutPolicy};
 use crate::error::Error;
-use crate::events::Meta;
+use crate::events::{Meta, Stamp};
 use crate::metrics::inc;
 use crate::store::{Guess, GuessRules, Store};
 
@@ -82,7 +81,7 @@ impl Core {
         );
         let reserved = tokio::spawn(async move {
             let guess = store
-                .reserve_guess(&name, &guess_rules(policy), &meta, Timestamp::now())
+                .reserve_guess(&name, &guess_rules(policy), &Stamp::now(&meta))
                 .await?;
             Ok::<_, Error>(match guess {
                 Guess::Reserved => Ok(ReservedGuess {

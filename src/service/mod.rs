@@ -19,7 +19,7 @@ use crate::clock::Timestamp;
 use crate::config::Settings;
 use crate::domain::SessionEnd;
 use crate::error::{Error, Missing, Unavailable};
-use crate::events::{Envelope, Meta, RevokeCause};
+use crate::events::{Envelope, Meta, RevokeCause, Stamp};
 use crate::metrics::{inc, Metrics};
 use crate::passwords::Hasher;
 use crate::store::{SessionRecord, Store, StoreError};
@@ -410,14 +410,7 @@ impl Core {
         let user_id = Uuid::now_v7();
         let result = self
             .store
-            .register(
-                user_id,
-                username.as_str(),
-                &hash,
-                roles,
-                meta,
-                Timestamp::now(),
-            )
+            .register(user_id, username.as_str(), &hash, roles, &Stamp::now(meta))
             .await;
         match result {
             Ok(env) => {
@@ -450,8 +443,7 @@ impl Core {
                         how,
                     )
                 }),
-                meta,
-                Timestamp::now(),
+                &Stamp::now(meta),
             )
             .await;
         self.committed_if_any(ended, Missing::Session).await
@@ -467,7 +459,7 @@ impl Core {
     ) -> Result<Envelope, Error> {
         let env = self
             .store
-            .revoke_user_sessions(user_id, cause, reason, meta, Timestamp::now())
+            .revoke_user_sessions(user_id, cause, reason, &Stamp::now(meta))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Error::NotFound(Missing::User),

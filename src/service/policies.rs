@@ -10,10 +10,9 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{Admin, Core};
-use crate::clock::Timestamp;
 use crate::domain::{Binding, OnMismatch, Policy, SessionTerms, CLIENT_TYPES};
 use crate::error::Error;
-use crate::events::Meta;
+use crate::events::{Meta, Stamp};
 
 /// Salt of the network-binding key (HKDF from the master key).
 pub const BINDING_KEY_SALT: &[u8] = b"recall network binding key v1";
@@ -130,7 +129,7 @@ impl Admin {
             .map_err(|e| Error::invalid(e.field, &e.message))?;
         let env = self
             .store
-            .set_policy(client_type, &policy, meta, Timestamp::now())
+            .set_policy(client_type, &policy, &Stamp::now(meta))
             .await?;
         let seq = env.seq;
         self.committed(&[env]).await;

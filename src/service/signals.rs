@@ -5,6 +5,7 @@
 //!
 //! May import: what `service` may (its top comment) (and its sibling modules, never in a circle).
 
+use crate::events::Stamp;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -200,7 +201,7 @@ impl Signals {
         };
         let envs = self
             .store
-            .append_raw(vec![event], &meta, Timestamp::now())
+            .append_raw(vec![event], &Stamp::now(&meta))
             .await?;
         self.committed(&envs).await;
         Ok(())

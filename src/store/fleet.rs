@@ -10,7 +10,7 @@ use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::FleetRecord;
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 
 const FLEET_COLS: &str = "issuer, audience, key_fingerprint, previous_issuers";
 
@@ -78,14 +78,13 @@ impl Store {
     pub async fn set_issuer(
         &self,
         change: IssuerChange,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             // Takes the row's lock first, so two changes at once apply one
             // after the other and neither loses the other's previous issuer.
             let sql = "UPDATE fleet SET updated_at = $1 WHERE id = 1";
-            let locked = tx.exec(sql, &[now.into()]).await?;
+            let locked = tx.exec(sql, &[stamp.at.into()]).await?;
             if locked == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -106,7 +105,7 @@ impl Store {
                 issuer: changed.issuer,
                 previous: current.issuer,
             };
-            commit_one(tx, event, &meta, now).await.map(Some)
+            commit_one(tx, event, &stamp).await.map(Some)
         })
         .await
     }

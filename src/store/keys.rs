@@ -5,9 +5,8 @@
 
 use super::rows::{append, commit_one, insert_key, query_keys};
 use super::{Store, StoreError};
-use crate::clock::Timestamp;
 use crate::domain::PreviousKey;
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 use crate::keys::KeyRecord;
 
 impl Store {
@@ -22,10 +21,9 @@ impl Store {
     pub async fn ensure_active_key(
         &self,
         key: &KeyRecord,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        let (key, meta) = (key.clone(), meta.clone());
+        let (key, stamp) = (key.clone(), stamp.clone());
         self.write(move |mut tx| async move {
             // Take the log lock first so two starting instances serialise here.
             tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
@@ -42,7 +40,7 @@ impl Store {
                 previous_retire_after: None,
                 reason: Some("initial key".to_owned()),
             };
-            commit_one(tx, event, &meta, now).await.map(Some)
+            commit_one(tx, event, &stamp).await.map(Some)
         })
         .await
     }
@@ -54,10 +52,9 @@ impl Store {
         key: &KeyRecord,
         previous: PreviousKey,
         reason: Option<String>,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        let (key, meta) = (key.clone(), meta.clone());
+        let (key, stamp) = (key.clone(), stamp.clone());
         self.write(move |mut tx| async move {
             tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
                 .await?;
@@ -79,23 +76,19 @@ impl Store {
                 previous_retire_after: previous.retire_after(),
                 reason,
             };
-            commit_one(tx, event, &meta, now).await
+            commit_one(tx, event, &stamp).await
         })
         .await
     }
 
     /// Retires verifying keys whose tokens have all expired; one event each.
-    pub async fn retire_keys(
-        &self,
-        meta: &Meta,
-        now: Timestamp,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+    pub async fn retire_keys(&self, stamp: &Stamp) -> Result<Vec<Envelope>, StoreError> {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             let due = tx
                 .query(
                     "UPDATE signing_keys SET status = 'retired' WHERE status = 'verifying' \
                  AND retire_after <= $1 RETURNING kid",
-                    &[now.into()],
+                    &[stamp.at.into()],
                 )
                 .await?;
             if due.is_empty() {
@@ -105,7 +98,7 @@ impl Store {
             for row in &due {
                 events.push(Event::KeyRetired { kid: row.text(0)? });
             }
-            let envs = append(&mut *tx, events, &meta, now).await?;
+            let envs = append(&mut *tx, events, &stamp).await?;
             tx.commit().await?;
             Ok(envs)
         })

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 use rows::{
     append, commit_one, envelope, first, insert_refresh, locked_until, revoke_all_rows,
     revoke_session_rows, session_in, update_user, user,
@@ -168,15 +168,14 @@ impl Store {
         username: &str,
         password_hash: &str,
         roles: &[String],
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
         let params = vec![
             user_id.into(),
             username.into(),
             password_hash.into(),
             roles.join(",").into(),
-            now.into(),
+            stamp.at.into(),
         ];
         let event = Event::UserRegistered {
             user_id,
@@ -187,8 +186,7 @@ impl Store {
             "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
             params,
             event,
-            meta,
-            now,
+            stamp,
         )
         .await
     }
@@ -204,10 +202,9 @@ impl Store {
         s: &SessionRecord,
         refresh_hash: &[u8; 32],
         admits: LoginRule,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Login, StoreError> {
-        let (s, meta, refresh_hash) = (s.clone(), meta.clone(), *refresh_hash);
+        let (s, stamp, refresh_hash) = (s.clone(), stamp.clone(), *refresh_hash);
         self.write(move |mut tx| async move {
         // A success clears the counts. The delete locks the row (waiting for
         // a concurrent lock to commit, then seeing it); a lock in force
@@ -223,8 +220,8 @@ impl Store {
             Some(r) => r.opt_ts(0)?,
             None => None,
         };
-        let admin_lock = locked_until(&mut *tx, s.user_id, now).await?;
-        if let Err(until) = admits(throttled, admin_lock, now) {
+        let admin_lock = locked_until(&mut *tx, s.user_id, stamp.at).await?;
+        if let Err(until) = admits(throttled, admin_lock, stamp.at) {
             return Ok(Login::Locked { until });
         }
         tx.exec(
@@ -242,14 +239,14 @@ impl Store {
             ],
         )
         .await?;
-        insert_refresh(&mut *tx, &refresh_hash, s.id, now).await?;
+        insert_refresh(&mut *tx, &refresh_hash, s.id, stamp.at).await?;
         let event = Event::LoginSucceeded {
             user_id: s.user_id,
             session_id: s.id,
             client_type: s.client_type.clone(),
             device_id: s.device_id.clone(),
         };
-        Ok(Login::Created(commit_one(tx, event, &meta, now).await?))
+        Ok(Login::Created(commit_one(tx, event, &stamp).await?))
         })
         .await
     }
@@ -261,10 +258,9 @@ impl Store {
         old_hash: &[u8; 32],
         new_hash: &[u8; 32],
         rules: RefreshRules,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Result<Refreshed, RefreshRefused>, StoreError> {
-        let (old_hash, new_hash, meta) = (*old_hash, *new_hash, meta.clone());
+        let (old_hash, new_hash, stamp) = (*old_hash, *new_hash, stamp.clone());
         let refused = |refusal, session| {
             Ok(Err(RefreshRefused {
                 refusal,
@@ -275,7 +271,7 @@ impl Store {
         self.write(move |mut tx| async move {
         // The CAS: only one transaction can move spent_at from NULL.
         let sql = "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id, issued_at";
-        let spent = tx.query(sql, &[old_hash.as_slice().into(), now.into()]).await?;
+        let spent = tx.query(sql, &[old_hash.as_slice().into(), stamp.at.into()]).await?;
         let spent_now = !spent.is_empty();
         let (session_id, spent_at, issued_at) = match spent.first() {
             Some(row) => (Some(row.uuid(0)?), None, row.ts(1)?),
@@ -284,7 +280,7 @@ impl Store {
                 let rows = tx.query(sql, &[old_hash.as_slice().into()]).await?;
                 match rows.first() {
                     Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?), r.ts(2)?),
-                    None => (None, None, now),
+                    None => (None, None, stamp.at),
                 }
             }
         };
@@ -297,7 +293,7 @@ impl Store {
                 created_at: s.created_at,
                 refresh_expires_at: s.refresh_expires_at,
                 revoked_at: s.revoked_at,
-                locked_until: locked_until(&mut *tx, s.user_id, now).await?,
+                locked_until: locked_until(&mut *tx, s.user_id, stamp.at).await?,
                 last_used_at: issued_at,
                 idle_timeout: s.terms.idle_timeout(),
                 refresh_ttl: s.terms.refresh_ttl(),
@@ -313,12 +309,12 @@ impl Store {
         // Every refusal returns without commit, which rolls the spend back.
         let (expires_at, session) = match (decision, session) {
             (Err(RefreshRefusal::Reused), Some(session)) => {
-                revoke_session_rows(&mut *tx, &[session.id], now).await?;
+                revoke_session_rows(&mut *tx, &[session.id], stamp.at).await?;
                 let event = Event::RefreshTokenReused {
                     user_id: session.user_id,
                     session_id: session.id,
                 };
-                let event = commit_one(tx, event, &meta, now).await?;
+                let event = commit_one(tx, event, &stamp).await?;
                 return Ok(Err(RefreshRefused {
                     refusal: RefreshRefusal::Reused,
                     session: Some(session),
@@ -337,14 +333,14 @@ impl Store {
         if let Some(refusal) = (rules.check)(&session) {
             return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
         }
-        insert_refresh(&mut *tx, &new_hash, session.id, now).await?;
+        insert_refresh(&mut *tx, &new_hash, session.id, stamp.at).await?;
         let sql = "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1";
         tx.exec(sql, &[session.id.into(), session.refresh_expires_at.into()]).await?;
         let event = Event::SessionRefreshed {
             user_id: session.user_id,
             session_id: session.id,
         };
-        let event = commit_one(tx, event, &meta, now).await?;
+        let event = commit_one(tx, event, &stamp).await?;
         Ok(Ok(Refreshed { session, event }))
         })
         .await
@@ -356,10 +352,9 @@ impl Store {
         user_id: Uuid,
         new_hash: &str,
         keep: Option<Uuid>,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        let (new_hash, meta) = (new_hash.to_owned(), meta.clone());
+        let (new_hash, stamp) = (new_hash.to_owned(), stamp.clone());
         self.write(move |mut tx| async move {
         update_user(&mut *tx, "password_hash = $2", user_id, new_hash.into()).await?;
         // The right current password: a success clears the counts (but
@@ -367,20 +362,20 @@ impl Store {
         tx.exec(
             "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1) \
              AND (locked_until IS NULL OR locked_until <= $2)",
-            &[user_id.into(), now.into()],
+            &[user_id.into(), stamp.at.into()],
         )
         .await?;
         if let Some(kept) = keep {
             let sql = "UPDATE sessions SET password_failures = 0 WHERE id = $1";
             tx.exec(sql, &[kept.into()]).await?;
         }
-        let revoked = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
+        let revoked = revoke_all_rows(&mut *tx, user_id, keep, stamp.at).await?;
         let event = Event::PasswordChanged {
             user_id,
             kept_session_id: keep,
             revoked_session_ids: revoked,
         };
-        commit_one(tx, event, &meta, now).await
+        commit_one(tx, event, &stamp).await
         })
         .await
     }
@@ -391,35 +386,29 @@ impl Store {
         user_id: Uuid,
         until: Timestamp,
         reason: Option<String>,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             update_user(&mut *tx, "locked_until = $2", user_id, until.into()).await?;
-            let revoked = revoke_all_rows(&mut *tx, user_id, None, now).await?;
+            let revoked = revoke_all_rows(&mut *tx, user_id, None, stamp.at).await?;
             let event = Event::UserLocked {
                 user_id,
                 until,
                 revoked_session_ids: revoked,
                 reason,
             };
-            commit_one(tx, event, &meta, now).await
+            commit_one(tx, event, &stamp).await
         })
         .await
     }
 
     /// Lifts an admin lock (and any brute-force lock on the username).
-    pub async fn unlock(
-        &self,
-        user_id: Uuid,
-        meta: &Meta,
-        now: Timestamp,
-    ) -> Result<Envelope, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+    pub async fn unlock(&self, user_id: Uuid, stamp: &Stamp) -> Result<Envelope, StoreError> {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             update_user(&mut *tx, "locked_until = $2", user_id, Val::Null).await?;
             let sql = "DELETE FROM login_throttle WHERE username IN (SELECT username FROM users WHERE id = $1)";
             tx.exec(sql, &[user_id.into()]).await?;
-            commit_one(tx, Event::UserUnlocked { user_id }, &meta, now).await
+            commit_one(tx, Event::UserUnlocked { user_id }, &stamp).await
         })
         .await
     }
@@ -429,11 +418,10 @@ impl Store {
     pub async fn append_raw(
         &self,
         events: Vec<Event>,
-        meta: &Meta,
-        at: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Vec<Envelope>, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
-            let envs = append(&mut *tx, events, &meta, at).await?;
+        self.write_as(stamp, move |mut tx, stamp| async move {
+            let envs = append(&mut *tx, events, &stamp).await?;
             tx.commit().await?;
             Ok(envs)
         })

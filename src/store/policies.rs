@@ -9,7 +9,7 @@ use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::domain::Policy;
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 
 fn parse(client_type: &str, json: &str) -> Result<Policy, StoreError> {
     serde_json::from_str(json)
@@ -43,8 +43,7 @@ impl Store {
         &self,
         client_type: &str,
         policy: &Policy,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
         let json =
             serde_json::to_string(policy).map_err(|e| StoreError::Query(format!("policy: {e}")))?;
@@ -52,9 +51,9 @@ impl Store {
             client_type: client_type.to_owned(),
             policy: policy.clone(),
         };
-        let (client_type, meta) = (client_type.to_owned(), meta.clone());
+        let (client_type, stamp) = (client_type.to_owned(), stamp.clone());
         self.write(move |mut tx| async move {
-            let env = first_env(append(&mut *tx, vec![event], &meta, now).await?)?;
+            let env = first_env(append(&mut *tx, vec![event], &stamp).await?)?;
             tx.exec(
                 "INSERT INTO policies (client_type, policy, seq, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (client_type) DO UPDATE SET policy = excluded.policy, \
@@ -63,7 +62,7 @@ impl Store {
                     client_type.as_str().into(),
                     json.into(),
                     env.seq.into(),
-                    now.into(),
+                    stamp.at.into(),
                 ],
             )
             .await?;
@@ -83,7 +82,7 @@ impl Store {
     /// Records the first use of a DPoP proof (`key`: a digest of its key
     /// and `jti`) until `expires_at`; false when it was used before. For a
     /// fleet without Redis: the log's database is then what every instance
-    /// shares. Expired entries are swept now and then by the same call.
+    /// shares. Expired entries are swept stamp.at and then by the same call.
     pub async fn first_proof_use(
         &self,
         key: String,

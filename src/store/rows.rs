@@ -10,7 +10,7 @@ use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::clock::Timestamp;
 use crate::domain::KeyStatus;
 use crate::domain::SessionTerms;
-use crate::events::{Envelope, Event, Meta, EVENT_VERSION};
+use crate::events::{Envelope, Event, Stamp, EVENT_VERSION};
 use crate::keys::KeyRecord;
 
 /// Sets one column of a user row; `NotFound` when there is no such user.
@@ -30,10 +30,9 @@ pub(super) async fn update_user(
 pub(super) async fn commit_one(
     mut tx: Box<dyn Tx>,
     event: Event,
-    meta: &Meta,
-    now: Timestamp,
+    stamp: &Stamp,
 ) -> Result<Envelope, StoreError> {
-    let mut envs = append(&mut *tx, vec![event], meta, now).await?;
+    let mut envs = append(&mut *tx, vec![event], stamp).await?;
     tx.commit().await?;
     envs.pop()
         .ok_or_else(|| StoreError::Corrupt("append returned nothing".into()))
@@ -44,9 +43,9 @@ pub(super) async fn commit_one(
 pub(super) async fn append(
     tx: &mut dyn Tx,
     events: Vec<Event>,
-    meta: &Meta,
-    at: Timestamp,
+    stamp: &Stamp,
 ) -> Result<Vec<Envelope>, StoreError> {
+    let (meta, at) = (&stamp.meta, stamp.at);
     let n = events.len() as i64;
     let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last";
     let last = first(tx.query(sql, &[n.into()]).await?)?.int(0)?;

@@ -12,7 +12,7 @@ use super::sql::Row;
 use super::work::first_of;
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 
 /// A service credential as stored (never its token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +41,13 @@ impl Store {
         id: Uuid,
         name: &str,
         token_hash: &[u8; 32],
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
         let params = vec![
             id.into(),
             name.into(),
             token_hash.as_slice().into(),
-            now.into(),
+            stamp.at.into(),
         ];
         let event = Event::ServiceCreated {
             service_id: id,
@@ -58,8 +57,7 @@ impl Store {
             "INSERT INTO services (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
             params,
             event,
-            meta,
-            now,
+            stamp,
         )
         .await
     }
@@ -88,12 +86,11 @@ impl Store {
     pub async fn revoke_service(
         &self,
         id: Uuid,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             let sql = "UPDATE services SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-            let ended = tx.exec(sql, &[id.into(), now.into()]).await?;
+            let ended = tx.exec(sql, &[id.into(), stamp.at.into()]).await?;
             if ended == 0 {
                 let rows = tx
                     .query("SELECT id FROM services WHERE id = $1", &[id.into()])
@@ -104,7 +101,7 @@ impl Store {
                 };
             }
             let event = Event::ServiceRevoked { service_id: id };
-            commit_one(tx, event, &meta, now).await.map(Some)
+            commit_one(tx, event, &stamp).await.map(Some)
         })
         .await
     }

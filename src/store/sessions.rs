@@ -10,7 +10,7 @@ use super::{EndRule, SessionRecord};
 use super::{Store, StoreError, SESSION_COLS};
 use crate::clock::Timestamp;
 use crate::domain::EndDecision;
-use crate::events::{Envelope, Event, Meta, RevokeCause};
+use crate::events::{Envelope, Event, RevokeCause, Stamp};
 
 impl Store {
     /// The session a refresh token belongs to, if the token was ever issued.
@@ -69,10 +69,9 @@ impl Store {
         &self,
         session_id: Uuid,
         decide: EndRule,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Option<Envelope>, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             let found = session_in(&mut *tx, session_id).await?;
             match decide(found.as_ref()) {
                 EndDecision::NotFound => Err(StoreError::NotFound),
@@ -83,11 +82,11 @@ impl Store {
                     // update takes it appends; the other changes nothing.
                     let sql =
                         "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-                    let taken = tx.exec(sql, &[session_id.into(), now.into()]).await?;
+                    let taken = tx.exec(sql, &[session_id.into(), stamp.at.into()]).await?;
                     if taken == 0 {
                         return Ok(None);
                     }
-                    commit_one(tx, event, &meta, now).await.map(Some)
+                    commit_one(tx, event, &stamp).await.map(Some)
                 }
             }
         })
@@ -100,10 +99,9 @@ impl Store {
         user_id: Uuid,
         cause: RevokeCause,
         reason: Option<String>,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        self.revoke_other_sessions(user_id, None, cause, reason, meta, now)
+        self.revoke_other_sessions(user_id, None, cause, reason, stamp)
             .await
     }
 
@@ -114,19 +112,18 @@ impl Store {
         keep: Option<Uuid>,
         cause: RevokeCause,
         reason: Option<String>,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             require_user(&mut *tx, user_id).await?;
-            let session_ids = revoke_all_rows(&mut *tx, user_id, keep, now).await?;
+            let session_ids = revoke_all_rows(&mut *tx, user_id, keep, stamp.at).await?;
             let event = Event::UserSessionsRevoked {
                 user_id,
                 session_ids,
                 cause,
                 reason,
             };
-            commit_one(tx, event, &meta, now).await
+            commit_one(tx, event, &stamp).await
         })
         .await
     }

@@ -12,7 +12,7 @@ use super::sql::Tx;
 use super::{Guess, GuessRules, Store, StoreError, Throttle};
 use crate::clock::Timestamp;
 use crate::domain::Reservation;
-use crate::events::{Envelope, Event, Meta, RevokeCause};
+use crate::events::{Envelope, Event, RevokeCause, Stamp};
 
 /// Wrong current passwords in a row that revoke the session sending them.
 pub const PASSWORD_FAILURES_PER_SESSION: i64 = 5;
@@ -107,13 +107,12 @@ impl Store {
         &self,
         username: &str,
         rules: &GuessRules,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Guess, StoreError> {
         // The common case is one autocommit statement: count the guess
         // unless a lock is in force (the upsert locks the row, so parallel
         // guesses each get their own count).
-        let name = username.to_owned();
+        let (name, now) = (username.to_owned(), stamp.at);
         let row = self
             .autocommit(move |mut conn| async move {
                 first(
@@ -132,12 +131,12 @@ impl Store {
         let failures = row.int(0)?;
         // Past the budget, lock (once: of several guesses past it at once,
         // the first to lock the row decides, the others see its lock).
-        match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, now) {
+        match (rules.after_reservation)(failures, 0, row.opt_ts(1)?, &rules.policy, stamp.at) {
             Reservation::Reserved => return Ok(Guess::Reserved),
             Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
             Reservation::LockNow { .. } => {}
         };
-        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
+        let (username, rules, stamp) = (username.to_owned(), *rules, stamp.clone());
         self.write(move |mut tx| async move {
             let username = username.as_str();
             let row = first(
@@ -153,7 +152,7 @@ impl Store {
                 row.int(1)?,
                 row.opt_ts(2)?,
                 &rules.policy,
-                now,
+                stamp.at,
             ) {
                 Reservation::LockNow { nth, until } => (nth, until),
                 Reservation::Locked { until } => return Ok(Guess::Locked { until, event: None }),
@@ -166,7 +165,7 @@ impl Store {
                 failures,
                 locked_until: Some(until),
             };
-            let event = commit_one(tx, event, &meta, now).await?;
+            let event = commit_one(tx, event, &stamp).await?;
             Ok(Guess::Locked {
                 until,
                 event: Some(event),
@@ -194,13 +193,12 @@ impl Store {
         &self,
         username: &str,
         rules: &GuessRules,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
+        let (username, rules, stamp) = (username.to_owned(), *rules, stamp.clone());
         self.write(move |mut tx| async move {
-            let event = guess_failed_in(&mut *tx, &username, &rules, now).await?;
-            commit_one(tx, event, &meta, now).await
+            let event = guess_failed_in(&mut *tx, &username, &rules, stamp.at).await?;
+            commit_one(tx, event, &stamp).await
         })
         .await
     }
@@ -214,12 +212,11 @@ impl Store {
         user_id: Uuid,
         session_id: Uuid,
         rules: &GuessRules,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let (username, rules, meta) = (username.to_owned(), *rules, meta.clone());
+        let (username, rules, stamp) = (username.to_owned(), *rules, stamp.clone());
         self.write(move |mut tx| async move {
-            let mut events = vec![guess_failed_in(&mut *tx, &username, &rules, now).await?];
+            let mut events = vec![guess_failed_in(&mut *tx, &username, &rules, stamp.at).await?];
             let rows = tx
                 .query(
                     "UPDATE sessions SET password_failures = password_failures + 1 \
@@ -229,7 +226,7 @@ impl Store {
                 .await?;
             if let Some(row) = rows.first() {
                 if row.int(0)? >= PASSWORD_FAILURES_PER_SESSION {
-                    revoke_session_rows(&mut *tx, &[session_id], now).await?;
+                    revoke_session_rows(&mut *tx, &[session_id], stamp.at).await?;
                     events.push(Event::SessionRevoked {
                         user_id,
                         session_id,
@@ -240,7 +237,7 @@ impl Store {
                     });
                 }
             }
-            let envs = append(&mut *tx, events, &meta, now).await?;
+            let envs = append(&mut *tx, events, &stamp).await?;
             tx.commit().await?;
             Ok(envs)
         })

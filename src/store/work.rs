@@ -13,8 +13,7 @@ use tokio::sync::oneshot;
 use super::rows::commit_one;
 use super::sql::{Mode, Row, Tx, Val, Work};
 use super::{Store, StoreError};
-use crate::clock::Timestamp;
-use crate::events::{Envelope, Event, Meta};
+use crate::events::{Envelope, Event, Stamp};
 
 /// The first of the rows a query selected (`Store::rows`), if any.
 pub(super) fn first_of<T>(rows: Vec<T>) -> Option<T> {
@@ -57,16 +56,16 @@ impl Store {
         Mode::Autocommit
     );
 
-    /// `write`, with `f` given its own copy of `meta` for the events it
-    /// appends.
-    pub(super) async fn write_as<T, F, Fut>(&self, meta: &Meta, f: F) -> Result<T, StoreError>
+    /// `write`, with `f` given its own copy of the `stamp` for the events
+    /// it appends.
+    pub(super) async fn write_as<T, F, Fut>(&self, stamp: &Stamp, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(Box<dyn Tx>, Meta) -> Fut + Send + 'static,
+        F: FnOnce(Box<dyn Tx>, Stamp) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        let meta = meta.clone();
-        self.write(move |tx| f(tx, meta)).await
+        let stamp = stamp.clone();
+        self.write(move |tx| f(tx, stamp)).await
     }
 
     /// Every row `sql` selects, each read by `read`.
@@ -102,12 +101,11 @@ impl Store {
         sql: &'static str,
         params: Vec<Val>,
         event: Event,
-        meta: &Meta,
-        now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Envelope, StoreError> {
-        self.write_as(meta, move |mut tx, meta| async move {
+        self.write_as(stamp, move |mut tx, stamp| async move {
             tx.exec(sql, &params).await?;
-            commit_one(tx, event, &meta, now).await
+            commit_one(tx, event, &stamp).await
         })
         .await
     }

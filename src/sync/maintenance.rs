@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::clock::Timestamp;
+use crate::events::Stamp;
 
 /// Runs maintenance every `every` (retirement is checked that often).
 pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {
@@ -41,7 +42,11 @@ impl StateSync {
         self.keyring().sweep_expired(now.unix_secs());
         let due = self.state.read().retirement_due(now.ms());
         if due {
-            match self.store.retire_keys(&Meta::system(), now).await {
+            match self
+                .store
+                .retire_keys(&Stamp::new(&Meta::system(), now))
+                .await
+            {
                 Ok(envs) if !envs.is_empty() => {
                     tracing::info!(count = envs.len(), "retired signing keys");
                     let _ = self.catch_up().await;

@@ -7,7 +7,7 @@
 use recall::clock::Timestamp;
 use recall::config::Settings;
 use recall::domain::{end_session, may_log_in, SessionEnd};
-use recall::events::Meta;
+use recall::events::{Meta, Stamp};
 use recall::store::{EndRule, Login, SessionRecord, Store};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -289,7 +289,7 @@ impl StoreFixture {
     /// Registers the user `id` called `name` with this password hash at `NOW`.
     pub async fn user_with(&self, id: Uuid, name: &str, hash: &str) {
         self.store
-            .register(id, name, hash, &[], &Meta::system(), NOW)
+            .register(id, name, hash, &[], &Stamp::new(&Meta::system(), NOW))
             .await
             .unwrap();
     }
@@ -305,8 +305,7 @@ impl StoreFixture {
                 &record,
                 &session.refresh_hash,
                 may_log_in,
-                &Meta::system(),
-                now,
+                &Stamp::new(&Meta::system(), now),
             )
             .await
             .unwrap()

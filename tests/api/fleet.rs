@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use recall::clock::Timestamp;
 use recall::config::Settings;
-use recall::events::{Event, Meta};
+use recall::events::{Event, Meta, Stamp};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -209,8 +208,7 @@ async fn a_gap_between_notices_is_filled_from_the_log() {
                 user_id,
                 session_id: silent,
             }],
-            &Meta::system(),
-            Timestamp::now(),
+            &Stamp::now(&Meta::system()),
         )
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use recall::events::Meta;
+use recall::events::{Meta, Stamp};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -227,8 +227,7 @@ async fn secrets_at_rest_are_owner_only() {
             &name,
             &hash,
             &[],
-            &Meta::system(),
-            recall::clock::Timestamp::from_ms(1),
+            &Stamp::new(&Meta::system(), recall::clock::Timestamp::from_ms(1)),
         )
         .await
         .unwrap();

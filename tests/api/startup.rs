@@ -2,7 +2,7 @@
 //! restarted instance rejects revoked tokens from its first request.
 
 use recall::clock::Timestamp;
-use recall::events::{Event, Meta};
+use recall::events::{Event, Meta, Stamp};
 use uuid::Uuid;
 
 use crate::both_stores;
@@ -23,8 +23,10 @@ async fn restart_rejects_revoked_tokens_from_the_first_request(kind: Kind) {
     store
         .append_raw(
             old,
-            &Meta::system(),
-            Timestamp::now().minus(std::time::Duration::from_secs(7 * 86_400)),
+            &Stamp::new(
+                &Meta::system(),
+                Timestamp::now().minus(std::time::Duration::from_secs(7 * 86_400)),
+            ),
         )
         .await
         .unwrap();

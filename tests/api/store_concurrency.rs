@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use recall::events::{Event, Meta};
+use recall::events::{Event, Meta, Stamp};
 use recall::store::sql::{Db, Mode, Work};
 use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
@@ -51,7 +51,7 @@ async fn postgres_concurrent_appends_are_never_skipped() {
                     session_id: Uuid::now_v7(),
                 };
                 store
-                    .append_raw(vec![e], &Meta::system(), NOW)
+                    .append_raw(vec![e], &Stamp::new(&Meta::system(), NOW))
                     .await
                     .unwrap();
             }
@@ -161,7 +161,11 @@ async fn racing_revocations_of_one_session_append_once() {
                         reason: Some(format!("racer {i}")),
                     };
                     store
-                        .revoke_session(sid, end_rule(sid, None, how), &Meta::system(), now_plus(1))
+                        .revoke_session(
+                            sid,
+                            end_rule(sid, None, how),
+                            &Stamp::new(&Meta::system(), now_plus(1)),
+                        )
                         .await
                         .unwrap()
                 }));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use recall::clock::Timestamp;
 use recall::domain::{decide_refresh, LockoutPolicy, RefreshLimits, RefreshRefusal, SessionEnd};
-use recall::events::{Envelope, Event, Meta, RevokeCause};
+use recall::events::{Envelope, Event, Meta, RevokeCause, Stamp};
 use recall::keys::generate_signing_key;
 use recall::service::guess_rules;
 use recall::store::{
@@ -72,7 +72,12 @@ async fn refresh(
         check: Box::new(|_| None),
     };
     store
-        .refresh(&[old; 32], &[new; 32], rules, &Meta::system(), now)
+        .refresh(
+            &[old; 32],
+            &[new; 32],
+            rules,
+            &Stamp::new(&Meta::system(), now),
+        )
         .await
         .unwrap()
 }
@@ -111,7 +116,13 @@ async fn register_then_conflict(kind: Kind) {
     let store = &fx.store;
     let id = fx.user("alice").await;
     let again = store
-        .register(Uuid::now_v7(), "alice", "h", &[], &Meta::system(), NOW)
+        .register(
+            Uuid::now_v7(),
+            "alice",
+            "h",
+            &[],
+            &Stamp::new(&Meta::system(), NOW),
+        )
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     let found = store.user_by_name("alice").await.unwrap().unwrap();
@@ -222,8 +233,7 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
         .revoke_session(
             s1.id,
             end_rule(s1.id, Some(other), SessionEnd::Logout),
-            &Meta::system(),
-            NOW,
+            &Stamp::new(&Meta::system(), NOW),
         )
         .await;
     assert!(matches!(foreign, Err(StoreError::NotFound)));
@@ -232,8 +242,7 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
         .revoke_session(
             s1.id,
             end_rule(s1.id, Some(u), SessionEnd::Logout),
-            &Meta::system(),
-            NOW,
+            &Stamp::new(&Meta::system(), NOW),
         )
         .await
         .unwrap();
@@ -242,14 +251,13 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
         .revoke_session(
             s1.id,
             end_rule(s1.id, Some(u), SessionEnd::Logout),
-            &Meta::system(),
-            NOW,
+            &Stamp::new(&Meta::system(), NOW),
         )
         .await
         .unwrap();
     assert!(twice.is_none(), "logout is idempotent");
     let pw = store
-        .change_password(u, "newhash", Some(s2.id), &Meta::system(), NOW)
+        .change_password(u, "newhash", Some(s2.id), &Stamp::new(&Meta::system(), NOW))
         .await
         .unwrap();
     assert_eq!(pw.event.revoked_sessions(), vec![s3.id]);
@@ -258,24 +266,37 @@ async fn revocations_and_locks_update_read_models(kind: Kind) {
         "newhash"
     );
     let all = store
-        .revoke_user_sessions(u, RevokeCause::Admin, None, &Meta::system(), NOW)
+        .revoke_user_sessions(
+            u,
+            RevokeCause::Admin,
+            None,
+            &Stamp::new(&Meta::system(), NOW),
+        )
         .await
         .unwrap();
     assert_eq!(all.event.revoked_sessions(), vec![s2.id]);
     assert!(store.live_sessions(u, NOW).await.unwrap().is_empty());
     let lock = store
-        .lock(other, now_plus(60_000), None, &Meta::system(), NOW)
+        .lock(
+            other,
+            now_plus(60_000),
+            None,
+            &Stamp::new(&Meta::system(), NOW),
+        )
         .await
         .unwrap();
     assert!(matches!(lock.event, Event::UserLocked { until, .. } if until == now_plus(60_000)));
     let snap = store.snapshot(now_plus(-1), NOW).await.unwrap();
     assert_eq!(snap.standing.locks, vec![(other, now_plus(60_000))]);
-    store.unlock(other, &Meta::system(), NOW).await.unwrap();
+    store
+        .unlock(other, &Stamp::new(&Meta::system(), NOW))
+        .await
+        .unwrap();
     let snap = store.snapshot(now_plus(-1), NOW).await.unwrap();
     assert!(snap.standing.locks.is_empty());
     assert!(matches!(
         store
-            .lock(Uuid::now_v7(), NOW, None, &Meta::system(), NOW)
+            .lock(Uuid::now_v7(), NOW, None, &Stamp::new(&Meta::system(), NOW))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -298,7 +319,7 @@ async fn first_key_race_has_one_winner(kind: Kind) {
         let key = generate_signing_key(&fx.b.master, NOW).unwrap();
         tasks.push(tokio::spawn(async move {
             store
-                .ensure_active_key(&key, &Meta::system(), NOW)
+                .ensure_active_key(&key, &Stamp::new(&Meta::system(), NOW))
                 .await
                 .unwrap()
         }));
@@ -327,7 +348,7 @@ async fn snapshot_reads_only_the_window(kind: Kind) {
         })
         .collect();
     store
-        .append_raw(old, &Meta::system(), now_plus(-86_400_000))
+        .append_raw(old, &Stamp::new(&Meta::system(), now_plus(-86_400_000)))
         .await
         .unwrap();
     let recent = Event::LoggedOut {
@@ -335,7 +356,10 @@ async fn snapshot_reads_only_the_window(kind: Kind) {
         session_id: Uuid::now_v7(),
     };
     store
-        .append_raw(vec![recent.clone()], &Meta::system(), now_plus(-1000))
+        .append_raw(
+            vec![recent.clone()],
+            &Stamp::new(&Meta::system(), now_plus(-1000)),
+        )
         .await
         .unwrap();
     let snap = store.snapshot(now_plus(-330_000), NOW).await.unwrap();
@@ -358,7 +382,7 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
         let now = now_plus(round * 10_000);
         for i in 1..=3 {
             let reserved = store
-                .reserve_guess("nobody", &policy, &Meta::system(), now)
+                .reserve_guess("nobody", &policy, &Stamp::new(&Meta::system(), now))
                 .await
                 .unwrap();
             assert!(
@@ -366,7 +390,7 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
                 "round {round} guess {i}"
             );
             let env = store
-                .guess_failed("nobody", &policy, &Meta::system(), now)
+                .guess_failed("nobody", &policy, &Stamp::new(&Meta::system(), now))
                 .await
                 .unwrap();
             let Event::LoginFailed {
@@ -389,8 +413,7 @@ async fn brute_force_counter_locks_and_doubles(kind: Kind) {
             .reserve_guess(
                 "nobody",
                 &policy,
-                &Meta::system(),
-                now.plus(Duration::from_millis(1)),
+                &Stamp::new(&Meta::system(), now.plus(Duration::from_millis(1))),
             )
             .await
             .unwrap();
@@ -423,7 +446,7 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
         let store = store.clone();
         racers.push(tokio::spawn(async move {
             store
-                .reserve_guess("victim", &policy, &Meta::system(), NOW)
+                .reserve_guess("victim", &policy, &Stamp::new(&Meta::system(), NOW))
                 .await
                 .unwrap()
         }));
@@ -456,7 +479,7 @@ async fn guesses_are_reserved_before_hashing(kind: Kind) {
     let later = now_plus(60_001);
     assert!(matches!(
         store
-            .reserve_guess("victim", &policy, &Meta::system(), later)
+            .reserve_guess("victim", &policy, &Stamp::new(&Meta::system(), later))
             .await
             .unwrap(),
         Guess::Reserved

@@ -2,7 +2,7 @@
 //! the paged read (10,000 events): every event in the window, none before
 //! it, in seq order, and the same state as folding the window whole.
 
-use recall::events::{Event, Meta};
+use recall::events::{Event, Meta, Stamp};
 use recall::state;
 use uuid::Uuid;
 
@@ -30,16 +30,16 @@ async fn a_window_of_several_pages_is_read_whole_and_in_order(kind: Kind) {
     // In the window, then old events in the middle of the seqs (an
     // instance with a slow clock), then most of the window across pages.
     store
-        .append_raw(logouts(10), &meta, now_plus(-1000))
+        .append_raw(logouts(10), &Stamp::new(&meta, now_plus(-1000)))
         .await
         .unwrap();
     store
-        .append_raw(logouts(100), &meta, now_plus(-86_400_000))
+        .append_raw(logouts(100), &Stamp::new(&meta, now_plus(-86_400_000)))
         .await
         .unwrap();
     for _ in 0..5 {
         store
-            .append_raw(logouts(5_000), &meta, now_plus(-500))
+            .append_raw(logouts(5_000), &Stamp::new(&meta, now_plus(-500)))
             .await
             .unwrap();
     }
