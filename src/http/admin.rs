@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -231,7 +231,6 @@ pub async fn find_user(
     responses((status = 200, description = "Every session of the user ended", body = RevokedSessions)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/revoke-sessions`
 pub async fn revoke_sessions(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
@@ -240,7 +239,7 @@ pub async fn revoke_sessions(
     let body: ReasonBody = optional_json(&body.0)?;
     let (n, env) = recall
         .admin()
-        .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
+        .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta)
         .await?;
     Ok(HttpResponse::Ok().json(RevokedSessions {
         revoked_sessions: n,
@@ -253,7 +252,6 @@ pub async fn revoke_sessions(
     responses((status = 200, description = "Locked; every session ended", body = Locked)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/lock`
 pub async fn lock(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
@@ -266,7 +264,7 @@ pub async fn lock(
             user_id(&path)?,
             body.duration_secs,
             reason(body.reason)?,
-            &admin.meta(&req),
+            &admin.meta,
         )
         .await?;
     let (until, revoked) = match &env.event {
@@ -288,14 +286,13 @@ pub async fn lock(
     responses((status = 200, description = "Unlocked", body = Appended)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/unlock`
 pub async fn unlock(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let env = recall
         .admin()
-        .unlock_user(user_id(&path)?, &admin.meta(&req))
+        .unlock_user(user_id(&path)?, &admin.meta)
         .await?;
     Ok(HttpResponse::Ok().json(Appended { seq: env.seq }))
 }
@@ -321,7 +318,6 @@ pub async fn user_sessions(
     responses((status = 204, description = "Ended (or already ended)")), security(("admin" = [])))]
 /// `DELETE /v1/admin/sessions/{session_id}`
 pub async fn delete_session(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
@@ -329,7 +325,7 @@ pub async fn delete_session(
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
     recall
         .admin()
-        .admin_revoke_session(id, None, &admin.meta(&req))
+        .admin_revoke_session(id, None, &admin.meta)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -338,7 +334,6 @@ pub async fn delete_session(
     responses((status = 200, description = "A new active key", body = Rotated)), security(("admin" = [])))]
 /// `POST /v1/admin/keys/rotate`
 pub async fn rotate_key(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     body: JsonBody<RotateBody>,
@@ -346,7 +341,7 @@ pub async fn rotate_key(
     let body = body.0;
     let env = recall
         .admin()
-        .rotate_key(body.compromised, reason(body.reason)?, &admin.meta(&req))
+        .rotate_key(body.compromised, reason(body.reason)?, &admin.meta)
         .await?;
     match env.event {
         crate::events::Event::KeyRotated {
@@ -461,8 +456,8 @@ pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpRespon
     let state = StreamState {
         rx: recall.admin().live_events(),
         recall: recall.clone(),
-        bearer: admin.0.bearer,
-        expires_at: admin.0.expires_at,
+        bearer: admin.identity.bearer,
+        expires_at: admin.identity.expires_at,
         checked: now,
         last_frame: now,
         ended: false,
@@ -479,7 +474,7 @@ pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpRespon
             if why.is_none() && st.checked.elapsed() >= STREAM_RECHECK {
                 st.checked = tokio::time::Instant::now();
                 if let Some(token) = &st.bearer {
-                    why = resolve_admin(&st.recall, token)
+                    why = resolve_admin(&st.recall, token, None)
                         .await
                         .err()
                         .map(|e| e.code());

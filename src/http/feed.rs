@@ -276,14 +276,13 @@ pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Result<HttpR
     responses((status = 201, description = "Created; the token is shown this once", body = ServiceItem)),
     security(("admin" = [])))]
 pub async fn create_service(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     body: JsonBody<ServiceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (record, token) = recall
         .feed()
-        .create_service(&body.0.name, &admin.meta(&req))
+        .create_service(&body.0.name, &admin.meta)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -314,12 +313,11 @@ pub async fn services(
     responses((status = 204, description = "Ended everywhere (or already ended)")),
     security(("admin" = [])))]
 pub async fn revoke_service(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such service".into()))?;
-    recall.feed().revoke_service(id, &admin.meta(&req)).await?;
+    recall.feed().revoke_service(id, &admin.meta).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -54,7 +54,6 @@ pub async fn list(
     security(("admin" = [])))]
 /// `PUT /v1/admin/policies/{client_type}`
 pub async fn set(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
@@ -62,7 +61,7 @@ pub async fn set(
 ) -> Result<HttpResponse, ApiError> {
     let view = recall
         .admin()
-        .set_policy(&path, body.0, &admin.meta(&req))
+        .set_policy(&path, body.0, &admin.meta)
         .await?;
     Ok(HttpResponse::Ok().json(PolicySet {
         policy: view.policy,

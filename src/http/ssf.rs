@@ -2,13 +2,14 @@
 //! management and status for receivers (a service credential each, seeing
 //! only its own streams), poll delivery (RFC 8936), and the admin view.
 
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, AdminCaller};
+use super::extract::{bearer, recall, AdminCaller, Extracting};
 use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
@@ -18,12 +19,23 @@ use crate::store::{ServiceRecord, StreamRecord};
 
 /// The receiver: a live service credential (admins manage streams through
 /// their services, not directly).
-async fn receiver(recall: &Recall, req: &HttpRequest) -> Result<ServiceRecord, ApiError> {
-    match recall.feed().authorize(bearer(req)?).await? {
-        FeedCaller::Service(s) => Ok(s),
-        FeedCaller::Admin(_) => Err(ApiError::Forbidden(
-            "streams belong to receivers: use a service credential".into(),
-        )),
+pub struct Receiver(pub ServiceRecord);
+
+impl FromRequest for Receiver {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = recall(req).and_then(|r| Ok((r, bearer(req)?.to_owned())));
+        Box::pin(async move {
+            let (recall, token) = found?;
+            match recall.feed().authorize(&token).await? {
+                FeedCaller::Service(s) => Ok(Receiver(s)),
+                FeedCaller::Admin(_) => Err(ApiError::Forbidden(
+                    "streams belong to receivers: use a service credential".into(),
+                )),
+            }
+        })
     }
 }
 
@@ -50,11 +62,10 @@ pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiErro
     responses((status = 201, description = "The stream's configuration", body = StreamConfigView)),
     security(("service" = [])))]
 pub async fn create(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     body: JsonBody<StreamInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
     Ok(HttpResponse::Created().json(StreamConfigView::from_stored(&stream.config)))
 }
@@ -73,11 +84,10 @@ pub enum StreamsAnswer {
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn read(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     q: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let answer = match q.stream_id {
         Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
             &recall.signals().get(&owner, id).await?.config,
@@ -96,12 +106,11 @@ pub async fn read(
 }
 
 async fn configure(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    owner: ServiceRecord,
     body: StreamUpdate,
     replace: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let stream = recall
         .signals()
         .configure(&owner, body.stream_id, &body.config.fields()?, replace)
@@ -115,11 +124,11 @@ async fn configure(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn update(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     body: JsonBody<StreamUpdate>,
 ) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body.0, false).await
+    configure(recall, owner, body.0, false).await
 }
 
 /// `PUT /ssf/streams`
@@ -128,11 +137,11 @@ pub async fn update(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn replace(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     body: JsonBody<StreamUpdate>,
 ) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body.0, true).await
+    configure(recall, owner, body.0, true).await
 }
 
 /// `DELETE /ssf/streams?stream_id=`
@@ -141,11 +150,10 @@ pub async fn replace(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn delete(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     q: web::Query<StreamIdQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     recall.signals().delete(&owner, q.stream_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -156,11 +164,10 @@ pub async fn delete(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn status(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     q: web::Query<StreamIdQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let stream = recall.signals().get(&owner, q.stream_id).await?;
     Ok(HttpResponse::Ok().json(status_view(&stream)))
 }
@@ -171,11 +178,10 @@ pub async fn status(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn set_status(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     body: JsonBody<StatusInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let StatusInput {
         stream_id,
         status,
@@ -194,11 +200,10 @@ pub async fn set_status(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn verify(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     body: JsonBody<VerifyInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let VerifyInput { stream_id, state } = body.0;
     recall.signals().verify(&owner, stream_id, state).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -211,12 +216,11 @@ pub async fn verify(
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
 pub async fn poll(
-    req: HttpRequest,
     recall: web::Data<Recall>,
+    Receiver(owner): Receiver,
     path: web::Path<String>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such stream".into()))?;
     let input = if body.0.iter().all(u8::is_ascii_whitespace) {
         PollInput::default()

@@ -122,7 +122,7 @@ pub async fn register(
         }
     } else {
         let token = bearer(&req)?;
-        resolve_admin(&recall, token).await?.meta(&req)
+        resolve_admin(&recall, token, client_ip(&req)).await?.meta
     };
     let body = body.0;
     let (user_id, username) = recall
@@ -197,11 +197,10 @@ pub async fn refresh(
     responses((status = 204, description = "This session ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout`
 pub async fn logout(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    recall.auth().logout(&auth.0, &auth.meta(&req)).await?;
+    recall.auth().logout(&auth.principal, &auth.meta).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -209,11 +208,13 @@ pub async fn logout(
     responses((status = 204, description = "Every session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-all`
 pub async fn logout_all(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    recall.auth().logout_all(&auth.0, &auth.meta(&req)).await?;
+    recall
+        .auth()
+        .logout_all(&auth.principal, &auth.meta)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -221,13 +222,12 @@ pub async fn logout_all(
     responses((status = 204, description = "Every other session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-others`
 pub async fn logout_others(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     recall
         .auth()
-        .logout_others(&auth.0, &auth.meta(&req))
+        .logout_others(&auth.principal, &auth.meta)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -237,7 +237,6 @@ pub async fn logout_others(
     security(("user" = [])))]
 /// `POST /v1/auth/password`
 pub async fn password(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
     body: JsonBody<PasswordBody>,
@@ -246,10 +245,10 @@ pub async fn password(
     recall
         .auth()
         .change_password(
-            &auth.0,
+            &auth.principal,
             body.current_password,
             body.new_password,
-            &auth.meta(&req),
+            &auth.meta,
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -259,7 +258,7 @@ pub async fn password(
     responses((status = 200, description = "The caller", body = Me)), security(("user" = [])))]
 /// `GET /v1/me`
 pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
-    let p = auth.0;
+    let p = auth.principal;
     let username = recall.auth().username(&p).await?;
     Ok(HttpResponse::Ok().json(Me {
         user_id: p.user_id,
@@ -298,7 +297,7 @@ pub async fn sessions(
     recall: web::Data<Recall>,
     auth: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let p = auth.0;
+    let p = auth.principal;
     let list = recall.auth().sessions(&p).await?;
     Ok(HttpResponse::Ok().json(session_list(&list, Some(p.session_id))))
 }
@@ -309,7 +308,6 @@ pub async fn sessions(
     security(("user" = [])))]
 /// `DELETE /v1/sessions/{session_id}`: only the caller's own sessions.
 pub async fn delete_session(
-    req: HttpRequest,
     recall: web::Data<Recall>,
     auth: Authenticated,
     path: web::Path<String>,
@@ -317,7 +315,7 @@ pub async fn delete_session(
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
     recall
         .auth()
-        .end_own_session(&auth.0, id, &auth.meta(&req))
+        .end_own_session(&auth.principal, id, &auth.meta)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
