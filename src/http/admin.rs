@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
 use super::errors::ApiError;
-use super::extract::{resolve_admin, AdminCaller};
+use super::extract::{path_id, resolve_admin, AdminCaller};
+use super::reply::{no_content, ok, Reply};
 use crate::clock::Timestamp;
 use crate::events::Envelope;
 use crate::service::Recall;
@@ -182,10 +183,6 @@ pub struct EventPage {
     next_after: i64,
 }
 
-fn user_id(path: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(path).map_err(|_| ApiError::NotFound("no such user".into()))
-}
-
 fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     match r {
         Some(r) if r.chars().count() > 1000 => Err(ApiError::InvalidRequest(
@@ -210,20 +207,20 @@ pub async fn find_user(
     recall: web::Data<Recall>,
     _admin: AdminCaller,
     q: web::Query<UserQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let u = recall
         .admin()
         .user_named(&q.username)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let now = Timestamp::now();
-    Ok(HttpResponse::Ok().json(AdminUser {
+    ok(AdminUser {
         user_id: u.id,
         locked_until: u.locked_at(now).map(Timestamp::rfc3339),
         created_at: u.created_at.rfc3339(),
         username: u.username,
         roles: u.roles,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/revoke-sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
@@ -235,16 +232,16 @@ pub async fn revoke_sessions(
     admin: AdminCaller,
     path: web::Path<String>,
     body: RawBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body: ReasonBody = optional_json(&body.0)?;
     let (n, env) = recall
         .admin()
-        .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta)
+        .admin_revoke_sessions(path_id(&path, "user")?, reason(body.reason)?, &admin.meta)
         .await?;
-    Ok(HttpResponse::Ok().json(RevokedSessions {
+    ok(RevokedSessions {
         revoked_sessions: n,
         seq: env.seq,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/lock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
@@ -256,12 +253,12 @@ pub async fn lock(
     admin: AdminCaller,
     path: web::Path<String>,
     body: RawBody,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body: LockBody = optional_json(&body.0)?;
     let env = recall
         .admin()
         .lock_user(
-            user_id(&path)?,
+            path_id(&path, "user")?,
             body.duration_secs,
             reason(body.reason)?,
             &admin.meta,
@@ -275,11 +272,11 @@ pub async fn lock(
         } => (*until, revoked_session_ids.len()),
         _ => (Timestamp::EPOCH, 0),
     };
-    Ok(HttpResponse::Ok().json(Locked {
+    ok(Locked {
         locked_until: until.rfc3339(),
         revoked_sessions: revoked,
         seq: env.seq,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/unlock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
@@ -289,12 +286,12 @@ pub async fn unlock(
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let env = recall
         .admin()
-        .unlock_user(user_id(&path)?, &admin.meta)
+        .unlock_user(path_id(&path, "user")?, &admin.meta)
         .await?;
-    Ok(HttpResponse::Ok().json(Appended { seq: env.seq }))
+    ok(Appended { seq: env.seq })
 }
 
 #[utoipa::path(get, path = "/v1/admin/users/{user_id}/sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
@@ -304,13 +301,13 @@ pub async fn user_sessions(
     recall: web::Data<Recall>,
     _admin: AdminCaller,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
+) -> Reply {
+    let id = path_id(&path, "user")?;
     if recall.admin().user(id).await?.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
     let list = recall.admin().user_sessions(id).await?;
-    Ok(HttpResponse::Ok().json(super::users::session_list(&list, None)))
+    ok(super::users::session_list(&list, None))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/sessions/{session_id}", tag = "admin",
@@ -321,13 +318,13 @@ pub async fn delete_session(
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
+) -> Reply {
+    let id = path_id(&path, "session")?;
     recall
         .admin()
         .admin_revoke_session(id, None, &admin.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body = RotateBody,
@@ -337,7 +334,7 @@ pub async fn rotate_key(
     recall: web::Data<Recall>,
     admin: AdminCaller,
     body: JsonBody<RotateBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body = body.0;
     let env = recall
         .admin()
@@ -346,11 +343,11 @@ pub async fn rotate_key(
     match env.event {
         crate::events::Event::KeyRotated {
             kid, previous_kid, ..
-        } => Ok(HttpResponse::Ok().json(Rotated {
+        } => ok(Rotated {
             kid,
             previous_kid,
             seq: env.seq,
-        })),
+        }),
         _ => Err(ApiError::Internal("rotation returned another event".into())),
     }
 }
@@ -358,10 +355,7 @@ pub async fn rotate_key(
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
     responses((status = 200, description = "Every signing key", body = KeyList)), security(("admin" = [])))]
 /// `GET /v1/admin/keys`
-pub async fn keys(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn keys(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
     let keys = recall
         .admin()
         .list_keys()
@@ -374,7 +368,7 @@ pub async fn keys(
             alg: k.alg,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(KeyList { keys }))
+    ok(KeyList { keys })
 }
 
 /// The audit form of an event.
@@ -402,7 +396,7 @@ pub async fn events(
     recall: web::Data<Recall>,
     _admin: AdminCaller,
     q: web::Query<EventsQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
@@ -417,7 +411,7 @@ pub async fn events(
     let list = recall.admin().list_events(&filter).await?;
     let next_after = list.last().map_or(after, |e| e.seq);
     let events = list.iter().map(audit_event).collect();
-    Ok(HttpResponse::Ok().json(EventPage { events, next_after }))
+    ok(EventPage { events, next_after })
 }
 
 fn sse_frame(env: &Envelope) -> Bytes {

@@ -94,6 +94,12 @@ pub fn presented(
     })
 }
 
+/// The id a path segment names: a malformed one is as unknown as a
+/// missing one (404, `no such {what}`).
+pub fn path_id(path: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(path).map_err(|_| ApiError::NotFound(format!("no such {what}")))
+}
+
 /// The bearer token of a request, if it has one.
 pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     match access_token(req)? {

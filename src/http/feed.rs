@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::body::JsonBody;
 use super::errors::ApiError;
-use super::extract::{bearer, AdminCaller};
+use super::extract::{bearer, path_id, AdminCaller};
+use super::reply::{no_content, no_store, ok, Reply};
 use crate::clock::Timestamp;
 use crate::service::feed::MAX_PAGE;
 use crate::service::{FeedCaller, Recall};
@@ -136,26 +137,20 @@ async fn caller(recall: &Recall, req: &HttpRequest) -> Result<FeedCaller, ApiErr
 #[utoipa::path(get, path = "/v1/revocations", tag = "feed", params(FeedQuery),
     responses((status = 200, description = "Items after the cursor, or the revocation window", body = RevocationPage)),
     security(("service" = []), ("admin" = [])))]
-pub async fn page(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    q: web::Query<FeedQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn page(req: HttpRequest, recall: web::Data<Recall>, q: web::Query<FeedQuery>) -> Reply {
     caller(&recall, &req).await?;
     let limit = q.limit.unwrap_or(MAX_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
     }
     let page = recall.feed().page(q.after.unwrap_or(0), limit).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(RevocationPage {
-            items: page.items,
-            head_seq: page.head_seq,
-            next_after: page.next_after,
-            retention_ms: page.retention_ms,
-            binding_key: recall.binding_key_b64().to_owned(),
-        }))
+    Ok(no_store(RevocationPage {
+        items: page.items,
+        head_seq: page.head_seq,
+        next_after: page.next_after,
+        retention_ms: page.retention_ms,
+        binding_key: recall.binding_key_b64().to_owned(),
+    }))
 }
 
 struct Follow {
@@ -210,7 +205,7 @@ impl Follow {
     responses((status = 200, content_type = "text/event-stream", body = String,
         description = "`event: revocations` (id = seq, data = the event's items), `event: head` (id and data.head_seq = the head, at least every second), `event: window` (data = the window's items, when starting from 0), `event: end` when the caller's rights end")),
     security(("service" = []), ("admin" = [])))]
-pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Result<HttpResponse, ApiError> {
+pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Reply {
     caller(&recall, &req).await?;
     let token = bearer(&req)?.to_owned();
     let from_header = req
@@ -279,7 +274,7 @@ pub async fn create_service(
     recall: web::Data<Recall>,
     admin: AdminCaller,
     body: JsonBody<ServiceBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let (record, token) = recall
         .feed()
         .create_service(&body.0.name, &admin.meta)
@@ -293,10 +288,7 @@ pub async fn create_service(
 #[utoipa::path(get, path = "/v1/admin/services", tag = "admin",
     responses((status = 200, description = "Every service credential", body = ServiceList)),
     security(("admin" = [])))]
-pub async fn services(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn services(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
     let services = recall
         .feed()
         .services()
@@ -304,7 +296,7 @@ pub async fn services(
         .into_iter()
         .map(|s| service_item(s, None))
         .collect();
-    Ok(HttpResponse::Ok().json(ServiceList { services }))
+    ok(ServiceList { services })
 }
 
 /// `DELETE /v1/admin/services/{service_id}`
@@ -316,8 +308,8 @@ pub async fn revoke_service(
     recall: web::Data<Recall>,
     admin: AdminCaller,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such service".into()))?;
+) -> Reply {
+    let id = path_id(&path, "service")?;
     recall.feed().revoke_service(id, &admin.meta).await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod policies;
+pub mod reply;
 pub mod site;
 pub mod ssf;
 pub mod ssf_types;

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
-use super::errors::ApiError;
 use super::extract::{bearer, AdminCaller};
+use super::reply::{no_content, ok, Reply};
 use crate::domain::Policy;
 use crate::service::Recall;
 
@@ -33,17 +33,14 @@ pub struct PolicySet {
     responses((status = 200, description = "Each client type's policy", body = PolicyList)),
     security(("admin" = [])))]
 /// `GET /v1/admin/policies`
-pub async fn list(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
     let policies = recall
         .policies()
         .await?
         .into_iter()
         .map(|(t, v)| (t, v.policy))
         .collect();
-    Ok(HttpResponse::Ok().json(PolicyList { policies }))
+    ok(PolicyList { policies })
 }
 
 #[utoipa::path(put, path = "/v1/admin/policies/{client_type}", tag = "admin",
@@ -58,15 +55,15 @@ pub async fn set(
     admin: AdminCaller,
     path: web::Path<String>,
     body: JsonBody<Policy>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let view = recall
         .admin()
         .set_policy(&path, body.0, &admin.meta)
         .await?;
-    Ok(HttpResponse::Ok().json(PolicySet {
+    ok(PolicySet {
         policy: view.policy,
         seq: view.seq,
-    }))
+    })
 }
 
 /// A verifier's report of a bound token used from elsewhere.
@@ -108,10 +105,10 @@ pub async fn mismatch(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<MismatchReport>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     recall.feed().authorize(bearer(&req)?).await?;
     recall
         .report_mismatch(&body.0.token, body.0.client_ip)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }

@@ -5,11 +5,11 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use uuid::Uuid;
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, recall, AdminCaller, Extracting};
+use super::extract::{bearer, path_id, recall, AdminCaller, Extracting};
+use super::reply::{created, no_content, no_store, ok, Reply};
 use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
@@ -50,7 +50,7 @@ fn status_view(s: &StreamRecord) -> StatusView {
 /// `GET /.well-known/ssf-configuration`
 #[utoipa::path(get, path = "/.well-known/ssf-configuration", tag = "ssf",
     responses((status = 200, description = "SSF 1.0 transmitter configuration metadata", body = TransmitterMetadata)))]
-pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiError> {
+pub async fn metadata(recall: web::Data<Recall>) -> Reply {
     let metadata = TransmitterMetadata::from_value(recall.signals().metadata())?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -65,9 +65,9 @@ pub async fn create(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     body: JsonBody<StreamInput>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
-    Ok(HttpResponse::Created().json(StreamConfigView::from_stored(&stream.config)))
+    created(StreamConfigView::from_stored(&stream.config))
 }
 
 /// One stream's configuration, or every stream's.
@@ -87,7 +87,7 @@ pub async fn read(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     q: web::Query<StreamQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let answer = match q.stream_id {
         Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
             &recall.signals().get(&owner, id).await?.config,
@@ -102,7 +102,7 @@ pub async fn read(
                 .collect(),
         ),
     };
-    Ok(HttpResponse::Ok().json(answer))
+    ok(answer)
 }
 
 async fn configure(
@@ -110,12 +110,12 @@ async fn configure(
     owner: ServiceRecord,
     body: StreamUpdate,
     replace: bool,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let stream = recall
         .signals()
         .configure(&owner, body.stream_id, &body.config.fields()?, replace)
         .await?;
-    Ok(HttpResponse::Ok().json(StreamConfigView::from_stored(&stream.config)))
+    ok(StreamConfigView::from_stored(&stream.config))
 }
 
 /// `PATCH /ssf/streams`
@@ -127,7 +127,7 @@ pub async fn update(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     body: JsonBody<StreamUpdate>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     configure(recall, owner, body.0, false).await
 }
 
@@ -140,7 +140,7 @@ pub async fn replace(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     body: JsonBody<StreamUpdate>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     configure(recall, owner, body.0, true).await
 }
 
@@ -153,9 +153,9 @@ pub async fn delete(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     q: web::Query<StreamIdQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     recall.signals().delete(&owner, q.stream_id).await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 /// `GET /ssf/status?stream_id=`
@@ -167,9 +167,9 @@ pub async fn status(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     q: web::Query<StreamIdQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let stream = recall.signals().get(&owner, q.stream_id).await?;
-    Ok(HttpResponse::Ok().json(status_view(&stream)))
+    ok(status_view(&stream))
 }
 
 /// `POST /ssf/status`
@@ -181,7 +181,7 @@ pub async fn set_status(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     body: JsonBody<StatusInput>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let StatusInput {
         stream_id,
         status,
@@ -191,7 +191,7 @@ pub async fn set_status(
         .signals()
         .set_status(&owner, stream_id, status.as_str(), reason)
         .await?;
-    Ok(HttpResponse::Ok().json(status_view(&stream)))
+    ok(status_view(&stream))
 }
 
 /// `POST /ssf/verify`
@@ -203,10 +203,10 @@ pub async fn verify(
     recall: web::Data<Recall>,
     Receiver(owner): Receiver,
     body: JsonBody<VerifyInput>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let VerifyInput { stream_id, state } = body.0;
     recall.signals().verify(&owner, stream_id, state).await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 /// `POST /ssf/poll/{stream_id}` (RFC 8936)
@@ -220,8 +220,8 @@ pub async fn poll(
     Receiver(owner): Receiver,
     path: web::Path<String>,
     body: RawBody,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such stream".into()))?;
+) -> Reply {
+    let id = path_id(&path, "stream")?;
     let input = if body.0.iter().all(u8::is_ascii_whitespace) {
         PollInput::default()
     } else {
@@ -255,22 +255,17 @@ pub async fn poll(
         .into_iter()
         .filter_map(|(jti, set)| set.as_str().map(|s| (jti, s.to_owned())))
         .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(PollView {
-            sets,
-            more_available: answer.more_available,
-        }))
+    Ok(no_store(PollView {
+        sets,
+        more_available: answer.more_available,
+    }))
 }
 
 /// `GET /v1/admin/ssf/streams`
 #[utoipa::path(get, path = "/v1/admin/ssf/streams", tag = "admin",
     responses((status = 200, description = "Every stream: receiver, status, cursor", body = AdminStreams)),
     security(("admin" = [])))]
-pub async fn admin_streams(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn admin_streams(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
     let streams = recall
         .signals()
         .all()
@@ -287,5 +282,5 @@ pub async fn admin_streams(
             created_at: s.created_at.rfc3339(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(AdminStreams { streams }))
+    ok(AdminStreams { streams })
 }

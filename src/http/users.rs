@@ -8,10 +8,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::JsonBody;
-use super::errors::{ApiError, ErrorBody};
+use super::errors::ErrorBody;
 use super::extract::{
-    bearer, client_addr, client_ip, dpop_input, resolve_admin, Authenticated, ForwardAuthenticated,
+    bearer, client_addr, client_ip, dpop_input, path_id, resolve_admin, Authenticated,
+    ForwardAuthenticated,
 };
+use super::reply::{created, no_content, no_store, ok, Reply};
 use crate::events::Meta;
 use crate::service::{
     ClientType, DeviceId, LoginInput, Recall, RefreshInput, SessionView, TokenResponse, UserAgent,
@@ -114,7 +116,7 @@ pub async fn register(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<RegisterBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let meta = if recall.settings().open_registration {
         Meta {
             actor: Some("anonymous".into()),
@@ -129,7 +131,7 @@ pub async fn register(
         .auth()
         .register(&body.username, body.password, &meta)
         .await?;
-    Ok(HttpResponse::Created().json(Registered { user_id, username }))
+    created(Registered { user_id, username })
 }
 
 /// The request's User-Agent, as a session records it.
@@ -140,12 +142,6 @@ pub(super) fn user_agent(req: &HttpRequest) -> Option<UserAgent> {
         .map(UserAgent::new)
 }
 
-fn no_store(body: impl serde::Serialize) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
-}
-
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, description = "A new session", body = TokenResponse,
         headers(("Cache-Control" = String, description = "no-store")))))]
@@ -154,7 +150,7 @@ pub async fn login(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<LoginBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body = body.0;
     let input = LoginInput {
         username: body.username,
@@ -180,7 +176,7 @@ pub async fn refresh(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<RefreshBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let meta = Meta {
         actor: None,
         ip: client_ip(&req),
@@ -196,40 +192,31 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "This session ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout`
-pub async fn logout(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn logout(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     recall.auth().logout(&auth.principal, &auth.meta).await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
     responses((status = 204, description = "Every session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-all`
-pub async fn logout_all(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn logout_all(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     recall
         .auth()
         .logout_all(&auth.principal, &auth.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout-others", tag = "auth",
     responses((status = 204, description = "Every other session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-others`
-pub async fn logout_others(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn logout_others(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     recall
         .auth()
         .logout_others(&auth.principal, &auth.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/password", tag = "auth", request_body = PasswordBody,
@@ -240,7 +227,7 @@ pub async fn password(
     recall: web::Data<Recall>,
     auth: Authenticated,
     body: JsonBody<PasswordBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body = body.0;
     recall
         .auth()
@@ -251,21 +238,21 @@ pub async fn password(
             &auth.meta,
         )
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(get, path = "/v1/me", tag = "users",
     responses((status = 200, description = "The caller", body = Me)), security(("user" = [])))]
 /// `GET /v1/me`
-pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     let p = auth.principal;
     let username = recall.auth().username(&p).await?;
-    Ok(HttpResponse::Ok().json(Me {
+    ok(Me {
         user_id: p.user_id,
         username,
         session_id: p.session_id,
         client_type: p.client_type().to_owned(),
-    }))
+    })
 }
 
 /// One session as `GET /v1/sessions` lists it.
@@ -293,13 +280,10 @@ pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList 
     responses((status = 200, description = "The caller's live sessions", body = SessionList)),
     security(("user" = [])))]
 /// `GET /v1/sessions`
-pub async fn sessions(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn sessions(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     let p = auth.principal;
     let list = recall.auth().sessions(&p).await?;
-    Ok(HttpResponse::Ok().json(session_list(&list, Some(p.session_id))))
+    ok(session_list(&list, Some(p.session_id)))
 }
 
 #[utoipa::path(delete, path = "/v1/sessions/{session_id}", tag = "sessions",
@@ -311,13 +295,13 @@ pub async fn delete_session(
     recall: web::Data<Recall>,
     auth: Authenticated,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
+) -> Reply {
+    let id = path_id(&path, "session")?;
     recall
         .auth()
         .end_own_session(&auth.principal, id, &auth.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "auth",
