@@ -203,16 +203,9 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserQuery),
     responses((status = 200, description = "The user", body = AdminUser)), security(("admin" = [])))]
 /// `GET /v1/admin/users?username=NAME`
-pub async fn find_user(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    q: web::Query<UserQuery>,
-) -> Reply {
-    let u = recall
-        .admin()
-        .user_named(&q.username)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+pub async fn find_user(admin: AdminCaller, q: web::Query<UserQuery>) -> Reply {
+    let found = admin.recall.admin().user_named(&q.username).await?;
+    let u = found.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let now = Timestamp::now();
     ok(AdminUser {
         user_id: u.id,
@@ -227,16 +220,12 @@ pub async fn find_user(
     request_body = Option<ReasonBody>,
     responses((status = 200, description = "Every session of the user ended", body = RevokedSessions)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/revoke-sessions`
-pub async fn revoke_sessions(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Reply {
+pub async fn revoke_sessions(admin: AdminCaller, path: web::Path<String>, body: RawBody) -> Reply {
     let body: ReasonBody = optional_json(&body.0)?;
-    let (n, env) = recall
-        .admin()
-        .admin_revoke_sessions(path_id(&path, "user")?, reason(body.reason)?, &admin.meta)
+    let (user, why) = (path_id(&path, "user")?, reason(body.reason)?);
+    let controls = admin.recall.admin();
+    let (n, env) = controls
+        .admin_revoke_sessions(user, why, &admin.meta)
         .await?;
     ok(RevokedSessions {
         revoked_sessions: n,
@@ -248,21 +237,12 @@ pub async fn revoke_sessions(
     request_body = Option<LockBody>,
     responses((status = 200, description = "Locked; every session ended", body = Locked)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/lock`
-pub async fn lock(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Reply {
+pub async fn lock(admin: AdminCaller, path: web::Path<String>, body: RawBody) -> Reply {
     let body: LockBody = optional_json(&body.0)?;
-    let env = recall
-        .admin()
-        .lock_user(
-            path_id(&path, "user")?,
-            body.duration_secs,
-            reason(body.reason)?,
-            &admin.meta,
-        )
+    let (user, why) = (path_id(&path, "user")?, reason(body.reason)?);
+    let controls = admin.recall.admin();
+    let env = controls
+        .lock_user(user, body.duration_secs, why, &admin.meta)
         .await?;
     let (until, revoked) = match &env.event {
         crate::events::Event::UserLocked {
@@ -282,31 +262,22 @@ pub async fn lock(
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/unlock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     responses((status = 200, description = "Unlocked", body = Appended)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/unlock`
-pub async fn unlock(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Reply {
-    let env = recall
-        .admin()
-        .unlock_user(path_id(&path, "user")?, &admin.meta)
-        .await?;
+pub async fn unlock(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let user = path_id(&path, "user")?;
+    let env = admin.recall.admin().unlock_user(user, &admin.meta).await?;
     ok(Appended { seq: env.seq })
 }
 
 #[utoipa::path(get, path = "/v1/admin/users/{user_id}/sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     responses((status = 200, description = "The user's live sessions", body = super::users::SessionList)), security(("admin" = [])))]
 /// `GET /v1/admin/users/{user_id}/sessions`: a user's live sessions.
-pub async fn user_sessions(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    path: web::Path<String>,
-) -> Reply {
+pub async fn user_sessions(admin: AdminCaller, path: web::Path<String>) -> Reply {
     let id = path_id(&path, "user")?;
-    if recall.admin().user(id).await?.is_none() {
+    let controls = admin.recall.admin();
+    if controls.user(id).await?.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    let list = recall.admin().user_sessions(id).await?;
+    let list = controls.user_sessions(id).await?;
     ok(super::users::session_list(&list, None))
 }
 
@@ -314,15 +285,11 @@ pub async fn user_sessions(
     params(("session_id" = Uuid, Path, description = "Any session")),
     responses((status = 204, description = "Ended (or already ended)")), security(("admin" = [])))]
 /// `DELETE /v1/admin/sessions/{session_id}`
-pub async fn delete_session(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Reply {
-    let id = path_id(&path, "session")?;
-    recall
-        .admin()
-        .admin_revoke_session(id, None, &admin.meta)
+pub async fn delete_session(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let session = path_id(&path, "session")?;
+    let controls = admin.recall.admin();
+    controls
+        .admin_revoke_session(session, None, &admin.meta)
         .await?;
     no_content()
 }
@@ -330,14 +297,10 @@ pub async fn delete_session(
 #[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body = RotateBody,
     responses((status = 200, description = "A new active key", body = Rotated)), security(("admin" = [])))]
 /// `POST /v1/admin/keys/rotate`
-pub async fn rotate_key(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    body: JsonBody<RotateBody>,
-) -> Reply {
+pub async fn rotate_key(admin: AdminCaller, body: JsonBody<RotateBody>) -> Reply {
     let body = body.0;
-    let env = recall
-        .admin()
+    let controls = admin.recall.admin();
+    let env = controls
         .rotate_key(body.compromised, reason(body.reason)?, &admin.meta)
         .await?;
     match env.event {
@@ -355,11 +318,9 @@ pub async fn rotate_key(
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
     responses((status = 200, description = "Every signing key", body = KeyList)), security(("admin" = [])))]
 /// `GET /v1/admin/keys`
-pub async fn keys(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
-    let keys = recall
-        .admin()
-        .list_keys()
-        .await?
+pub async fn keys(admin: AdminCaller) -> Reply {
+    let list = admin.recall.admin().list_keys().await?;
+    let keys = list
         .into_iter()
         .map(|k| KeyItem {
             status: k.status.as_str(),
@@ -392,11 +353,7 @@ pub fn audit_event(env: &Envelope) -> AuditEvent {
 #[utoipa::path(get, path = "/v1/admin/events", tag = "admin", params(EventsQuery),
     responses((status = 200, description = "Events, oldest first", body = EventPage)), security(("admin" = [])))]
 /// `GET /v1/admin/events?after=&limit=&user_id=&type=`
-pub async fn events(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    q: web::Query<EventsQuery>,
-) -> Reply {
+pub async fn events(admin: AdminCaller, q: web::Query<EventsQuery>) -> Reply {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
@@ -408,7 +365,7 @@ pub async fn events(
         user_id: q.user_id,
         kind: q.kind.clone(),
     };
-    let list = recall.admin().list_events(&filter).await?;
+    let list = admin.recall.admin().list_events(&filter).await?;
     let next_after = list.last().map_or(after, |e| e.seq);
     let events = list.iter().map(audit_event).collect();
     ok(EventPage { events, next_after })
@@ -445,11 +402,11 @@ struct StreamState {
     responses((status = 200, description = "Server-sent events: `id` is the sequence number, `event` the type, `data` the audit form; `event: end` when the caller's rights end",
         content_type = "text/event-stream", body = String)), security(("admin" = [])))]
 /// `GET /v1/admin/events/stream`: live events as server-sent events.
-pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpResponse {
+pub async fn stream(admin: AdminCaller) -> HttpResponse {
     let now = tokio::time::Instant::now();
     let state = StreamState {
-        rx: recall.admin().live_events(),
-        recall: recall.clone(),
+        rx: admin.recall.admin().live_events(),
+        recall: admin.recall,
         bearer: admin.identity.bearer,
         expires_at: admin.identity.expires_at,
         checked: now,

@@ -139,9 +139,10 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
 /// sidecar and the verifier crate (tested there).
 pub use recall_verifier::request::rightmost_untrusted;
 
-/// A caller authenticated by an access token, and the audit meta of an
-/// action by it.
+/// A caller authenticated by an access token: the service it called, and
+/// the audit meta of an action by it.
 pub struct Authenticated {
+    pub recall: web::Data<Recall>,
     pub principal: Principal,
     pub meta: Meta,
 }
@@ -197,11 +198,15 @@ impl FromRequest for Authenticated {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let (fut, ip) = (authenticate(req, false), client_ip(req));
+        let (fut, found, ip) = (authenticate(req, false), recall(req), client_ip(req));
         Box::pin(async move {
             let principal = fut.await?;
             let meta = Meta::user(principal.user_id, ip);
-            Ok(Authenticated { principal, meta })
+            Ok(Authenticated {
+                recall: found?,
+                principal,
+                meta,
+            })
         })
     }
 }
@@ -217,25 +222,18 @@ impl FromRequest for ForwardAuthenticated {
 }
 
 /// A request from a caller allowed to use the emergency controls: the
-/// service's `AdminIdentity`, extracted, and the audit meta of an action
-/// by it.
+/// service it called, the service's `AdminIdentity`, extracted, and the
+/// audit meta of an action by it.
 pub struct AdminCaller {
+    pub recall: web::Data<Recall>,
     pub identity: AdminIdentity,
     pub meta: Meta,
-}
-
-impl std::ops::Deref for AdminCaller {
-    type Target = AdminIdentity;
-
-    fn deref(&self) -> &AdminIdentity {
-        &self.identity
-    }
 }
 
 /// Checks a bearer token for admin rights; `ip`, the caller's address,
 /// goes into the audit meta.
 pub async fn resolve_admin(
-    recall: &Recall,
+    recall: &web::Data<Recall>,
     token: &str,
     ip: Option<String>,
 ) -> Result<AdminCaller, ApiError> {
@@ -244,7 +242,19 @@ pub async fn resolve_admin(
         actor: Some(identity.actor.clone()),
         ip,
     };
-    Ok(AdminCaller { identity, meta })
+    Ok(AdminCaller {
+        recall: recall.clone(),
+        identity,
+        meta,
+    })
+}
+
+impl std::ops::Deref for AdminCaller {
+    type Target = AdminIdentity;
+
+    fn deref(&self) -> &AdminIdentity {
+        &self.identity
+    }
 }
 
 impl FromRequest for AdminCaller {

@@ -270,15 +270,9 @@ pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Reply {
 #[utoipa::path(post, path = "/v1/admin/services", tag = "admin", request_body = ServiceBody,
     responses((status = 201, description = "Created; the token is shown this once", body = ServiceItem)),
     security(("admin" = [])))]
-pub async fn create_service(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    body: JsonBody<ServiceBody>,
-) -> Reply {
-    let (record, token) = recall
-        .feed()
-        .create_service(&body.0.name, &admin.meta)
-        .await?;
+pub async fn create_service(admin: AdminCaller, body: JsonBody<ServiceBody>) -> Reply {
+    let feed = admin.recall.feed();
+    let (record, token) = feed.create_service(&body.0.name, &admin.meta).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(service_item(record, Some(token))))
@@ -288,14 +282,9 @@ pub async fn create_service(
 #[utoipa::path(get, path = "/v1/admin/services", tag = "admin",
     responses((status = 200, description = "Every service credential", body = ServiceList)),
     security(("admin" = [])))]
-pub async fn services(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
-    let services = recall
-        .feed()
-        .services()
-        .await?
-        .into_iter()
-        .map(|s| service_item(s, None))
-        .collect();
+pub async fn services(admin: AdminCaller) -> Reply {
+    let list = admin.recall.feed().services().await?;
+    let services = list.into_iter().map(|s| service_item(s, None)).collect();
     ok(ServiceList { services })
 }
 
@@ -304,12 +293,9 @@ pub async fn services(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
     params(("service_id" = Uuid, Path, description = "The service credential")),
     responses((status = 204, description = "Ended everywhere (or already ended)")),
     security(("admin" = [])))]
-pub async fn revoke_service(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Reply {
-    let id = path_id(&path, "service")?;
-    recall.feed().revoke_service(id, &admin.meta).await?;
+pub async fn revoke_service(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let service = path_id(&path, "service")?;
+    let feed = admin.recall.feed();
+    feed.revoke_service(service, &admin.meta).await?;
     no_content()
 }

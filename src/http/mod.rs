@@ -140,7 +140,8 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-/// Every route of API.md.
+/// Every route of API.md, one a line.
+#[rustfmt::skip]
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
         .app_data(web::QueryConfig::default().error_handler(query_error))
@@ -156,47 +157,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/sessions", users::sessions))
         .service(delete("/v1/sessions/{session_id}", users::delete_session))
         .service(get("/v1/admin/users", admin::find_user))
-        .service(post(
-            "/v1/admin/users/{user_id}/revoke-sessions",
-            admin::revoke_sessions,
-        ))
+        .service(post("/v1/admin/users/{user_id}/revoke-sessions", admin::revoke_sessions))
         .service(post("/v1/admin/users/{user_id}/lock", admin::lock))
         .service(post("/v1/admin/users/{user_id}/unlock", admin::unlock))
-        .service(delete(
-            "/v1/admin/sessions/{session_id}",
-            admin::delete_session,
-        ))
+        .service(delete("/v1/admin/sessions/{session_id}", admin::delete_session))
         .service(post("/v1/admin/keys/rotate", admin::rotate_key))
         .service(get("/v1/admin/keys", admin::keys))
-        .service(get(
-            "/v1/admin/users/{user_id}/sessions",
-            admin::user_sessions,
-        ))
+        .service(get("/v1/admin/users/{user_id}/sessions", admin::user_sessions))
         .service(get("/v1/admin/events", admin::events))
         .service(get("/v1/admin/events/stream", admin::stream))
-        .service(
-            resource("/v1/admin/services", "GET, POST")
-                .route(web::post().to(feed::create_service))
-                .route(web::get().to(feed::services)),
-        )
-        .service(delete(
-            "/v1/admin/services/{service_id}",
-            feed::revoke_service,
-        ))
+        .service(resource("/v1/admin/services", "GET, POST")
+            .route(web::post().to(feed::create_service))
+            .route(web::get().to(feed::services)))
+        .service(delete("/v1/admin/services/{service_id}", feed::revoke_service))
         .service(get("/.well-known/ssf-configuration", ssf::metadata))
-        .service(
-            resource("/ssf/streams", "DELETE, GET, PATCH, POST, PUT")
-                .route(web::post().to(ssf::create))
-                .route(web::get().to(ssf::read))
-                .route(web::patch().to(ssf::update))
-                .route(web::put().to(ssf::replace))
-                .route(web::delete().to(ssf::delete)),
-        )
-        .service(
-            resource("/ssf/status", "GET, POST")
-                .route(web::get().to(ssf::status))
-                .route(web::post().to(ssf::set_status)),
-        )
+        .service(resource("/ssf/streams", "DELETE, GET, PATCH, POST, PUT")
+            .route(web::post().to(ssf::create))
+            .route(web::get().to(ssf::read))
+            .route(web::patch().to(ssf::update))
+            .route(web::put().to(ssf::replace))
+            .route(web::delete().to(ssf::delete)))
+        .service(resource("/ssf/status", "GET, POST")
+            .route(web::get().to(ssf::status))
+            .route(web::post().to(ssf::set_status)))
         .service(post("/ssf/verify", ssf::verify))
         .service(post("/ssf/poll/{stream_id}", ssf::poll))
         .service(get("/v1/admin/ssf/streams", ssf::admin_streams))
@@ -206,18 +189,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(put("/v1/admin/policies/{client_type}", policies::set))
         .service(get("/v1/revocations/stream", feed::stream))
         .service(get("/.well-known/jwks.json", ops::jwks))
-        .service(get(
-            "/.well-known/oauth-protected-resource",
-            oauth::resource_metadata,
-        ))
-        .service(get(
-            "/.well-known/oauth-authorization-server",
-            oauth::metadata,
-        ))
-        .service(get(
-            "/.well-known/openid-configuration",
-            oauth::openid_configuration,
-        ))
+        .service(get("/.well-known/oauth-protected-resource", oauth::resource_metadata))
+        .service(get("/.well-known/oauth-authorization-server", oauth::metadata))
+        .service(get("/.well-known/openid-configuration", oauth::openid_configuration))
         .service(limited("/oauth/token", oauth::token))
         .service(limited("/oauth/revoke", ops::revoke))
         // Rate limited inside: a valid service credential is not counted.

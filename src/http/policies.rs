@@ -33,13 +33,9 @@ pub struct PolicySet {
     responses((status = 200, description = "Each client type's policy", body = PolicyList)),
     security(("admin" = [])))]
 /// `GET /v1/admin/policies`
-pub async fn list(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
-    let policies = recall
-        .policies()
-        .await?
-        .into_iter()
-        .map(|(t, v)| (t, v.policy))
-        .collect();
+pub async fn list(admin: AdminCaller) -> Reply {
+    let views = admin.recall.policies().await?;
+    let policies = views.into_iter().map(|(t, v)| (t, v.policy)).collect();
     ok(PolicyList { policies })
 }
 
@@ -50,16 +46,9 @@ pub async fn list(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
         (status = 404, description = "No such client type", body = super::errors::ErrorBody)),
     security(("admin" = [])))]
 /// `PUT /v1/admin/policies/{client_type}`
-pub async fn set(
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: JsonBody<Policy>,
-) -> Reply {
-    let view = recall
-        .admin()
-        .set_policy(&path, body.0, &admin.meta)
-        .await?;
+pub async fn set(admin: AdminCaller, path: web::Path<String>, body: JsonBody<Policy>) -> Reply {
+    let controls = admin.recall.admin();
+    let view = controls.set_policy(&path, body.0, &admin.meta).await?;
     ok(PolicySet {
         policy: view.policy,
         seq: view.seq,

@@ -14,12 +14,22 @@ use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
 };
-use crate::service::{FeedCaller, Recall};
+use crate::service::{FeedCaller, Recall, Signals};
 use crate::store::{ServiceRecord, StreamRecord};
 
 /// The receiver: a live service credential (admins manage streams through
-/// their services, not directly).
-pub struct Receiver(pub ServiceRecord);
+/// their services, not directly), and the service it called.
+pub struct Receiver {
+    pub recall: web::Data<Recall>,
+    pub owner: ServiceRecord,
+}
+
+impl Receiver {
+    /// The streams of the service.
+    fn signals(&self) -> &Signals {
+        self.recall.signals()
+    }
+}
 
 impl FromRequest for Receiver {
     type Error = ApiError;
@@ -30,7 +40,7 @@ impl FromRequest for Receiver {
         Box::pin(async move {
             let (recall, token) = found?;
             match recall.feed().authorize(&token).await? {
-                FeedCaller::Service(s) => Ok(Receiver(s)),
+                FeedCaller::Service(owner) => Ok(Receiver { recall, owner }),
                 FeedCaller::Admin(_) => Err(ApiError::Forbidden(
                     "streams belong to receivers: use a service credential".into(),
                 )),
@@ -61,12 +71,8 @@ pub async fn metadata(recall: web::Data<Recall>) -> Reply {
 #[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = StreamInput,
     responses((status = 201, description = "The stream's configuration", body = StreamConfigView)),
     security(("service" = [])))]
-pub async fn create(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    body: JsonBody<StreamInput>,
-) -> Reply {
-    let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
+pub async fn create(rx: Receiver, body: JsonBody<StreamInput>) -> Reply {
+    let stream = rx.signals().create(&rx.owner, &body.0.fields()?).await?;
     created(StreamConfigView::from_stored(&stream.config))
 }
 
@@ -83,19 +89,14 @@ pub enum StreamsAnswer {
     responses((status = 200, description = "One stream (with stream_id), or every stream of the caller", body = StreamsAnswer),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn read(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    q: web::Query<StreamQuery>,
-) -> Reply {
+pub async fn read(rx: Receiver, q: web::Query<StreamQuery>) -> Reply {
     let answer = match q.stream_id {
         Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
-            &recall.signals().get(&owner, id).await?.config,
+            &rx.signals().get(&rx.owner, id).await?.config,
         )),
         None => StreamsAnswer::All(
-            recall
-                .signals()
-                .list(&owner)
+            rx.signals()
+                .list(&rx.owner)
                 .await?
                 .iter()
                 .map(|s| StreamConfigView::from_stored(&s.config))
@@ -105,15 +106,10 @@ pub async fn read(
     ok(answer)
 }
 
-async fn configure(
-    recall: web::Data<Recall>,
-    owner: ServiceRecord,
-    body: StreamUpdate,
-    replace: bool,
-) -> Reply {
-    let stream = recall
+async fn configure(rx: Receiver, body: StreamUpdate, replace: bool) -> Reply {
+    let stream = rx
         .signals()
-        .configure(&owner, body.stream_id, &body.config.fields()?, replace)
+        .configure(&rx.owner, body.stream_id, &body.config.fields()?, replace)
         .await?;
     ok(StreamConfigView::from_stored(&stream.config))
 }
@@ -123,12 +119,8 @@ async fn configure(
     responses((status = 200, description = "Updated: the fields given change", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn update(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    body: JsonBody<StreamUpdate>,
-) -> Reply {
-    configure(recall, owner, body.0, false).await
+pub async fn update(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
+    configure(rx, body.0, false).await
 }
 
 /// `PUT /ssf/streams`
@@ -136,12 +128,8 @@ pub async fn update(
     responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn replace(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    body: JsonBody<StreamUpdate>,
-) -> Reply {
-    configure(recall, owner, body.0, true).await
+pub async fn replace(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
+    configure(rx, body.0, true).await
 }
 
 /// `DELETE /ssf/streams?stream_id=`
@@ -149,12 +137,8 @@ pub async fn replace(
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn delete(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    q: web::Query<StreamIdQuery>,
-) -> Reply {
-    recall.signals().delete(&owner, q.stream_id).await?;
+pub async fn delete(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
+    rx.signals().delete(&rx.owner, q.stream_id).await?;
     no_content()
 }
 
@@ -163,12 +147,8 @@ pub async fn delete(
     responses((status = 200, description = "The stream's status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn status(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    q: web::Query<StreamIdQuery>,
-) -> Reply {
-    let stream = recall.signals().get(&owner, q.stream_id).await?;
+pub async fn status(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
+    let stream = rx.signals().get(&rx.owner, q.stream_id).await?;
     ok(status_view(&stream))
 }
 
@@ -177,19 +157,15 @@ pub async fn status(
     responses((status = 200, description = "The stream's new status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn set_status(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    body: JsonBody<StatusInput>,
-) -> Reply {
+pub async fn set_status(rx: Receiver, body: JsonBody<StatusInput>) -> Reply {
     let StatusInput {
         stream_id,
         status,
         reason,
     } = body.0;
-    let stream = recall
+    let stream = rx
         .signals()
-        .set_status(&owner, stream_id, status.as_str(), reason)
+        .set_status(&rx.owner, stream_id, status.as_str(), reason)
         .await?;
     ok(status_view(&stream))
 }
@@ -199,13 +175,9 @@ pub async fn set_status(
     responses((status = 204, description = "A verification event is on its way through the stream"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn verify(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    body: JsonBody<VerifyInput>,
-) -> Reply {
+pub async fn verify(rx: Receiver, body: JsonBody<VerifyInput>) -> Reply {
     let VerifyInput { stream_id, state } = body.0;
-    recall.signals().verify(&owner, stream_id, state).await?;
+    rx.signals().verify(&rx.owner, stream_id, state).await?;
     no_content()
 }
 
@@ -215,12 +187,7 @@ pub async fn verify(
     responses((status = 200, description = "SETs by jti, and whether more wait", body = PollView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn poll(
-    recall: web::Data<Recall>,
-    Receiver(owner): Receiver,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Reply {
+pub async fn poll(rx: Receiver, path: web::Path<String>, body: RawBody) -> Reply {
     let id = path_id(&path, "stream")?;
     let input = if body.0.iter().all(u8::is_ascii_whitespace) {
         PollInput::default()
@@ -240,10 +207,10 @@ pub async fn poll(
     // the cursor like an acknowledgement.
     let mut acks = input.ack;
     acks.extend(input.set_errs.into_keys());
-    let answer = recall
+    let answer = rx
         .signals()
         .poll(
-            &owner,
+            &rx.owner,
             id,
             &acks,
             max,
@@ -265,11 +232,9 @@ pub async fn poll(
 #[utoipa::path(get, path = "/v1/admin/ssf/streams", tag = "admin",
     responses((status = 200, description = "Every stream: receiver, status, cursor", body = AdminStreams)),
     security(("admin" = [])))]
-pub async fn admin_streams(recall: web::Data<Recall>, _admin: AdminCaller) -> Reply {
-    let streams = recall
-        .signals()
-        .all()
-        .await?
+pub async fn admin_streams(admin: AdminCaller) -> Reply {
+    let all = admin.recall.signals().all().await?;
+    let streams = all
         .iter()
         .map(|s| AdminStream {
             stream_id: s.id,

@@ -192,16 +192,19 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "This session ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout`
-pub async fn logout(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
-    recall.auth().logout(&auth.principal, &auth.meta).await?;
+pub async fn logout(auth: Authenticated) -> Reply {
+    auth.recall
+        .auth()
+        .logout(&auth.principal, &auth.meta)
+        .await?;
     no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
     responses((status = 204, description = "Every session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-all`
-pub async fn logout_all(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
-    recall
+pub async fn logout_all(auth: Authenticated) -> Reply {
+    auth.recall
         .auth()
         .logout_all(&auth.principal, &auth.meta)
         .await?;
@@ -211,8 +214,8 @@ pub async fn logout_all(recall: web::Data<Recall>, auth: Authenticated) -> Reply
 #[utoipa::path(post, path = "/v1/auth/logout-others", tag = "auth",
     responses((status = 204, description = "Every other session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-others`
-pub async fn logout_others(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
-    recall
+pub async fn logout_others(auth: Authenticated) -> Reply {
+    auth.recall
         .auth()
         .logout_others(&auth.principal, &auth.meta)
         .await?;
@@ -223,13 +226,9 @@ pub async fn logout_others(recall: web::Data<Recall>, auth: Authenticated) -> Re
     responses((status = 204, description = "Changed; every other session ended")),
     security(("user" = [])))]
 /// `POST /v1/auth/password`
-pub async fn password(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-    body: JsonBody<PasswordBody>,
-) -> Reply {
+pub async fn password(auth: Authenticated, body: JsonBody<PasswordBody>) -> Reply {
     let body = body.0;
-    recall
+    auth.recall
         .auth()
         .change_password(
             &auth.principal,
@@ -244,9 +243,9 @@ pub async fn password(
 #[utoipa::path(get, path = "/v1/me", tag = "users",
     responses((status = 200, description = "The caller", body = Me)), security(("user" = [])))]
 /// `GET /v1/me`
-pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
+pub async fn me(auth: Authenticated) -> Reply {
+    let username = auth.recall.auth().username(&auth.principal).await?;
     let p = auth.principal;
-    let username = recall.auth().username(&p).await?;
     ok(Me {
         user_id: p.user_id,
         username,
@@ -280,10 +279,9 @@ pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList 
     responses((status = 200, description = "The caller's live sessions", body = SessionList)),
     security(("user" = [])))]
 /// `GET /v1/sessions`
-pub async fn sessions(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
-    let p = auth.principal;
-    let list = recall.auth().sessions(&p).await?;
-    ok(session_list(&list, Some(p.session_id)))
+pub async fn sessions(auth: Authenticated) -> Reply {
+    let list = auth.recall.auth().sessions(&auth.principal).await?;
+    ok(session_list(&list, Some(auth.principal.session_id)))
 }
 
 #[utoipa::path(delete, path = "/v1/sessions/{session_id}", tag = "sessions",
@@ -291,15 +289,11 @@ pub async fn sessions(recall: web::Data<Recall>, auth: Authenticated) -> Reply {
     responses((status = 204, description = "Ended (or already ended)")),
     security(("user" = [])))]
 /// `DELETE /v1/sessions/{session_id}`: only the caller's own sessions.
-pub async fn delete_session(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-    path: web::Path<String>,
-) -> Reply {
-    let id = path_id(&path, "session")?;
-    recall
-        .auth()
-        .end_own_session(&auth.principal, id, &auth.meta)
+pub async fn delete_session(auth: Authenticated, path: web::Path<String>) -> Reply {
+    let session = path_id(&path, "session")?;
+    let users = auth.recall.auth();
+    users
+        .end_own_session(&auth.principal, session, &auth.meta)
         .await?;
     no_content()
 }
