@@ -294,8 +294,8 @@ pub async fn services(admin: AdminCaller) -> Reply {
     responses((status = 204, description = "Ended everywhere (or already ended)")),
     security(("admin" = [])))]
 pub async fn revoke_service(admin: AdminCaller, path: web::Path<String>) -> Reply {
-    let service = path_id(&path, "service")?;
     let feed = admin.recall.feed();
-    feed.revoke_service(service, &admin.meta).await?;
+    feed.revoke_service(path_id(&path, "service")?, &admin.meta)
+        .await?;
     no_content()
 }

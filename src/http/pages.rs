@@ -129,6 +129,52 @@ pub fn account() -> Markup {
     frame("Your sessions", "account.js", "status", body)
 }
 
+/// What a session's tokens may be bound to, as the pages say it.
+const BINDINGS: [(&str, &str); 4] = [
+    ("none", "nothing"),
+    ("network", "network"),
+    ("address", "address"),
+    ("dpop", "device key (DPoP)"),
+];
+
+/// One client type's policy on `/admin`: filled in and saved by admin.js.
+fn policy_form(client_type: &str) -> Markup {
+    let id = |field: &str| format!("policy-{client_type}-{field}");
+    html! {
+        form.policy #{ "policy-" (client_type) } data-client-type=(client_type) {
+            h3 { (client_type) }
+            label { "Access token life (s)"
+                input #(id("access_ttl_secs")) name="access_ttl_secs" type="number" min="10" step="1" required; }
+            label { "Refresh token life (s)"
+                input #(id("refresh_ttl_secs")) name="refresh_ttl_secs" type="number" min="10" step="1" required; }
+            label { "Longest session (s)"
+                input #(id("session_max_secs")) name="session_max_secs" type="number" min="10" step="1" required; }
+            label { "Idle timeout (s)"
+                input #(id("idle_timeout_secs")) name="idle_timeout_secs" type="number" min="60" step="1" placeholder="none"; }
+            label { "Bound to"
+                select #(id("binding")) name="binding" {
+                    @for (value, text) in BINDINGS {
+                        option value=(value) { (text) }
+                    }
+                }
+            }
+            div.prefixes hidden {
+                label { "IPv4 prefix"
+                    input #(id("ipv4_prefix")) name="ipv4_prefix" type="number" min="8" max="32" step="1" value="24" required; }
+                label { "IPv6 prefix"
+                    input #(id("ipv6_prefix")) name="ipv6_prefix" type="number" min="16" max="128" step="1" value="56" required; }
+            }
+            label { "Used from elsewhere"
+                select #(id("on_mismatch")) name="on_mismatch" {
+                    option value="reject" { "reject the request" }
+                    option value="revoke" { "reject and revoke the session" }
+                }
+            }
+            button type="submit" disabled { "Save " (client_type) " policy" }
+        }
+    }
+}
+
 /// `/admin`: the emergency controls.
 pub fn admin() -> Markup {
     let body = html! {
@@ -209,50 +255,4 @@ pub fn admin() -> Markup {
         }
     };
     frame("Admin", "admin.js", "status", body)
-}
-
-/// What a session's tokens may be bound to, as the pages say it.
-const BINDINGS: [(&str, &str); 4] = [
-    ("none", "nothing"),
-    ("network", "network"),
-    ("address", "address"),
-    ("dpop", "device key (DPoP)"),
-];
-
-/// One client type's policy on `/admin`: filled in and saved by admin.js.
-fn policy_form(client_type: &str) -> Markup {
-    let id = |field: &str| format!("policy-{client_type}-{field}");
-    html! {
-        form.policy #{ "policy-" (client_type) } data-client-type=(client_type) {
-            h3 { (client_type) }
-            label { "Access token life (s)"
-                input #(id("access_ttl_secs")) name="access_ttl_secs" type="number" min="10" step="1" required; }
-            label { "Refresh token life (s)"
-                input #(id("refresh_ttl_secs")) name="refresh_ttl_secs" type="number" min="10" step="1" required; }
-            label { "Longest session (s)"
-                input #(id("session_max_secs")) name="session_max_secs" type="number" min="10" step="1" required; }
-            label { "Idle timeout (s)"
-                input #(id("idle_timeout_secs")) name="idle_timeout_secs" type="number" min="60" step="1" placeholder="none"; }
-            label { "Bound to"
-                select #(id("binding")) name="binding" {
-                    @for (value, text) in BINDINGS {
-                        option value=(value) { (text) }
-                    }
-                }
-            }
-            div.prefixes hidden {
-                label { "IPv4 prefix"
-                    input #(id("ipv4_prefix")) name="ipv4_prefix" type="number" min="8" max="32" step="1" value="24" required; }
-                label { "IPv6 prefix"
-                    input #(id("ipv6_prefix")) name="ipv6_prefix" type="number" min="16" max="128" step="1" value="56" required; }
-            }
-            label { "Used from elsewhere"
-                select #(id("on_mismatch")) name="on_mismatch" {
-                    option value="reject" { "reject the request" }
-                    option value="revoke" { "reject and revoke the session" }
-                }
-            }
-            button type="submit" disabled { "Save " (client_type) " policy" }
-        }
-    }
 }
