@@ -2,13 +2,16 @@
 //! management and status for receivers (a service credential each, seeing
 //! only its own streams), poll delivery (RFC 8936), and the admin view.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, path_id, recall, AdminCaller, Extracting};
+use super::extract::{bearer, path_id, recall, AdminCaller};
 use super::reply::{created, no_content, no_store, ok, Reply};
 use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
@@ -25,26 +28,38 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// The receiver of a request, by its bearer token.
+    async fn of(req: &HttpRequest) -> Result<Receiver, ApiError> {
+        let recall = recall(req)?;
+        match recall.feed().authorize(bearer(req)?).await? {
+            FeedCaller::Service(owner) => Ok(Receiver { recall, owner }),
+            FeedCaller::Admin(_) => Err(ApiError::Forbidden(
+                "streams belong to receivers: use a service credential".into(),
+            )),
+        }
+    }
+
     /// The streams of the service.
     fn signals(&self) -> &Signals {
         self.recall.signals()
     }
 }
 
-impl FromRequest for Receiver {
-    type Error = ApiError;
-    type Future = Extracting<Self>;
+/// A receiver's request: the receiver, and `T` (its body, query or path).
+/// `T` comes first: a request it does not fit is refused before its
+/// credential is looked at.
+pub struct Receiving<T>(pub Receiver, pub T);
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = recall(req).and_then(|r| Ok((r, bearer(req)?.to_owned())));
+impl<T: FromRequest + 'static> FromRequest for Receiving<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let input = T::from_request(req, payload);
+        let req = req.clone();
         Box::pin(async move {
-            let (recall, token) = found?;
-            match recall.feed().authorize(&token).await? {
-                FeedCaller::Service(owner) => Ok(Receiver { recall, owner }),
-                FeedCaller::Admin(_) => Err(ApiError::Forbidden(
-                    "streams belong to receivers: use a service credential".into(),
-                )),
-            }
+            let input = input.await.map_err(Into::into)?;
+            Ok(Receiving(Receiver::of(&req).await?, input))
         })
     }
 }
@@ -71,7 +86,7 @@ pub async fn metadata(recall: web::Data<Recall>) -> Reply {
 #[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = StreamInput,
     responses((status = 201, description = "The stream's configuration", body = StreamConfigView)),
     security(("service" = [])))]
-pub async fn create(rx: Receiver, body: JsonBody<StreamInput>) -> Reply {
+pub async fn create(Receiving(rx, body): Receiving<JsonBody<StreamInput>>) -> Reply {
     let stream = rx.signals().create(&rx.owner, &body.0.fields()?).await?;
     created(StreamConfigView::from_stored(&stream.config))
 }
@@ -89,7 +104,7 @@ pub enum StreamsAnswer {
     responses((status = 200, description = "One stream (with stream_id), or every stream of the caller", body = StreamsAnswer),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn read(rx: Receiver, q: web::Query<StreamQuery>) -> Reply {
+pub async fn read(Receiving(rx, q): Receiving<web::Query<StreamQuery>>) -> Reply {
     let answer = match q.stream_id {
         Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
             &rx.signals().get(&rx.owner, id).await?.config,
@@ -119,7 +134,7 @@ async fn configure(rx: Receiver, body: StreamUpdate, replace: bool) -> Reply {
     responses((status = 200, description = "Updated: the fields given change", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn update(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
+pub async fn update(Receiving(rx, body): Receiving<JsonBody<StreamUpdate>>) -> Reply {
     configure(rx, body.0, false).await
 }
 
@@ -128,7 +143,7 @@ pub async fn update(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
     responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn replace(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
+pub async fn replace(Receiving(rx, body): Receiving<JsonBody<StreamUpdate>>) -> Reply {
     configure(rx, body.0, true).await
 }
 
@@ -137,7 +152,7 @@ pub async fn replace(rx: Receiver, body: JsonBody<StreamUpdate>) -> Reply {
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn delete(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
+pub async fn delete(Receiving(rx, q): Receiving<web::Query<StreamIdQuery>>) -> Reply {
     rx.signals().delete(&rx.owner, q.stream_id).await?;
     no_content()
 }
@@ -147,7 +162,7 @@ pub async fn delete(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
     responses((status = 200, description = "The stream's status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn status(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
+pub async fn status(Receiving(rx, q): Receiving<web::Query<StreamIdQuery>>) -> Reply {
     let stream = rx.signals().get(&rx.owner, q.stream_id).await?;
     ok(status_view(&stream))
 }
@@ -157,7 +172,7 @@ pub async fn status(rx: Receiver, q: web::Query<StreamIdQuery>) -> Reply {
     responses((status = 200, description = "The stream's new status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn set_status(rx: Receiver, body: JsonBody<StatusInput>) -> Reply {
+pub async fn set_status(Receiving(rx, body): Receiving<JsonBody<StatusInput>>) -> Reply {
     let StatusInput {
         stream_id,
         status,
@@ -175,7 +190,7 @@ pub async fn set_status(rx: Receiver, body: JsonBody<StatusInput>) -> Reply {
     responses((status = 204, description = "A verification event is on its way through the stream"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn verify(rx: Receiver, body: JsonBody<VerifyInput>) -> Reply {
+pub async fn verify(Receiving(rx, body): Receiving<JsonBody<VerifyInput>>) -> Reply {
     let VerifyInput { stream_id, state } = body.0;
     rx.signals().verify(&rx.owner, stream_id, state).await?;
     no_content()
@@ -187,7 +202,7 @@ pub async fn verify(rx: Receiver, body: JsonBody<VerifyInput>) -> Reply {
     responses((status = 200, description = "SETs by jti, and whether more wait", body = PollView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn poll(rx: Receiver, path: web::Path<String>, body: RawBody) -> Reply {
+pub async fn poll(Receiving(rx, (path, body)): Receiving<(web::Path<String>, RawBody)>) -> Reply {
     let id = path_id(&path, "stream")?;
     let input = if body.0.iter().all(u8::is_ascii_whitespace) {
         PollInput::default()
