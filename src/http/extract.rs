@@ -12,8 +12,8 @@ use super::errors::ApiError;
 use crate::events::Meta;
 use crate::service::{AdminIdentity, DpopInput, Presented, Principal, Recall};
 
-/// What an extractor of this module hands actix: the caller, or why not.
-pub(super) type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+/// What an extractor hands actix: the caller, or why not.
+pub(super) type Extracting<T, E = ApiError> = Pin<Box<dyn Future<Output = Result<T, E>>>>;
 
 /// The service, from the app's data.
 pub(super) fn recall(req: &HttpRequest) -> Result<web::Data<Recall>, ApiError> {

@@ -2,16 +2,13 @@
 //! management and status for receivers (a service credential each, seeing
 //! only its own streams), poll delivery (RFC 8936), and the admin view.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, path_id, recall, AdminCaller};
+use super::extract::{bearer, path_id, recall, AdminCaller, Extracting};
 use super::reply::{created, no_content, no_store, ok, Reply};
 use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
@@ -52,7 +49,7 @@ pub struct Receiving<T>(pub Receiver, pub T);
 
 impl<T: FromRequest + 'static> FromRequest for Receiving<T> {
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+    type Future = Extracting<Self, actix_web::Error>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let input = T::from_request(req, payload);
