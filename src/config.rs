@@ -11,150 +11,109 @@ use clap::Args;
 use crate::domain::LockoutPolicy;
 use crate::keys::{KeyError, MasterKey};
 
-/// Raw flags and env vars, as API.md's configuration table lists them.
-#[derive(Debug, Clone, Args)]
-pub struct Config {
-    /// Listen address (default 127.0.0.1:8080; `recall verifier`: 127.0.0.1:9090).
-    #[arg(long, global = true, env = "RECALL_BIND")]
-    pub bind: Option<String>,
-    /// `postgres://...` for a fleet; unset: SQLite in the data dir.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_DATABASE_URL",
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
-    /// A file holding RECALL_DATABASE_URL (a secret: it may carry a password).
-    #[arg(long, global = true, env = "RECALL_DATABASE_URL_FILE")]
-    pub database_url_file: Option<PathBuf>,
-    /// Embedded store and generated dev secrets.
-    #[arg(long, global = true, env = "RECALL_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Extra CA (PEM) trusted for PostgreSQL TLS, besides the system roots.
-    #[arg(long, global = true, env = "RECALL_DATABASE_CA_FILE")]
-    pub database_ca_file: Option<PathBuf>,
-    /// `redis://...` for a fleet (`rediss://` for TLS); unset: in-process bus.
-    #[arg(long, global = true, env = "RECALL_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// CA (PEM) a `rediss://` server's certificate must chain to, instead of the system roots.
-    #[arg(long, global = true, env = "RECALL_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<PathBuf>,
-    /// Pub/sub channel (isolates tenants and tests).
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_REDIS_CHANNEL",
-        default_value = "recall:notices"
-    )]
-    pub redis_channel: String,
-    /// Bootstrap admin bearer.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
-    /// A file holding RECALL_ADMIN_TOKEN.
-    #[arg(long, global = true, env = "RECALL_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// 32 bytes, base64: encrypts private signing keys.
-    #[arg(long, global = true, env = "RECALL_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
-    /// A file holding RECALL_MASTER_KEY.
-    #[arg(long, global = true, env = "RECALL_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
-    /// The address clients use (metadata, the default issuer); default
-    /// `http://RECALL_BIND`.
-    #[arg(long, global = true, env = "RECALL_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// `iss` of access tokens; default RECALL_PUBLIC_URL.
-    #[arg(long, global = true, env = "RECALL_ISSUER")]
-    pub issuer: Option<String>,
-    /// `aud` of access tokens.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_AUDIENCE",
-        default_value = "recall-api"
-    )]
-    pub audience: String,
-    /// Access-token lifetime, seconds.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_ACCESS_TTL_SECS",
-        default_value_t = 300
-    )]
-    pub access_ttl_secs: i64,
-    /// Refresh-token lifetime, seconds.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_REFRESH_TTL_SECS",
-        default_value_t = 1_209_600
-    )]
-    pub refresh_ttl_secs: i64,
-    /// Grace for honest concurrent refreshes, seconds.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_REFRESH_GRACE_SECS",
-        default_value_t = 10
-    )]
-    pub refresh_grace_secs: i64,
-    /// Log polling backstop (G4), milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_POLL_INTERVAL_MS",
-        default_value_t = 1000
-    )]
-    pub poll_interval_ms: u64,
-    /// Fail-closed bound (G5), milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_MAX_STALENESS_MS",
-        default_value_t = 5000
-    )]
-    pub max_staleness_ms: i64,
-    /// Public `POST /v1/users`.
-    #[arg(long, global = true, env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub open_registration: bool,
-    /// Absolute session lifetime, seconds: refresh never extends a session past it.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_SESSION_MAX_SECS",
-        default_value_t = 2_592_000
-    )]
-    pub session_max_secs: i64,
-    /// CIDRs whose `X-Forwarded-For` is believed (rightmost untrusted address wins).
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_TRUSTED_PROXIES",
-        default_value = "127.0.0.0/8,::1"
-    )]
-    pub trusted_proxies: String,
-    /// Requests per minute per client address to login, registration, refresh and `/oauth/*`.
-    #[arg(
-        long,
-        global = true,
-        env = "RECALL_RATE_LIMIT_PER_MIN",
-        default_value_t = 60
-    )]
-    pub rate_limit_per_min: u32,
-    /// Origins (comma-separated, like `https://app.example.com`) whose pages
-    /// may call the JSON API from a browser (CORS). None by default.
-    #[arg(long, global = true, env = "RECALL_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
-    /// DPoP server nonces (RFC 9449 section 8): proofs must carry a nonce
-    /// an instance of the fleet issued within the last minute or two.
-    #[arg(long, global = true, env = "RECALL_DPOP_NONCE", default_value_t = false, action = clap::ArgAction::Set)]
-    pub dpop_nonce: bool,
+/// Declares `Config` with `#[arg(long, global = true)]` on every field:
+/// each is a `--flag`, taken by `recall`'s subcommands too.
+macro_rules! global_flags {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+    }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[$field_meta])*
+                #[arg(long, global = true)]
+                pub $field: $ty,
+            )*
+        }
+    };
+}
+
+global_flags! {
+    /// Raw flags and env vars, as API.md's configuration table lists them.
+    #[derive(Debug, Clone, Args)]
+    pub struct Config {
+        /// Listen address (default 127.0.0.1:8080; `recall verifier`: 127.0.0.1:9090).
+        #[arg(env = "RECALL_BIND")]
+        pub bind: Option<String>,
+        /// `postgres://...` for a fleet; unset: SQLite in the data dir.
+        #[arg(env = "RECALL_DATABASE_URL", hide_env_values = true)]
+        pub database_url: Option<String>,
+        /// A file holding RECALL_DATABASE_URL (a secret: it may carry a password).
+        #[arg(env = "RECALL_DATABASE_URL_FILE")]
+        pub database_url_file: Option<PathBuf>,
+        /// Embedded store and generated dev secrets.
+        #[arg(env = "RECALL_DATA_DIR", default_value = "./data")]
+        pub data_dir: PathBuf,
+        /// Extra CA (PEM) trusted for PostgreSQL TLS, besides the system roots.
+        #[arg(env = "RECALL_DATABASE_CA_FILE")]
+        pub database_ca_file: Option<PathBuf>,
+        /// `redis://...` for a fleet (`rediss://` for TLS); unset: in-process bus.
+        #[arg(env = "RECALL_REDIS_URL", hide_env_values = true)]
+        pub redis_url: Option<String>,
+        /// CA (PEM) a `rediss://` server's certificate must chain to, instead of the system roots.
+        #[arg(env = "RECALL_REDIS_CA_FILE")]
+        pub redis_ca_file: Option<PathBuf>,
+        /// Pub/sub channel (isolates tenants and tests).
+        #[arg(env = "RECALL_REDIS_CHANNEL", default_value = "recall:notices")]
+        pub redis_channel: String,
+        /// Bootstrap admin bearer.
+        #[arg(env = "RECALL_ADMIN_TOKEN", hide_env_values = true)]
+        pub admin_token: Option<String>,
+        /// A file holding RECALL_ADMIN_TOKEN.
+        #[arg(env = "RECALL_ADMIN_TOKEN_FILE")]
+        pub admin_token_file: Option<PathBuf>,
+        /// 32 bytes, base64: encrypts private signing keys.
+        #[arg(env = "RECALL_MASTER_KEY", hide_env_values = true)]
+        pub master_key: Option<String>,
+        /// A file holding RECALL_MASTER_KEY.
+        #[arg(env = "RECALL_MASTER_KEY_FILE")]
+        pub master_key_file: Option<PathBuf>,
+        /// The address clients use (metadata, the default issuer); default
+        /// `http://RECALL_BIND`.
+        #[arg(env = "RECALL_PUBLIC_URL")]
+        pub public_url: Option<String>,
+        /// `iss` of access tokens; default RECALL_PUBLIC_URL.
+        #[arg(env = "RECALL_ISSUER")]
+        pub issuer: Option<String>,
+        /// `aud` of access tokens.
+        #[arg(env = "RECALL_AUDIENCE", default_value = "recall-api")]
+        pub audience: String,
+        /// Access-token lifetime, seconds.
+        #[arg(env = "RECALL_ACCESS_TTL_SECS", default_value_t = 300)]
+        pub access_ttl_secs: i64,
+        /// Refresh-token lifetime, seconds.
+        #[arg(env = "RECALL_REFRESH_TTL_SECS", default_value_t = 1_209_600)]
+        pub refresh_ttl_secs: i64,
+        /// Grace for honest concurrent refreshes, seconds.
+        #[arg(env = "RECALL_REFRESH_GRACE_SECS", default_value_t = 10)]
+        pub refresh_grace_secs: i64,
+        /// Log polling backstop (G4), milliseconds.
+        #[arg(env = "RECALL_POLL_INTERVAL_MS", default_value_t = 1000)]
+        pub poll_interval_ms: u64,
+        /// Fail-closed bound (G5), milliseconds.
+        #[arg(env = "RECALL_MAX_STALENESS_MS", default_value_t = 5000)]
+        pub max_staleness_ms: i64,
+        /// Public `POST /v1/users`.
+        #[arg(env = "RECALL_OPEN_REGISTRATION", default_value_t = true, action = clap::ArgAction::Set)]
+        pub open_registration: bool,
+        /// Absolute session lifetime, seconds: refresh never extends a session past it.
+        #[arg(env = "RECALL_SESSION_MAX_SECS", default_value_t = 2_592_000)]
+        pub session_max_secs: i64,
+        /// CIDRs whose `X-Forwarded-For` is believed (rightmost untrusted address wins).
+        #[arg(env = "RECALL_TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1")]
+        pub trusted_proxies: String,
+        /// Requests per minute per client address to login, registration, refresh and `/oauth/*`.
+        #[arg(env = "RECALL_RATE_LIMIT_PER_MIN", default_value_t = 60)]
+        pub rate_limit_per_min: u32,
+        /// Origins (comma-separated, like `https://app.example.com`) whose pages
+        /// may call the JSON API from a browser (CORS). None by default.
+        #[arg(env = "RECALL_CORS_ORIGINS", default_value = "")]
+        pub cors_origins: String,
+        /// DPoP server nonces (RFC 9449 section 8): proofs must carry a nonce
+        /// an instance of the fleet issued within the last minute or two.
+        #[arg(env = "RECALL_DPOP_NONCE", default_value_t = false, action = clap::ArgAction::Set)]
+        pub dpop_nonce: bool,
+    }
 }
 
 /// Most grace a concurrent refresh may get: longer would let a stolen

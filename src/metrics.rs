@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Upper bounds (s) of the propagation-lag histogram buckets.
 const LAG_BUCKETS_S: [f64; 13] = [
@@ -124,74 +124,63 @@ fn histogram(buckets: &'static [f64]) -> Histogram {
     Histogram::new(buckets.iter().copied())
 }
 
+/// Registers `metric` as `name` and hands it back, to be updated.
+fn register<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
+/// `register` for a metric that starts from its default.
+fn metric<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str) -> M {
+    register(r, name, help, M::default())
+}
+
 impl Default for Metrics {
     fn default() -> Self {
+        // Registered in this order, and listed by `/metrics` in it.
         let mut r = Registry::default();
-        let propagation_lag = histogram(&LAG_BUCKETS_S);
-        r.register(
+        let propagation_lag = register(
+            &mut r,
             "recall_propagation_lag_seconds",
             "Time from an event's commit to its apply on this instance",
-            propagation_lag.clone(),
+            histogram(&LAG_BUCKETS_S),
         );
-        let http_requests =
-            Family::<Route, Histogram>::new_with_constructor(|| histogram(&HTTP_BUCKETS_S));
-        r.register(
+        let http_requests = register(
+            &mut r,
             "recall_http_request_duration_seconds",
             "HTTP requests by route pattern, method and status",
-            http_requests.clone(),
+            Family::<Route, Histogram>::new_with_constructor(|| histogram(&HTTP_BUCKETS_S)),
         );
-        let counter = |r: &mut Registry, name: &str, help: &str| {
-            let c = Counter::default();
-            r.register(name, help, c.clone());
-            c
-        };
-        let gauge = |r: &mut Registry, name: &str, help: &str| {
-            let g = Gauge::default();
-            r.register(name, help, g.clone());
-            g
-        };
-        let logins = Family::<Outcome, Counter>::default();
-        r.register(
-            "recall_logins",
-            "Logins by outcome: succeeded, failed (a checked wrong password), locked (refused by a lock)",
-            logins.clone(),
-        );
-        let tokens_rejected = Family::<Reason, Counter>::default();
-        r.register(
+        let logins = metric(&mut r, "recall_logins", "Logins by outcome: succeeded, failed (a checked wrong password), locked (refused by a lock)");
+        let tokens_rejected = metric(
+            &mut r,
             "recall_tokens_rejected",
             "Bearer tokens rejected, by reason",
-            tokens_rejected.clone(),
         );
-        let ssf_delivered = Family::<StreamLabel, Counter>::default();
-        r.register(
+        let ssf_delivered = metric(
+            &mut r,
             "recall_ssf_sets_delivered",
             "SSF Security Event Tokens a receiver accepted, by stream",
-            ssf_delivered.clone(),
         );
-        let ssf_failed = Family::<StreamLabel, Counter>::default();
-        r.register(
+        let ssf_failed = metric(
+            &mut r,
             "recall_ssf_sets_failed",
             "SSF push attempts that failed or were rejected, by stream",
-            ssf_failed.clone(),
         );
-        let ssf_lag_events = Family::<StreamLabel, Gauge>::default();
-        r.register(
+        let ssf_lag_events = metric(
+            &mut r,
             "recall_ssf_lag_events",
             "Log events between an SSF stream's cursor and the head, by stream",
-            ssf_lag_events.clone(),
         );
-        let ssf_lag_seconds =
-            Family::<StreamLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        r.register(
+        let ssf_lag_seconds = metric(
+            &mut r,
             "recall_ssf_lag_seconds",
             "Age of the oldest SET waiting for an SSF stream, by stream",
-            ssf_lag_seconds.clone(),
         );
-        let staleness_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        r.register(
+        let staleness_seconds = metric(
+            &mut r,
             "recall_staleness_seconds",
             "Time since this instance last confirmed it is caught up with the log",
-            staleness_seconds.clone(),
         );
         let build = Family::<Build, Gauge>::default();
         build
@@ -203,94 +192,94 @@ impl Default for Metrics {
         Metrics {
             propagation_lag,
             http_requests,
-            notices_received: counter(&mut r, "recall_notices_received", "Authenticated bus notices received"),
-            notices_rejected: counter(
+            notices_received: metric(&mut r, "recall_notices_received", "Authenticated bus notices received"),
+            notices_rejected: metric(
                 &mut r,
                 "recall_notices_rejected",
                 "Bus notices dropped because they failed authentication (G9)",
             ),
-            log_regressions: counter(
+            log_regressions: metric(
                 &mut r,
                 "recall_log_regressions",
                 "Times the log's head was found behind the applied state (restore, wrong database)",
             ),
-            gaps_detected: counter(&mut r, "recall_gaps_detected", "Sequence gaps seen between notices"),
-            catchup_reads: counter(&mut r, "recall_catchup_reads", "Reads of the log to catch up"),
-            catchup_events: counter(&mut r, "recall_catchup_events", "Events applied from catch-up reads"),
-            catchup_failures: counter(&mut r, "recall_catchup_failures", "Catch-up reads that failed"),
-            publish_failures: counter(&mut r, "recall_publish_failures", "Notices that could not be published"),
+            gaps_detected: metric(&mut r, "recall_gaps_detected", "Sequence gaps seen between notices"),
+            catchup_reads: metric(&mut r, "recall_catchup_reads", "Reads of the log to catch up"),
+            catchup_events: metric(&mut r, "recall_catchup_events", "Events applied from catch-up reads"),
+            catchup_failures: metric(&mut r, "recall_catchup_failures", "Catch-up reads that failed"),
+            publish_failures: metric(&mut r, "recall_publish_failures", "Notices that could not be published"),
             logins,
-            guesses_refused: counter(
+            guesses_refused: metric(
                 &mut r,
                 "recall_login_guesses_refused",
                 "Logins and password checks refused unhashed: the username is locked or its budget is spent (G10)",
             ),
-            rate_limited: counter(
+            rate_limited: metric(
                 &mut r,
                 "recall_rate_limited",
                 "Requests answered 429 by the per-address rate limit",
             ),
-            notices_dropped: counter(
+            notices_dropped: metric(
                 &mut r,
                 "recall_notices_dropped",
                 "Notices dropped from a full publish queue (the log covers them)",
             ),
-            refreshes: counter(&mut r, "recall_refreshes", "Successful refreshes"),
+            refreshes: metric(&mut r, "recall_refreshes", "Successful refreshes"),
             tokens_rejected,
             ssf_delivered,
             ssf_failed,
             ssf_lag_events,
             ssf_lag_seconds,
-            dpop_replays: counter(
+            dpop_replays: metric(
                 &mut r,
                 "recall_dpop_replays",
                 "DPoP proofs refused because an instance of the fleet saw them before",
             ),
-            stale_rejections: counter(
+            stale_rejections: metric(
                 &mut r,
                 "recall_stale_rejections",
                 "Requests refused while stale (fail closed)",
             ),
             staleness_seconds,
-            last_seq: gauge(&mut r, "recall_last_seq", "Highest event seq applied in order"),
-            revoked_sessions: gauge(&mut r, "recall_revoked_sessions", "Revoked sessions held in memory"),
-            locked_users: gauge(&mut r, "recall_locked_users", "Locked users held in memory"),
-            ready: gauge(
+            last_seq: metric(&mut r, "recall_last_seq", "Highest event seq applied in order"),
+            revoked_sessions: metric(&mut r, "recall_revoked_sessions", "Revoked sessions held in memory"),
+            locked_users: metric(&mut r, "recall_locked_users", "Locked users held in memory"),
+            ready: metric(
                 &mut r,
                 "recall_ready",
                 "1 when ready (caught up within the staleness bound)",
             ),
-            hash_running: gauge(
+            hash_running: metric(
                 &mut r,
                 "recall_hash_running",
                 "Password hashes running now (at most recall_hash_workers)",
             ),
-            hash_running_max: gauge(
+            hash_running_max: metric(
                 &mut r,
                 "recall_hash_running_max",
                 "The most password hashes seen running at once since start",
             ),
-            hash_admitted: gauge(
+            hash_admitted: metric(
                 &mut r,
                 "recall_hash_admitted",
                 "Password-hash jobs admitted and not finished (running or queued)",
             ),
-            hash_workers: gauge(
+            hash_workers: metric(
                 &mut r,
                 "recall_hash_workers",
                 "Password-hash threads (each with one preallocated argon2 memory block)",
             ),
-            hash_rejected: counter(
+            hash_rejected: metric(
                 &mut r,
                 "recall_hash_rejected",
                 "Password-hash jobs refused because the pool's queue was full (answered 503)",
             ),
-            hash_abandoned: counter(
+            hash_abandoned: metric(
                 &mut r,
                 "recall_hash_abandoned",
                 "Password-hash jobs skipped because their client had gone",
             ),
-            followers: gauge(
+            followers: metric(
                 &mut r,
                 "recall_event_followers",
                 "Open followers of this instance's applied events: SSE streams \

@@ -16,7 +16,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::http::Method;
+use actix_web::{
+    web, App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Resource, Responder,
+};
 use recall_verifier::{Config, Verifier, VerifyError};
 
 /// `recall verifier ...`
@@ -173,12 +176,29 @@ async fn introspect(
 }
 
 /// 405 with `Allow`, as Recall answers a method a route does not serve.
-fn only(method: &'static str) -> HttpResponse {
+fn only(method: &str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("Allow", method))
         .json(serde_json::json!({
             "error": "method_not_allowed",
             "error_description": format!("this route answers {method} only"),
+        }))
+}
+
+/// A resource that serves one `method` with `handler`; any other gets
+/// `only`'s 405.
+fn one<F, Args>(path: &str, method: Method, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let allow = method.as_str().to_owned();
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { only(&allow) }
         }))
 }
 
@@ -224,33 +244,13 @@ pub async fn run(
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(64 * 1024))
-            .service(
-                web::resource("/v1/auth/verify")
-                    .route(web::get().to(verify))
-                    .default_service(web::to(|| async { only("GET") })),
-            )
-            .service(
-                web::resource("/oauth/introspect")
-                    .route(web::post().to(introspect))
-                    .default_service(web::to(|| async { only("POST") })),
-            )
-            .service(
-                web::resource("/readyz")
-                    .route(web::get().to(readyz))
-                    .default_service(web::to(|| async { only("GET") })),
-            )
-            .service(
-                web::resource("/healthz")
-                    .route(web::get().to(|| async {
-                        HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-                    }))
-                    .default_service(web::to(|| async { only("GET") })),
-            )
-            .service(
-                web::resource("/metrics")
-                    .route(web::get().to(metrics))
-                    .default_service(web::to(|| async { only("GET") })),
-            )
+            .service(one("/v1/auth/verify", Method::GET, verify))
+            .service(one("/oauth/introspect", Method::POST, introspect))
+            .service(one("/readyz", Method::GET, readyz))
+            .service(one("/healthz", Method::GET, || async {
+                HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+            }))
+            .service(one("/metrics", Method::GET, metrics))
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().json(serde_json::json!({
                     "error": "not_found", "error_description": "no such route",

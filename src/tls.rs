@@ -83,6 +83,20 @@ pub fn client_config(roots: RootCertStore, verify: Verify) -> Result<ClientConfi
         .with_no_client_auth())
 }
 
+/// The signature checks of `ChainOnly`: webpki's own, unchanged.
+macro_rules! signature_checks_of_webpki {
+    ($($check:ident),*) => {$(
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.$check(message, cert, dss)
+        }
+    )*};
+}
+
 /// Checks the chain like webpki but accepts a certificate for another name.
 #[derive(Debug)]
 struct ChainOnly(Arc<WebPkiServerVerifier>);
@@ -107,23 +121,7 @@ impl ServerCertVerifier for ChainOnly {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
+    signature_checks_of_webpki!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()

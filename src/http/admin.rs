@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::body::{JsonBody, RawBody};
 use super::errors::ApiError;
-use super::extract::{resolve_admin, AdminCaller};
+use super::extract::{path_id, resolve_admin, AdminCaller};
+use super::reply::{no_content, ok, Reply};
 use crate::clock::Timestamp;
 use crate::events::Envelope;
 use crate::service::Recall;
@@ -182,10 +183,6 @@ pub struct EventPage {
     next_after: i64,
 }
 
-fn user_id(path: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(path).map_err(|_| ApiError::NotFound("no such user".into()))
-}
-
 fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     match r {
         Some(r) if r.chars().count() > 1000 => Err(ApiError::InvalidRequest(
@@ -206,68 +203,46 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", params(UserQuery),
     responses((status = 200, description = "The user", body = AdminUser)), security(("admin" = [])))]
 /// `GET /v1/admin/users?username=NAME`
-pub async fn find_user(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    q: web::Query<UserQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let u = recall
-        .admin()
-        .user_named(&q.username)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+pub async fn find_user(admin: AdminCaller, q: web::Query<UserQuery>) -> Reply {
+    let found = admin.recall.admin().user_named(&q.username).await?;
+    let u = found.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let now = Timestamp::now();
-    Ok(HttpResponse::Ok().json(AdminUser {
+    ok(AdminUser {
         user_id: u.id,
         locked_until: u.locked_at(now).map(Timestamp::rfc3339),
         created_at: u.created_at.rfc3339(),
         username: u.username,
         roles: u.roles,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/revoke-sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     request_body = Option<ReasonBody>,
     responses((status = 200, description = "Every session of the user ended", body = RevokedSessions)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/revoke-sessions`
-pub async fn revoke_sessions(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_sessions(admin: AdminCaller, path: web::Path<String>, body: RawBody) -> Reply {
     let body: ReasonBody = optional_json(&body.0)?;
-    let (n, env) = recall
-        .admin()
-        .admin_revoke_sessions(user_id(&path)?, reason(body.reason)?, &admin.meta(&req))
+    let (user, why) = (path_id(&path, "user")?, reason(body.reason)?);
+    let controls = admin.recall.admin();
+    let (n, env) = controls
+        .admin_revoke_sessions(user, why, &admin.meta)
         .await?;
-    Ok(HttpResponse::Ok().json(RevokedSessions {
+    ok(RevokedSessions {
         revoked_sessions: n,
         seq: env.seq,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/lock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     request_body = Option<LockBody>,
     responses((status = 200, description = "Locked; every session ended", body = Locked)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/lock`
-pub async fn lock(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn lock(admin: AdminCaller, path: web::Path<String>, body: RawBody) -> Reply {
     let body: LockBody = optional_json(&body.0)?;
-    let env = recall
-        .admin()
-        .lock_user(
-            user_id(&path)?,
-            body.duration_secs,
-            reason(body.reason)?,
-            &admin.meta(&req),
-        )
+    let (user, why) = (path_id(&path, "user")?, reason(body.reason)?);
+    let controls = admin.recall.admin();
+    let env = controls
+        .lock_user(user, body.duration_secs, why, &admin.meta)
         .await?;
     let (until, revoked) = match &env.event {
         crate::events::Event::UserLocked {
@@ -277,85 +252,65 @@ pub async fn lock(
         } => (*until, revoked_session_ids.len()),
         _ => (Timestamp::EPOCH, 0),
     };
-    Ok(HttpResponse::Ok().json(Locked {
+    ok(Locked {
         locked_until: until.rfc3339(),
         revoked_sessions: revoked,
         seq: env.seq,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/unlock", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     responses((status = 200, description = "Unlocked", body = Appended)), security(("admin" = [])))]
 /// `POST /v1/admin/users/{user_id}/unlock`
-pub async fn unlock(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let env = recall
-        .admin()
-        .unlock_user(user_id(&path)?, &admin.meta(&req))
-        .await?;
-    Ok(HttpResponse::Ok().json(Appended { seq: env.seq }))
+pub async fn unlock(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let user = path_id(&path, "user")?;
+    let env = admin.recall.admin().unlock_user(user, &admin.meta).await?;
+    ok(Appended { seq: env.seq })
 }
 
 #[utoipa::path(get, path = "/v1/admin/users/{user_id}/sessions", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
     responses((status = 200, description = "The user's live sessions", body = super::users::SessionList)), security(("admin" = [])))]
 /// `GET /v1/admin/users/{user_id}/sessions`: a user's live sessions.
-pub async fn user_sessions(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
-    if recall.admin().user(id).await?.is_none() {
+pub async fn user_sessions(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let id = path_id(&path, "user")?;
+    let controls = admin.recall.admin();
+    if controls.user(id).await?.is_none() {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    let list = recall.admin().user_sessions(id).await?;
-    Ok(HttpResponse::Ok().json(super::users::session_list(&list, None)))
+    let list = controls.user_sessions(id).await?;
+    ok(super::users::session_list(&list, None))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/sessions/{session_id}", tag = "admin",
     params(("session_id" = Uuid, Path, description = "Any session")),
     responses((status = 204, description = "Ended (or already ended)")), security(("admin" = [])))]
 /// `DELETE /v1/admin/sessions/{session_id}`
-pub async fn delete_session(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
-    recall
-        .admin()
-        .admin_revoke_session(id, None, &admin.meta(&req))
+pub async fn delete_session(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let session = path_id(&path, "session")?;
+    let controls = admin.recall.admin();
+    controls
+        .admin_revoke_session(session, None, &admin.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body = RotateBody,
     responses((status = 200, description = "A new active key", body = Rotated)), security(("admin" = [])))]
 /// `POST /v1/admin/keys/rotate`
-pub async fn rotate_key(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    body: JsonBody<RotateBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn rotate_key(admin: AdminCaller, body: JsonBody<RotateBody>) -> Reply {
     let body = body.0;
-    let env = recall
-        .admin()
-        .rotate_key(body.compromised, reason(body.reason)?, &admin.meta(&req))
+    let controls = admin.recall.admin();
+    let env = controls
+        .rotate_key(body.compromised, reason(body.reason)?, &admin.meta)
         .await?;
     match env.event {
         crate::events::Event::KeyRotated {
             kid, previous_kid, ..
-        } => Ok(HttpResponse::Ok().json(Rotated {
+        } => ok(Rotated {
             kid,
             previous_kid,
             seq: env.seq,
-        })),
+        }),
         _ => Err(ApiError::Internal("rotation returned another event".into())),
     }
 }
@@ -363,14 +318,9 @@ pub async fn rotate_key(
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
     responses((status = 200, description = "Every signing key", body = KeyList)), security(("admin" = [])))]
 /// `GET /v1/admin/keys`
-pub async fn keys(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
-    let keys = recall
-        .admin()
-        .list_keys()
-        .await?
+pub async fn keys(admin: AdminCaller) -> Reply {
+    let list = admin.recall.admin().list_keys().await?;
+    let keys = list
         .into_iter()
         .map(|k| KeyItem {
             status: k.status.as_str(),
@@ -379,7 +329,7 @@ pub async fn keys(
             alg: k.alg,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(KeyList { keys }))
+    ok(KeyList { keys })
 }
 
 /// The audit form of an event.
@@ -403,11 +353,7 @@ pub fn audit_event(env: &Envelope) -> AuditEvent {
 #[utoipa::path(get, path = "/v1/admin/events", tag = "admin", params(EventsQuery),
     responses((status = 200, description = "Events, oldest first", body = EventPage)), security(("admin" = [])))]
 /// `GET /v1/admin/events?after=&limit=&user_id=&type=`
-pub async fn events(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-    q: web::Query<EventsQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn events(admin: AdminCaller, q: web::Query<EventsQuery>) -> Reply {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
@@ -419,10 +365,10 @@ pub async fn events(
         user_id: q.user_id,
         kind: q.kind.clone(),
     };
-    let list = recall.admin().list_events(&filter).await?;
+    let list = admin.recall.admin().list_events(&filter).await?;
     let next_after = list.last().map_or(after, |e| e.seq);
     let events = list.iter().map(audit_event).collect();
-    Ok(HttpResponse::Ok().json(EventPage { events, next_after }))
+    ok(EventPage { events, next_after })
 }
 
 fn sse_frame(env: &Envelope) -> Bytes {
@@ -456,13 +402,13 @@ struct StreamState {
     responses((status = 200, description = "Server-sent events: `id` is the sequence number, `event` the type, `data` the audit form; `event: end` when the caller's rights end",
         content_type = "text/event-stream", body = String)), security(("admin" = [])))]
 /// `GET /v1/admin/events/stream`: live events as server-sent events.
-pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpResponse {
+pub async fn stream(admin: AdminCaller) -> HttpResponse {
     let now = tokio::time::Instant::now();
     let state = StreamState {
-        rx: recall.admin().live_events(),
-        recall: recall.clone(),
-        bearer: admin.0.bearer,
-        expires_at: admin.0.expires_at,
+        rx: admin.recall.admin().live_events(),
+        recall: admin.recall,
+        bearer: admin.identity.bearer,
+        expires_at: admin.identity.expires_at,
         checked: now,
         last_frame: now,
         ended: false,
@@ -479,7 +425,7 @@ pub async fn stream(recall: web::Data<Recall>, admin: AdminCaller) -> HttpRespon
             if why.is_none() && st.checked.elapsed() >= STREAM_RECHECK {
                 st.checked = tokio::time::Instant::now();
                 if let Some(token) = &st.bearer {
-                    why = resolve_admin(&st.recall, token)
+                    why = resolve_admin(&st.recall, token, None)
                         .await
                         .err()
                         .map(|e| e.code());

@@ -12,7 +12,11 @@ use super::errors::ApiError;
 use crate::events::Meta;
 use crate::service::{AdminIdentity, DpopInput, Presented, Principal, Recall};
 
-fn recall(req: &HttpRequest) -> Result<web::Data<Recall>, ApiError> {
+/// What an extractor hands actix: the caller, or why not.
+pub(super) type Extracting<T, E = ApiError> = Pin<Box<dyn Future<Output = Result<T, E>>>>;
+
+/// The service, from the app's data.
+pub(super) fn recall(req: &HttpRequest) -> Result<web::Data<Recall>, ApiError> {
     req.app_data::<web::Data<Recall>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("app state missing".into()))
@@ -90,6 +94,12 @@ pub fn presented(
     })
 }
 
+/// The id a path segment names: a malformed one is as unknown as a
+/// missing one (404, `no such {what}`).
+pub fn path_id(path: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(path).map_err(|_| ApiError::NotFound(format!("no such {what}")))
+}
+
 /// The bearer token of a request, if it has one.
 pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     match access_token(req)? {
@@ -129,14 +139,12 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
 /// sidecar and the verifier crate (tested there).
 pub use recall_verifier::request::rightmost_untrusted;
 
-/// A caller authenticated by an access token.
-pub struct Authenticated(pub Principal);
-
-impl Authenticated {
-    /// Audit meta for an action by this caller.
-    pub fn meta(&self, req: &HttpRequest) -> Meta {
-        Meta::user(self.0.user_id, client_ip(req))
-    }
+/// A caller authenticated by an access token: the service it called, and
+/// the audit meta of an action by it.
+pub struct Authenticated {
+    pub recall: web::Data<Recall>,
+    pub principal: Principal,
+    pub meta: Meta,
 }
 
 /// The same, for forward auth (`/v1/auth/verify`): a DPoP proof names
@@ -145,10 +153,7 @@ pub struct ForwardAuthenticated(pub Principal);
 
 /// Resolves the caller: in memory for a plain bearer token; a bound token
 /// also checks its network and DPoP proof (whose replay check is async).
-fn authenticate(
-    req: &HttpRequest,
-    original: bool,
-) -> Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>> {
+fn authenticate(req: &HttpRequest, original: bool) -> Extracting<Principal> {
     enum Next {
         Done(Principal),
         Elsewhere(Principal, bool, Option<IpAddr>),
@@ -190,17 +195,25 @@ fn authenticate(
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let fut = authenticate(req, false);
-        Box::pin(async move { fut.await.map(Authenticated) })
+        let (fut, found, ip) = (authenticate(req, false), recall(req), client_ip(req));
+        Box::pin(async move {
+            let principal = fut.await?;
+            let meta = Meta::user(principal.user_id, ip);
+            Ok(Authenticated {
+                recall: found?,
+                principal,
+                meta,
+            })
+        })
     }
 }
 
 impl FromRequest for ForwardAuthenticated {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let fut = authenticate(req, true);
@@ -209,44 +222,54 @@ impl FromRequest for ForwardAuthenticated {
 }
 
 /// A request from a caller allowed to use the emergency controls: the
-/// service's `AdminIdentity`, extracted.
-pub struct AdminCaller(pub AdminIdentity);
+/// service it called, the service's `AdminIdentity`, extracted, and the
+/// audit meta of an action by it.
+pub struct AdminCaller {
+    pub recall: web::Data<Recall>,
+    pub identity: AdminIdentity,
+    pub meta: Meta,
+}
+
+/// Checks a bearer token for admin rights; `ip`, the caller's address,
+/// goes into the audit meta.
+pub async fn resolve_admin(
+    recall: &web::Data<Recall>,
+    token: &str,
+    ip: Option<String>,
+) -> Result<AdminCaller, ApiError> {
+    let identity = recall.admin().authorize(token).await?;
+    let meta = Meta {
+        actor: Some(identity.actor.clone()),
+        ip,
+    };
+    Ok(AdminCaller {
+        recall: recall.clone(),
+        identity,
+        meta,
+    })
+}
 
 impl std::ops::Deref for AdminCaller {
     type Target = AdminIdentity;
 
     fn deref(&self) -> &AdminIdentity {
-        &self.0
+        &self.identity
     }
-}
-
-impl AdminCaller {
-    /// Audit meta for an action by this admin.
-    pub fn meta(&self, req: &HttpRequest) -> Meta {
-        Meta {
-            actor: Some(self.actor.clone()),
-            ip: client_ip(req),
-        }
-    }
-}
-
-/// Checks a bearer token for admin rights.
-pub async fn resolve_admin(recall: &Recall, token: &str) -> Result<AdminCaller, ApiError> {
-    Ok(AdminCaller(recall.admin().authorize(token).await?))
 }
 
 impl FromRequest for AdminCaller {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ip = client_ip(req);
         let found = recall(req).and_then(|r| {
             let p = presented(req, &r, false)?;
             Ok((r, p))
         });
         Box::pin(async move {
             let (recall, p) = found?;
-            let admin = resolve_admin(&recall, &p.token).await?;
+            let admin = resolve_admin(&recall, &p.token, ip).await?;
             // An admin by role: the token's binding holds too.
             if admin.bearer.is_some() {
                 recall.authenticate_request(&p).await?;

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::body::JsonBody;
 use super::errors::ApiError;
-use super::extract::{bearer, AdminCaller};
+use super::extract::{bearer, path_id, AdminCaller};
+use super::reply::{no_content, no_store, ok, Reply};
 use crate::clock::Timestamp;
 use crate::service::feed::MAX_PAGE;
 use crate::service::{FeedCaller, Recall};
@@ -136,26 +137,20 @@ async fn caller(recall: &Recall, req: &HttpRequest) -> Result<FeedCaller, ApiErr
 #[utoipa::path(get, path = "/v1/revocations", tag = "feed", params(FeedQuery),
     responses((status = 200, description = "Items after the cursor, or the revocation window", body = RevocationPage)),
     security(("service" = []), ("admin" = [])))]
-pub async fn page(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    q: web::Query<FeedQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn page(req: HttpRequest, recall: web::Data<Recall>, q: web::Query<FeedQuery>) -> Reply {
     caller(&recall, &req).await?;
     let limit = q.limit.unwrap_or(MAX_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::InvalidRequest("limit: 1 to 1000".into()));
     }
     let page = recall.feed().page(q.after.unwrap_or(0), limit).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(RevocationPage {
-            items: page.items,
-            head_seq: page.head_seq,
-            next_after: page.next_after,
-            retention_ms: page.retention_ms,
-            binding_key: recall.binding_key_b64().to_owned(),
-        }))
+    Ok(no_store(RevocationPage {
+        items: page.items,
+        head_seq: page.head_seq,
+        next_after: page.next_after,
+        retention_ms: page.retention_ms,
+        binding_key: recall.binding_key_b64().to_owned(),
+    }))
 }
 
 struct Follow {
@@ -210,7 +205,7 @@ impl Follow {
     responses((status = 200, content_type = "text/event-stream", body = String,
         description = "`event: revocations` (id = seq, data = the event's items), `event: head` (id and data.head_seq = the head, at least every second), `event: window` (data = the window's items, when starting from 0), `event: end` when the caller's rights end")),
     security(("service" = []), ("admin" = [])))]
-pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Result<HttpResponse, ApiError> {
+pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Reply {
     caller(&recall, &req).await?;
     let token = bearer(&req)?.to_owned();
     let from_header = req
@@ -275,16 +270,9 @@ pub async fn stream(req: HttpRequest, recall: web::Data<Recall>) -> Result<HttpR
 #[utoipa::path(post, path = "/v1/admin/services", tag = "admin", request_body = ServiceBody,
     responses((status = 201, description = "Created; the token is shown this once", body = ServiceItem)),
     security(("admin" = [])))]
-pub async fn create_service(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    body: JsonBody<ServiceBody>,
-) -> Result<HttpResponse, ApiError> {
-    let (record, token) = recall
-        .feed()
-        .create_service(&body.0.name, &admin.meta(&req))
-        .await?;
+pub async fn create_service(admin: AdminCaller, body: JsonBody<ServiceBody>) -> Reply {
+    let feed = admin.recall.feed();
+    let (record, token) = feed.create_service(&body.0.name, &admin.meta).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(service_item(record, Some(token))))
@@ -294,18 +282,10 @@ pub async fn create_service(
 #[utoipa::path(get, path = "/v1/admin/services", tag = "admin",
     responses((status = 200, description = "Every service credential", body = ServiceList)),
     security(("admin" = [])))]
-pub async fn services(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
-    let services = recall
-        .feed()
-        .services()
-        .await?
-        .into_iter()
-        .map(|s| service_item(s, None))
-        .collect();
-    Ok(HttpResponse::Ok().json(ServiceList { services }))
+pub async fn services(admin: AdminCaller) -> Reply {
+    let list = admin.recall.feed().services().await?;
+    let services = list.into_iter().map(|s| service_item(s, None)).collect();
+    ok(ServiceList { services })
 }
 
 /// `DELETE /v1/admin/services/{service_id}`
@@ -313,13 +293,9 @@ pub async fn services(
     params(("service_id" = Uuid, Path, description = "The service credential")),
     responses((status = 204, description = "Ended everywhere (or already ended)")),
     security(("admin" = [])))]
-pub async fn revoke_service(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such service".into()))?;
-    recall.feed().revoke_service(id, &admin.meta(&req)).await?;
-    Ok(HttpResponse::NoContent().finish())
+pub async fn revoke_service(admin: AdminCaller, path: web::Path<String>) -> Reply {
+    let feed = admin.recall.feed();
+    feed.revoke_service(path_id(&path, "service")?, &admin.meta)
+        .await?;
+    no_content()
 }

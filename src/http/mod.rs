@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod policies;
+pub mod reply;
 pub mod site;
 pub mod ssf;
 pub mod ssf_types;
@@ -24,7 +25,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::QueryPayloadError;
 use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 
 use crate::service::Recall;
 use errors::ApiError;
@@ -56,8 +57,8 @@ async fn rate_limit(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// 405 with `Allow` for a method the resource does not serve.
-async fn not_allowed(allow: Method) -> HttpResponse {
+/// 405 with `Allow`: the methods the resource serves.
+async fn not_allowed(allow: String) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
@@ -67,26 +68,42 @@ async fn not_allowed(allow: Method) -> HttpResponse {
         })
 }
 
-/// 405 for a resource serving several methods.
-async fn not_allowed_many(allow: &'static str) -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .insert_header((actix_web::http::header::ALLOW, allow))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(errors::ErrorBody {
-            error: "method_not_allowed".into(),
-            error_description: format!("this route answers {allow} only"),
-        })
+/// A resource at `path` whose other methods get 405 with `allow`.
+fn resource(path: &str, allow: &str) -> Resource {
+    let allow = allow.to_owned();
+    web::resource(path).default_service(web::to(move || not_allowed(allow.clone())))
 }
 
-/// A resource that serves one `method`; any other gets 405 with `Allow`.
-fn one(path: &str, method: Method) -> Resource {
-    web::resource(path).default_service(web::to(move || not_allowed(method.clone())))
+/// A resource that serves one `method` with `handler`; any other gets 405
+/// with `Allow`.
+fn one<F, Args>(path: &str, method: Method, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    resource(path, method.as_str()).route(web::method(method).to(handler))
 }
 
-/// `one`, with requests rate limited per client address.
-fn limited(
+/// `get(path, handler)` and the like: `one` for each method.
+macro_rules! one_method {
+    ($($name:ident => $method:ident),*) => {$(
+        fn $name<F, Args>(path: &str, handler: F) -> Resource
+        where
+            F: Handler<Args>,
+            Args: FromRequest + 'static,
+            F::Output: Responder + 'static,
+        {
+            one(path, Method::$method, handler)
+        }
+    )*};
+}
+one_method!(get => GET, post => POST, put => PUT, delete => DELETE);
+
+/// `post`, with requests rate limited per client address.
+fn limited<F, Args>(
     path: &str,
-    method: Method,
+    handler: F,
 ) -> Resource<
     impl ServiceFactory<
         ServiceRequest,
@@ -95,8 +112,13 @@ fn limited(
         Error = actix_web::Error,
         InitError = (),
     >,
-> {
-    one(path, method).wrap(from_fn(rate_limit))
+>
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    post(path, handler).wrap(from_fn(rate_limit))
 }
 
 /// CORS for `RECALL_CORS_ORIGINS`: those origins' pages may call the JSON
@@ -118,122 +140,72 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-/// Every route of API.md.
+/// Every route of API.md, one a line.
+#[rustfmt::skip]
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
         .app_data(web::QueryConfig::default().error_handler(query_error))
-        .service(limited("/v1/users", Method::POST).route(web::post().to(users::register)))
-        .service(limited("/v1/auth/login", Method::POST).route(web::post().to(users::login)))
-        .service(limited("/v1/auth/refresh", Method::POST).route(web::post().to(users::refresh)))
-        .service(one("/v1/auth/logout", Method::POST).route(web::post().to(users::logout)))
-        .service(one("/v1/auth/logout-all", Method::POST).route(web::post().to(users::logout_all)))
-        .service(
-            one("/v1/auth/logout-others", Method::POST).route(web::post().to(users::logout_others)),
-        )
-        .service(one("/v1/auth/password", Method::POST).route(web::post().to(users::password)))
-        .service(one("/v1/auth/verify", Method::GET).route(web::get().to(users::verify)))
-        .service(one("/v1/me", Method::GET).route(web::get().to(users::me)))
-        .service(one("/v1/sessions", Method::GET).route(web::get().to(users::sessions)))
-        .service(
-            one("/v1/sessions/{session_id}", Method::DELETE)
-                .route(web::delete().to(users::delete_session)),
-        )
-        .service(one("/v1/admin/users", Method::GET).route(web::get().to(admin::find_user)))
-        .service(
-            one("/v1/admin/users/{user_id}/revoke-sessions", Method::POST)
-                .route(web::post().to(admin::revoke_sessions)),
-        )
-        .service(
-            one("/v1/admin/users/{user_id}/lock", Method::POST).route(web::post().to(admin::lock)),
-        )
-        .service(
-            one("/v1/admin/users/{user_id}/unlock", Method::POST)
-                .route(web::post().to(admin::unlock)),
-        )
-        .service(
-            one("/v1/admin/sessions/{session_id}", Method::DELETE)
-                .route(web::delete().to(admin::delete_session)),
-        )
-        .service(
-            one("/v1/admin/keys/rotate", Method::POST).route(web::post().to(admin::rotate_key)),
-        )
-        .service(one("/v1/admin/keys", Method::GET).route(web::get().to(admin::keys)))
-        .service(
-            one("/v1/admin/users/{user_id}/sessions", Method::GET)
-                .route(web::get().to(admin::user_sessions)),
-        )
-        .service(one("/v1/admin/events", Method::GET).route(web::get().to(admin::events)))
-        .service(one("/v1/admin/events/stream", Method::GET).route(web::get().to(admin::stream)))
-        .service(
-            web::resource("/v1/admin/services")
-                .route(web::post().to(feed::create_service))
-                .route(web::get().to(feed::services))
-                .default_service(web::to(|| not_allowed_many("GET, POST"))),
-        )
-        .service(
-            one("/v1/admin/services/{service_id}", Method::DELETE)
-                .route(web::delete().to(feed::revoke_service)),
-        )
-        .service(
-            one("/.well-known/ssf-configuration", Method::GET).route(web::get().to(ssf::metadata)),
-        )
-        .service(
-            web::resource("/ssf/streams")
-                .route(web::post().to(ssf::create))
-                .route(web::get().to(ssf::read))
-                .route(web::patch().to(ssf::update))
-                .route(web::put().to(ssf::replace))
-                .route(web::delete().to(ssf::delete))
-                .default_service(web::to(|| {
-                    not_allowed_many("DELETE, GET, PATCH, POST, PUT")
-                })),
-        )
-        .service(
-            web::resource("/ssf/status")
-                .route(web::get().to(ssf::status))
-                .route(web::post().to(ssf::set_status))
-                .default_service(web::to(|| not_allowed_many("GET, POST"))),
-        )
-        .service(one("/ssf/verify", Method::POST).route(web::post().to(ssf::verify)))
-        .service(one("/ssf/poll/{stream_id}", Method::POST).route(web::post().to(ssf::poll)))
-        .service(one("/v1/admin/ssf/streams", Method::GET).route(web::get().to(ssf::admin_streams)))
-        .service(one("/v1/revocations", Method::GET).route(web::get().to(feed::page)))
-        .service(
-            one("/v1/revocations/mismatch", Method::POST).route(web::post().to(policies::mismatch)),
-        )
-        .service(one("/v1/admin/policies", Method::GET).route(web::get().to(policies::list)))
-        .service(
-            one("/v1/admin/policies/{client_type}", Method::PUT)
-                .route(web::put().to(policies::set)),
-        )
-        .service(one("/v1/revocations/stream", Method::GET).route(web::get().to(feed::stream)))
-        .service(one("/.well-known/jwks.json", Method::GET).route(web::get().to(ops::jwks)))
-        .service(
-            one("/.well-known/oauth-protected-resource", Method::GET)
-                .route(web::get().to(oauth::resource_metadata)),
-        )
-        .service(
-            one("/.well-known/oauth-authorization-server", Method::GET)
-                .route(web::get().to(oauth::metadata)),
-        )
-        .service(
-            one("/.well-known/openid-configuration", Method::GET)
-                .route(web::get().to(oauth::openid_configuration)),
-        )
-        .service(limited("/oauth/token", Method::POST).route(web::post().to(oauth::token)))
-        .service(limited("/oauth/revoke", Method::POST).route(web::post().to(ops::revoke)))
+        .service(limited("/v1/users", users::register))
+        .service(limited("/v1/auth/login", users::login))
+        .service(limited("/v1/auth/refresh", users::refresh))
+        .service(post("/v1/auth/logout", users::logout))
+        .service(post("/v1/auth/logout-all", users::logout_all))
+        .service(post("/v1/auth/logout-others", users::logout_others))
+        .service(post("/v1/auth/password", users::password))
+        .service(get("/v1/auth/verify", users::verify))
+        .service(get("/v1/me", users::me))
+        .service(get("/v1/sessions", users::sessions))
+        .service(delete("/v1/sessions/{session_id}", users::delete_session))
+        .service(get("/v1/admin/users", admin::find_user))
+        .service(post("/v1/admin/users/{user_id}/revoke-sessions", admin::revoke_sessions))
+        .service(post("/v1/admin/users/{user_id}/lock", admin::lock))
+        .service(post("/v1/admin/users/{user_id}/unlock", admin::unlock))
+        .service(delete("/v1/admin/sessions/{session_id}", admin::delete_session))
+        .service(post("/v1/admin/keys/rotate", admin::rotate_key))
+        .service(get("/v1/admin/keys", admin::keys))
+        .service(get("/v1/admin/users/{user_id}/sessions", admin::user_sessions))
+        .service(get("/v1/admin/events", admin::events))
+        .service(get("/v1/admin/events/stream", admin::stream))
+        .service(resource("/v1/admin/services", "GET, POST")
+            .route(web::post().to(feed::create_service))
+            .route(web::get().to(feed::services)))
+        .service(delete("/v1/admin/services/{service_id}", feed::revoke_service))
+        .service(get("/.well-known/ssf-configuration", ssf::metadata))
+        .service(resource("/ssf/streams", "DELETE, GET, PATCH, POST, PUT")
+            .route(web::post().to(ssf::create))
+            .route(web::get().to(ssf::read))
+            .route(web::patch().to(ssf::update))
+            .route(web::put().to(ssf::replace))
+            .route(web::delete().to(ssf::delete)))
+        .service(resource("/ssf/status", "GET, POST")
+            .route(web::get().to(ssf::status))
+            .route(web::post().to(ssf::set_status)))
+        .service(post("/ssf/verify", ssf::verify))
+        .service(post("/ssf/poll/{stream_id}", ssf::poll))
+        .service(get("/v1/admin/ssf/streams", ssf::admin_streams))
+        .service(get("/v1/revocations", feed::page))
+        .service(post("/v1/revocations/mismatch", policies::mismatch))
+        .service(get("/v1/admin/policies", policies::list))
+        .service(put("/v1/admin/policies/{client_type}", policies::set))
+        .service(get("/v1/revocations/stream", feed::stream))
+        .service(get("/.well-known/jwks.json", ops::jwks))
+        .service(get("/.well-known/oauth-protected-resource", oauth::resource_metadata))
+        .service(get("/.well-known/oauth-authorization-server", oauth::metadata))
+        .service(get("/.well-known/openid-configuration", oauth::openid_configuration))
+        .service(limited("/oauth/token", oauth::token))
+        .service(limited("/oauth/revoke", ops::revoke))
         // Rate limited inside: a valid service credential is not counted.
-        .service(one("/oauth/introspect", Method::POST).route(web::post().to(ops::introspect)))
-        .service(one("/healthz", Method::GET).route(web::get().to(ops::healthz)))
-        .service(one("/readyz", Method::GET).route(web::get().to(ops::readyz)))
-        .service(one("/metrics", Method::GET).route(web::get().to(ops::metrics)))
-        .service(one("/openapi.json", Method::GET).route(web::get().to(openapi::openapi)))
-        .service(one("/", Method::GET).route(web::get().to(site::index)))
-        .service(one("/account", Method::GET).route(web::get().to(site::account)))
-        .service(one("/admin", Method::GET).route(web::get().to(site::admin)))
-        .service(one("/assets/{name}", Method::GET).route(web::get().to(site::asset)))
-        .service(limited("/web/login", Method::POST).route(web::post().to(site::login)))
-        .service(limited("/web/refresh", Method::POST).route(web::post().to(site::refresh)))
-        .service(one("/web/logout", Method::POST).route(web::post().to(site::logout)))
+        .service(post("/oauth/introspect", ops::introspect))
+        .service(get("/healthz", ops::healthz))
+        .service(get("/readyz", ops::readyz))
+        .service(get("/metrics", ops::metrics))
+        .service(get("/openapi.json", openapi::openapi))
+        .service(get("/", site::index))
+        .service(get("/account", site::account))
+        .service(get("/admin", site::admin))
+        .service(get("/assets/{name}", site::asset))
+        .service(limited("/web/login", site::login))
+        .service(limited("/web/refresh", site::refresh))
+        .service(post("/web/logout", site::logout))
         .default_service(web::to(not_found));
 }

@@ -42,7 +42,9 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, body, kind)| (*body, *kind))
 }
 
-fn frame(title: &str, script: &str, body: Markup) -> Markup {
+/// A page: its title, its script, and above its body the notice line (by
+/// `notice` id) and the error line its script fills in.
+fn frame(title: &str, script: &str, notice: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -64,7 +66,11 @@ fn frame(title: &str, script: &str, body: Markup) -> Markup {
                         button #logout-here type="button" { "Log out" }
                     }
                 }
-                main { (body) }
+                main {
+                    p #(notice) .notice role="status" hidden {}
+                    p #error .error role="alert" hidden {}
+                    (body)
+                }
             }
         }
     }
@@ -72,152 +78,55 @@ fn frame(title: &str, script: &str, body: Markup) -> Markup {
 
 /// `/`: log in, and register while registration is open.
 pub fn login(open_registration: bool) -> Markup {
-    frame(
-        "Log in",
-        "login.js",
-        html! {
-            p #notice .notice role="status" hidden {}
-            p #error .error role="alert" hidden {}
+    let body = html! {
+        section.card {
+            h1 { "Log in" }
+            form #login {
+                label { "Username" input #login-username name="username" autocomplete="username" required; }
+                label { "Password" input #login-password name="password" type="password" autocomplete="current-password" required; }
+                button #login-submit type="submit" { "Log in" }
+            }
+        }
+        @if open_registration {
             section.card {
-                h1 { "Log in" }
-                form #login {
-                    label { "Username" input #login-username name="username" autocomplete="username" required; }
-                    label { "Password" input #login-password name="password" type="password" autocomplete="current-password" required; }
-                    button #login-submit type="submit" { "Log in" }
+                h2 { "Create an account" }
+                form #register {
+                    label { "Username" input #register-username name="username" autocomplete="username" required minlength="3" maxlength="64"; }
+                    label { "Password" input #register-password name="password" type="password" autocomplete="new-password" required minlength="8"; }
+                    button #register-submit type="submit" { "Create account" }
                 }
             }
-            @if open_registration {
-                section.card {
-                    h2 { "Create an account" }
-                    form #register {
-                        label { "Username" input #register-username name="username" autocomplete="username" required minlength="3" maxlength="64"; }
-                        label { "Password" input #register-password name="password" type="password" autocomplete="new-password" required minlength="8"; }
-                        button #register-submit type="submit" { "Create account" }
-                    }
-                }
-            }
-        },
-    )
+        }
+    };
+    frame("Log in", "login.js", "notice", body)
 }
 
 /// `/account`: this user's live sessions, and the ways to end them.
 pub fn account() -> Markup {
-    frame(
-        "Your sessions",
-        "account.js",
-        html! {
-            p #status .notice role="status" hidden {}
-            p #error .error role="alert" hidden {}
-            section.card {
-                h1 { "Your sessions" }
-                p.hint { "Every device logged in to your account. A session ended anywhere disappears here within seconds." }
-                table #sessions {
-                    thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} th {} } }
-                    tbody {}
-                }
-                div.actions {
-                    button #logout-others type="button" { "Log out other devices" }
-                    button #logout-all .danger type="button" { "Log out everywhere" }
-                }
+    let body = html! {
+        section.card {
+            h1 { "Your sessions" }
+            p.hint { "Every device logged in to your account. A session ended anywhere disappears here within seconds." }
+            table #sessions {
+                thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} th {} } }
+                tbody {}
             }
-            section.card {
-                h2 { "Change password" }
-                p.hint { "Every other device is logged out." }
-                form #password {
-                    label { "Current password" input #current-password type="password" autocomplete="current-password" required; }
-                    label { "New password" input #new-password type="password" autocomplete="new-password" required minlength="8"; }
-                    button #password-submit type="submit" { "Change password" }
-                }
+            div.actions {
+                button #logout-others type="button" { "Log out other devices" }
+                button #logout-all .danger type="button" { "Log out everywhere" }
             }
-        },
-    )
-}
-
-/// `/admin`: the emergency controls.
-pub fn admin() -> Markup {
-    frame(
-        "Admin",
-        "admin.js",
-        html! {
-            p #status .notice role="status" hidden {}
-            p #error .error role="alert" hidden {}
-            section.card {
-                h1 { "Find a user" }
-                form #find {
-                    label { "Username" input #find-username required; }
-                    button type="submit" { "Find" }
-                }
-                div #user hidden {
-                    h2 #user-name {}
-                    p.hint { "id " code #user-id {} " · " span #user-locked {} }
-                    table #user-sessions {
-                        thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} } }
-                        tbody {}
-                    }
-                    form #lock .inline {
-                        label { "Lock for"
-                            select #lock-duration {
-                                option value="900" { "15 minutes" }
-                                option value="3600" selected { "1 hour" }
-                                option value="86400" { "24 hours" }
-                                option value="604800" { "7 days" }
-                            }
-                        }
-                        label { "Reason" input #lock-reason maxlength="256"; }
-                        button #lock-submit .danger type="submit" { "Lock" }
-                    }
-                    div.actions {
-                        button #unlock type="button" { "Unlock" }
-                        button #revoke .danger type="button" { "Revoke all sessions" }
-                        button #watch-user type="button" { "Show only this user's events" }
-                    }
-                }
+        }
+        section.card {
+            h2 { "Change password" }
+            p.hint { "Every other device is logged out." }
+            form #password {
+                label { "Current password" input #current-password type="password" autocomplete="current-password" required; }
+                label { "New password" input #new-password type="password" autocomplete="new-password" required minlength="8"; }
+                button #password-submit type="submit" { "Change password" }
             }
-            section.card {
-                h2 { "Signing keys" }
-                div.actions {
-                    button #rotate type="button" { "Rotate (scheduled)" }
-                    button #rotate-compromised .danger type="button" { "Rotate as compromised…" }
-                }
-                div #confirm-compromised .confirm hidden {
-                    p { strong { "Every token the current key signed dies now, on every instance." }
-                        " Logged-in users get new tokens silently from their refresh tokens." }
-                    button #confirm-rotate .danger type="button" { "Yes: revoke the current key" }
-                    button #cancel-rotate type="button" { "Cancel" }
-                }
-                table #keys {
-                    thead { tr { th { "kid" } th { "alg" } th { "status" } th { "created" } } }
-                    tbody {}
-                }
-            }
-            section.card #policies {
-                h2 { "Client policies" }
-                p.hint { "Per client type: how long its tokens and sessions live, and what its tokens are bound to. "
-                    "A change applies to sessions that log in after it; nobody is logged out by it." }
-                div.policies {
-                    @for t in crate::domain::CLIENT_TYPES {
-                        (policy_form(t))
-                    }
-                }
-            }
-            section.card {
-                h2 { "Live events" }
-                form #filters .inline {
-                    label { "User id" input #filter-user placeholder="any"; }
-                    label { "Type"
-                        select #filter-type {
-                            option value="" { "any" }
-                            @for t in crate::events::KINDS {
-                                option value=(t) { (t) }
-                            }
-                        }
-                    }
-                    span #stream-state .hint { "connecting…" }
-                }
-                ol #events reversed {}
-            }
-        },
-    )
+        }
+    };
+    frame("Your sessions", "account.js", "status", body)
 }
 
 /// What a session's tokens may be bound to, as the pages say it.
@@ -264,4 +173,86 @@ fn policy_form(client_type: &str) -> Markup {
             button type="submit" disabled { "Save " (client_type) " policy" }
         }
     }
+}
+
+/// `/admin`: the emergency controls.
+pub fn admin() -> Markup {
+    let body = html! {
+        section.card {
+            h1 { "Find a user" }
+            form #find {
+                label { "Username" input #find-username required; }
+                button type="submit" { "Find" }
+            }
+            div #user hidden {
+                h2 #user-name {}
+                p.hint { "id " code #user-id {} " · " span #user-locked {} }
+                table #user-sessions {
+                    thead { tr { th { "Device" } th { "Client" } th { "Bound to" } th { "IP" } th { "Created" } th { "Last used" } th {} } }
+                    tbody {}
+                }
+                form #lock .inline {
+                    label { "Lock for"
+                        select #lock-duration {
+                            option value="900" { "15 minutes" }
+                            option value="3600" selected { "1 hour" }
+                            option value="86400" { "24 hours" }
+                            option value="604800" { "7 days" }
+                        }
+                    }
+                    label { "Reason" input #lock-reason maxlength="256"; }
+                    button #lock-submit .danger type="submit" { "Lock" }
+                }
+                div.actions {
+                    button #unlock type="button" { "Unlock" }
+                    button #revoke .danger type="button" { "Revoke all sessions" }
+                    button #watch-user type="button" { "Show only this user's events" }
+                }
+            }
+        }
+        section.card {
+            h2 { "Signing keys" }
+            div.actions {
+                button #rotate type="button" { "Rotate (scheduled)" }
+                button #rotate-compromised .danger type="button" { "Rotate as compromised…" }
+            }
+            div #confirm-compromised .confirm hidden {
+                p { strong { "Every token the current key signed dies now, on every instance." }
+                    " Logged-in users get new tokens silently from their refresh tokens." }
+                button #confirm-rotate .danger type="button" { "Yes: revoke the current key" }
+                button #cancel-rotate type="button" { "Cancel" }
+            }
+            table #keys {
+                thead { tr { th { "kid" } th { "alg" } th { "status" } th { "created" } } }
+                tbody {}
+            }
+        }
+        section.card #policies {
+            h2 { "Client policies" }
+            p.hint { "Per client type: how long its tokens and sessions live, and what its tokens are bound to. "
+                "A change applies to sessions that log in after it; nobody is logged out by it." }
+            div.policies {
+                @for t in crate::domain::CLIENT_TYPES {
+                    (policy_form(t))
+                }
+            }
+        }
+        section.card {
+            h2 { "Live events" }
+            form #filters .inline {
+                label { "User id" input #filter-user placeholder="any"; }
+                label { "Type"
+                    select #filter-type {
+                        option value="" { "any" }
+                        @for t in crate::events::KINDS {
+                            option value=(t) { (t) }
+                        }
+                    }
+                }
+                span #stream-state .hint { "connecting…" }
+            }
+            ol #events reversed {}
+        }
+    };
+    frame("Admin", "admin.js", "status", body)
 }

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::JsonBody;
-use super::errors::ApiError;
 use super::extract::{bearer, AdminCaller};
+use super::reply::{no_content, ok, Reply};
 use crate::domain::Policy;
 use crate::service::Recall;
 
@@ -33,17 +33,10 @@ pub struct PolicySet {
     responses((status = 200, description = "Each client type's policy", body = PolicyList)),
     security(("admin" = [])))]
 /// `GET /v1/admin/policies`
-pub async fn list(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
-    let policies = recall
-        .policies()
-        .await?
-        .into_iter()
-        .map(|(t, v)| (t, v.policy))
-        .collect();
-    Ok(HttpResponse::Ok().json(PolicyList { policies }))
+pub async fn list(admin: AdminCaller) -> Reply {
+    let views = admin.recall.policies().await?;
+    let policies = views.into_iter().map(|(t, v)| (t, v.policy)).collect();
+    ok(PolicyList { policies })
 }
 
 #[utoipa::path(put, path = "/v1/admin/policies/{client_type}", tag = "admin",
@@ -53,21 +46,13 @@ pub async fn list(
         (status = 404, description = "No such client type", body = super::errors::ErrorBody)),
     security(("admin" = [])))]
 /// `PUT /v1/admin/policies/{client_type}`
-pub async fn set(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    admin: AdminCaller,
-    path: web::Path<String>,
-    body: JsonBody<Policy>,
-) -> Result<HttpResponse, ApiError> {
-    let view = recall
-        .admin()
-        .set_policy(&path, body.0, &admin.meta(&req))
-        .await?;
-    Ok(HttpResponse::Ok().json(PolicySet {
+pub async fn set(admin: AdminCaller, path: web::Path<String>, body: JsonBody<Policy>) -> Reply {
+    let controls = admin.recall.admin();
+    let view = controls.set_policy(&path, body.0, &admin.meta).await?;
+    ok(PolicySet {
         policy: view.policy,
         seq: view.seq,
-    }))
+    })
 }
 
 /// A verifier's report of a bound token used from elsewhere.
@@ -109,10 +94,10 @@ pub async fn mismatch(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<MismatchReport>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     recall.feed().authorize(bearer(&req)?).await?;
     recall
         .report_mismatch(&body.0.token, body.0.client_ip)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }

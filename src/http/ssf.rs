@@ -2,28 +2,62 @@
 //! management and status for receivers (a service credential each, seeing
 //! only its own streams), poll delivery (RFC 8936), and the admin view.
 
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-use uuid::Uuid;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::body::{parse_json, JsonBody, RawBody};
 use super::errors::{ApiError, ErrorBody};
-use super::extract::{bearer, AdminCaller};
+use super::extract::{bearer, path_id, recall, AdminCaller, Extracting};
+use super::reply::{created, no_content, no_store, ok, Reply};
 use super::ssf_types::{
     AdminStream, AdminStreams, PollInput, PollView, StatusInput, StatusView, StreamConfigView,
     StreamIdQuery, StreamInput, StreamQuery, StreamUpdate, TransmitterMetadata, VerifyInput,
 };
-use crate::service::{FeedCaller, Recall};
+use crate::service::{FeedCaller, Recall, Signals};
 use crate::store::{ServiceRecord, StreamRecord};
 
 /// The receiver: a live service credential (admins manage streams through
-/// their services, not directly).
-async fn receiver(recall: &Recall, req: &HttpRequest) -> Result<ServiceRecord, ApiError> {
-    match recall.feed().authorize(bearer(req)?).await? {
-        FeedCaller::Service(s) => Ok(s),
-        FeedCaller::Admin(_) => Err(ApiError::Forbidden(
-            "streams belong to receivers: use a service credential".into(),
-        )),
+/// their services, not directly), and the service it called.
+pub struct Receiver {
+    pub recall: web::Data<Recall>,
+    pub owner: ServiceRecord,
+}
+
+impl Receiver {
+    /// The receiver of a request, by its bearer token.
+    async fn of(req: &HttpRequest) -> Result<Receiver, ApiError> {
+        let recall = recall(req)?;
+        match recall.feed().authorize(bearer(req)?).await? {
+            FeedCaller::Service(owner) => Ok(Receiver { recall, owner }),
+            FeedCaller::Admin(_) => Err(ApiError::Forbidden(
+                "streams belong to receivers: use a service credential".into(),
+            )),
+        }
+    }
+
+    /// The streams of the service.
+    fn signals(&self) -> &Signals {
+        self.recall.signals()
+    }
+}
+
+/// A receiver's request: the receiver, and `T` (its body, query or path).
+/// `T` comes first: a request it does not fit is refused before its
+/// credential is looked at.
+pub struct Receiving<T>(pub Receiver, pub T);
+
+impl<T: FromRequest + 'static> FromRequest for Receiving<T> {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let input = T::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let input = input.await.map_err(Into::into)?;
+            Ok(Receiving(Receiver::of(&req).await?, input))
+        })
     }
 }
 
@@ -38,7 +72,7 @@ fn status_view(s: &StreamRecord) -> StatusView {
 /// `GET /.well-known/ssf-configuration`
 #[utoipa::path(get, path = "/.well-known/ssf-configuration", tag = "ssf",
     responses((status = 200, description = "SSF 1.0 transmitter configuration metadata", body = TransmitterMetadata)))]
-pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiError> {
+pub async fn metadata(recall: web::Data<Recall>) -> Reply {
     let metadata = TransmitterMetadata::from_value(recall.signals().metadata())?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -49,14 +83,9 @@ pub async fn metadata(recall: web::Data<Recall>) -> Result<HttpResponse, ApiErro
 #[utoipa::path(post, path = "/ssf/streams", tag = "ssf", request_body = StreamInput,
     responses((status = 201, description = "The stream's configuration", body = StreamConfigView)),
     security(("service" = [])))]
-pub async fn create(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: JsonBody<StreamInput>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let stream = recall.signals().create(&owner, &body.0.fields()?).await?;
-    Ok(HttpResponse::Created().json(StreamConfigView::from_stored(&stream.config)))
+pub async fn create(Receiving(rx, body): Receiving<JsonBody<StreamInput>>) -> Reply {
+    let stream = rx.signals().create(&rx.owner, &body.0.fields()?).await?;
+    created(StreamConfigView::from_stored(&stream.config))
 }
 
 /// One stream's configuration, or every stream's.
@@ -72,41 +101,29 @@ pub enum StreamsAnswer {
     responses((status = 200, description = "One stream (with stream_id), or every stream of the caller", body = StreamsAnswer),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn read(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    q: web::Query<StreamQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
+pub async fn read(Receiving(rx, q): Receiving<web::Query<StreamQuery>>) -> Reply {
     let answer = match q.stream_id {
         Some(id) => StreamsAnswer::One(StreamConfigView::from_stored(
-            &recall.signals().get(&owner, id).await?.config,
+            &rx.signals().get(&rx.owner, id).await?.config,
         )),
         None => StreamsAnswer::All(
-            recall
-                .signals()
-                .list(&owner)
+            rx.signals()
+                .list(&rx.owner)
                 .await?
                 .iter()
                 .map(|s| StreamConfigView::from_stored(&s.config))
                 .collect(),
         ),
     };
-    Ok(HttpResponse::Ok().json(answer))
+    ok(answer)
 }
 
-async fn configure(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: StreamUpdate,
-    replace: bool,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let stream = recall
+async fn configure(rx: Receiver, body: StreamUpdate, replace: bool) -> Reply {
+    let stream = rx
         .signals()
-        .configure(&owner, body.stream_id, &body.config.fields()?, replace)
+        .configure(&rx.owner, body.stream_id, &body.config.fields()?, replace)
         .await?;
-    Ok(HttpResponse::Ok().json(StreamConfigView::from_stored(&stream.config)))
+    ok(StreamConfigView::from_stored(&stream.config))
 }
 
 /// `PATCH /ssf/streams`
@@ -114,12 +131,8 @@ async fn configure(
     responses((status = 200, description = "Updated: the fields given change", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn update(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: JsonBody<StreamUpdate>,
-) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body.0, false).await
+pub async fn update(Receiving(rx, body): Receiving<JsonBody<StreamUpdate>>) -> Reply {
+    configure(rx, body.0, false).await
 }
 
 /// `PUT /ssf/streams`
@@ -127,12 +140,8 @@ pub async fn update(
     responses((status = 200, description = "Replaced: fields not given take their defaults", body = StreamConfigView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn replace(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: JsonBody<StreamUpdate>,
-) -> Result<HttpResponse, ApiError> {
-    configure(req, recall, body.0, true).await
+pub async fn replace(Receiving(rx, body): Receiving<JsonBody<StreamUpdate>>) -> Reply {
+    configure(rx, body.0, true).await
 }
 
 /// `DELETE /ssf/streams?stream_id=`
@@ -140,14 +149,9 @@ pub async fn replace(
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn delete(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    q: web::Query<StreamIdQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    recall.signals().delete(&owner, q.stream_id).await?;
-    Ok(HttpResponse::NoContent().finish())
+pub async fn delete(Receiving(rx, q): Receiving<web::Query<StreamIdQuery>>) -> Reply {
+    rx.signals().delete(&rx.owner, q.stream_id).await?;
+    no_content()
 }
 
 /// `GET /ssf/status?stream_id=`
@@ -155,14 +159,9 @@ pub async fn delete(
     responses((status = 200, description = "The stream's status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn status(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    q: web::Query<StreamIdQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let stream = recall.signals().get(&owner, q.stream_id).await?;
-    Ok(HttpResponse::Ok().json(status_view(&stream)))
+pub async fn status(Receiving(rx, q): Receiving<web::Query<StreamIdQuery>>) -> Reply {
+    let stream = rx.signals().get(&rx.owner, q.stream_id).await?;
+    ok(status_view(&stream))
 }
 
 /// `POST /ssf/status`
@@ -170,22 +169,17 @@ pub async fn status(
     responses((status = 200, description = "The stream's new status", body = StatusView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn set_status(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: JsonBody<StatusInput>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
+pub async fn set_status(Receiving(rx, body): Receiving<JsonBody<StatusInput>>) -> Reply {
     let StatusInput {
         stream_id,
         status,
         reason,
     } = body.0;
-    let stream = recall
+    let stream = rx
         .signals()
-        .set_status(&owner, stream_id, status.as_str(), reason)
+        .set_status(&rx.owner, stream_id, status.as_str(), reason)
         .await?;
-    Ok(HttpResponse::Ok().json(status_view(&stream)))
+    ok(status_view(&stream))
 }
 
 /// `POST /ssf/verify`
@@ -193,15 +187,10 @@ pub async fn set_status(
     responses((status = 204, description = "A verification event is on its way through the stream"),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn verify(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    body: JsonBody<VerifyInput>,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
+pub async fn verify(Receiving(rx, body): Receiving<JsonBody<VerifyInput>>) -> Reply {
     let VerifyInput { stream_id, state } = body.0;
-    recall.signals().verify(&owner, stream_id, state).await?;
-    Ok(HttpResponse::NoContent().finish())
+    rx.signals().verify(&rx.owner, stream_id, state).await?;
+    no_content()
 }
 
 /// `POST /ssf/poll/{stream_id}` (RFC 8936)
@@ -210,14 +199,8 @@ pub async fn verify(
     responses((status = 200, description = "SETs by jti, and whether more wait", body = PollView),
         (status = 404, description = "No such stream of the caller", body = ErrorBody)),
     security(("service" = [])))]
-pub async fn poll(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    path: web::Path<String>,
-    body: RawBody,
-) -> Result<HttpResponse, ApiError> {
-    let owner = receiver(&recall, &req).await?;
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such stream".into()))?;
+pub async fn poll(Receiving(rx, (path, body)): Receiving<(web::Path<String>, RawBody)>) -> Reply {
+    let id = path_id(&path, "stream")?;
     let input = if body.0.iter().all(u8::is_ascii_whitespace) {
         PollInput::default()
     } else {
@@ -236,10 +219,10 @@ pub async fn poll(
     // the cursor like an acknowledgement.
     let mut acks = input.ack;
     acks.extend(input.set_errs.into_keys());
-    let answer = recall
+    let answer = rx
         .signals()
         .poll(
-            &owner,
+            &rx.owner,
             id,
             &acks,
             max,
@@ -251,26 +234,19 @@ pub async fn poll(
         .into_iter()
         .filter_map(|(jti, set)| set.as_str().map(|s| (jti, s.to_owned())))
         .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(PollView {
-            sets,
-            more_available: answer.more_available,
-        }))
+    Ok(no_store(PollView {
+        sets,
+        more_available: answer.more_available,
+    }))
 }
 
 /// `GET /v1/admin/ssf/streams`
 #[utoipa::path(get, path = "/v1/admin/ssf/streams", tag = "admin",
     responses((status = 200, description = "Every stream: receiver, status, cursor", body = AdminStreams)),
     security(("admin" = [])))]
-pub async fn admin_streams(
-    recall: web::Data<Recall>,
-    _admin: AdminCaller,
-) -> Result<HttpResponse, ApiError> {
-    let streams = recall
-        .signals()
-        .all()
-        .await?
+pub async fn admin_streams(admin: AdminCaller) -> Reply {
+    let all = admin.recall.signals().all().await?;
+    let streams = all
         .iter()
         .map(|s| AdminStream {
             stream_id: s.id,
@@ -283,5 +259,5 @@ pub async fn admin_streams(
             created_at: s.created_at.rfc3339(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(AdminStreams { streams }))
+    ok(AdminStreams { streams })
 }

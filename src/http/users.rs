@@ -8,10 +8,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::JsonBody;
-use super::errors::{ApiError, ErrorBody};
+use super::errors::ErrorBody;
 use super::extract::{
-    bearer, client_addr, client_ip, dpop_input, resolve_admin, Authenticated, ForwardAuthenticated,
+    bearer, client_addr, client_ip, dpop_input, path_id, resolve_admin, Authenticated,
+    ForwardAuthenticated,
 };
+use super::reply::{created, no_content, no_store, ok, Reply};
 use crate::events::Meta;
 use crate::service::{
     ClientType, DeviceId, LoginInput, Recall, RefreshInput, SessionView, TokenResponse, UserAgent,
@@ -114,7 +116,7 @@ pub async fn register(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<RegisterBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let meta = if recall.settings().open_registration {
         Meta {
             actor: Some("anonymous".into()),
@@ -122,14 +124,14 @@ pub async fn register(
         }
     } else {
         let token = bearer(&req)?;
-        resolve_admin(&recall, token).await?.meta(&req)
+        resolve_admin(&recall, token, client_ip(&req)).await?.meta
     };
     let body = body.0;
     let (user_id, username) = recall
         .auth()
         .register(&body.username, body.password, &meta)
         .await?;
-    Ok(HttpResponse::Created().json(Registered { user_id, username }))
+    created(Registered { user_id, username })
 }
 
 /// The request's User-Agent, as a session records it.
@@ -140,12 +142,6 @@ pub(super) fn user_agent(req: &HttpRequest) -> Option<UserAgent> {
         .map(UserAgent::new)
 }
 
-fn no_store(body: impl serde::Serialize) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
-}
-
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, description = "A new session", body = TokenResponse,
         headers(("Cache-Control" = String, description = "no-store")))))]
@@ -154,7 +150,7 @@ pub async fn login(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<LoginBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let body = body.0;
     let input = LoginInput {
         username: body.username,
@@ -180,7 +176,7 @@ pub async fn refresh(
     req: HttpRequest,
     recall: web::Data<Recall>,
     body: JsonBody<RefreshBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Reply {
     let meta = Meta {
         actor: None,
         ip: client_ip(&req),
@@ -196,77 +192,66 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "This session ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout`
-pub async fn logout(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    recall.auth().logout(&auth.0, &auth.meta(&req)).await?;
-    Ok(HttpResponse::NoContent().finish())
+pub async fn logout(auth: Authenticated) -> Reply {
+    auth.recall
+        .auth()
+        .logout(&auth.principal, &auth.meta)
+        .await?;
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth",
     responses((status = 204, description = "Every session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-all`
-pub async fn logout_all(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    recall.auth().logout_all(&auth.0, &auth.meta(&req)).await?;
-    Ok(HttpResponse::NoContent().finish())
+pub async fn logout_all(auth: Authenticated) -> Reply {
+    auth.recall
+        .auth()
+        .logout_all(&auth.principal, &auth.meta)
+        .await?;
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout-others", tag = "auth",
     responses((status = 204, description = "Every other session of the user ended")), security(("user" = [])))]
 /// `POST /v1/auth/logout-others`
-pub async fn logout_others(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    recall
+pub async fn logout_others(auth: Authenticated) -> Reply {
+    auth.recall
         .auth()
-        .logout_others(&auth.0, &auth.meta(&req))
+        .logout_others(&auth.principal, &auth.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(post, path = "/v1/auth/password", tag = "auth", request_body = PasswordBody,
     responses((status = 204, description = "Changed; every other session ended")),
     security(("user" = [])))]
 /// `POST /v1/auth/password`
-pub async fn password(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-    body: JsonBody<PasswordBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn password(auth: Authenticated, body: JsonBody<PasswordBody>) -> Reply {
     let body = body.0;
-    recall
+    auth.recall
         .auth()
         .change_password(
-            &auth.0,
+            &auth.principal,
             body.current_password,
             body.new_password,
-            &auth.meta(&req),
+            &auth.meta,
         )
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(get, path = "/v1/me", tag = "users",
     responses((status = 200, description = "The caller", body = Me)), security(("user" = [])))]
 /// `GET /v1/me`
-pub async fn me(recall: web::Data<Recall>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
-    let p = auth.0;
-    let username = recall.auth().username(&p).await?;
-    Ok(HttpResponse::Ok().json(Me {
+pub async fn me(auth: Authenticated) -> Reply {
+    let username = auth.recall.auth().username(&auth.principal).await?;
+    let p = auth.principal;
+    ok(Me {
         user_id: p.user_id,
         username,
         session_id: p.session_id,
         client_type: p.client_type().to_owned(),
-    }))
+    })
 }
 
 /// One session as `GET /v1/sessions` lists it.
@@ -294,13 +279,9 @@ pub fn session_list(list: &[SessionView], current: Option<Uuid>) -> SessionList 
     responses((status = 200, description = "The caller's live sessions", body = SessionList)),
     security(("user" = [])))]
 /// `GET /v1/sessions`
-pub async fn sessions(
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    let p = auth.0;
-    let list = recall.auth().sessions(&p).await?;
-    Ok(HttpResponse::Ok().json(session_list(&list, Some(p.session_id))))
+pub async fn sessions(auth: Authenticated) -> Reply {
+    let list = auth.recall.auth().sessions(&auth.principal).await?;
+    ok(session_list(&list, Some(auth.principal.session_id)))
 }
 
 #[utoipa::path(delete, path = "/v1/sessions/{session_id}", tag = "sessions",
@@ -308,18 +289,13 @@ pub async fn sessions(
     responses((status = 204, description = "Ended (or already ended)")),
     security(("user" = [])))]
 /// `DELETE /v1/sessions/{session_id}`: only the caller's own sessions.
-pub async fn delete_session(
-    req: HttpRequest,
-    recall: web::Data<Recall>,
-    auth: Authenticated,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path).map_err(|_| ApiError::NotFound("no such session".into()))?;
-    recall
-        .auth()
-        .end_own_session(&auth.0, id, &auth.meta(&req))
+pub async fn delete_session(auth: Authenticated, path: web::Path<String>) -> Reply {
+    let session = path_id(&path, "session")?;
+    let users = auth.recall.auth();
+    users
+        .end_own_session(&auth.principal, session, &auth.meta)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    no_content()
 }
 
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "auth",
