@@ -27,7 +27,7 @@ pub(super) async fn open() -> HttpResponse {
 }
 
 pub(super) async fn recall_guarded(auth: Authenticated) -> HttpResponse {
-    ok(&auth.0.user_id.to_string())
+    ok(&auth.principal.user_id.to_string())
 }
 
 pub(super) async fn naive_guarded(auth: Naive) -> HttpResponse {

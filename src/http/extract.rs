@@ -139,12 +139,19 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
 /// sidecar and the verifier crate (tested there).
 pub use recall_verifier::request::rightmost_untrusted;
 
-/// A caller authenticated by an access token: the service it called, and
-/// the audit meta of an action by it.
+/// A caller authenticated by an access token, and the service it called.
 pub struct Authenticated {
     pub recall: web::Data<Recall>,
     pub principal: Principal,
-    pub meta: Meta,
+    /// For the audit meta, worked out only by a handler that writes.
+    req: HttpRequest,
+}
+
+impl Authenticated {
+    /// The audit meta of an action by this caller.
+    pub fn meta(&self) -> Meta {
+        Meta::user(self.principal.user_id, client_ip(&self.req))
+    }
 }
 
 /// The same, for forward auth (`/v1/auth/verify`): a DPoP proof names
@@ -198,14 +205,12 @@ impl FromRequest for Authenticated {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let (fut, found, ip) = (authenticate(req, false), recall(req), client_ip(req));
+        let (fut, found, req) = (authenticate(req, false), recall(req), req.clone());
         Box::pin(async move {
-            let principal = fut.await?;
-            let meta = Meta::user(principal.user_id, ip);
             Ok(Authenticated {
+                principal: fut.await?,
                 recall: found?,
-                principal,
-                meta,
+                req,
             })
         })
     }

@@ -195,7 +195,7 @@ pub async fn refresh(
 pub async fn logout(auth: Authenticated) -> Reply {
     auth.recall
         .auth()
-        .logout(&auth.principal, &auth.meta)
+        .logout(&auth.principal, &auth.meta())
         .await?;
     no_content()
 }
@@ -206,7 +206,7 @@ pub async fn logout(auth: Authenticated) -> Reply {
 pub async fn logout_all(auth: Authenticated) -> Reply {
     auth.recall
         .auth()
-        .logout_all(&auth.principal, &auth.meta)
+        .logout_all(&auth.principal, &auth.meta())
         .await?;
     no_content()
 }
@@ -217,7 +217,7 @@ pub async fn logout_all(auth: Authenticated) -> Reply {
 pub async fn logout_others(auth: Authenticated) -> Reply {
     auth.recall
         .auth()
-        .logout_others(&auth.principal, &auth.meta)
+        .logout_others(&auth.principal, &auth.meta())
         .await?;
     no_content()
 }
@@ -234,7 +234,7 @@ pub async fn password(auth: Authenticated, body: JsonBody<PasswordBody>) -> Repl
             &auth.principal,
             body.current_password,
             body.new_password,
-            &auth.meta,
+            &auth.meta(),
         )
         .await?;
     no_content()
@@ -293,7 +293,7 @@ pub async fn delete_session(auth: Authenticated, path: web::Path<String>) -> Rep
     let session = path_id(&path, "session")?;
     let users = auth.recall.auth();
     users
-        .end_own_session(&auth.principal, session, &auth.meta)
+        .end_own_session(&auth.principal, session, &auth.meta())
         .await?;
     no_content()
 }
