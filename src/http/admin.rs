@@ -1,5 +1,7 @@
 //! Emergency controls over HTTP (admin only), the audit log and its live
 //! stream.
+//!
+//! May import: what `http` may (its top comment).
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! `JsonBody<T>`: the JSON extractor of every route. It caps the body at
 //! 64 KiB (413) and names the offending field in 400s (serde_path_to_error),
 //! which actix's `web::Json` cannot.
+//!
+//! May import: what `http` may (its top comment).
 
 use std::future::Future;
 use std::pin::Pin;

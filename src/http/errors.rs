@@ -1,6 +1,8 @@
 //! Errors as clients see them: the core's errors worded for API.md, and
 //! the one mapping from `ApiError` to a response: status, JSON body, and
 //! `WWW-Authenticate` on 401s about bearer tokens (RFC 6750).
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};

@@ -1,5 +1,7 @@
 //! Request extractors: the bearer principal (in-memory only), the admin
 //! (bootstrap token or `admin` role), and who/where for the audit log.
+//!
+//! May import: what `http` may (its top comment).
 
 use std::future::Future;
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! The revocation feed over HTTP (`/v1/revocations`, its SSE stream) and
 //! the admin routes for service credentials (`/v1/admin/services`).
+//!
+//! May import: what `http` may (its top comment).
 
 use std::time::Duration;
 

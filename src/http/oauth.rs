@@ -3,6 +3,8 @@
 //! authorization-server metadata (RFC 8414), served at both
 //! `/.well-known/oauth-authorization-server` and
 //! `/.well-known/openid-configuration`.
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -3,6 +3,8 @@
 //! response types themselves, so the document cannot drift from the code.
 //! One modifier adds what every operation shares: the security schemes and
 //! the error answers each kind of operation can give.
+//!
+//! May import: what `http` may (its top comment).
 
 use std::sync::OnceLock;
 

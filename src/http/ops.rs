@@ -1,5 +1,7 @@
 //! Operations and standards: health, readiness, metrics, JWKS, OAuth token
 //! revocation (RFC 7009) and introspection (RFC 7662).
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -2,6 +2,8 @@
 //! assets. No build step, no CDN, no external font: `cargo build` makes the
 //! whole product and it works offline. The pages hold no data: their
 //! scripts fetch it with the in-memory access token.
+//!
+//! May import: what `http` may (its top comment).
 
 use maud::{html, Markup, DOCTYPE};
 

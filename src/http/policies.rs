@@ -1,6 +1,8 @@
 //! Client policies over HTTP (`/v1/admin/policies`), and the report a
 //! verifier sends when a network-bound token whose policy says `revoke`
 //! was used from elsewhere (`POST /v1/revocations/mismatch`).
+//!
+//! May import: what `http` may (its top comment).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! What a handler answers: `Reply`, and the success answers the handlers
 //! share.
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::http::header;
 use actix_web::HttpResponse;

@@ -8,6 +8,8 @@
 //! (the origin of `RECALL_PUBLIC_URL`): any other `Origin`, or none, is 403.
 //! Every page is sent with a strict Content-Security-Policy: scripts and
 //! styles only from Recall itself, nothing inline, no framing.
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header;

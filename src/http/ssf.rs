@@ -1,6 +1,8 @@
 //! Shared Signals over HTTP (SSF 1.0): transmitter metadata, stream
 //! management and status for receivers (a service credential each, seeing
 //! only its own streams), poll delivery (RFC 8936), and the admin view.
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::dev::Payload;
 use actix_web::http::header;

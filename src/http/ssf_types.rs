@@ -1,6 +1,8 @@
 //! The SSF 1.0 and RFC 8936 request and answer bodies, as types: they parse
 //! the requests and describe both in the OpenAPI document, so a receiver's
 //! generated client and schemathesis see the real rules.
+//!
+//! May import: what `http` may (its top comment).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,7 @@
 //! Users and sessions: registration, login, refresh, logout, password,
 //! `/v1/me`, the session list, and forward auth.
+//!
+//! May import: what `http` may (its top comment).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
