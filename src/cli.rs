@@ -15,7 +15,7 @@ use crate::config::{Config, IssuerSource};
 use crate::events::Meta;
 use crate::http::admin::audit_event;
 use crate::server::Application;
-use crate::service::Recall;
+use crate::service::{Reason, Recall};
 use crate::store::EventFilter;
 
 /// Recall: JWT auth with real logout.
@@ -252,7 +252,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             let secs = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
             let env = recall
                 .admin()
-                .lock_user(u.id, Some(secs), reason, &meta)
+                .lock_user(u.id, Some(secs), Reason::parse(reason)?, &meta)
                 .await?;
             print(audit_event(&env));
         }
@@ -265,7 +265,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             let u = recall.admin().find_user(&user).await?;
             let (_, env) = recall
                 .admin()
-                .admin_revoke_sessions(u.id, reason, &meta)
+                .admin_revoke_sessions(u.id, Reason::parse(reason)?, &meta)
                 .await?;
             print(audit_event(&env));
         }
@@ -275,7 +275,7 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
         } => {
             let env = recall
                 .admin()
-                .rotate_key(compromised, reason, &meta)
+                .rotate_key(compromised, Reason::parse(reason)?, &meta)
                 .await?;
             print(audit_event(&env));
         }

@@ -19,7 +19,7 @@ use super::extract::{path_id, resolve_admin, AdminCaller};
 use super::reply::{no_content, ok, Reply};
 use crate::clock::Timestamp;
 use crate::events::Envelope;
-use crate::service::Recall;
+use crate::service::{Reason, Recall};
 use crate::store::EventFilter;
 
 /// `?username=NAME`
@@ -185,13 +185,8 @@ pub struct EventPage {
     next_after: i64,
 }
 
-fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
-    match r {
-        Some(r) if r.chars().count() > 1000 => Err(ApiError::InvalidRequest(
-            "reason: at most 1000 characters".into(),
-        )),
-        r => Ok(r),
-    }
+fn reason(r: Option<String>) -> Result<Option<Reason>, ApiError> {
+    Ok(Reason::parse(r)?)
 }
 
 /// Parses an optional JSON body: empty, or `null`, means all defaults.

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::{AdminIdentity, SessionView};
+use super::{AdminIdentity, Reason, SessionView};
 use crate::clock::Timestamp;
 use crate::domain::SessionEnd;
 use crate::error::{Error, Missing};
@@ -84,9 +84,10 @@ impl Admin {
     pub async fn admin_revoke_sessions(
         &self,
         user_id: Uuid,
-        reason: Option<String>,
+        reason: Option<Reason>,
         meta: &Meta,
     ) -> Result<(usize, Envelope), Error> {
+        let reason = reason.map(Reason::into_string);
         let env = self
             .end_all_sessions(user_id, RevokeCause::Admin, reason, meta)
             .await?;
@@ -98,7 +99,7 @@ impl Admin {
         &self,
         user_id: Uuid,
         duration_secs: Option<i64>,
-        reason: Option<String>,
+        reason: Option<Reason>,
         meta: &Meta,
     ) -> Result<Envelope, Error> {
         let now = Timestamp::now();
@@ -106,7 +107,12 @@ impl Admin {
             .map_err(|(lo, hi)| Error::invalid("duration_secs", format!("{lo} to {hi}")))?;
         let env = self
             .store
-            .lock(user_id, until, reason, &Stamp::new(meta, now))
+            .lock(
+                user_id,
+                until,
+                reason.map(Reason::into_string),
+                &Stamp::new(meta, now),
+            )
             .await
             .map_err(not_found_user)?;
         self.committed(std::slice::from_ref(&env)).await;
@@ -144,7 +150,7 @@ impl Admin {
     pub async fn rotate_key(
         &self,
         compromised: bool,
-        reason: Option<String>,
+        reason: Option<Reason>,
         meta: &Meta,
     ) -> Result<Envelope, Error> {
         let now = Timestamp::now();
@@ -153,7 +159,12 @@ impl Admin {
         let previous = crate::domain::rotation(compromised, self.settings.key_retention(), now);
         let env = self
             .store
-            .rotate_key(&key, previous, reason, &Stamp::new(meta, now))
+            .rotate_key(
+                &key,
+                previous,
+                reason.map(Reason::into_string),
+                &Stamp::new(meta, now),
+            )
             .await?;
         self.sync.reload_keys().await?;
         self.committed(std::slice::from_ref(&env)).await;

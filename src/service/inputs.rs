@@ -103,6 +103,29 @@ impl DeviceId {
     }
 }
 
+/// An admin's reason for an emergency action, kept in the audit log and
+/// carried by the SETs it causes: at most 1000 characters, from the API and
+/// the CLI alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// Checks an optional reason's length.
+    pub fn parse(raw: Option<String>) -> Result<Option<Self>, Error> {
+        match raw {
+            Some(r) if r.chars().count() > 1000 => {
+                Err(Error::invalid("reason", "at most 1000 characters"))
+            }
+            r => Ok(r.map(Reason)),
+        }
+    }
+
+    /// The reason as given.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// A client's `User-Agent` as a session keeps it: its first 512 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAgent(String);

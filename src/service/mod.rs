@@ -67,8 +67,8 @@ pub use dpop::DpopInput;
 pub use feed::{Feed, FeedCaller, FeedPage};
 pub use guess::guess_rules;
 pub use inputs::{
-    ClientType, DeviceId, LoginInput, Password, Principal, RefreshInput, TokenResponse, UserAgent,
-    Username,
+    ClientType, DeviceId, LoginInput, Password, Principal, Reason, RefreshInput, TokenResponse,
+    UserAgent, Username,
 };
 use outbox::Outbox;
 pub use policies::PolicyView;
