@@ -475,3 +475,52 @@ async fn cli_create_and_revoke_a_service_credential() {
     assert_eq!(audit[0]["actor"], "cli");
     app.stop().await;
 }
+
+/// An admin's reason is one rule for the CLI and the API: over 1,000
+/// characters is refused by both, on every emergency command, and nothing
+/// is written; 1,000 exactly is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_over_1000_characters_is_refused_by_the_cli_as_by_the_api() {
+    let (b, app) = cli_app().await;
+    let (name, s) = app.signup("clireason").await;
+    let long = "é".repeat(1001);
+    let before = events(&app, "").await.len();
+    for args in [
+        vec!["lock", name.as_str(), "--for", "1h", "--reason", &long],
+        vec!["revoke-sessions", name.as_str(), "--reason", &long],
+        vec!["rotate-key", "--compromised", "--reason", &long],
+    ] {
+        let (ok, out, stderr) = run_raw(&b, &args, "").await;
+        assert!(!ok, "recall admin {} took the reason: {out:?}", args[0]);
+        assert!(
+            stderr.contains("reason: at most 1000 characters"),
+            "{}: {stderr}",
+            args[0]
+        );
+    }
+    for action in ["lock", "revoke-sessions"] {
+        let res = app
+            .admin_user_action(&s.user_id, action, json!({ "reason": long }))
+            .await;
+        assert_eq!(res.status, 400, "{action}: {}", res.body);
+        assert_eq!(res.error(), "invalid_request");
+        assert_eq!(
+            res.body["error_description"],
+            "reason: at most 1000 characters"
+        );
+    }
+    let res = app
+        .rotate_key(json!({ "compromised": true, "reason": long }))
+        .await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert_eq!(events(&app, "").await.len(), before, "nothing was written");
+    app.assert_me(&s.access, 200, "no lock, no revocation")
+        .await;
+    let e = run_one(&b, &["revoke-sessions", &name, "--reason", &long[..2000]]).await;
+    assert_eq!(
+        e["data"]["reason"],
+        long[..2000],
+        "1000 characters are taken"
+    );
+    app.stop().await;
+}
