@@ -18,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
+# shellcheck source=scripts/php_common.sh
+source scripts/php_common.sh
 
 APP=$PWD/examples/php
 LOGOUT_BOUND_MS=100   # logout to 401, through the sidecar
@@ -25,42 +27,7 @@ STALE_WAIT_SECS=10    # the sidecar's bound is 5 s (--max-staleness-ms default)
 
 # --- packages -------------------------------------------------------------------
 
-# The php-fpm binary (Debian names it after the version: php-fpm8.2).
-php_fpm_binary() {
-  local b
-  for b in php-fpm $(find /usr/sbin /usr/bin -maxdepth 1 -name 'php-fpm*' -printf '%f\n' 2>/dev/null | sort -rV); do
-    if command -v "$b" >/dev/null 2>&1; then
-      command -v "$b"
-      return
-    fi
-    if [ -x "/usr/sbin/$b" ]; then
-      echo "/usr/sbin/$b"
-      return
-    fi
-  done
-  return 1
-}
-
-ensure_package nginx nginx
-if ! PHP_FPM_BIN=$(php_fpm_binary); then
-  [ "$(id -u)" = 0 ] || die "php-fpm is missing; install Debian's php-fpm and php-curl packages"
-  # Debian's php-fpm depends on php<version>-fpm, whose binary is
-  # php-fpm<version>: ask apt which version that is.
-  apt-cache depends php-fpm >/dev/null 2>&1 || apt-get update -qq >/dev/null || true
-  php_version=$(apt-cache depends php-fpm 2>/dev/null | sed -n 's/.*Depends: php\([0-9.]*\)-fpm$/\1/p' | head -n 1)
-  [ -n "$php_version" ] || die "apt knows no php-fpm package (Debian's php-fpm is needed)"
-  ensure_package "php-fpm$php_version" php-fpm
-  PHP_FPM_BIN=$(php_fpm_binary) || die "php-fpm installed but no php-fpm binary found"
-fi
-# ext-curl: ensure_package looks for a command, an extension has none.
-if ! "$PHP_FPM_BIN" -m 2>/dev/null | grep -qx curl; then
-  [ "$(id -u)" = 0 ] || die "PHP's curl extension is missing; install Debian's php-curl package"
-  log "installing php-curl (apt-get)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-curl >/dev/null ||
-    die "apt-get could not install php-curl"
-  "$PHP_FPM_BIN" -m 2>/dev/null | grep -qx curl || die "php-curl installed but $PHP_FPM_BIN has no curl extension"
-fi
-NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+ensure_php
 log "using $("$PHP_FPM_BIN" -v | head -n 1 | cut -d' ' -f1-3) ($PHP_FPM_BIN) and $("$NGINX_BIN" -v 2>&1)"
 
 # --- processes ------------------------------------------------------------------
@@ -68,41 +35,12 @@ log "using $("$PHP_FPM_BIN" -v | head -n 1 | cut -d' ' -f1-3) ($PHP_FPM_BIN) and
 work=$(mktemp -d /tmp/recall-php.XXXXXX)
 PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_pids
   stop_recall
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Dies after showing the last lines of every log.
-fail() {
-  local f
-  for f in "$work"/*.log; do
-    [ -s "$f" ] || continue
-    printf -- '--- %s (last lines)\n' "${f##*/}" >&2
-    tail -n 15 "$f" >&2
-  done
-  die "$*"
-}
-
-# Waits (up to SECS) until a TCP listener answers on 127.0.0.1:PORT.
-wait_port() {
-  local port=$1 what=$2 secs=${3:-20} i
-  for ((i = 0; i < secs * 10; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return
-    fi
-    sleep 0.1
-  done
-  fail "$what does not listen on 127.0.0.1:$port after ${secs}s"
-}
 
 # The debug build: scripts/test.sh's other steps build the same.
 log "building recall (debug)"
@@ -196,12 +134,7 @@ sed -e "s|@WORK@|$work|g" -e "s|@PHP_FPM@|127.0.0.1:$php_port|g" \
   -e "s|@INTROSPECTION_URL@|$B/oauth/introspect|g" \
   -e "s|@SERVICE_ID@|$SERVICE_ID|g" -e "s|@SERVICE_TOKEN@|$SERVICE_TOKEN|g" \
   "$APP/php-fpm.conf" >"$work/php-fpm.conf"
-php_root_flag=()
-[ "$(id -u)" = 0 ] && php_root_flag=(-R)
-"$PHP_FPM_BIN" -t -y "$work/php-fpm.conf" "${php_root_flag[@]}" >"$work/php-fpm-check.log" 2>&1 ||
-  fail "php-fpm rejects $work/php-fpm.conf: $(cat "$work/php-fpm-check.log")"
-"$PHP_FPM_BIN" -F -O -y "$work/php-fpm.conf" "${php_root_flag[@]}" >>"$work/php-fpm.log" 2>&1 &
-PIDS+=($!)
+start_php_fpm
 wait_port "$php_port" "php-fpm"
 log "php-fpm on 127.0.0.1:$php_port"
 
