@@ -17,6 +17,7 @@ mod feed;
 mod fixtures;
 mod fleet;
 mod fleet_config;
+mod group_commit;
 mod helpers;
 mod http_errors;
 mod keys;
