@@ -25,6 +25,7 @@ mod limits;
 mod nginx;
 mod resets;
 mod scratch;
+mod sentinel;
 mod sessions;
 mod ssf;
 mod ssf_push;
