@@ -35,7 +35,8 @@ global_flags! {
         /// Listen address (default 127.0.0.1:8080; `recall verifier`: 127.0.0.1:9090).
         #[arg(env = "RECALL_BIND")]
         pub bind: Option<String>,
-        /// `postgres://...` for a fleet; unset: SQLite in the data dir.
+        /// `postgres://...` for a fleet (several hosts with `target_session_attrs=read-write`
+        /// follow a failover); unset: SQLite in the data dir.
         #[arg(env = "RECALL_DATABASE_URL", hide_env_values = true)]
         pub database_url: Option<String>,
         /// A file holding RECALL_DATABASE_URL (a secret: it may carry a password).
@@ -47,7 +48,8 @@ global_flags! {
         /// Extra CA (PEM) trusted for PostgreSQL TLS, besides the system roots.
         #[arg(env = "RECALL_DATABASE_CA_FILE")]
         pub database_ca_file: Option<PathBuf>,
-        /// `redis://...` for a fleet (`rediss://` for TLS); unset: in-process bus.
+        /// `redis://...` for a fleet (`rediss://` for TLS; `redis+sentinel://h1:26379,h2:26379/SERVICE`
+        /// follows a Sentinel failover); unset: in-process bus.
         #[arg(env = "RECALL_REDIS_URL", hide_env_values = true)]
         pub redis_url: Option<String>,
         /// CA (PEM) a `rediss://` server's certificate must chain to, instead of the system roots.

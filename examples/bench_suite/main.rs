@@ -13,6 +13,8 @@
 //!   and under 400 logins whose connections are reset;
 //! - `scale`: how cost grows with the fleet, the window, the writers, and
 //!   refresh throughput per core (`scripts/plot_scale.py` plots it);
+//! - `writes`: appends against 1, 8 and 32 writers, refresh per core,
+//!   refresh and login latency on PostgreSQL (group commit);
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 //!
@@ -34,6 +36,7 @@ mod startup;
 #[path = "../common/users.rs"]
 mod users;
 mod verifiers;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,6 +142,15 @@ enum Cmd {
         revocations: usize,
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         windows: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        writers: Vec<usize>,
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// The write path on PostgreSQL: appends against writers, refresh per
+    /// core, refresh and login latency (group commit).
+    Writes {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         writers: Vec<usize>,
         /// Seconds of each throughput run.
@@ -381,6 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             scale::scale(&cli, &curves).await?
         }
+        Cmd::Writes { writers, secs } => writes::writes(&cli, writers, *secs).await?,
         Cmd::Window { revoked } => scale::window(&cli, *revoked).await?,
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,

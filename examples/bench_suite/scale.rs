@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::fleet::start_nodes;
-use recall::events::Stamp;
 
 /// What `scale` measures (each list is one curve's x values).
 pub(super) struct Curves {
@@ -28,8 +27,8 @@ pub(super) async fn scale(cli: &Cli, c: &Curves) -> anyhow::Result<Value> {
         startup.push(window_in_child(cli, w).await?);
     }
     let db = BenchDb::create(&cli.pg).await?;
-    let appends = appends(&db, &c.writers, c.secs).await;
-    let refresh = refreshes(cli, &db, c.secs).await;
+    let appends = crate::writes::appends(&db, &c.writers, c.secs).await;
+    let refresh = crate::writes::refreshes(cli, &db, 64, c.secs).await;
     db.drop_db().await;
     Ok(json!({
         "fleet": fleet,
@@ -189,123 +188,4 @@ pub(super) async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
         "ready_ms": round(ready_ms, 1),
         "rss_growth_mib": round(rss as f64 / 1048576.0, 2),
     }))
-}
-
-/// Events appended per second on PostgreSQL by `writers` concurrent
-/// writers, one event per transaction (as each revoking call commits).
-async fn appends(db: &BenchDb, writers: &[usize], secs: f64) -> anyhow::Result<Vec<Value>> {
-    let store = Store::open(Some(&db.url), Path::new("unused.db"))?;
-    store.migrate().await?;
-    let mut out = Vec::new();
-    for &w in writers {
-        let until = Instant::now() + Duration::from_secs_f64(secs);
-        let t0 = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..w {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < until {
-                    let e = Event::LoggedOut {
-                        user_id: Uuid::now_v7(),
-                        session_id: Uuid::now_v7(),
-                    };
-                    if store
-                        .append_raw(vec![e], &Stamp::now(&Meta::system()))
-                        .await
-                        .is_ok()
-                    {
-                        n += 1;
-                    }
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for t in tasks {
-            total += t.await?;
-        }
-        let rate = total as f64 / t0.elapsed().as_secs_f64();
-        progress("scale", &format!("{w} writers: {rate:.0} appends/s"));
-        out.push(json!({ "writers": w, "appends_per_s": round(rate, 0) }));
-    }
-    Ok(out)
-}
-
-/// Refresh-token rotations per second on PostgreSQL through `Recall`'s own
-/// refresh path (theft detection, the cutoff checks and the event append
-/// included), from 64 sessions refreshed concurrently.
-async fn refreshes(cli: &Cli, db: &BenchDb, secs: f64) -> anyhow::Result<Value> {
-    let s = settings(&cli.dir, Some(db.url.clone()), MasterKey::generate())?;
-    let store = Store::open(Some(&db.url), &s.sqlite_path())?;
-    store.migrate().await?;
-    let (recall, tasks) =
-        recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;
-    let result = async {
-        let name = format!("refresh-{}", &Uuid::new_v4().simple().to_string()[..10]);
-        recall
-            .auth()
-            .register(&name, PASSWORD.into(), &Meta::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-        let callers = 64;
-        let mut tokens = Vec::new();
-        for _ in 0..callers {
-            let input = login_input(std::slice::from_ref(&name), 0);
-            let t = recall
-                .auth()
-                .login(input, &Meta::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("login: {e}"))?;
-            tokens.push(t.refresh_token);
-        }
-        let until = Instant::now() + Duration::from_secs_f64(secs);
-        let t0 = Instant::now();
-        let mut workers = Vec::new();
-        for mut token in tokens {
-            let recall = recall.clone();
-            workers.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < until {
-                    let input = recall::service::RefreshInput {
-                        refresh_token: token.clone(),
-                        ip: None,
-                        dpop: Default::default(),
-                    };
-                    match recall.auth().refresh(input, &Meta::default()).await {
-                        Ok(t) => {
-                            token = t.refresh_token;
-                            n += 1;
-                        }
-                        Err(e) => return Err(anyhow::anyhow!("refresh: {e}")),
-                    }
-                }
-                Ok(n)
-            }));
-        }
-        let mut total = 0;
-        for w in workers {
-            total += w.await??;
-        }
-        let rate = total as f64 / t0.elapsed().as_secs_f64();
-        let per_core = rate / cores() as f64;
-        progress(
-            "scale",
-            &format!(
-                "refresh: {rate:.0}/s on {} cores = {per_core:.0}/s per core",
-                cores()
-            ),
-        );
-        Ok(json!({
-            "refreshes_per_s": round(rate, 0),
-            "per_core": round(per_core, 0),
-            "callers": callers,
-            "cores": cores(),
-            "goal_per_core": 500,
-            "keycloak_sizing_per_vcpu": 120,
-        }))
-    }
-    .await;
-    stop(&tasks);
-    result
 }

@@ -71,6 +71,13 @@ pub(super) trait Statements: Send + Sync {
         sql: &str,
         params: &[Val],
     ) -> Result<Vec<Row>, StoreError>;
+    /// Statements whose results do not depend on each other, in order
+    /// (`Tx::exec_all`).
+    async fn exec_all(
+        &self,
+        first: Option<&str>,
+        statements: &[(&str, Vec<Val>)],
+    ) -> Result<Vec<u64>, StoreError>;
     /// Runs a statement with no parameters and no rows (`ROLLBACK TO`).
     async fn simple(&self, sql: &str) -> Result<(), StoreError>;
 }
@@ -188,6 +195,12 @@ impl<S: Statements> Tx for UnitTx<S> {
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
         let first = self.first();
         let result = self.batch.conn.query(first.as_deref(), sql, params).await;
+        self.noted(result)
+    }
+
+    async fn exec_all(&mut self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
+        let first = self.first();
+        let result = self.batch.conn.exec_all(first.as_deref(), statements).await;
         self.noted(result)
     }
 

@@ -32,8 +32,9 @@ use crate::clock::Timestamp;
 use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
 use crate::events::{Envelope, Event, Stamp};
 use rows::{
-    append, commit_one, envelope, first, insert_refresh, locked_until, revoke_all_rows,
-    revoke_session_rows, session_in, update_user, user,
+    append, commit_one, commit_one_after, envelope, first, insert_refresh,
+    insert_refresh_statement, locked_until, revoke_all_rows, revoke_session_rows, session_and_lock,
+    update_user, user,
 };
 use sql::{Db, Val};
 use work::first_of;
@@ -291,23 +292,21 @@ impl Store {
                 }
             }
         };
-        let session = match session_id {
-            Some(id) => session_in(&mut *tx, id).await?,
+        let found = match session_id {
+            Some(id) => session_and_lock(&mut *tx, id, stamp.at).await?,
             None => None,
         };
-        let facts = match &session {
-            Some(s) => Some(SessionFacts {
-                created_at: s.created_at,
-                refresh_expires_at: s.refresh_expires_at,
-                revoked_at: s.revoked_at,
-                locked_until: locked_until(&mut *tx, s.user_id, stamp.at).await?,
-                last_used_at: issued_at,
-                idle_timeout: s.terms.idle_timeout(),
-                refresh_ttl: s.terms.refresh_ttl(),
-                session_max: s.terms.session_max(),
-            }),
-            None => None,
-        };
+        let facts = found.as_ref().map(|(s, locked_until)| SessionFacts {
+            created_at: s.created_at,
+            refresh_expires_at: s.refresh_expires_at,
+            revoked_at: s.revoked_at,
+            locked_until: *locked_until,
+            last_used_at: issued_at,
+            idle_timeout: s.terms.idle_timeout(),
+            refresh_ttl: s.terms.refresh_ttl(),
+            session_max: s.terms.session_max(),
+        });
+        let session = found.map(|(s, _)| s);
         let decision = (rules.decide)(&RefreshFacts {
             spent_now,
             spent_at,
@@ -340,14 +339,20 @@ impl Store {
         if let Some(refusal) = (rules.check)(&session) {
             return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
         }
-        insert_refresh(&mut *tx, &new_hash, session.id, stamp.at).await?;
-        let sql = "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1";
-        tx.exec(sql, &[session.id.into(), session.refresh_expires_at.into()]).await?;
+        // The successor, the session's new expiry and the event go out
+        // together (one round trip in a PostgreSQL batch).
+        let writes = vec![
+            insert_refresh_statement(&new_hash, session.id, stamp.at),
+            (
+                "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
+                vec![session.id.into(), session.refresh_expires_at.into()],
+            ),
+        ];
         let event = Event::SessionRefreshed {
             user_id: session.user_id,
             session_id: session.id,
         };
-        let event = commit_one(tx, event, &stamp).await?;
+        let event = commit_one_after(tx, writes, event, &stamp).await?;
         Ok(Ok(Refreshed { session, event }))
         })
         .await

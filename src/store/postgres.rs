@@ -410,16 +410,7 @@ impl Statements for PgTx {
         sql: &str,
         params: &[Val],
     ) -> Result<u64, StoreError> {
-        match first {
-            None => self.exec_on(sql, params).await,
-            Some(first) => {
-                let client = self.client()?;
-                let (savepoint, result) =
-                    future::join(client.batch_execute(first), self.exec_on(sql, params)).await;
-                self.seen(savepoint)?;
-                result
-            }
-        }
+        self.after(first, self.exec_on(sql, params)).await
     }
 
     async fn query(
@@ -428,16 +419,59 @@ impl Statements for PgTx {
         sql: &str,
         params: &[Val],
     ) -> Result<Vec<Row>, StoreError> {
-        match first {
-            None => self.query_on(sql, params).await,
-            Some(first) => {
-                let client = self.client()?;
-                let (savepoint, result) =
-                    future::join(client.batch_execute(first), self.query_on(sql, params)).await;
-                self.seen(savepoint)?;
-                result
-            }
+        self.after(first, self.query_on(sql, params)).await
+    }
+
+    async fn exec_all(
+        &self,
+        first: Option<&str>,
+        statements: &[(&str, Vec<Val>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.after(first, self.pipelined(statements)).await
+    }
+}
+
+impl PgTx {
+    /// Runs `run` with `first` (a unit's `SAVEPOINT`) sent ahead of it in
+    /// the same round trip: both are polled in order, so `first` is on the
+    /// wire before anything `run` sends.
+    async fn after<T>(
+        &self,
+        first: Option<&str>,
+        run: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(first) = first else {
+            return run.await;
+        };
+        let client = self.client()?;
+        let (savepoint, result) = future::join(client.batch_execute(first), run).await;
+        self.seen(savepoint)?;
+        result
+    }
+
+    /// Statements that do not depend on each other's results, prepared
+    /// (from the cache, after the first time) and then sent all at once:
+    /// one round trip, run in the order given.
+    async fn pipelined(&self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
+        let client = self.client()?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            let statement = client.prepare_cached(sql).await;
+            prepared.push(self.seen(statement)?);
         }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, params)| params.iter().map(|v| v as _).collect())
+            .collect();
+        let runs = prepared
+            .iter()
+            .zip(&params)
+            .map(|(statement, params)| client.execute(statement, params));
+        future::join_all(runs)
+            .await
+            .into_iter()
+            .map(|ran| self.seen(ran))
+            .collect()
     }
 }
 

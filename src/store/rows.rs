@@ -28,11 +28,22 @@ pub(super) async fn update_user(
 }
 
 pub(super) async fn commit_one(
-    mut tx: Box<dyn Tx>,
+    tx: Box<dyn Tx>,
     event: Event,
     stamp: &Stamp,
 ) -> Result<Envelope, StoreError> {
-    let mut envs = append(&mut *tx, vec![event], stamp).await?;
+    commit_one_after(tx, Vec::new(), event, stamp).await
+}
+
+/// `commit_one`, with `writes` (read-model statements the event records,
+/// none depending on another's result) sent with the event's insert.
+pub(super) async fn commit_one_after(
+    mut tx: Box<dyn Tx>,
+    writes: Vec<(&str, Vec<Val>)>,
+    event: Event,
+    stamp: &Stamp,
+) -> Result<Envelope, StoreError> {
+    let mut envs = append_after(&mut *tx, writes, vec![event], stamp).await?;
     tx.commit().await?;
     envs.pop()
         .ok_or_else(|| StoreError::Corrupt("append returned nothing".into()))
@@ -45,18 +56,30 @@ pub(super) async fn append(
     events: Vec<Event>,
     stamp: &Stamp,
 ) -> Result<Vec<Envelope>, StoreError> {
+    append_after(tx, Vec::new(), events, stamp).await
+}
+
+/// `append`, with `writes` run in the same go as the event inserts
+/// (`Tx::exec_all`: one round trip in a PostgreSQL batch).
+pub(super) async fn append_after(
+    tx: &mut dyn Tx,
+    writes: Vec<(&str, Vec<Val>)>,
+    events: Vec<Event>,
+    stamp: &Stamp,
+) -> Result<Vec<Envelope>, StoreError> {
     let (meta, at) = (&stamp.meta, stamp.at);
     let n = events.len() as i64;
     let last = tx.take_seqs(n).await?;
+    let mut statements = writes;
     let mut out = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         let seq = last - n + 1 + i as i64;
         let data = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let stream = event.stream();
-        tx.exec(
+        statements.push((
             "INSERT INTO events (seq, stream, type, version, at, actor, ip, user_id, session_id, data) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
+            vec![
                 seq.into(),
                 stream.as_str().into(),
                 event.kind().into(),
@@ -68,8 +91,7 @@ pub(super) async fn append(
                 event.session_id().into(),
                 data.into(),
             ],
-        )
-        .await?;
+        ));
         out.push(Envelope {
             seq,
             stream,
@@ -80,6 +102,7 @@ pub(super) async fn append(
             event,
         });
     }
+    tx.exec_all(&statements).await?;
     Ok(out)
 }
 
@@ -89,13 +112,22 @@ pub(super) async fn insert_refresh(
     session_id: Uuid,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let sql = "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)";
-    tx.exec(
-        sql,
-        &[hash.as_slice().into(), session_id.into(), now.into()],
-    )
-    .await?;
+    let (sql, params) = insert_refresh_statement(hash, session_id, now);
+    tx.exec(sql, &params).await?;
     Ok(())
+}
+
+/// The statement that stores a refresh token (by its hash).
+pub(super) fn insert_refresh_statement(
+    hash: &[u8; 32],
+    session_id: Uuid,
+    now: Timestamp,
+) -> (&'static str, Vec<Val>) {
+    let sql = "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)";
+    (
+        sql,
+        vec![hash.as_slice().into(), session_id.into(), now.into()],
+    )
 }
 
 pub(super) async fn insert_key(tx: &mut dyn Tx, k: &KeyRecord) -> Result<(), StoreError> {
@@ -261,6 +293,27 @@ pub(super) fn terms_json(terms: &SessionTerms) -> Result<Option<String>, StoreEr
 }
 
 /// When the user's admin lock ends, if it is in force at `now`.
+/// A session and, if its user is locked at `now`, until when: one query.
+pub(super) async fn session_and_lock(
+    tx: &mut dyn Tx,
+    id: Uuid,
+    now: Timestamp,
+) -> Result<Option<(SessionRecord, Option<Timestamp>)>, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let cols: Vec<String> = SESSION_COLS.split(", ").map(|c| format!("s.{c}")).collect();
+        format!(
+            "SELECT {}, CASE WHEN u.locked_until > $2 THEN u.locked_until END \
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+            cols.join(", ")
+        )
+    });
+    let rows = tx.query(&SQL, &[id.into(), now.into()]).await?;
+    let width = SESSION_COLS.split(", ").count();
+    rows.first()
+        .map(|r| Ok((session(r)?, r.opt_ts(width)?)))
+        .transpose()
+}
+
 pub(super) async fn locked_until(
     tx: &mut dyn Tx,
     user_id: Uuid,

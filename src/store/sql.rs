@@ -136,6 +136,16 @@ pub trait Tx: Send {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
     /// Runs a query and returns its rows.
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
+    /// Runs statements whose results do not depend on each other, in the
+    /// order given; the rows each changed. In a PostgreSQL write batch they
+    /// go out together, one round trip for all.
+    async fn exec_all(&mut self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
+        let mut changed = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            changed.push(self.exec(sql, params).await?);
+        }
+        Ok(changed)
+    }
     /// Reserves the next `n` seqs for this transaction's events and returns
     /// the last of them. In a write batch the counter row is locked at the
     /// batch's start and counted in memory (written once, before the

@@ -212,6 +212,21 @@ struct SqliteStatements(Conn);
 
 #[async_trait]
 impl Statements for SqliteStatements {
+    async fn exec_all(
+        &self,
+        first: Option<&str>,
+        statements: &[(&str, Vec<Val>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let conn = self.0.lock();
+        if let Some(first) = first {
+            conn.execute_batch(first).map_err(sqlite_err)?;
+        }
+        statements
+            .iter()
+            .map(|(sql, params)| sqlite_exec(&conn, sql, params))
+            .collect()
+    }
+
     async fn simple(&self, sql: &str) -> Result<(), StoreError> {
         self.0.lock().execute_batch(sql).map_err(sqlite_err)
     }
