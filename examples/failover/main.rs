@@ -81,6 +81,9 @@ struct Cli {
     /// Client steps per second, all clients together.
     #[arg(long, default_value_t = 150.0)]
     rate: f64,
+    /// Seed of the clients' choices (default: a fresh one, in the report).
+    #[arg(long)]
+    seed: Option<u64>,
     /// The `recall` binary to run.
     #[arg(long, default_value = "target/release/recall")]
     binary: PathBuf,
@@ -202,7 +205,9 @@ async fn drive(
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     let load_start = Instant::now();
     timeline.lock().load_start = ctx.now();
-    let seed = u64::from_le_bytes(os_bytes::<8>());
+    let seed = cli
+        .seed
+        .unwrap_or_else(|| u64::from_le_bytes(os_bytes::<8>()) >> 12);
     let mut rng = Rng::new(seed);
     let pace = Duration::from_secs_f64(cli.clients as f64 / cli.rate.max(1.0));
     let clients: Vec<_> = (0..cli.clients)
