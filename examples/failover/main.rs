@@ -222,7 +222,7 @@ async fn drive(
         [cli.stop_cmd.clone(), cli.promote_cmd.clone()],
     ));
     say(format!(
-        "load: {} clients, {} steps/s; the primary stops at +{at}s",
+        "load: {} clients, {} steps/s, seed {seed}; the primary stops at +{at}s",
         cli.clients, cli.rate
     ));
 
