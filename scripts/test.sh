@@ -68,6 +68,9 @@ step "test" cargo test --workspace --all-targets -- --test-threads=4
 step "schemathesis" bash scripts/schemathesis.sh
 # A DPoP client with proofs from joserfc (PyPI), with and without server nonces.
 step "dpop client" bash scripts/dpop.sh
+# Redis behind Sentinel (Debian's redis-sentinel): a fleet of three follows
+# the failover when its primary is killed (tests/api/sentinel.rs).
+step "sentinel" bash scripts/sentinel.sh
 # A plain PHP API (Debian's php-fpm, nginx, the sidecar, introspection): docs/PHP.md.
 step "php" bash scripts/php.sh
 # PostgreSQL failover under load: a primary and its synchronous standby

@@ -95,6 +95,8 @@ pub struct Metrics {
     hash_rejected: Counter,
     hash_abandoned: Counter,
     followers: Gauge,
+    write_batches: Counter,
+    write_units: Counter,
 }
 
 /// Values read from their sources at render time.
@@ -113,6 +115,9 @@ pub struct Gauges {
     pub hash_abandoned: u64,
     /// Open followers of applied events: SSE streams and push delivery.
     pub followers: usize,
+    /// Write transactions (group commits) and the store calls they carried.
+    pub write_batches: u64,
+    pub write_units: u64,
 }
 
 /// Adds one to a counter.
@@ -285,6 +290,18 @@ impl Default for Metrics {
                 "Open followers of this instance's applied events: SSE streams \
                  (revocation feed, audit log) and SSF push delivery",
             ),
+            write_batches: metric(
+                &mut r,
+                "recall_store_write_batches",
+                "Write transactions committed (or tried) by this instance: each one \
+                 commit for the store calls it carried (group commit)",
+            ),
+            write_units: metric(
+                &mut r,
+                "recall_store_write_units",
+                "Write store calls run inside those transactions (units per batch: \
+                 this over recall_store_write_batches)",
+            ),
             registry: r,
         }
     }
@@ -335,6 +352,8 @@ impl Metrics {
         mirror(&self.hash_rejected, g.hash_rejected);
         mirror(&self.hash_abandoned, g.hash_abandoned);
         self.followers.set(g.followers as i64);
+        mirror(&self.write_batches, g.write_batches);
+        mirror(&self.write_units, g.write_units);
         let mut out = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -361,6 +380,8 @@ mod tests {
             hash_rejected: 7,
             hash_abandoned: 0,
             followers: 0,
+            write_batches: 3,
+            write_units: 9,
         }
     }
 
@@ -399,5 +420,7 @@ mod tests {
         // Mirrored counters never go down or double count.
         let text = m.render(&gauges());
         assert!(text.contains("recall_hash_rejected_total 7"));
+        assert!(text.contains("recall_store_write_batches_total 3"));
+        assert!(text.contains("recall_store_write_units_total 9"));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod notice;
 pub mod redis;
+pub mod sentinel;
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};

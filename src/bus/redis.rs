@@ -2,9 +2,12 @@
 //! is rebuilt after an error; subscribing runs a reconnect loop with backoff.
 //! Every notice is authenticated (G9, `notice`); `rediss://` URLs use TLS
 //! (rustls) with the system roots, or only the CA in `RECALL_REDIS_CA_FILE`.
+//! A `redis+sentinel://` URL (`sentinel`) makes every connect, publisher,
+//! subscriber and DPoP replay alike, ask the sentinels for the master first.
 //!
 //! May import: what `bus` may (its top comment).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +16,7 @@ use redis::AsyncConnectionConfig;
 use tokio::sync::{mpsc, Mutex};
 
 use super::notice::NoticeAuth;
+use super::sentinel::{is_sentinel_url, SentinelUrl, Sentinels};
 use super::{Bus, BusError, BusMessage};
 use crate::events::Envelope;
 
@@ -20,9 +24,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Where the Redis server is.
+#[derive(Clone)]
+enum Server {
+    /// One fixed address.
+    Fixed(Arc<redis::Client>),
+    /// Whichever master the sentinels name at each connect.
+    Sentinel(Arc<Sentinels>),
+}
+
+impl Server {
+    /// A client for the server to connect to now.
+    async fn client(&self) -> Result<redis::Client, BusError> {
+        match self {
+            Server::Fixed(client) => Ok(redis::Client::clone(client)),
+            Server::Sentinel(sentinels) => sentinels.master().await,
+        }
+    }
+
+    /// A multiplexed connection to the server (the master, through Sentinel).
+    async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, BusError> {
+        self.client()
+            .await?
+            .get_multiplexed_async_connection_with_config(&RedisBus::config())
+            .await
+            .map_err(|e| BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE")))
+    }
+
+    /// A pub/sub connection to the server, within `CONNECT_TIMEOUT`.
+    async fn pubsub(&self) -> Result<redis::aio::PubSub, BusError> {
+        let client = self.client().await?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE"))),
+            Err(_) => Err(BusError("connect timed out".into())),
+        }
+    }
+}
+
 /// Notices over one Redis channel.
 pub struct RedisBus {
-    client: redis::Client,
+    server: Server,
     channel: String,
     auth: NoticeAuth,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -41,6 +83,22 @@ impl RedisBus {
         ca_file: Option<&std::path::Path>,
     ) -> Result<Self, BusError> {
         crate::tls::install_crypto_provider();
+        let server = if is_sentinel_url(url) {
+            Self::sentinels(url, ca_file)?
+        } else {
+            Server::Fixed(Arc::new(Self::fixed(url, ca_file)?))
+        };
+        Ok(RedisBus {
+            server,
+            channel: channel.to_owned(),
+            auth,
+            publisher: Mutex::new(None),
+            replay: Mutex::new(None),
+        })
+    }
+
+    /// The client of a `redis://` or `rediss://` URL.
+    fn fixed(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, BusError> {
         let client = match ca_file {
             Some(path) => {
                 if !url.starts_with("rediss://") {
@@ -67,13 +125,25 @@ impl RedisBus {
                 "RECALL_REDIS_URL is plaintext to a non-loopback host; use rediss:// across a network"
             );
         }
-        Ok(RedisBus {
-            client,
-            channel: channel.to_owned(),
-            auth,
-            publisher: Mutex::new(None),
-            replay: Mutex::new(None),
-        })
+        Ok(client)
+    }
+
+    /// The sentinels of a `redis+sentinel://` URL.
+    fn sentinels(url: &str, ca_file: Option<&std::path::Path>) -> Result<Server, BusError> {
+        let parsed =
+            SentinelUrl::parse(url).map_err(|e| BusError(format!("RECALL_REDIS_URL: {e}")))?;
+        if ca_file.is_some() {
+            return Err(BusError(
+                "RECALL_REDIS_CA_FILE is set but RECALL_REDIS_URL is redis+sentinel:// (no TLS)"
+                    .into(),
+            ));
+        }
+        if !parsed.all_loopback() {
+            tracing::warn!(
+                "RECALL_REDIS_URL is plaintext Sentinel to non-loopback hosts; keep it on a trusted network"
+            );
+        }
+        Ok(Server::Sentinel(Arc::new(Sentinels::new(&parsed)?)))
     }
 
     fn config() -> AsyncConnectionConfig {
@@ -88,12 +158,7 @@ impl Bus for RedisBus {
     async fn publish(&self, env: &Envelope) -> Result<(), BusError> {
         let mut guard = self.publisher.lock().await;
         if guard.is_none() {
-            let conn = self
-                .client
-                .get_multiplexed_async_connection_with_config(&Self::config())
-                .await
-                .map_err(|e| BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE")))?;
-            *guard = Some(conn);
+            *guard = Some(self.server.connect().await?);
         }
         let Some(conn) = guard.as_mut() else {
             return Err(BusError("no connection".into()));
@@ -113,7 +178,7 @@ impl Bus for RedisBus {
 
     fn subscribe(&self) -> mpsc::Receiver<BusMessage> {
         let (out, rx) = mpsc::channel(1024);
-        let client = self.client.clone();
+        let server = self.server.clone();
         let channel = self.channel.clone();
         let auth = self.auth.clone();
         tokio::spawn(async move {
@@ -124,8 +189,8 @@ impl Bus for RedisBus {
                 if out.is_closed() {
                     return;
                 }
-                match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
-                    Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
+                match server.pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {
                             backoff = Duration::from_millis(50);
                             failing = false;
@@ -150,8 +215,7 @@ impl Bus for RedisBus {
                         }
                         Err(e) => tracing::warn!(error = %e, "redis subscribe failed"),
                     },
-                    Ok(Err(e)) => {
-                        let error = crate::tls::explain(&e, "RECALL_REDIS_CA_FILE");
+                    Err(BusError(error)) => {
                         if failing {
                             tracing::debug!(%error, "redis connect failed");
                         } else {
@@ -159,7 +223,6 @@ impl Bus for RedisBus {
                         }
                         failing = true;
                     }
-                    Err(_) => tracing::debug!("redis connect timed out"),
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -178,11 +241,7 @@ impl Bus for RedisBus {
             match guard.as_ref() {
                 Some(conn) => conn.clone(),
                 None => {
-                    let conn = self
-                        .client
-                        .get_multiplexed_async_connection_with_config(&Self::config())
-                        .await
-                        .map_err(|e| BusError(crate::tls::explain(&e, "RECALL_REDIS_CA_FILE")))?;
+                    let conn = self.server.connect().await?;
                     *guard = Some(conn.clone());
                     conn
                 }

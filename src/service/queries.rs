@@ -96,6 +96,7 @@ impl Core {
         let now = Timestamp::now();
         let (revoked, locks, _) = self.sync.state().sizes();
         let pool = self.hasher.stats();
+        let batches = self.store.write_batches();
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.render(&Gauges {
             staleness_ms: self.sync.staleness_ms(now),
@@ -110,6 +111,8 @@ impl Core {
             hash_rejected: pool.rejected.load(Relaxed),
             hash_abandoned: pool.abandoned.load(Relaxed),
             followers: self.sync.followers(),
+            write_batches: batches.batches,
+            write_units: batches.units,
         })
     }
 

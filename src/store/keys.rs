@@ -25,9 +25,8 @@ impl Store {
     ) -> Result<Option<Envelope>, StoreError> {
         let (key, stamp) = (key.clone(), stamp.clone());
         self.write(move |mut tx| async move {
-            // Take the log lock first so two starting instances serialise here.
-            tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
-                .await?;
+            // Two starting instances serialise here: every write batch
+            // takes the log's counter row first (`batch`).
             let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
             if !active.is_empty() {
                 return Ok(None);
@@ -56,8 +55,6 @@ impl Store {
     ) -> Result<Envelope, StoreError> {
         let (key, stamp) = (key.clone(), stamp.clone());
         self.write(move |mut tx| async move {
-            tx.exec("UPDATE recall_seq SET last = last WHERE id = 1", &[])
-                .await?;
             let active = query_keys(&mut *tx, "WHERE status = 'active'").await?;
             let previous_kid = active.first().map(|k| k.kid.clone());
             tx.exec(

@@ -7,8 +7,10 @@
 //! (the types it persists; it calls no domain decision, it is handed them).
 //! The layers: docs/DESIGN.md, "Parts".
 
+mod batch;
 mod fleet;
 mod keys;
+mod pg_url;
 mod policies;
 pub mod postgres;
 mod records;
@@ -45,7 +47,7 @@ pub use ssf::StreamRecord;
 pub use throttle::PASSWORD_FAILURES_PER_SESSION;
 
 /// What can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -102,6 +104,11 @@ impl Store {
     /// "postgres" or "sqlite".
     pub fn kind(&self) -> &'static str {
         self.db.kind()
+    }
+
+    /// The write batches run so far, and the units they carried.
+    pub fn write_batches(&self) -> sql::WriteBatches {
+        self.db.write_batches()
     }
 
     /// Runs the migrations (safe to race).

@@ -1,16 +1,27 @@
 //! PostgreSQL adapter (the fleet store): deadpool-postgres pool, refinery
 //! migrations under an advisory lock, TLS through rustls when the URL's
-//! `sslmode` asks for it.
+//! `sslmode` asks for it. Write units are grouped into batches by one task
+//! per pool (`batch`); a connection whose server answers read-only leaves
+//! the pool, so after a failover the next one finds the new primary
+//! (multi-host URLs with `target_session_attrs=read-write`).
 //!
 //! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures_util::future;
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::sql::{Db, Mode, Row, Tx, Val, Work};
+use super::batch::{refuse, run_units, settle, Batch, BatchStats, Queued, Statements, MAX_UNITS};
+use super::pg_url::{split_tls_options, SslMode};
+use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
 mod embedded {
@@ -23,76 +34,9 @@ const MIGRATION_LOCK: i64 = 0x5245_4341_4c4c; // "RECALL"
 /// A pooled PostgreSQL connection source.
 pub struct PgDb {
     pool: Pool,
-}
-
-/// The libpq `sslmode` values Recall understands, and what each means here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SslMode {
-    /// No TLS (`disable`; also `allow`, `prefer` and no `sslmode`: plaintext,
-    /// as before, meant for loopback).
-    Plain,
-    /// TLS required; the chain is verified (`require`, `verify-ca`).
-    Chain,
-    /// TLS required; chain and hostname verified (`verify-full`).
-    Full,
-}
-
-/// Takes `sslmode` and `sslrootcert` out of a URL or key=value connection
-/// string (tokio-postgres parses neither `verify-*` nor `sslrootcert`).
-fn split_tls_options(url: &str) -> Result<(String, SslMode, Option<String>), StoreError> {
-    let mut mode = None;
-    let mut root = None;
-    let mut take = |key: &str, value: &str| -> bool {
-        match key {
-            "sslmode" => {
-                mode = Some(value.to_owned());
-                true
-            }
-            "sslrootcert" => {
-                root = Some(value.to_owned());
-                true
-            }
-            _ => false,
-        }
-    };
-    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        match url.split_once('?') {
-            Some((base, query)) => {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        !take(k, v)
-                    })
-                    .collect();
-                if kept.is_empty() {
-                    base.to_owned()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
-                }
-            }
-            None => url.to_owned(),
-        }
-    } else {
-        url.split_whitespace()
-            .filter(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                !take(k.trim(), v.trim())
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mode = match mode.as_deref() {
-        None | Some("disable" | "allow" | "prefer") => SslMode::Plain,
-        Some("require" | "verify-ca") => SslMode::Chain,
-        Some("verify-full") => SslMode::Full,
-        Some(other) => {
-            return Err(StoreError::Config(format!(
-                "RECALL_DATABASE_URL: sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
-            )))
-        }
-    };
-    Ok((rest, mode, root))
+    /// Where write units wait for the next batch (`batch`).
+    batcher: OnceLock<mpsc::UnboundedSender<Queued>>,
+    stats: Arc<BatchStats>,
 }
 
 impl PgDb {
@@ -150,7 +94,11 @@ impl PgDb {
             .create_timeout(Some(std::time::Duration::from_secs(3)))
             .build()
             .map_err(|e| StoreError::Config(format!("pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            batcher: OnceLock::new(),
+            stats: Arc::default(),
+        })
     }
 
     /// A transaction begun with `begin`. The guard exists before `BEGIN`
@@ -160,9 +108,20 @@ impl PgDb {
         let tx = PgTx {
             obj: Some(obj),
             done: false,
+            discard: AtomicBool::new(false),
         };
-        tx.client()?.batch_execute(begin).await.map_err(pg_err)?;
+        let begun = tx.client()?.batch_execute(begin).await;
+        tx.seen(begun)?;
         Ok(tx)
+    }
+
+    /// The queue of this pool's write batcher, started on first use.
+    fn batcher(&self) -> &mpsc::UnboundedSender<Queued> {
+        self.batcher.get_or_init(|| {
+            let (queue, waiting) = mpsc::unbounded_channel();
+            tokio::spawn(batch_loop(self.pool.clone(), waiting, self.stats.clone()));
+            queue
+        })
     }
 }
 
@@ -173,6 +132,84 @@ async fn object(pool: &Pool) -> Result<Object, StoreError> {
             crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
         ))
     })
+}
+
+/// Opens every write batch: the counter row is locked and read before any
+/// unit runs (one round trip with the `BEGIN`), so batches on different
+/// instances queue on it instead of deadlocking on the rows their units
+/// touch, and the batch counts its seqs from there.
+const BATCH_BEGIN: &str = "BEGIN; SELECT last FROM recall_seq WHERE id = 1 FOR UPDATE";
+
+/// Takes every write unit waiting (up to `MAX_UNITS`) into one batch, one
+/// batch at a time: while one commits, the next fills up.
+async fn batch_loop(
+    pool: Pool,
+    mut waiting: mpsc::UnboundedReceiver<Queued>,
+    stats: Arc<BatchStats>,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut units = vec![first];
+        while units.len() < MAX_UNITS {
+            match waiting.try_recv() {
+                Ok(unit) => units.push(unit),
+                Err(_) => break,
+            }
+        }
+        stats.record(units.len());
+        // A task of its own, so a unit that panics loses only its batch
+        // (its transaction rolls back; its callers hear "unavailable").
+        if let Err(e) = tokio::spawn(run_batch(pool.clone(), units)).await {
+            tracing::error!(error = %e, "a write batch failed");
+        }
+    }
+}
+
+/// Begins a batch's transaction; the counter's value, read under its lock.
+async fn begin_batch(pool: &Pool) -> Result<(PgTx, i64), StoreError> {
+    let obj = object(pool).await?;
+    let tx = PgTx {
+        obj: Some(obj),
+        done: false,
+        discard: AtomicBool::new(false),
+    };
+    let answered = tx.client()?.simple_query(BATCH_BEGIN).await;
+    let last = tx.seen(answered)?.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
+        _ => None,
+    });
+    let last = last.ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
+    Ok((tx, last))
+}
+
+/// Runs one batch to its end (module `batch`).
+async fn run_batch(pool: Pool, units: Vec<Queued>) {
+    let batch = match begin_batch(&pool).await {
+        Ok((tx, last)) => Batch::new(tx, last),
+        Err(e) => return refuse(units, &e),
+    };
+    let (finished, broken) = run_units(&batch, units).await;
+    let moved = batch.moved();
+    let committed = match (broken, Arc::try_unwrap(batch)) {
+        (Some(e), _) => Err(e),
+        (None, Ok(batch)) => commit_batch(batch.conn, moved).await,
+        (None, Err(_)) => Err(StoreError::Query(
+            "a unit of work kept its transaction past its end".into(),
+        )),
+    };
+    settle(finished, committed);
+}
+
+/// Writes the counter (if the batch took seqs) and commits, in one round
+/// trip: if the `UPDATE` fails the `COMMIT` is never run (a simple query
+/// stops at its first error), and the dropped transaction rolls back.
+async fn commit_batch(mut tx: PgTx, last: Option<i64>) -> Result<(), StoreError> {
+    let sql = match last {
+        Some(last) => format!("UPDATE recall_seq SET last = {last} WHERE id = 1; COMMIT"),
+        None => "COMMIT".to_owned(),
+    };
+    let committed = Pooled::simple(&tx, &sql).await;
+    tx.done = committed.is_ok();
+    committed
 }
 
 #[async_trait]
@@ -193,16 +230,24 @@ impl Db for PgDb {
     }
 
     async fn run(&self, mode: Mode, work: Work) -> Result<(), StoreError> {
+        if mode == Mode::Write {
+            let (unit, ran) = Queued::new(work);
+            self.batcher()
+                .send(unit)
+                .map_err(|_| StoreError::Unavailable("the write batcher is gone".into()))?;
+            return Queued::wait(ran).await;
+        }
         // A task of its own: whatever becomes of the caller, the work runs
-        // from its first statement to its commit (or rollback), and the
-        // connection goes back to the pool only after (G11).
+        // to its end, and the connection goes back to the pool only after
+        // (G11).
         let pool = self.pool.clone();
         tokio::spawn(async move {
-            let tx: Box<dyn Tx> = match mode {
-                Mode::Write => Box::new(PgDb::begin_with(&pool, "BEGIN").await?),
-                Mode::Read | Mode::Autocommit => Box::new(PgReader(object(&pool).await?)),
+            let tx = PgReader {
+                obj: Some(object(&pool).await?),
+                discard: AtomicBool::new(false),
             };
-            work(tx).await;
+            let deliver = work(Box::new(tx)).await;
+            deliver(Ok(()));
             Ok(())
         })
         .await
@@ -221,29 +266,82 @@ impl Db for PgDb {
     fn kind(&self) -> &'static str {
         "postgres"
     }
+
+    fn write_batches(&self) -> WriteBatches {
+        self.stats.read()
+    }
+}
+
+/// What both connection wrappers share: the pooled connection, and whether
+/// it must leave the pool when dropped (its server turned out read-only,
+/// a primary that is no more: the next connection finds the new one).
+trait Pooled {
+    fn obj(&self) -> Option<&Object>;
+    fn discard(&self) -> &AtomicBool;
+
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.obj()
+            .ok_or_else(|| StoreError::Unavailable("transaction already finished".into()))
+    }
+
+    /// Maps a driver result, noting a server that can no longer write.
+    fn seen<T>(&self, result: Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            if read_only(&e) {
+                tracing::warn!("postgres answered read-only: dropping the connection");
+                self.discard().store(true, Ordering::Relaxed);
+            }
+            pg_err(e)
+        })
+    }
+
+    /// Runs statements as one simple query (no parameters).
+    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
+        let client = self.client()?;
+        let result = client.batch_execute(sql).await;
+        self.seen(result)
+    }
+
+    async fn exec_on(&self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        let client = self.client()?;
+        let result = pg_exec(client, sql, params).await;
+        self.seen(result)
+    }
+
+    async fn query_on(&self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client()?;
+        let result = pg_query(client, sql, params).await;
+        self.seen(result)?.iter().map(read_row).collect()
+    }
 }
 
 struct PgTx {
     obj: Option<Object>,
     done: bool,
+    discard: AtomicBool,
 }
 
-impl PgTx {
-    fn client(&self) -> Result<&Object, StoreError> {
-        self.obj
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("transaction already finished".into()))
+impl Pooled for PgTx {
+    fn obj(&self) -> Option<&Object> {
+        self.obj.as_ref()
+    }
+    fn discard(&self) -> &AtomicBool {
+        &self.discard
     }
 }
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
         let Some(obj) = self.obj.take() else {
             return;
         };
+        if *self.discard.get_mut() {
+            drop(Object::take(obj));
+            return;
+        }
+        if self.done {
+            return; // back to the pool
+        }
         // An unfinished transaction (a read, or a write that returned early)
         // must not go back to the pool open. Roll it back in the background
         // and return the connection; if that cannot finish, the guard
@@ -282,33 +380,101 @@ impl Drop for Detach {
 #[async_trait]
 impl Tx for PgTx {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        pg_exec(self.client()?, sql, params).await
+        self.exec_on(sql, params).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        pg_query(self.client()?, sql, params).await
+        self.query_on(sql, params).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        let client = self.client()?;
-        client.batch_execute("COMMIT").await.map_err(pg_err)?;
+        let committed = self.client()?.batch_execute("COMMIT").await;
+        // Whatever COMMIT answered, the transaction is over: a failed one
+        // is on a connection that is gone or rolled back.
         self.done = true;
-        Ok(())
+        self.seen(committed)
     }
 }
 
-/// Autocommit reads: no transaction is ever open, so the connection goes
-/// straight back to the pool when dropped.
-struct PgReader(Object);
+/// A batch's statements, on its transaction; the unit's `SAVEPOINT` goes
+/// out in the same round trip as its first statement.
+#[async_trait]
+impl Statements for PgTx {
+    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
+        Pooled::simple(self, sql).await
+    }
+
+    async fn exec(
+        &self,
+        first: Option<&str>,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<u64, StoreError> {
+        match first {
+            None => self.exec_on(sql, params).await,
+            Some(first) => {
+                let client = self.client()?;
+                let (savepoint, result) =
+                    future::join(client.batch_execute(first), self.exec_on(sql, params)).await;
+                self.seen(savepoint)?;
+                result
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        first: Option<&str>,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<Vec<Row>, StoreError> {
+        match first {
+            None => self.query_on(sql, params).await,
+            Some(first) => {
+                let client = self.client()?;
+                let (savepoint, result) =
+                    future::join(client.batch_execute(first), self.query_on(sql, params)).await;
+                self.seen(savepoint)?;
+                result
+            }
+        }
+    }
+}
+
+/// Autocommit statements: no transaction is ever open, so the connection
+/// goes straight back to the pool when dropped.
+struct PgReader {
+    obj: Option<Object>,
+    discard: AtomicBool,
+}
+
+impl Pooled for PgReader {
+    fn obj(&self) -> Option<&Object> {
+        self.obj.as_ref()
+    }
+    fn discard(&self) -> &AtomicBool {
+        &self.discard
+    }
+}
+
+impl Drop for PgReader {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            if *self.discard.get_mut() {
+                drop(Object::take(obj));
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl Tx for PgReader {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        pg_exec(&self.0, sql, params).await
+        self.exec_on(sql, params).await
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        pg_query(&self.0, sql, params).await
+        self.query_on(sql, params).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -316,17 +482,20 @@ impl Tx for PgReader {
     }
 }
 
-async fn pg_exec(client: &Object, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-    let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+async fn pg_exec(client: &Object, sql: &str, params: &[Val]) -> Result<u64, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql).await?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-    client.execute(&stmt, &refs).await.map_err(pg_err)
+    client.execute(&stmt, &refs).await
 }
 
-async fn pg_query(client: &Object, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-    let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+async fn pg_query(
+    client: &Object,
+    sql: &str,
+    params: &[Val],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql).await?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-    let rows = client.query(&stmt, &refs).await.map_err(pg_err)?;
-    rows.iter().map(read_row).collect()
+    client.query(&stmt, &refs).await
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
@@ -375,12 +544,32 @@ impl ToSql for Val {
     to_sql_checked!();
 }
 
-/// Maps a driver error: unique violations are conflicts, lost connections
-/// are "unavailable" (503), anything else is a store failure.
+/// A server that can no longer write: a standby, or a primary that has
+/// been demoted.
+fn read_only(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// Maps a driver error: unique violations are conflicts; lost connections,
+/// a server shutting down, starting, read-only or resolving a deadlock are
+/// "unavailable" (503: try again, perhaps on the new primary); anything
+/// else is a store failure.
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+        let code = db.code();
+        if code == &SqlState::UNIQUE_VIOLATION {
             return StoreError::Conflict(db.message().to_owned());
+        }
+        let passing = [
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ];
+        if passing.contains(code) {
+            return StoreError::Unavailable(format!("postgres: {}", db.message()));
         }
         return StoreError::Query(db.message().to_owned());
     }
@@ -388,35 +577,4 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
         "postgres: {}",
         crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_options_leave_the_url_and_pick_the_mode() {
-        let (url, mode, root) = split_tls_options(
-            "postgres://u:p@db:5432/recall?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x",
-        )
-        .unwrap();
-        assert_eq!(url, "postgres://u:p@db:5432/recall?application_name=x");
-        assert_eq!(mode, SslMode::Full);
-        assert_eq!(root.as_deref(), Some("/ca.pem"));
-        let (url, mode, _) = split_tls_options("postgres://db/recall?sslmode=require").unwrap();
-        assert_eq!(
-            (url.as_str(), mode),
-            ("postgres://db/recall", SslMode::Chain)
-        );
-        let (_, mode, _) = split_tls_options("postgres://127.0.0.1/recall").unwrap();
-        assert_eq!(mode, SslMode::Plain);
-        let (url, mode, _) =
-            split_tls_options("host=db user=u sslmode=verify-ca dbname=recall").unwrap();
-        assert_eq!(
-            (url.as_str(), mode),
-            ("host=db user=u dbname=recall", SslMode::Chain)
-        );
-        let err = split_tls_options("postgres://db/r?sslmode=sometimes").unwrap_err();
-        assert!(err.to_string().contains("RECALL_DATABASE_URL"), "{err}");
-    }
 }

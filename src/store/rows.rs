@@ -47,8 +47,7 @@ pub(super) async fn append(
 ) -> Result<Vec<Envelope>, StoreError> {
     let (meta, at) = (&stamp.meta, stamp.at);
     let n = events.len() as i64;
-    let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last";
-    let last = first(tx.query(sql, &[n.into()]).await?)?.int(0)?;
+    let last = tx.take_seqs(n).await?;
     let mut out = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         let seq = last - n + 1 + i as i64;

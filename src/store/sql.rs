@@ -136,7 +136,20 @@ pub trait Tx: Send {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
     /// Runs a query and returns its rows.
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
-    /// Commits; only after this returns is anything durable (G1).
+    /// Reserves the next `n` seqs for this transaction's events and returns
+    /// the last of them. In a write batch the counter row is locked at the
+    /// batch's start and counted in memory (written once, before the
+    /// commit); elsewhere, one `UPDATE` that holds the row until commit.
+    async fn take_seqs(&mut self, n: i64) -> Result<i64, StoreError> {
+        let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last";
+        let rows = self.query(sql, &[n.into()]).await?;
+        rows.first()
+            .ok_or_else(|| StoreError::Corrupt("no counter row".into()))?
+            .int(0)
+    }
+    /// Commits. In a write batch this only marks the unit committed: its
+    /// writes are durable when the batch's commit is, and the unit's caller
+    /// is answered only then (G1, `batch`).
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -154,9 +167,23 @@ pub enum Mode {
     Autocommit,
 }
 
+/// What a unit of work hands back when it has run: told how the
+/// transaction holding its writes ended, it answers its caller.
+pub type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// How many write batches committed (or tried to) and how many units they
+/// carried: units per batch is what group commit buys.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBatches {
+    pub batches: u64,
+    pub units: u64,
+}
+
 /// A unit of work: everything one store call does on one connection, from
-/// its first statement to its commit. It may await only its `Tx`.
-pub type Work = Box<dyn FnOnce(Box<dyn Tx>) -> BoxFuture<'static, ()> + Send>;
+/// its first statement to its commit. It may await only its `Tx`. It
+/// returns how to answer its caller once the transaction holding its
+/// writes has ended (`Deliver`, called with that transaction's outcome).
+pub type Work = Box<dyn FnOnce(Box<dyn Tx>) -> BoxFuture<'static, Deliver> + Send>;
 
 /// A database that runs units of work: the port both adapters implement.
 #[async_trait]
@@ -164,7 +191,8 @@ pub trait Db: Send + Sync {
     /// Runs the embedded migrations; safe when several instances start at once.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Runs `work` on a connection in `mode`, to its end, whatever becomes
-    /// of the caller (G11): a caller dropped at any `.await` of this call
+    /// of the caller (G11); `Mode::Write` units are grouped with the others
+    /// waiting into one transaction and one commit (`batch`): a caller dropped at any `.await` of this call
     /// never leaves a transaction open, a statement half sent or a
     /// connection in a state that its next user inherits. The work either
     /// commits or rolls back; the caller only loses its answer.
@@ -176,4 +204,6 @@ pub trait Db: Send + Sync {
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A short name for logs and readiness reasons ("postgres", "sqlite").
     fn kind(&self) -> &'static str;
+    /// The write batches run so far (`batch`).
+    fn write_batches(&self) -> WriteBatches;
 }

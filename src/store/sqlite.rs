@@ -7,7 +7,8 @@
 //! whoever waits for it, and the thread rolls back whatever a job left open
 //! before it runs the next. One writer connection, where `BEGIN IMMEDIATE`
 //! takes the write lock up front so sequence order equals commit order
-//! (G6); a few reader connections that, in WAL mode, read beside the writer
+//! (G6), and where the write units waiting when it is free share one
+//! transaction and one fsync (`batch`); a few reader connections that, in WAL mode, read beside the writer
 //! without waiting; and one for snapshot reads that span several awaits.
 //!
 //! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
@@ -24,7 +25,8 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
-use super::sql::{Db, Mode, Row, Tx, Val, Work};
+use super::batch::{refuse, run_units, settle, Batch, BatchStats, Queued, Statements, MAX_UNITS};
+use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
 mod embedded {
@@ -37,27 +39,54 @@ const READERS: usize = 2;
 /// A connection shared by its thread and the `Tx` of the job it runs.
 type Conn = Arc<SyncMutex<Connection>>;
 
-type Job = Box<dyn FnOnce(&Conn) + Send>;
+/// What a connection's thread is sent: a job to run alone, or (the
+/// writer's) a write unit to run in the next batch.
+enum Job {
+    Alone(Box<dyn FnOnce(&Conn) + Send>),
+    Write(Queued),
+}
 
-/// A connection on its own thread, running the jobs it is sent in order.
+/// A connection on its own thread, running the jobs it is sent in order;
+/// the write units waiting when it is free run together, one batch.
 pub struct ConnThread {
     jobs: mpsc::Sender<Job>,
+    stats: Arc<BatchStats>,
 }
 
 impl ConnThread {
     fn spawn(conn: Connection, name: String) -> Result<Self, StoreError> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let conn: Conn = Arc::new(SyncMutex::new(conn));
+        let stats = Arc::<BatchStats>::default();
+        let counted = stats.clone();
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 // Ends when every sender (the `SqliteDb`) is gone.
                 while let Ok(job) = inbox.recv() {
-                    job(&conn);
+                    match job {
+                        Job::Alone(f) => f(&conn),
+                        Job::Write(first) => {
+                            let mut units = vec![first];
+                            let mut after = Vec::new();
+                            while units.len() < MAX_UNITS {
+                                match inbox.try_recv() {
+                                    Ok(Job::Write(unit)) => units.push(unit),
+                                    Ok(Job::Alone(f)) => after.push(f),
+                                    Err(_) => break,
+                                }
+                            }
+                            counted.record(units.len());
+                            run_batch(&conn, units);
+                            for f in after {
+                                f(&conn);
+                            }
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::Config(format!("sqlite thread: {e}")))?;
-        Ok(ConnThread { jobs })
+        Ok(ConnThread { jobs, stats })
     }
 
     /// Runs `f` on the connection's thread and waits for its answer. Once
@@ -76,7 +105,16 @@ impl ConnThread {
 
     /// Queues `f` without waiting (a rollback from `Drop`).
     fn send(&self, f: impl FnOnce(&Conn) + Send + 'static) {
-        let _ = self.jobs.send(Box::new(f));
+        let _ = self.jobs.send(Job::Alone(Box::new(f)));
+    }
+
+    /// Queues a write unit for the next batch and waits until it has run.
+    async fn write(&self, work: Work) -> Result<(), StoreError> {
+        let (unit, ran) = Queued::new(work);
+        self.jobs
+            .send(Job::Write(unit))
+            .map_err(|_| StoreError::Unavailable("sqlite connection thread is gone".into()))?;
+        Queued::wait(ran).await
     }
 }
 
@@ -93,35 +131,115 @@ fn ensure_clean(conn: &Conn, when: &str) {
     }
 }
 
-/// Runs one unit of work to its end on this thread: `BEGIN IMMEDIATE` for a
-/// write, then the work, whose only awaits are its `Tx`'s statements, each
-/// run here and ready at once. A work that panics, or awaits anything else,
-/// is dropped, which rolls back its transaction.
-fn run_work(conn: &Conn, mode: Mode, work: Work) -> Result<(), StoreError> {
+/// Runs one read or autocommit unit to its end on this thread; its only
+/// awaits are its `Tx`'s statements, each run here and ready at once. A
+/// work that panics, or awaits anything else, is dropped.
+fn run_work(conn: &Conn, work: Work) -> Result<(), StoreError> {
     ensure_clean(conn, "before a unit of work");
-    if mode == Mode::Write {
-        conn.lock()
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite_err)?;
-    }
-    let tx: Box<dyn Tx> = Box::new(DirectTx {
-        conn: conn.clone(),
-        open: mode == Mode::Write,
-    });
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut work = work(tx);
-        let mut cx = Context::from_waker(Waker::noop());
-        match work.as_mut().poll(&mut cx) {
-            Poll::Ready(()) => Ok(()),
-            Poll::Pending => Err(StoreError::Query(
-                "a store call awaited something other than its connection".into(),
-            )),
-        }
-    }));
+    let tx: Box<dyn Tx> = Box::new(DirectTx { conn: conn.clone() });
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| poll_once(work(tx))));
     ensure_clean(conn, "after a unit of work");
     match outcome {
-        Ok(result) => result,
+        Ok(Some(deliver)) => {
+            deliver(Ok(()));
+            Ok(())
+        }
+        Ok(None) => Err(awaited_elsewhere()),
         Err(_) => Err(StoreError::Query("a store call panicked".into())),
+    }
+}
+
+/// Polls a unit once: its statements run on this thread, so it is done.
+fn poll_once<F: std::future::Future>(work: F) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    let mut cx = Context::from_waker(Waker::noop());
+    match work.as_mut().poll(&mut cx) {
+        Poll::Ready(done) => Some(done),
+        Poll::Pending => None,
+    }
+}
+
+fn awaited_elsewhere() -> StoreError {
+    StoreError::Query("a store call awaited something other than its connection".into())
+}
+
+/// Runs one batch of write units (module `batch`): `BEGIN IMMEDIATE`, each
+/// unit in a savepoint of its own, one `COMMIT` (one fsync) for them all.
+fn run_batch(conn: &Conn, units: Vec<Queued>) {
+    ensure_clean(conn, "before a write batch");
+    let begun = {
+        let c = conn.lock();
+        c.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            let sql = "SELECT last FROM recall_seq WHERE id = 1";
+            c.query_row(sql, [], |row| row.get::<_, i64>(0))
+        })
+    };
+    let batch = match begun {
+        Ok(last) => Batch::new(SqliteStatements(conn.clone()), last),
+        Err(e) => {
+            ensure_clean(conn, "after a write batch that did not begin");
+            return refuse(units, &sqlite_err(e));
+        }
+    };
+    // The units' statements run here, so the batch is done in one poll;
+    // a unit that awaits anything else leaves it pending, and dropping it
+    // rolls everything back (`ensure_clean`), its callers unanswered.
+    let (finished, broken) = match poll_once(run_units(&batch, units)) {
+        Some(done) => done,
+        None => (Vec::new(), Some(awaited_elsewhere())),
+    };
+    let committed = match (broken, batch.moved()) {
+        (Some(e), _) => Err(e),
+        (None, moved) => {
+            let c = conn.lock();
+            let counted = match moved {
+                Some(last) => c
+                    .execute("UPDATE recall_seq SET last = ?1 WHERE id = 1", [last])
+                    .map(|_| ()),
+                None => Ok(()),
+            };
+            counted
+                .and_then(|()| c.execute_batch("COMMIT"))
+                .map_err(sqlite_err)
+        }
+    };
+    ensure_clean(conn, "after a write batch");
+    settle(finished, committed);
+}
+
+/// A batch's statements on the writer's connection, run at once.
+struct SqliteStatements(Conn);
+
+#[async_trait]
+impl Statements for SqliteStatements {
+    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
+        self.0.lock().execute_batch(sql).map_err(sqlite_err)
+    }
+
+    async fn exec(
+        &self,
+        first: Option<&str>,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<u64, StoreError> {
+        let conn = self.0.lock();
+        if let Some(first) = first {
+            conn.execute_batch(first).map_err(sqlite_err)?;
+        }
+        sqlite_exec(&conn, sql, params)
+    }
+
+    async fn query(
+        &self,
+        first: Option<&str>,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.0.lock();
+        if let Some(first) = first {
+            conn.execute_batch(first).map_err(sqlite_err)?;
+        }
+        sqlite_query(&conn, sql, params)
     }
 }
 
@@ -215,10 +333,11 @@ impl Db for SqliteDb {
 
     async fn run(&self, mode: Mode, work: Work) -> Result<(), StoreError> {
         let thread = match mode {
-            Mode::Write | Mode::Autocommit => &self.writer,
+            Mode::Write => return self.writer.write(work).await,
+            Mode::Autocommit => &self.writer,
             Mode::Read => self.reader(),
         };
-        thread.run(move |c| run_work(c, mode, work)).await
+        thread.run(move |c| run_work(c, work)).await
     }
 
     async fn begin_snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
@@ -238,22 +357,17 @@ impl Db for SqliteDb {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
+
+    fn write_batches(&self) -> WriteBatches {
+        self.writer.stats.read()
+    }
 }
 
-/// The `Tx` of a unit of work, used on the connection's own thread: every
-/// statement runs at once, so its futures are ready when first polled.
+/// The `Tx` of a read or autocommit unit, used on the connection's own
+/// thread: every statement runs at once, so its futures are ready when
+/// first polled. It opens no transaction.
 struct DirectTx {
     conn: Conn,
-    /// A transaction is open that this must end.
-    open: bool,
-}
-
-impl Drop for DirectTx {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn.lock().execute_batch("ROLLBACK");
-        }
-    }
 }
 
 #[async_trait]
@@ -266,16 +380,7 @@ impl Tx for DirectTx {
         sqlite_query(&self.conn.lock(), sql, params)
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        if self.open {
-            // Whatever COMMIT answers, Drop must not send another statement:
-            // a failed COMMIT leaves the transaction to `ensure_clean`.
-            self.open = false;
-            self.conn
-                .lock()
-                .execute_batch("COMMIT")
-                .map_err(sqlite_err)?;
-        }
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::future::Future;
 use tokio::sync::oneshot;
 
 use super::rows::commit_one;
-use super::sql::{Mode, Row, Tx, Val, Work};
+use super::sql::{Deliver, Mode, Row, Tx, Val, Work};
 use super::{Store, StoreError};
 use crate::events::{Envelope, Event, Stamp};
 
@@ -119,7 +119,15 @@ impl Store {
         let (answer, answered) = oneshot::channel();
         let work: Work = Box::new(move |tx| {
             Box::pin(async move {
-                let _ = answer.send(f(tx).await);
+                let result = f(tx).await;
+                // Answered once the transaction holding the writes has
+                // ended: a commit that failed overrides a success.
+                Box::new(move |held: Result<(), StoreError>| {
+                    let _ = answer.send(match (held, result) {
+                        (Err(e), Ok(_)) => Err(e),
+                        (_, result) => result,
+                    });
+                }) as Deliver
             })
         });
         self.db.run(mode, work).await?;

@@ -207,6 +207,115 @@ async fn killed_right_after_the_2xx(kind: Kind) {
 
 crate::both_stores!(killed_right_after_the_2xx);
 
+/// Group commit under SIGKILL: 32 clients log sessions out as fast as they
+/// can, so the instance's write batches carry many logouts each, and the
+/// process is killed mid-burst (mid-batch: the metrics show batches of more
+/// than one). No client got a 2xx for a logout the log lacks after the
+/// restart, and each acknowledged one is enforced.
+async fn killed_mid_batch(kind: Kind) {
+    const CLIENTS: usize = 32;
+    let b = Backend::new(kind).await;
+    let p = Proc::start(&b).await;
+    let mut sessions = Vec::new();
+    for _ in 0..48 {
+        let (name, first) = p.user().await;
+        let login = json!({ "username": name, "password": PASSWORD });
+        for _ in 0..3 {
+            let (status, body) = p.post("/v1/auth/login", None, login.clone()).await;
+            assert_eq!(status, 200, "{body}");
+            sessions.push(Session::from_body(&body, &first.user_id));
+        }
+        sessions.push(first);
+    }
+    let total = sessions.len();
+    let pid = p.child.id().expect("recall runs");
+    let p = Arc::new(p);
+    let queue = Arc::new(Mutex::new(sessions));
+    let acked: Arc<Mutex<Vec<Session>>> = Arc::default();
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (p, queue, acked, enough) = (p.clone(), queue.clone(), acked.clone(), enough.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let Some(s) = queue.lock().pop() else { return };
+                let (status, _) = p.post("/v1/auth/logout", Some(&s.access), json!({})).await;
+                if status == 204 {
+                    let mut acked = acked.lock();
+                    acked.push(s);
+                    if acked.len() == total / 4 {
+                        enough.notify_one();
+                    }
+                }
+            }
+        }));
+    }
+    enough.notified().await;
+    let metrics = p.http.get(format!("{}/metrics", p.base)).send().await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    for c in clients {
+        c.await.unwrap();
+    }
+    let metrics = metrics.expect("metrics answered").text().await.unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (batches, units) = (
+        counter("recall_store_write_batches_total "),
+        counter("recall_store_write_units_total "),
+    );
+    assert!(
+        units > batches,
+        "logouts shared batches: {units} units in {batches} batches"
+    );
+    let acked = acked.lock().clone();
+    assert!(acked.len() < total, "the kill landed mid-burst");
+    if let Ok(p) = Arc::try_unwrap(p) {
+        p.kill().await;
+    }
+    let p = Proc::start(&b).await;
+    let mut logged_out = std::collections::HashSet::new();
+    let users: std::collections::BTreeSet<&str> =
+        acked.iter().map(|s| s.user_id.as_str()).collect();
+    for user in users {
+        for e in p.events("logged_out", user).await {
+            logged_out.insert(e["session_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    for s in &acked {
+        assert!(
+            logged_out.contains(&s.session_id),
+            "acknowledged logout of {} is in the log",
+            s.session_id
+        );
+        let me = p
+            .send(reqwest::Method::GET, "/v1/me", Some(&s.access), None)
+            .await;
+        assert_eq!(
+            me.0, 401,
+            "acknowledged logout of {} is enforced",
+            s.session_id
+        );
+    }
+    tracing::info!(
+        ?kind,
+        acked = acked.len(),
+        units,
+        batches,
+        "killed mid-batch"
+    );
+    p.kill().await;
+}
+
+crate::both_stores!(killed_mid_batch);
+
 /// A PostgreSQL cluster of this test's own, so that crashing it touches no
 /// other test. Runs as the `postgres` OS user when the test runs as root.
 struct PrivatePg {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use recall::events::{Event, Meta, Stamp};
-use recall::store::sql::{Db, Mode, Work};
+use recall::store::sql::{Db, Deliver, Mode, Work};
 use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
 use uuid::Uuid;
@@ -107,6 +107,7 @@ async fn sqlite_readers_do_not_wait_for_the_writer() {
             let _ = begun.send(());
             let _ = held.recv();
             tx.commit().await.unwrap();
+            Box::new(|_| ()) as Deliver
         })
     });
     let writer = {

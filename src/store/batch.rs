@@ -1,0 +1,311 @@
+//! Group commit: concurrent write units share one transaction and one
+//! commit. Each adapter has one batcher (PostgreSQL: a task per pool;
+//! SQLite: the writer's thread) that takes every write unit waiting, up to
+//! `MAX_UNITS`, opens one transaction, and runs the units one after another,
+//! each inside a savepoint of its own. A unit that fails (or drops its `Tx`
+//! without committing) is rolled back to its savepoint and its neighbours
+//! are untouched; one commit then makes every committed unit durable at
+//! once, and only then is each caller answered (G1). A failed commit, or a
+//! transaction that could not be brought back after a failure, answers
+//! every committed unit of the batch with an error, never a success.
+//!
+//! Units run one at a time, so each sees the writes of those before it, as
+//! if they had committed one by one in that order: the refresh CAS, the
+//! theft check and the counter row behave exactly as with a transaction
+//! each. The counter row (`recall_seq`) is locked first thing in every
+//! batch, so the whole batch takes the next seqs in one order and commit
+//! order stays seq order (G6); and since every batch takes that lock before
+//! any other, two instances' batches cannot deadlock on row locks.
+//!
+//! May import: what `store` may (its top comment) (its own helpers: `sql`, `rows`, `work`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::sql::{Deliver, Row, Tx, Val, Work, WriteBatches};
+use super::StoreError;
+
+/// The most units one transaction carries. PostgreSQL keeps up to 64
+/// subtransactions of a transaction in shared memory before it spills
+/// them to disk for every other backend's snapshots; a batch stays under.
+pub(super) const MAX_UNITS: usize = 60;
+
+/// A write unit waiting for a batch, and where to say whether it ran.
+pub(super) struct Queued {
+    pub work: Work,
+    pub ran: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Queued {
+    /// A unit to queue, and the receiver its `Db::run` waits on.
+    pub fn new(work: Work) -> (Self, oneshot::Receiver<Result<(), StoreError>>) {
+        let (ran, ran_rx) = oneshot::channel();
+        (Queued { work, ran }, ran_rx)
+    }
+
+    /// Turns `ran` into the answer `Db::run` gives: a batcher gone before
+    /// it said anything is an unavailable store.
+    pub async fn wait(ran: oneshot::Receiver<Result<(), StoreError>>) -> Result<(), StoreError> {
+        ran.await.map_err(|_| {
+            StoreError::Unavailable("the write batch ended without an answer".into())
+        })?
+    }
+}
+
+/// A statement runner a batch's units share: the batch's connection, inside
+/// its transaction. `first` is a statement to send ahead of this one (the
+/// unit's `SAVEPOINT`), pipelined where the driver can.
+#[async_trait]
+pub(super) trait Statements: Send + Sync {
+    async fn exec(&self, first: Option<&str>, sql: &str, params: &[Val])
+        -> Result<u64, StoreError>;
+    async fn query(
+        &self,
+        first: Option<&str>,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<Vec<Row>, StoreError>;
+    /// Runs a statement with no parameters and no rows (`ROLLBACK TO`).
+    async fn simple(&self, sql: &str) -> Result<(), StoreError>;
+}
+
+/// What the batch sees of one unit once it has run.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Outcome {
+    /// It ran a statement (so its savepoint exists).
+    pub began: bool,
+    /// It committed, and none of its statements failed.
+    pub committed: bool,
+}
+
+/// A batch's connection (inside its transaction) and its seq counter: the
+/// counter row is locked when the batch begins, its value read then, seqs
+/// are counted here as units append, and the row is written once before
+/// the commit.
+pub(super) struct Batch<S> {
+    pub conn: S,
+    start: i64,
+    last: Mutex<i64>,
+}
+
+impl<S: Statements> Batch<S> {
+    pub fn new(conn: S, last: i64) -> Arc<Self> {
+        Arc::new(Batch {
+            conn,
+            start: last,
+            last: Mutex::new(last),
+        })
+    }
+
+    /// The last seq taken so far.
+    pub fn last(&self) -> i64 {
+        *self.last.lock()
+    }
+
+    /// Gives back the seqs a rolled-back unit took.
+    pub fn reset(&self, to: i64) {
+        *self.last.lock() = to;
+    }
+
+    /// The counter's new value, if the batch took any seq.
+    pub fn moved(&self) -> Option<i64> {
+        let last = self.last();
+        (last != self.start).then_some(last)
+    }
+}
+
+/// The `Tx` a unit of a batch gets: its statements run on the batch's
+/// connection after its savepoint; its commit only marks it committed (the
+/// batch commits for everyone).
+pub(super) struct UnitTx<S: Statements> {
+    batch: Arc<Batch<S>>,
+    savepoint: String,
+    state: Arc<Mutex<(Outcome, Option<String>)>>,
+}
+
+impl<S: Statements> UnitTx<S> {
+    /// The `Tx` of unit `index`, and the handle the batch reads it by.
+    pub fn new(batch: Arc<Batch<S>>, index: usize) -> (Self, UnitHandle) {
+        let state = Arc::new(Mutex::new((Outcome::default(), None)));
+        let tx = UnitTx {
+            batch,
+            savepoint: savepoint_name(index),
+            state: state.clone(),
+        };
+        (tx, UnitHandle(state))
+    }
+
+    /// The savepoint to send before this statement, if it is the first.
+    fn first(&self) -> Option<String> {
+        let mut state = self.state.lock();
+        if state.0.began {
+            return None;
+        }
+        state.0.began = true;
+        Some(format!("SAVEPOINT {}", self.savepoint))
+    }
+
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            self.state.lock().1.get_or_insert_with(|| e.to_string());
+        }
+        result
+    }
+}
+
+/// The batch's view of one unit's `Tx`.
+pub(super) struct UnitHandle(Arc<Mutex<(Outcome, Option<String>)>>);
+
+impl UnitHandle {
+    pub fn outcome(&self) -> Outcome {
+        self.0.lock().0
+    }
+}
+
+fn savepoint_name(index: usize) -> String {
+    format!("recall_unit_{index}")
+}
+
+/// The statement that undoes unit `index`.
+fn rollback_to(index: usize) -> String {
+    format!("ROLLBACK TO SAVEPOINT {}", savepoint_name(index))
+}
+
+#[async_trait]
+impl<S: Statements> Tx for UnitTx<S> {
+    async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        let first = self.first();
+        let result = self.batch.conn.exec(first.as_deref(), sql, params).await;
+        self.noted(result)
+    }
+
+    async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        let first = self.first();
+        let result = self.batch.conn.query(first.as_deref(), sql, params).await;
+        self.noted(result)
+    }
+
+    async fn take_seqs(&mut self, n: i64) -> Result<i64, StoreError> {
+        let mut last = self.batch.last.lock();
+        *last += n;
+        Ok(*last)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if let Some(failed) = &state.1 {
+            // On PostgreSQL a failed statement aborts the transaction and
+            // COMMIT would quietly roll it back: never call that committed.
+            return Err(StoreError::Query(format!(
+                "a statement of this unit failed: {failed}"
+            )));
+        }
+        state.0.committed = true;
+        Ok(())
+    }
+}
+
+/// A unit that has run, waiting for the batch's commit.
+pub(super) struct Finished {
+    pub deliver: Deliver,
+    pub committed: bool,
+    pub ran: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Runs a batch's units one after another on `batch`: each that does not
+/// commit (it returned early, failed, or panicked) is rolled back to its
+/// savepoint and gives its seqs back. The units that ran, waiting for the
+/// commit; and the error that lost the transaction, if one did (then the
+/// units not yet run have been refused).
+pub(super) async fn run_units<S: Statements + 'static>(
+    batch: &Arc<Batch<S>>,
+    units: Vec<Queued>,
+) -> (Vec<Finished>, Option<StoreError>) {
+    let mut finished = Vec::with_capacity(units.len());
+    let mut units = units.into_iter().enumerate();
+    while let Some((index, unit)) = units.next() {
+        let before = batch.last();
+        let (tx, handle) = UnitTx::new(batch.clone(), index);
+        let answered = AssertUnwindSafe((unit.work)(Box::new(tx)))
+            .catch_unwind()
+            .await;
+        let outcome = handle.outcome();
+        if !outcome.committed || answered.is_err() {
+            batch.reset(before);
+            if outcome.began {
+                if let Err(e) = batch.conn.simple(&rollback_to(index)).await {
+                    // The transaction could not be brought back: nothing
+                    // in it commits, and the units not yet run are refused.
+                    refuse(units.map(|(_, unit)| unit), &e);
+                    return (finished, Some(e));
+                }
+            }
+        }
+        match answered {
+            Ok(deliver) => finished.push(Finished {
+                deliver,
+                committed: outcome.committed,
+                ran: unit.ran,
+            }),
+            Err(_) => {
+                tracing::error!("a store call panicked in a write batch; rolled back");
+                let _ = unit
+                    .ran
+                    .send(Err(StoreError::Query("a store call panicked".into())));
+            }
+        }
+    }
+    (finished, None)
+}
+
+/// Answers every unit of a batch once its transaction has ended with
+/// `commit`: a committed unit hears the commit's outcome, one that rolled
+/// itself back its own answer.
+pub(super) fn settle(finished: Vec<Finished>, commit: Result<(), StoreError>) {
+    if let Err(e) = &commit {
+        tracing::warn!(units = finished.len(), error = %e, "a write batch did not commit");
+    }
+    for unit in finished {
+        let held = if unit.committed {
+            commit.clone()
+        } else {
+            Ok(())
+        };
+        (unit.deliver)(held);
+        let _ = unit.ran.send(Ok(()));
+    }
+}
+
+/// Answers units a batch could not run at all.
+pub(super) fn refuse(units: impl IntoIterator<Item = Queued>, error: &StoreError) {
+    for unit in units {
+        let _ = unit.ran.send(Err(error.clone()));
+    }
+}
+
+/// An adapter's running count of its batches.
+#[derive(Debug, Default)]
+pub(super) struct BatchStats {
+    batches: AtomicU64,
+    units: AtomicU64,
+}
+
+impl BatchStats {
+    pub fn record(&self, units: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.units.fetch_add(units as u64, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> WriteBatches {
+        WriteBatches {
+            batches: self.batches.load(Ordering::Relaxed),
+            units: self.units.load(Ordering::Relaxed),
+        }
+    }
+}
