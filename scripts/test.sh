@@ -73,6 +73,18 @@ step "dpop client" bash scripts/dpop.sh
 step "sentinel" bash scripts/sentinel.sh
 # A plain PHP API (Debian's php-fpm, nginx, the sidecar, introspection): docs/PHP.md.
 step "php" bash scripts/php.sh
+# PostgreSQL failover under load: a primary and its synchronous standby
+# (two throwaway clusters on ports 5441 and 5442), the primary stopped with
+# -m immediate mid-run and the standby promoted (scripts/failover.sh runs
+# 30 s on release; here the debug build the other steps have).
+failover_short() {
+  local report rc=0
+  report=$(mktemp /tmp/recall-failover.XXXXXX.json)
+  FAILOVER_PROFILE=debug FAILOVER_JSON=$report bash scripts/failover.sh "${TEST_FAILOVER_SECS:-24}" || rc=$?
+  rm -f "$report"
+  return "$rc"
+}
+step "failover" failover_short
 # Headless Chromium (Debian's) through playwright-core: the pages' flows.
 step "browser" bash scripts/browser.sh
 # A short soak with chaos (scripts/soak.sh runs 10 minutes on release).

@@ -10,12 +10,12 @@ use anyhow::Context;
 use base64::Engine;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::pg::pg_exec;
 use crate::proxy::{Mode, Proxy};
 use crate::rng::os_bytes;
+use crate::spawn::announced_port;
 use crate::{ACCESS_TTL_SECS, POLL_MS, STALENESS_MS};
 
 /// The same for every instance, so they share one issuer.
@@ -258,21 +258,9 @@ impl Fleet {
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
         let pid = child.id().unwrap_or(0);
-        let out = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(out).lines();
-        let port = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(p) = line.strip_prefix(prefix) {
-                    return p.trim().parse::<u16>().ok();
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .with_context(|| format!("no '{prefix}N' line (log: {})", log.display()))?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let port = announced_port(&mut child, prefix, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("no '{prefix}N' line (log: {})", log.display()))?;
         let base = self.base(port);
         let started = Instant::now();
         loop {

@@ -13,14 +13,17 @@
 //!   key rotations and the probes after each acknowledgement;
 //! - `chaos`: the faults; `check`: the invariants; `report`: the report;
 //! - `model`: the records and the recording HTTP caller; `rng`: the PRNG;
-//! - the PostgreSQL and Redis flags and `pg_exec` are shared with other
-//!   examples (`examples/common`).
+//! - the PostgreSQL and Redis flags, `pg_exec`, the exit codes and the
+//!   port a child announces are shared with other examples
+//!   (`examples/common`).
 
 #[path = "../common/args.rs"]
 mod args;
 mod chaos;
 mod check;
 mod client;
+#[path = "../common/exit.rs"]
+mod exit;
 mod fleet;
 mod model;
 #[path = "../common/pg.rs"]
@@ -29,6 +32,8 @@ mod proxy;
 mod report;
 mod revoke;
 mod rng;
+#[path = "../common/spawn.rs"]
+mod spawn;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -87,22 +92,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let code = match rt.block_on(run(cli)) {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => {
-            eprintln!("==> soak FAILED: {e:#}");
-            2
-        }
-    };
-    rt.shutdown_timeout(Duration::from_secs(2));
-    std::process::exit(code);
+    exit::exit_with("soak", run(Cli::parse()));
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
