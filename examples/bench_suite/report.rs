@@ -8,6 +8,7 @@ use super::*;
 mod propagation;
 mod request_path;
 mod service;
+mod writes;
 
 // --- report ------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
     let path = request_path::rows(&mut rows, results, criterion);
     let propagation = propagation::rows(&mut rows, results, out);
     let service = service::rows(&mut rows, results);
+    let writes = writes::rows(&mut rows, results, out);
 
     // Print and write.
     let mut table =
@@ -212,6 +214,11 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         "startup": service.startup,
         "memory": service.memory,
         "flood": service.floods,
+        "writes": writes.writes,
+        "writes_before_group_commit": writes.baseline,
+        "append_ratio_32_to_1": writes.writes["append_ratio_32_to_1"],
+        "refresh_per_core_pg": writes.writes["refresh_per_core_pg"],
+        "failover": writes.failover,
         "table": rows.iter().map(|r| json!({
             "measure": r.measure, "value": r.value, "goal": r.goal,
             "result": r.verdict, "notes": r.note,
