@@ -28,7 +28,7 @@ use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::sql::{Deliver, Row, Tx, Val, Work, WriteBatches};
+use super::sql::{Deliver, Later, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
 /// The most units one transaction carries. PostgreSQL keeps up to 64
@@ -58,28 +58,36 @@ impl Queued {
     }
 }
 
+/// A statement sent ahead of the one whose answer is wanted.
+pub(super) enum Ahead {
+    /// A statement without parameters (`SAVEPOINT`, `ROLLBACK TO`, the
+    /// counter's update and `COMMIT`).
+    Simple(String),
+    /// A statement held back (`Tx::exec_later`): nobody reads its result.
+    Later(Later),
+}
+
+/// The statement whose answer is wanted, after those ahead of it.
+pub(super) struct Last<'a> {
+    pub sql: &'a str,
+    pub params: &'a [Val],
+    /// Its rows (a query) rather than how many rows it changed.
+    pub rows: bool,
+}
+
+/// What the statement answered.
+pub(super) enum Answer {
+    Changed(u64),
+    Rows(Vec<Row>),
+}
+
 /// A statement runner a batch's units share: the batch's connection, inside
-/// its transaction. `first` is a statement to send ahead of this one (the
-/// unit's `SAVEPOINT`), pipelined where the driver can.
+/// its transaction.
 #[async_trait]
 pub(super) trait Statements: Send + Sync {
-    async fn exec(&self, first: Option<&str>, sql: &str, params: &[Val])
-        -> Result<u64, StoreError>;
-    async fn query(
-        &self,
-        first: Option<&str>,
-        sql: &str,
-        params: &[Val],
-    ) -> Result<Vec<Row>, StoreError>;
-    /// Statements whose results do not depend on each other, in order
-    /// (`Tx::exec_all`).
-    async fn exec_all(
-        &self,
-        first: Option<&str>,
-        statements: &[(&str, Vec<Val>)],
-    ) -> Result<Vec<u64>, StoreError>;
-    /// Runs a statement with no parameters and no rows (`ROLLBACK TO`).
-    async fn simple(&self, sql: &str) -> Result<(), StoreError>;
+    /// Sends `ahead` and then `last` in this order, in one round trip where
+    /// the driver can (PostgreSQL pipelines them); the first error of any.
+    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError>;
 }
 
 /// What the batch sees of one unit once it has run.
@@ -89,6 +97,9 @@ pub(super) struct Outcome {
     pub began: bool,
     /// It committed, and none of its statements failed.
     pub committed: bool,
+    /// How many held-back statements it handed to the batch on commit
+    /// (the last ones of the batch's list, until the next unit runs).
+    pub handed: usize,
 }
 
 /// A batch's connection (inside its transaction) and its seq counter: the
@@ -99,6 +110,9 @@ pub(super) struct Batch<S> {
     pub conn: S,
     start: i64,
     last: Mutex<i64>,
+    /// Committed units' held-back statements, not yet sent: they go out
+    /// ahead of the next unit's `SAVEPOINT`, or with the `COMMIT`.
+    pending: Mutex<Vec<Ahead>>,
 }
 
 impl<S: Statements> Batch<S> {
@@ -107,6 +121,7 @@ impl<S: Statements> Batch<S> {
             conn,
             start: last,
             last: Mutex::new(last),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -125,53 +140,83 @@ impl<S: Statements> Batch<S> {
         let last = self.last();
         (last != self.start).then_some(last)
     }
+
+    /// Ends the batch: the statements still held back, the counter's
+    /// update and `COMMIT`, in one round trip. A simple query stops at its
+    /// first error, so a failed `UPDATE` never reaches the `COMMIT`, and a
+    /// failed held-back statement aborts the transaction before either.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let mut ahead = std::mem::take(&mut *self.pending.lock());
+        ahead.push(Ahead::Simple(match self.moved() {
+            Some(last) => format!("UPDATE recall_seq SET last = {last} WHERE id = 1; COMMIT"),
+            None => "COMMIT".to_owned(),
+        }));
+        self.conn.send(ahead, None).await.map(|_| ())
+    }
 }
 
 /// The `Tx` a unit of a batch gets: its statements run on the batch's
 /// connection after its savepoint; its commit only marks it committed (the
-/// batch commits for everyone).
+/// batch commits for everyone) and hands its held-back statements to the
+/// batch.
 pub(super) struct UnitTx<S: Statements> {
     batch: Arc<Batch<S>>,
     savepoint: String,
-    state: Arc<Mutex<(Outcome, Option<String>)>>,
+    state: Arc<Mutex<UnitState>>,
+    /// Its own held-back statements: sent before its next statement, or
+    /// handed to the batch when it commits, or never sent if it does not.
+    later: Vec<Ahead>,
+}
+
+#[derive(Default)]
+struct UnitState {
+    outcome: Outcome,
+    failed: Option<String>,
 }
 
 impl<S: Statements> UnitTx<S> {
     /// The `Tx` of unit `index`, and the handle the batch reads it by.
     pub fn new(batch: Arc<Batch<S>>, index: usize) -> (Self, UnitHandle) {
-        let state = Arc::new(Mutex::new((Outcome::default(), None)));
+        let state = Arc::new(Mutex::new(UnitState::default()));
         let tx = UnitTx {
             batch,
             savepoint: savepoint_name(index),
             state: state.clone(),
+            later: Vec::new(),
         };
         (tx, UnitHandle(state))
     }
 
-    /// The savepoint to send before this statement, if it is the first.
-    fn first(&self) -> Option<String> {
-        let mut state = self.state.lock();
-        if state.0.began {
-            return None;
+    /// Sends `last` after what must go first: the committed units'
+    /// held-back statements, this unit's `SAVEPOINT` if this is its first
+    /// statement, and its own held-back ones.
+    async fn send(&mut self, last: Last<'_>) -> Result<Answer, StoreError> {
+        let mut ahead = std::mem::take(&mut *self.batch.pending.lock());
+        {
+            let mut state = self.state.lock();
+            if !state.outcome.began {
+                state.outcome.began = true;
+                ahead.push(Ahead::Simple(format!("SAVEPOINT {}", self.savepoint)));
+            }
         }
-        state.0.began = true;
-        Some(format!("SAVEPOINT {}", self.savepoint))
-    }
-
-    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        ahead.append(&mut self.later);
+        let result = self.batch.conn.send(ahead, Some(last)).await;
         if let Err(e) = &result {
-            self.state.lock().1.get_or_insert_with(|| e.to_string());
+            self.state
+                .lock()
+                .failed
+                .get_or_insert_with(|| e.to_string());
         }
         result
     }
 }
 
 /// The batch's view of one unit's `Tx`.
-pub(super) struct UnitHandle(Arc<Mutex<(Outcome, Option<String>)>>);
+pub(super) struct UnitHandle(Arc<Mutex<UnitState>>);
 
 impl UnitHandle {
     pub fn outcome(&self) -> Outcome {
-        self.0.lock().0
+        self.0.lock().outcome
     }
 }
 
@@ -184,24 +229,39 @@ fn rollback_to(index: usize) -> String {
     format!("ROLLBACK TO SAVEPOINT {}", savepoint_name(index))
 }
 
+fn unexpected() -> StoreError {
+    StoreError::Corrupt("the driver answered the wrong kind of result".into())
+}
+
 #[async_trait]
 impl<S: Statements> Tx for UnitTx<S> {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        let first = self.first();
-        let result = self.batch.conn.exec(first.as_deref(), sql, params).await;
-        self.noted(result)
+        let last = Last {
+            sql,
+            params,
+            rows: false,
+        };
+        match self.send(last).await? {
+            Answer::Changed(n) => Ok(n),
+            Answer::Rows(_) => Err(unexpected()),
+        }
     }
 
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let first = self.first();
-        let result = self.batch.conn.query(first.as_deref(), sql, params).await;
-        self.noted(result)
+        let last = Last {
+            sql,
+            params,
+            rows: true,
+        };
+        match self.send(last).await? {
+            Answer::Rows(rows) => Ok(rows),
+            Answer::Changed(_) => Err(unexpected()),
+        }
     }
 
-    async fn exec_all(&mut self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
-        let first = self.first();
-        let result = self.batch.conn.exec_all(first.as_deref(), statements).await;
-        self.noted(result)
+    async fn exec_later(&mut self, statements: Vec<Later>) -> Result<(), StoreError> {
+        self.later.extend(statements.into_iter().map(Ahead::Later));
+        Ok(())
     }
 
     async fn take_seqs(&mut self, n: i64) -> Result<i64, StoreError> {
@@ -210,16 +270,18 @@ impl<S: Statements> Tx for UnitTx<S> {
         Ok(*last)
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        if let Some(failed) = &state.1 {
+        if let Some(failed) = &state.failed {
             // On PostgreSQL a failed statement aborts the transaction and
             // COMMIT would quietly roll it back: never call that committed.
             return Err(StoreError::Query(format!(
                 "a statement of this unit failed: {failed}"
             )));
         }
-        state.0.committed = true;
+        state.outcome.committed = true;
+        state.outcome.handed = self.later.len();
+        self.batch.pending.lock().append(&mut self.later);
         Ok(())
     }
 }
@@ -251,8 +313,15 @@ pub(super) async fn run_units<S: Statements + 'static>(
         let outcome = handle.outcome();
         if !outcome.committed || answered.is_err() {
             batch.reset(before);
+            if outcome.committed {
+                // It panicked after committing: take back what it handed.
+                let mut pending = batch.pending.lock();
+                let keep = pending.len().saturating_sub(outcome.handed);
+                pending.truncate(keep);
+            }
             if outcome.began {
-                if let Err(e) = batch.conn.simple(&rollback_to(index)).await {
+                let undo = vec![Ahead::Simple(rollback_to(index))];
+                if let Err(e) = batch.conn.send(undo, None).await {
                     // The transaction could not be brought back: nothing
                     // in it commits, and the units not yet run are refused.
                     refuse(units.map(|(_, unit)| unit), &e);

@@ -32,9 +32,8 @@ use crate::clock::Timestamp;
 use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
 use crate::events::{Envelope, Event, Stamp};
 use rows::{
-    append, commit_one, commit_one_after, envelope, first, insert_refresh,
-    insert_refresh_statement, locked_until, revoke_all_rows, revoke_session_rows, session_and_lock,
-    update_user, user,
+    append, commit_one, commit_one_after, envelope, first, insert_refresh_statement, locked_until,
+    revoke_all_rows, revoke_session_rows, session_and_lock, update_user, user,
 };
 use sql::{Db, Val};
 use work::first_of;
@@ -232,29 +231,35 @@ impl Store {
         if let Err(until) = admits(throttled, admin_lock, stamp.at) {
             return Ok(Login::Locked { until });
         }
-        tx.exec(
-            &format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)"),
-            &[
-                s.id.into(),
-                s.user_id.into(),
-                s.client_type.as_str().into(),
-                s.device_id.clone().into(),
-                s.ip.clone().into(),
-                s.user_agent.clone().into(),
-                s.created_at.into(),
-                s.refresh_expires_at.into(),
-                rows::terms_json(&s.terms)?.into(),
-            ],
-        )
-        .await?;
-        insert_refresh(&mut *tx, &refresh_hash, s.id, stamp.at).await?;
+        static INSERT_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)")
+        });
+        // The session, its first refresh token and the event go out
+        // together (no round trip of their own in a batch).
+        let writes = vec![
+            (
+                INSERT_SESSION.as_str(),
+                vec![
+                    s.id.into(),
+                    s.user_id.into(),
+                    s.client_type.as_str().into(),
+                    s.device_id.clone().into(),
+                    s.ip.clone().into(),
+                    s.user_agent.clone().into(),
+                    s.created_at.into(),
+                    s.refresh_expires_at.into(),
+                    rows::terms_json(&s.terms)?.into(),
+                ],
+            ),
+            insert_refresh_statement(&refresh_hash, s.id, stamp.at),
+        ];
         let event = Event::LoginSucceeded {
             user_id: s.user_id,
             session_id: s.id,
             client_type: s.client_type.clone(),
             device_id: s.device_id.clone(),
         };
-        Ok(Login::Created(commit_one(tx, event, &stamp).await?))
+        Ok(Login::Created(commit_one_after(tx, writes, event, &stamp).await?))
         })
         .await
     }

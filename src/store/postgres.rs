@@ -19,7 +19,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::batch::{refuse, run_units, settle, Batch, BatchStats, Queued, Statements, MAX_UNITS};
+use super::batch::{
+    refuse, run_units, settle, Ahead, Answer, Batch, BatchStats, Last, Queued, Statements,
+    MAX_UNITS,
+};
 use super::pg_url::{split_tls_options, SslMode};
 use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
@@ -188,28 +191,19 @@ async fn run_batch(pool: Pool, units: Vec<Queued>) {
         Err(e) => return refuse(units, &e),
     };
     let (finished, broken) = run_units(&batch, units).await;
-    let moved = batch.moved();
     let committed = match (broken, Arc::try_unwrap(batch)) {
         (Some(e), _) => Err(e),
-        (None, Ok(batch)) => commit_batch(batch.conn, moved).await,
+        (None, Ok(mut batch)) => {
+            let committed = batch.commit().await;
+            // Over either way; a failed one rolls back when dropped.
+            batch.conn.done = committed.is_ok();
+            committed
+        }
         (None, Err(_)) => Err(StoreError::Query(
             "a unit of work kept its transaction past its end".into(),
         )),
     };
     settle(finished, committed);
-}
-
-/// Writes the counter (if the batch took seqs) and commits, in one round
-/// trip: if the `UPDATE` fails the `COMMIT` is never run (a simple query
-/// stops at its first error), and the dropped transaction rolls back.
-async fn commit_batch(mut tx: PgTx, last: Option<i64>) -> Result<(), StoreError> {
-    let sql = match last {
-        Some(last) => format!("UPDATE recall_seq SET last = {last} WHERE id = 1; COMMIT"),
-        None => "COMMIT".to_owned(),
-    };
-    let committed = Pooled::simple(&tx, &sql).await;
-    tx.done = committed.is_ok();
-    committed
 }
 
 #[async_trait]
@@ -293,13 +287,6 @@ trait Pooled {
             }
             pg_err(e)
         })
-    }
-
-    /// Runs statements as one simple query (no parameters).
-    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
-        let client = self.client()?;
-        let result = client.batch_execute(sql).await;
-        self.seen(result)
     }
 
     async fn exec_on(&self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
@@ -396,83 +383,107 @@ impl Tx for PgTx {
     }
 }
 
-/// A batch's statements, on its transaction; the unit's `SAVEPOINT` goes
-/// out in the same round trip as its first statement.
+/// A batch's statements, on its transaction: everything sent ahead of a
+/// statement goes out with it, in one round trip.
 #[async_trait]
 impl Statements for PgTx {
-    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
-        Pooled::simple(self, sql).await
-    }
-
-    async fn exec(
-        &self,
-        first: Option<&str>,
-        sql: &str,
-        params: &[Val],
-    ) -> Result<u64, StoreError> {
-        self.after(first, self.exec_on(sql, params)).await
-    }
-
-    async fn query(
-        &self,
-        first: Option<&str>,
-        sql: &str,
-        params: &[Val],
-    ) -> Result<Vec<Row>, StoreError> {
-        self.after(first, self.query_on(sql, params)).await
-    }
-
-    async fn exec_all(
-        &self,
-        first: Option<&str>,
-        statements: &[(&str, Vec<Val>)],
-    ) -> Result<Vec<u64>, StoreError> {
-        self.after(first, self.pipelined(statements)).await
+    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError> {
+        let client = self.client()?;
+        // Prepared first (from the cache, after the first time), so that
+        // nothing below awaits before every request is on the wire.
+        let mut prepared = Vec::with_capacity(ahead.len());
+        for item in &ahead {
+            if let Ahead::Later((sql, _)) = item {
+                let statement = client.prepare_cached(sql).await;
+                prepared.push(self.seen(statement)?);
+            }
+        }
+        let last_prepared = match &last {
+            Some(last) => {
+                let statement = client.prepare_cached(last.sql).await;
+                Some(self.seen(statement)?)
+            }
+            None => None,
+        };
+        enum Raw {
+            Changed(u64),
+            Rows(Vec<tokio_postgres::Row>),
+        }
+        type Sent<'a> = future::BoxFuture<'a, Result<Option<Raw>, tokio_postgres::Error>>;
+        let mut sent: Vec<Sent<'_>> = Vec::with_capacity(ahead.len() + 1);
+        let mut statements = prepared.iter();
+        for item in &ahead {
+            match item {
+                Ahead::Simple(sql) => {
+                    sent.push(Box::pin(async move {
+                        client.batch_execute(sql).await.map(|()| None)
+                    }));
+                }
+                Ahead::Later((_, params)) => {
+                    let Some(statement) = statements.next() else {
+                        return Err(StoreError::Corrupt("a statement was not prepared".into()));
+                    };
+                    sent.push(Box::pin(async move {
+                        client
+                            .execute(statement, &params_of(params))
+                            .await
+                            .map(|_| None)
+                    }));
+                }
+            }
+        }
+        if let (Some(last), Some(statement)) = (&last, &last_prepared) {
+            let rows = last.rows;
+            let params = last.params;
+            sent.push(Box::pin(async move {
+                if rows {
+                    let rows = client.query(statement, &params_of(params)).await?;
+                    Ok(Some(Raw::Rows(rows)))
+                } else {
+                    let n = client.execute(statement, &params_of(params)).await?;
+                    Ok(Some(Raw::Changed(n)))
+                }
+            }));
+        }
+        let mut answer = Answer::Changed(0);
+        for done in in_order(sent).await {
+            match self.seen(done)? {
+                Some(Raw::Changed(n)) => answer = Answer::Changed(n),
+                Some(Raw::Rows(rows)) => {
+                    answer = Answer::Rows(rows.iter().map(read_row).collect::<Result<_, _>>()?)
+                }
+                None => {}
+            }
+        }
+        Ok(answer)
     }
 }
 
-impl PgTx {
-    /// Runs `run` with `first` (a unit's `SAVEPOINT`) sent ahead of it in
-    /// the same round trip: both are polled in order, so `first` is on the
-    /// wire before anything `run` sends.
-    async fn after<T>(
-        &self,
-        first: Option<&str>,
-        run: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let Some(first) = first else {
-            return run.await;
-        };
-        let client = self.client()?;
-        let (savepoint, result) = future::join(client.batch_execute(first), run).await;
-        self.seen(savepoint)?;
-        result
-    }
+fn params_of(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|v| v as _).collect()
+}
 
-    /// Statements that do not depend on each other's results, prepared
-    /// (from the cache, after the first time) and then sent all at once:
-    /// one round trip, run in the order given.
-    async fn pipelined(&self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
-        let client = self.client()?;
-        let mut prepared = Vec::with_capacity(statements.len());
-        for (sql, _) in statements {
-            let statement = client.prepare_cached(sql).await;
-            prepared.push(self.seen(statement)?);
+/// Awaits every future, polling them in order on every pass: each sends
+/// its request on its first poll, so the requests go out in this order.
+/// (`join_all` does not promise an order past a few dozen futures.)
+async fn in_order<T>(futures: Vec<future::BoxFuture<'_, T>>) -> Vec<T> {
+    let mut waiting: Vec<_> = futures.into_iter().map(future::maybe_done).collect();
+    future::poll_fn(|cx| {
+        let mut all = true;
+        for f in waiting.iter_mut() {
+            all &= std::future::Future::poll(std::pin::Pin::new(&mut *f), cx).is_ready();
         }
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
-            .iter()
-            .map(|(_, params)| params.iter().map(|v| v as _).collect())
-            .collect();
-        let runs = prepared
-            .iter()
-            .zip(&params)
-            .map(|(statement, params)| client.execute(statement, params));
-        future::join_all(runs)
-            .await
-            .into_iter()
-            .map(|ran| self.seen(ran))
-            .collect()
-    }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    waiting
+        .iter_mut()
+        .filter_map(|f| std::pin::Pin::new(f).take_output())
+        .collect()
 }
 
 /// Autocommit statements: no transaction is ever open, so the connection

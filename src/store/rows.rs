@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::sql::{Row, Tx, Val};
+use super::sql::{Later, Row, Tx, Val};
 use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::clock::Timestamp;
 use crate::domain::KeyStatus;
@@ -39,7 +39,7 @@ pub(super) async fn commit_one(
 /// none depending on another's result) sent with the event's insert.
 pub(super) async fn commit_one_after(
     mut tx: Box<dyn Tx>,
-    writes: Vec<(&str, Vec<Val>)>,
+    writes: Vec<Later>,
     event: Event,
     stamp: &Stamp,
 ) -> Result<Envelope, StoreError> {
@@ -59,11 +59,11 @@ pub(super) async fn append(
     append_after(tx, Vec::new(), events, stamp).await
 }
 
-/// `append`, with `writes` run in the same go as the event inserts
-/// (`Tx::exec_all`: one round trip in a PostgreSQL batch).
+/// `append`, with `writes` held back with the event inserts
+/// (`Tx::exec_later`: no round trip of their own in a write batch).
 pub(super) async fn append_after(
     tx: &mut dyn Tx,
-    writes: Vec<(&str, Vec<Val>)>,
+    writes: Vec<Later>,
     events: Vec<Event>,
     stamp: &Stamp,
 ) -> Result<Vec<Envelope>, StoreError> {
@@ -102,19 +102,8 @@ pub(super) async fn append_after(
             event,
         });
     }
-    tx.exec_all(&statements).await?;
+    tx.exec_later(statements).await?;
     Ok(out)
-}
-
-pub(super) async fn insert_refresh(
-    tx: &mut dyn Tx,
-    hash: &[u8; 32],
-    session_id: Uuid,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let (sql, params) = insert_refresh_statement(hash, session_id, now);
-    tx.exec(sql, &params).await?;
-    Ok(())
 }
 
 /// The statement that stores a refresh token (by its hash).

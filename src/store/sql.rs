@@ -136,15 +136,16 @@ pub trait Tx: Send {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
     /// Runs a query and returns its rows.
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
-    /// Runs statements whose results do not depend on each other, in the
-    /// order given; the rows each changed. In a PostgreSQL write batch they
-    /// go out together, one round trip for all.
-    async fn exec_all(&mut self, statements: &[(&str, Vec<Val>)]) -> Result<Vec<u64>, StoreError> {
-        let mut changed = Vec::with_capacity(statements.len());
+    /// Runs statements whose results nobody reads (inserting an event,
+    /// setting a column): in a write batch they are held back and sent with
+    /// the unit's next statement, the next unit's first, or the `COMMIT`,
+    /// all in one round trip; they can then fail only with the whole batch.
+    /// Elsewhere, at once, one after another.
+    async fn exec_later(&mut self, statements: Vec<Later>) -> Result<(), StoreError> {
         for (sql, params) in statements {
-            changed.push(self.exec(sql, params).await?);
+            self.exec(sql, &params).await?;
         }
-        Ok(changed)
+        Ok(())
     }
     /// Reserves the next `n` seqs for this transaction's events and returns
     /// the last of them. In a write batch the counter row is locked at the
@@ -188,6 +189,9 @@ pub struct WriteBatches {
     pub batches: u64,
     pub units: u64,
 }
+
+/// A statement for `Tx::exec_later`.
+pub type Later = (&'static str, Vec<Val>);
 
 /// A unit of work: everything one store call does on one connection, from
 /// its first statement to its commit. It may await only its `Tx`. It

@@ -25,7 +25,10 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
-use super::batch::{refuse, run_units, settle, Batch, BatchStats, Queued, Statements, MAX_UNITS};
+use super::batch::{
+    refuse, run_units, settle, Ahead, Answer, Batch, BatchStats, Last, Queued, Statements,
+    MAX_UNITS,
+};
 use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
@@ -188,73 +191,35 @@ fn run_batch(conn: &Conn, units: Vec<Queued>) {
         Some(done) => done,
         None => (Vec::new(), Some(awaited_elsewhere())),
     };
-    let committed = match (broken, batch.moved()) {
-        (Some(e), _) => Err(e),
-        (None, moved) => {
-            let c = conn.lock();
-            let counted = match moved {
-                Some(last) => c
-                    .execute("UPDATE recall_seq SET last = ?1 WHERE id = 1", [last])
-                    .map(|_| ()),
-                None => Ok(()),
-            };
-            counted
-                .and_then(|()| c.execute_batch("COMMIT"))
-                .map_err(sqlite_err)
-        }
+    let committed = match broken {
+        Some(e) => Err(e),
+        // Ready at once: its statements run here.
+        None => poll_once(batch.commit()).unwrap_or_else(|| Err(awaited_elsewhere())),
     };
     ensure_clean(conn, "after a write batch");
     settle(finished, committed);
 }
 
-/// A batch's statements on the writer's connection, run at once.
+/// A batch's statements on the writer's connection, run at once, in order.
 struct SqliteStatements(Conn);
 
 #[async_trait]
 impl Statements for SqliteStatements {
-    async fn exec_all(
-        &self,
-        first: Option<&str>,
-        statements: &[(&str, Vec<Val>)],
-    ) -> Result<Vec<u64>, StoreError> {
+    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError> {
         let conn = self.0.lock();
-        if let Some(first) = first {
-            conn.execute_batch(first).map_err(sqlite_err)?;
+        for item in ahead {
+            match item {
+                Ahead::Simple(sql) => conn.execute_batch(&sql).map_err(sqlite_err)?,
+                Ahead::Later((sql, params)) => {
+                    sqlite_exec(&conn, sql, &params)?;
+                }
+            }
         }
-        statements
-            .iter()
-            .map(|(sql, params)| sqlite_exec(&conn, sql, params))
-            .collect()
-    }
-
-    async fn simple(&self, sql: &str) -> Result<(), StoreError> {
-        self.0.lock().execute_batch(sql).map_err(sqlite_err)
-    }
-
-    async fn exec(
-        &self,
-        first: Option<&str>,
-        sql: &str,
-        params: &[Val],
-    ) -> Result<u64, StoreError> {
-        let conn = self.0.lock();
-        if let Some(first) = first {
-            conn.execute_batch(first).map_err(sqlite_err)?;
+        match last {
+            None => Ok(Answer::Changed(0)),
+            Some(last) if last.rows => sqlite_query(&conn, last.sql, last.params).map(Answer::Rows),
+            Some(last) => sqlite_exec(&conn, last.sql, last.params).map(Answer::Changed),
         }
-        sqlite_exec(&conn, sql, params)
-    }
-
-    async fn query(
-        &self,
-        first: Option<&str>,
-        sql: &str,
-        params: &[Val],
-    ) -> Result<Vec<Row>, StoreError> {
-        let conn = self.0.lock();
-        if let Some(first) = first {
-            conn.execute_batch(first).map_err(sqlite_err)?;
-        }
-        sqlite_query(&conn, sql, params)
     }
 }
 
