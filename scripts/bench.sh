@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 5, all in one run: Recall's request path against no
+# Benchmarks of issues 5 and 24, all in one run: Recall's request path against no
 # auth, a naive JWT + Redis denylist and a PostgreSQL session lookup (wrk);
 # the cost of each step (criterion); propagation through a 3-instance fleet;
 # login throughput and overload; start-up with 1,000,000 events; memory per
-# revoked session. Prints one table, writes bench/results.json and
+# revoked session; the write path (group commit: appends against writers,
+# refresh per core, p99 against the commit before group commit, kept in
+# bench/writes_baseline.json) and a PostgreSQL failover. Prints one table, writes bench/results.json and
 # bench/RESULTS.md. Needs PostgreSQL and Redis (started here if they are
 # installed but down, as scripts/test.sh does) and wrk (installed with
 # apt-get if missing), and plots the scale curves (matplotlib from PyPI).
@@ -199,6 +201,12 @@ measure "5. start-up: 1,000,000 events in the log (SQLite)" suite startup startu
 measure "5. memory: 100,000 revoked sessions" suite memory memory
 measure "13. scale: 3/10/30 instances, 10k/100k/1M window, 1/8/32 writers, refresh per core" \
   suite scale scale
+measure "17. writes: appends at 1/8/32 writers, refresh per core, refresh and login p99 (group commit)" \
+  suite writes writes
+# A synchronous standby promoted under load on a 3-instance fleet; the
+# seconds from promotion until every instance writes again.
+measure "18. PostgreSQL failover: promotion until the fleet writes again" \
+  env FAILOVER_JSON="$WORK/failover.json" bash "$ROOT/scripts/failover.sh" 30
 measure "6. flood: peak RSS of the recall binary, 400 concurrent logins, then 400 reset" \
   suite flood flood --binary "$ROOT/target/release/recall"
 # The embedded store against commit 2471758 (built here; its own figures,
