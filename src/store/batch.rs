@@ -85,9 +85,11 @@ pub(super) enum Answer {
 /// its transaction.
 #[async_trait]
 pub(super) trait Statements: Send + Sync {
-    /// Sends `ahead` and then `last` in this order, in one round trip where
-    /// the driver can (PostgreSQL pipelines them); the first error of any.
-    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError>;
+    /// Sends `ahead` and then `wanted` in this order, in one round trip
+    /// where the driver can (PostgreSQL pipelines them); what each of
+    /// `wanted` answered, or the first error of any.
+    async fn send(&self, ahead: Vec<Ahead>, wanted: &[Last<'_>])
+        -> Result<Vec<Answer>, StoreError>;
 }
 
 /// What the batch sees of one unit once it has run.
@@ -151,7 +153,7 @@ impl<S: Statements> Batch<S> {
             Some(last) => format!("UPDATE recall_seq SET last = {last} WHERE id = 1; COMMIT"),
             None => "COMMIT".to_owned(),
         }));
-        self.conn.send(ahead, None).await.map(|_| ())
+        self.conn.send(ahead, &[]).await.map(|_| ())
     }
 }
 
@@ -187,10 +189,10 @@ impl<S: Statements> UnitTx<S> {
         (tx, UnitHandle(state))
     }
 
-    /// Sends `last` after what must go first: the committed units'
+    /// Sends `wanted` after what must go first: the committed units'
     /// held-back statements, this unit's `SAVEPOINT` if this is its first
     /// statement, and its own held-back ones.
-    async fn send(&mut self, last: Last<'_>) -> Result<Answer, StoreError> {
+    async fn send(&mut self, wanted: &[Last<'_>]) -> Result<Vec<Answer>, StoreError> {
         let mut ahead = std::mem::take(&mut *self.batch.pending.lock());
         {
             let mut state = self.state.lock();
@@ -200,7 +202,7 @@ impl<S: Statements> UnitTx<S> {
             }
         }
         ahead.append(&mut self.later);
-        let result = self.batch.conn.send(ahead, Some(last)).await;
+        let result = self.batch.conn.send(ahead, wanted).await;
         if let Err(e) = &result {
             self.state
                 .lock()
@@ -241,9 +243,9 @@ impl<S: Statements> Tx for UnitTx<S> {
             params,
             rows: false,
         };
-        match self.send(last).await? {
-            Answer::Changed(n) => Ok(n),
-            Answer::Rows(_) => Err(unexpected()),
+        match self.send(&[last]).await?.pop() {
+            Some(Answer::Changed(n)) => Ok(n),
+            _ => Err(unexpected()),
         }
     }
 
@@ -253,10 +255,29 @@ impl<S: Statements> Tx for UnitTx<S> {
             params,
             rows: true,
         };
-        match self.send(last).await? {
-            Answer::Rows(rows) => Ok(rows),
-            Answer::Changed(_) => Err(unexpected()),
+        match self.send(&[last]).await?.pop() {
+            Some(Answer::Rows(rows)) => Ok(rows),
+            _ => Err(unexpected()),
         }
+    }
+
+    async fn query_all(&mut self, queries: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let wanted: Vec<Last<'_>> = queries
+            .iter()
+            .map(|(sql, params)| Last {
+                sql,
+                params,
+                rows: true,
+            })
+            .collect();
+        self.send(&wanted)
+            .await?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Rows(rows) => Ok(rows),
+                Answer::Changed(_) => Err(unexpected()),
+            })
+            .collect()
     }
 
     async fn exec_later(&mut self, statements: Vec<Later>) -> Result<(), StoreError> {
@@ -321,7 +342,7 @@ pub(super) async fn run_units<S: Statements + 'static>(
             }
             if outcome.began {
                 let undo = vec![Ahead::Simple(rollback_to(index))];
-                if let Err(e) = batch.conn.send(undo, None).await {
+                if let Err(e) = batch.conn.send(undo, &[]).await {
                     // The transaction could not be brought back: nothing
                     // in it commits, and the units not yet run are refused.
                     refuse(units.map(|(_, unit)| unit), &e);

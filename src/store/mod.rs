@@ -33,7 +33,7 @@ use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
 use crate::events::{Envelope, Event, Stamp};
 use rows::{
     append, commit_one, commit_one_after, envelope, first, insert_refresh_statement, locked_until,
-    revoke_all_rows, revoke_session_rows, session_and_lock, update_user, user,
+    revoke_all_rows, revoke_session_rows, spend_refresh, update_user, user, Spend,
 };
 use sql::{Db, Val};
 use work::first_of;
@@ -282,83 +282,71 @@ impl Store {
             }))
         };
         self.write(move |mut tx| async move {
-        // The CAS: only one transaction can move spent_at from NULL.
-        let sql = "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id, issued_at";
-        let spent = tx.query(sql, &[old_hash.as_slice().into(), stamp.at.into()]).await?;
-        let spent_now = !spent.is_empty();
-        let (session_id, spent_at, issued_at) = match spent.first() {
-            Some(row) => (Some(row.uuid(0)?), None, row.ts(1)?),
-            None => {
-                let sql = "SELECT session_id, spent_at, issued_at FROM refresh_tokens WHERE hash = $1";
-                let rows = tx.query(sql, &[old_hash.as_slice().into()]).await?;
-                match rows.first() {
-                    Some(r) => (Some(r.uuid(0)?), Some(r.ts(1)?), r.ts(2)?),
-                    None => (None, None, stamp.at),
+            let Spend {
+                spent_now,
+                spent_at,
+                issued_at,
+                session: found,
+            } = spend_refresh(&mut *tx, &old_hash, stamp.at).await?;
+            let issued_at = issued_at.unwrap_or(stamp.at);
+            let facts = found.as_ref().map(|(s, locked_until)| SessionFacts {
+                created_at: s.created_at,
+                refresh_expires_at: s.refresh_expires_at,
+                revoked_at: s.revoked_at,
+                locked_until: *locked_until,
+                last_used_at: issued_at,
+                idle_timeout: s.terms.idle_timeout(),
+                refresh_ttl: s.terms.refresh_ttl(),
+                session_max: s.terms.session_max(),
+            });
+            let session = found.map(|(s, _)| s);
+            let decision = (rules.decide)(&RefreshFacts {
+                spent_now,
+                spent_at,
+                session: facts,
+            });
+            // Every refusal returns without commit, which rolls the spend back.
+            let (expires_at, session) = match (decision, session) {
+                (Err(RefreshRefusal::Reused), Some(session)) => {
+                    revoke_session_rows(&mut *tx, &[session.id], stamp.at).await?;
+                    let event = Event::RefreshTokenReused {
+                        user_id: session.user_id,
+                        session_id: session.id,
+                    };
+                    let event = commit_one(tx, event, &stamp).await?;
+                    return Ok(Err(RefreshRefused {
+                        refusal: RefreshRefusal::Reused,
+                        session: Some(session),
+                        event: Some(event),
+                    }));
                 }
+                (Err(refusal), session) => return refused(refusal, session),
+                (Ok(_), None) => return refused(RefreshRefusal::Unknown, None),
+                (Ok(expires_at), Some(session)) => (expires_at, session),
+            };
+            let session = SessionRecord {
+                refresh_expires_at: expires_at,
+                ..session
+            };
+            // Bound elsewhere: nothing is written, so the spend rolls back.
+            if let Some(refusal) = (rules.check)(&session) {
+                return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
             }
-        };
-        let found = match session_id {
-            Some(id) => session_and_lock(&mut *tx, id, stamp.at).await?,
-            None => None,
-        };
-        let facts = found.as_ref().map(|(s, locked_until)| SessionFacts {
-            created_at: s.created_at,
-            refresh_expires_at: s.refresh_expires_at,
-            revoked_at: s.revoked_at,
-            locked_until: *locked_until,
-            last_used_at: issued_at,
-            idle_timeout: s.terms.idle_timeout(),
-            refresh_ttl: s.terms.refresh_ttl(),
-            session_max: s.terms.session_max(),
-        });
-        let session = found.map(|(s, _)| s);
-        let decision = (rules.decide)(&RefreshFacts {
-            spent_now,
-            spent_at,
-            session: facts,
-        });
-        // Every refusal returns without commit, which rolls the spend back.
-        let (expires_at, session) = match (decision, session) {
-            (Err(RefreshRefusal::Reused), Some(session)) => {
-                revoke_session_rows(&mut *tx, &[session.id], stamp.at).await?;
-                let event = Event::RefreshTokenReused {
-                    user_id: session.user_id,
-                    session_id: session.id,
-                };
-                let event = commit_one(tx, event, &stamp).await?;
-                return Ok(Err(RefreshRefused {
-                    refusal: RefreshRefusal::Reused,
-                    session: Some(session),
-                    event: Some(event),
-                }));
-            }
-            (Err(refusal), session) => return refused(refusal, session),
-            (Ok(_), None) => return refused(RefreshRefusal::Unknown, None),
-            (Ok(expires_at), Some(session)) => (expires_at, session),
-        };
-        let session = SessionRecord {
-            refresh_expires_at: expires_at,
-            ..session
-        };
-        // Bound elsewhere: nothing is written, so the spend rolls back.
-        if let Some(refusal) = (rules.check)(&session) {
-            return refused(RefreshRefusal::Elsewhere(refusal), Some(session));
-        }
-        // The successor, the session's new expiry and the event go out
-        // together (one round trip in a PostgreSQL batch).
-        let writes = vec![
-            insert_refresh_statement(&new_hash, session.id, stamp.at),
-            (
-                "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
-                vec![session.id.into(), session.refresh_expires_at.into()],
-            ),
-        ];
-        let event = Event::SessionRefreshed {
-            user_id: session.user_id,
-            session_id: session.id,
-        };
-        let event = commit_one_after(tx, writes, event, &stamp).await?;
-        Ok(Ok(Refreshed { session, event }))
+            // The successor, the session's new expiry and the event go out
+            // together (one round trip in a PostgreSQL batch).
+            let writes = vec![
+                insert_refresh_statement(&new_hash, session.id, stamp.at),
+                (
+                    "UPDATE sessions SET refresh_expires_at = $2 WHERE id = $1",
+                    vec![session.id.into(), session.refresh_expires_at.into()],
+                ),
+            ];
+            let event = Event::SessionRefreshed {
+                user_id: session.user_id,
+                session_id: session.id,
+            };
+            let event = commit_one_after(tx, writes, event, &stamp).await?;
+            Ok(Ok(Refreshed { session, event }))
         })
         .await
     }

@@ -387,7 +387,11 @@ impl Tx for PgTx {
 /// statement goes out with it, in one round trip.
 #[async_trait]
 impl Statements for PgTx {
-    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError> {
+    async fn send(
+        &self,
+        ahead: Vec<Ahead>,
+        wanted: &[Last<'_>],
+    ) -> Result<Vec<Answer>, StoreError> {
         let client = self.client()?;
         // Prepared first (from the cache, after the first time), so that
         // nothing below awaits before every request is on the wire.
@@ -398,13 +402,11 @@ impl Statements for PgTx {
                 prepared.push(self.seen(statement)?);
             }
         }
-        let last_prepared = match &last {
-            Some(last) => {
-                let statement = client.prepare_cached(last.sql).await;
-                Some(self.seen(statement)?)
-            }
-            None => None,
-        };
+        let mut wanted_prepared = Vec::with_capacity(wanted.len());
+        for last in wanted {
+            let statement = client.prepare_cached(last.sql).await;
+            wanted_prepared.push(self.seen(statement)?);
+        }
         enum Raw {
             Changed(u64),
             Rows(Vec<tokio_postgres::Row>),
@@ -432,7 +434,7 @@ impl Statements for PgTx {
                 }
             }
         }
-        if let (Some(last), Some(statement)) = (&last, &last_prepared) {
+        for (last, statement) in wanted.iter().zip(&wanted_prepared) {
             let rows = last.rows;
             let params = last.params;
             sent.push(Box::pin(async move {
@@ -445,17 +447,17 @@ impl Statements for PgTx {
                 }
             }));
         }
-        let mut answer = Answer::Changed(0);
+        let mut answers = Vec::with_capacity(wanted.len());
         for done in in_order(sent).await {
             match self.seen(done)? {
-                Some(Raw::Changed(n)) => answer = Answer::Changed(n),
-                Some(Raw::Rows(rows)) => {
-                    answer = Answer::Rows(rows.iter().map(read_row).collect::<Result<_, _>>()?)
-                }
+                Some(Raw::Changed(n)) => answers.push(Answer::Changed(n)),
+                Some(Raw::Rows(rows)) => answers.push(Answer::Rows(
+                    rows.iter().map(read_row).collect::<Result<_, _>>()?,
+                )),
                 None => {}
             }
         }
-        Ok(answer)
+        Ok(answers)
     }
 }
 

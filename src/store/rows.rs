@@ -282,25 +282,69 @@ pub(super) fn terms_json(terms: &SessionTerms) -> Result<Option<String>, StoreEr
 }
 
 /// When the user's admin lock ends, if it is in force at `now`.
-/// A session and, if its user is locked at `now`, until when: one query.
-pub(super) async fn session_and_lock(
+/// A refresh token spent by compare-and-swap, and what decides the
+/// refresh, read in the same round trip (in a PostgreSQL write batch).
+pub(super) struct Spend {
+    /// This call moved `spent_at` from NULL (the CAS won).
+    pub spent_now: bool,
+    /// When it had been spent before, if it had.
+    pub spent_at: Option<Timestamp>,
+    pub issued_at: Option<Timestamp>,
+    /// Its session, and until when its user is locked at `now`, if so.
+    pub session: Option<(SessionRecord, Option<Timestamp>)>,
+}
+
+/// Spends the refresh token `hash` at `now` if nobody has, and reads it,
+/// its session and its user's lock: two statements sent together, the
+/// read after the spend.
+pub(super) async fn spend_refresh(
     tx: &mut dyn Tx,
-    id: Uuid,
+    hash: &[u8; 32],
     now: Timestamp,
-) -> Result<Option<(SessionRecord, Option<Timestamp>)>, StoreError> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+) -> Result<Spend, StoreError> {
+    static READ: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let cols: Vec<String> = SESSION_COLS.split(", ").map(|c| format!("s.{c}")).collect();
         format!(
-            "SELECT {}, CASE WHEN u.locked_until > $2 THEN u.locked_until END \
-             FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+            "SELECT {}, CASE WHEN u.locked_until > $2 THEN u.locked_until END, r.spent_at, r.issued_at \
+             FROM refresh_tokens r LEFT JOIN sessions s ON s.id = r.session_id \
+             LEFT JOIN users u ON u.id = s.user_id WHERE r.hash = $1",
             cols.join(", ")
         )
     });
-    let rows = tx.query(&SQL, &[id.into(), now.into()]).await?;
+    // The CAS: only one transaction can move spent_at from NULL.
+    let cas = "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL RETURNING session_id";
+    let params: [Val; 2] = [hash.as_slice().into(), now.into()];
+    let mut answers = tx
+        .query_all(&[(cas, &params[..]), (READ.as_str(), &params[..])])
+        .await?
+        .into_iter();
+    let (Some(spent), Some(read)) = (answers.next(), answers.next()) else {
+        return Err(StoreError::Corrupt("a query went unanswered".into()));
+    };
+    let spent_now = !spent.is_empty();
+    let Some(row) = read.first() else {
+        return Ok(Spend {
+            spent_now,
+            spent_at: None,
+            issued_at: None,
+            session: None,
+        });
+    };
     let width = SESSION_COLS.split(", ").count();
-    rows.first()
-        .map(|r| Ok((session(r)?, r.opt_ts(width)?)))
-        .transpose()
+    let session = match row.opt_uuid(0)? {
+        Some(_) => Some((session(row)?, row.opt_ts(width)?)),
+        None => None,
+    };
+    Ok(Spend {
+        spent_now,
+        spent_at: if spent_now {
+            None
+        } else {
+            row.opt_ts(width + 1)?
+        },
+        issued_at: Some(row.ts(width + 2)?),
+        session,
+    })
 }
 
 pub(super) async fn locked_until(

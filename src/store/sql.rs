@@ -136,6 +136,16 @@ pub trait Tx: Send {
     async fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError>;
     /// Runs a query and returns its rows.
     async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError>;
+    /// Runs queries one after another (each sees what those before it
+    /// changed) and returns each one's rows; in a PostgreSQL write batch
+    /// they go out together, one round trip for all.
+    async fn query_all(&mut self, queries: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let mut all = Vec::with_capacity(queries.len());
+        for (sql, params) in queries {
+            all.push(self.query(sql, params).await?);
+        }
+        Ok(all)
+    }
     /// Runs statements whose results nobody reads (inserting an event,
     /// setting a column): in a write batch they are held back and sent with
     /// the unit's next statement, the next unit's first, or the `COMMIT`,

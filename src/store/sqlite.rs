@@ -205,7 +205,11 @@ struct SqliteStatements(Conn);
 
 #[async_trait]
 impl Statements for SqliteStatements {
-    async fn send(&self, ahead: Vec<Ahead>, last: Option<Last<'_>>) -> Result<Answer, StoreError> {
+    async fn send(
+        &self,
+        ahead: Vec<Ahead>,
+        wanted: &[Last<'_>],
+    ) -> Result<Vec<Answer>, StoreError> {
         let conn = self.0.lock();
         for item in ahead {
             match item {
@@ -215,11 +219,13 @@ impl Statements for SqliteStatements {
                 }
             }
         }
-        match last {
-            None => Ok(Answer::Changed(0)),
-            Some(last) if last.rows => sqlite_query(&conn, last.sql, last.params).map(Answer::Rows),
-            Some(last) => sqlite_exec(&conn, last.sql, last.params).map(Answer::Changed),
-        }
+        wanted
+            .iter()
+            .map(|last| match last.rows {
+                true => sqlite_query(&conn, last.sql, last.params).map(Answer::Rows),
+                false => sqlite_exec(&conn, last.sql, last.params).map(Answer::Changed),
+            })
+            .collect()
     }
 }
 
