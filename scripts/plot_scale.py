@@ -81,7 +81,7 @@ def main():
     for s in startup:
         lines.append(f"| {s['revoked_sessions']:,} | {s['ready_ms']} | {s['rss_growth_mib']} |")
     lines += ["", "![start-up and memory against the window](scale_window.png)", ""]
-    lines.append("| concurrent writers | appends/s (PostgreSQL, one event per transaction) |")
+    lines.append("| concurrent writers | appends/s (PostgreSQL, one event per store call, group commit) |")
     lines.append("|---|---|")
     for a in append:
         lines.append(f"| {a['writers']} | {a['appends_per_s']:.0f} |")
