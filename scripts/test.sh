@@ -74,17 +74,21 @@ step "sentinel" bash scripts/sentinel.sh
 # A plain PHP API (Debian's php-fpm, nginx, the sidecar, introspection): docs/PHP.md.
 step "php" bash scripts/php.sh
 # PostgreSQL failover under load: a primary and its synchronous standby
-# (two throwaway clusters on ports 5441 and 5442), the primary stopped with
-# -m immediate mid-run and the standby promoted (scripts/failover.sh runs
-# 30 s on release; here the debug build the other steps have).
+# (two throwaway clusters on ports 5441 and 5442), the primary stopped
+# mid-run and the standby promoted (scripts/failover.sh runs 30 s on
+# release; here the debug build the other steps have). Twice: the primary
+# crashing (-m immediate), and a switchover where it stays up read-only, so
+# the pooled connections to it must be dropped for the new primary.
 failover_short() {
-  local report rc=0
+  local mode=$1 report rc=0
   report=$(mktemp /tmp/recall-failover.XXXXXX.json)
-  FAILOVER_PROFILE=debug FAILOVER_JSON=$report bash scripts/failover.sh "${TEST_FAILOVER_SECS:-24}" || rc=$?
+  FAILOVER_STOP_MODE=$mode FAILOVER_PROFILE=debug FAILOVER_JSON=$report \
+    bash scripts/failover.sh "${TEST_FAILOVER_SECS:-24}" || rc=$?
   rm -f "$report"
   return "$rc"
 }
-step "failover" failover_short
+step "failover" failover_short immediate
+step "failover (read-only switchover)" failover_short readonly
 # Headless Chromium (Debian's) through playwright-core: the pages' flows.
 step "browser" bash scripts/browser.sh
 # A short soak with chaos (scripts/soak.sh runs 10 minutes on release).
