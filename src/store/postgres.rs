@@ -13,19 +13,17 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use futures_util::future;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::NoTls;
 
-use super::batch::{
-    refuse, run_units, settle, Ahead, Answer, Batch, BatchStats, Last, Queued, Statements,
-    MAX_UNITS,
-};
+use super::batch::{BatchStats, Queued};
 use super::pg_url::{split_tls_options, SslMode};
 use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
+
+mod batches;
 
 mod embedded {
     refinery::embed_migrations!("sql/postgres");
@@ -107,12 +105,7 @@ impl PgDb {
     /// A transaction begun with `begin`. The guard exists before `BEGIN`
     /// is sent, so a caller dropped at that await still rolls back.
     async fn begin_with(pool: &Pool, begin: &str) -> Result<PgTx, StoreError> {
-        let obj = object(pool).await?;
-        let tx = PgTx {
-            obj: Some(obj),
-            done: false,
-            discard: AtomicBool::new(false),
-        };
+        let tx = PgTx::on(object(pool).await?);
         let begun = tx.client()?.batch_execute(begin).await;
         tx.seen(begun)?;
         Ok(tx)
@@ -122,7 +115,11 @@ impl PgDb {
     fn batcher(&self) -> &mpsc::UnboundedSender<Queued> {
         self.batcher.get_or_init(|| {
             let (queue, waiting) = mpsc::unbounded_channel();
-            tokio::spawn(batch_loop(self.pool.clone(), waiting, self.stats.clone()));
+            tokio::spawn(batches::batch_loop(
+                self.pool.clone(),
+                waiting,
+                self.stats.clone(),
+            ));
             queue
         })
     }
@@ -135,75 +132,6 @@ async fn object(pool: &Pool) -> Result<Object, StoreError> {
             crate::tls::explain(&e, "RECALL_DATABASE_CA_FILE")
         ))
     })
-}
-
-/// Opens every write batch: the counter row is locked and read before any
-/// unit runs (one round trip with the `BEGIN`), so batches on different
-/// instances queue on it instead of deadlocking on the rows their units
-/// touch, and the batch counts its seqs from there.
-const BATCH_BEGIN: &str = "BEGIN; SELECT last FROM recall_seq WHERE id = 1 FOR UPDATE";
-
-/// Takes every write unit waiting (up to `MAX_UNITS`) into one batch, one
-/// batch at a time: while one commits, the next fills up.
-async fn batch_loop(
-    pool: Pool,
-    mut waiting: mpsc::UnboundedReceiver<Queued>,
-    stats: Arc<BatchStats>,
-) {
-    while let Some(first) = waiting.recv().await {
-        let mut units = vec![first];
-        while units.len() < MAX_UNITS {
-            match waiting.try_recv() {
-                Ok(unit) => units.push(unit),
-                Err(_) => break,
-            }
-        }
-        stats.record(units.len());
-        // A task of its own, so a unit that panics loses only its batch
-        // (its transaction rolls back; its callers hear "unavailable").
-        if let Err(e) = tokio::spawn(run_batch(pool.clone(), units)).await {
-            tracing::error!(error = %e, "a write batch failed");
-        }
-    }
-}
-
-/// Begins a batch's transaction; the counter's value, read under its lock.
-async fn begin_batch(pool: &Pool) -> Result<(PgTx, i64), StoreError> {
-    let obj = object(pool).await?;
-    let tx = PgTx {
-        obj: Some(obj),
-        done: false,
-        discard: AtomicBool::new(false),
-    };
-    let answered = tx.client()?.simple_query(BATCH_BEGIN).await;
-    let last = tx.seen(answered)?.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
-        _ => None,
-    });
-    let last = last.ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
-    Ok((tx, last))
-}
-
-/// Runs one batch to its end (module `batch`).
-async fn run_batch(pool: Pool, units: Vec<Queued>) {
-    let batch = match begin_batch(&pool).await {
-        Ok((tx, last)) => Batch::new(tx, last),
-        Err(e) => return refuse(units, &e),
-    };
-    let (finished, broken) = run_units(&batch, units).await;
-    let committed = match (broken, Arc::try_unwrap(batch)) {
-        (Some(e), _) => Err(e),
-        (None, Ok(mut batch)) => {
-            let committed = batch.commit().await;
-            // Over either way; a failed one rolls back when dropped.
-            batch.conn.done = committed.is_ok();
-            committed
-        }
-        (None, Err(_)) => Err(StoreError::Query(
-            "a unit of work kept its transaction past its end".into(),
-        )),
-    };
-    settle(finished, committed);
 }
 
 #[async_trait]
@@ -308,6 +236,18 @@ struct PgTx {
     discard: AtomicBool,
 }
 
+impl PgTx {
+    /// The guard of a transaction about to begin on `obj`: dropped before
+    /// it is done, it rolls back (or closes the connection).
+    fn on(obj: Object) -> Self {
+        PgTx {
+            obj: Some(obj),
+            done: false,
+            discard: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Pooled for PgTx {
     fn obj(&self) -> Option<&Object> {
         self.obj.as_ref()
@@ -383,109 +323,9 @@ impl Tx for PgTx {
     }
 }
 
-/// A batch's statements, on its transaction: everything sent ahead of a
-/// statement goes out with it, in one round trip.
-#[async_trait]
-impl Statements for PgTx {
-    async fn send(
-        &self,
-        ahead: Vec<Ahead>,
-        wanted: &[Last<'_>],
-    ) -> Result<Vec<Answer>, StoreError> {
-        let client = self.client()?;
-        // Prepared first (from the cache, after the first time), so that
-        // nothing below awaits before every request is on the wire.
-        let mut prepared = Vec::with_capacity(ahead.len());
-        for item in &ahead {
-            if let Ahead::Later((sql, _)) = item {
-                let statement = client.prepare_cached(sql).await;
-                prepared.push(self.seen(statement)?);
-            }
-        }
-        let mut wanted_prepared = Vec::with_capacity(wanted.len());
-        for last in wanted {
-            let statement = client.prepare_cached(last.sql).await;
-            wanted_prepared.push(self.seen(statement)?);
-        }
-        enum Raw {
-            Changed(u64),
-            Rows(Vec<tokio_postgres::Row>),
-        }
-        type Sent<'a> = future::BoxFuture<'a, Result<Option<Raw>, tokio_postgres::Error>>;
-        let mut sent: Vec<Sent<'_>> = Vec::with_capacity(ahead.len() + 1);
-        let mut statements = prepared.iter();
-        for item in &ahead {
-            match item {
-                Ahead::Simple(sql) => {
-                    sent.push(Box::pin(async move {
-                        client.batch_execute(sql).await.map(|()| None)
-                    }));
-                }
-                Ahead::Later((_, params)) => {
-                    let Some(statement) = statements.next() else {
-                        return Err(StoreError::Corrupt("a statement was not prepared".into()));
-                    };
-                    sent.push(Box::pin(async move {
-                        client
-                            .execute(statement, &params_of(params))
-                            .await
-                            .map(|_| None)
-                    }));
-                }
-            }
-        }
-        for (last, statement) in wanted.iter().zip(&wanted_prepared) {
-            let rows = last.rows;
-            let params = last.params;
-            sent.push(Box::pin(async move {
-                if rows {
-                    let rows = client.query(statement, &params_of(params)).await?;
-                    Ok(Some(Raw::Rows(rows)))
-                } else {
-                    let n = client.execute(statement, &params_of(params)).await?;
-                    Ok(Some(Raw::Changed(n)))
-                }
-            }));
-        }
-        let mut answers = Vec::with_capacity(wanted.len());
-        for done in in_order(sent).await {
-            match self.seen(done)? {
-                Some(Raw::Changed(n)) => answers.push(Answer::Changed(n)),
-                Some(Raw::Rows(rows)) => answers.push(Answer::Rows(
-                    rows.iter().map(read_row).collect::<Result<_, _>>()?,
-                )),
-                None => {}
-            }
-        }
-        Ok(answers)
-    }
-}
-
+/// Driver parameters for `params`.
 fn params_of(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|v| v as _).collect()
-}
-
-/// Awaits every future, polling them in order on every pass: each sends
-/// its request on its first poll, so the requests go out in this order.
-/// (`join_all` does not promise an order past a few dozen futures.)
-async fn in_order<T>(futures: Vec<future::BoxFuture<'_, T>>) -> Vec<T> {
-    let mut waiting: Vec<_> = futures.into_iter().map(future::maybe_done).collect();
-    future::poll_fn(|cx| {
-        let mut all = true;
-        for f in waiting.iter_mut() {
-            all &= std::future::Future::poll(std::pin::Pin::new(&mut *f), cx).is_ready();
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    waiting
-        .iter_mut()
-        .filter_map(|f| std::pin::Pin::new(f).take_output())
-        .collect()
 }
 
 /// Autocommit statements: no transaction is ever open, so the connection
@@ -531,8 +371,7 @@ impl Tx for PgReader {
 
 async fn pg_exec(client: &Object, sql: &str, params: &[Val]) -> Result<u64, tokio_postgres::Error> {
     let stmt = client.prepare_cached(sql).await?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-    client.execute(&stmt, &refs).await
+    client.execute(&stmt, &params_of(params)).await
 }
 
 async fn pg_query(
@@ -541,8 +380,7 @@ async fn pg_query(
     params: &[Val],
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(sql).await?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();
-    client.query(&stmt, &refs).await
+    client.query(&stmt, &params_of(params)).await
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {

@@ -352,3 +352,56 @@ pub fn new_session(user: Uuid, n: u8) -> NewSession {
         refresh_hash: [n; 32],
     }
 }
+
+/// G6 under load: `writers` tasks spread over `stores` (one per instance,
+/// or one shared), each appending `each` events one per call, while a
+/// reader on `reader` polls "after last seen". Every seq the reader saw,
+/// in the order it saw them.
+pub async fn appends_seen_by_a_poller(
+    stores: &[Store],
+    reader: Store,
+    writers: usize,
+    each: usize,
+) -> Vec<i64> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = 0;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let page = reader.read_after(last, 1000).await.unwrap();
+                for e in &page {
+                    seen.push(e.seq);
+                    last = e.seq;
+                }
+                if finished && page.is_empty() {
+                    return seen;
+                }
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = stores[w % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..each {
+                let e = recall::events::Event::LoggedOut {
+                    user_id: Uuid::now_v7(),
+                    session_id: Uuid::now_v7(),
+                };
+                store
+                    .append_raw(vec![e], &Stamp::new(&Meta::system(), NOW))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.store(true, Ordering::Release);
+    poller.await.unwrap()
+}

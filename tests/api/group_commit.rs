@@ -11,7 +11,7 @@ use recall::events::{Envelope, Event, Meta, Stamp};
 use recall::store::{Store, StoreError};
 use uuid::Uuid;
 
-use crate::fixtures::{StoreFixture, NOW};
+use crate::fixtures::{appends_seen_by_a_poller, StoreFixture, NOW};
 use crate::helpers::Kind;
 
 /// Concurrent callers per round: enough that batches form.
@@ -197,44 +197,7 @@ async fn postgres_three_instances_appending_never_skip() {
     let url = fx.b.db.as_ref().unwrap().url.clone();
     let open = || Store::open(Some(&url), std::path::Path::new("/nonexistent")).unwrap();
     let instances = [open(), open(), open()];
-    let reader_store = open();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut last = 0;
-            loop {
-                let finished = done.load(std::sync::atomic::Ordering::Acquire);
-                let page = reader_store.read_after(last, 1000).await.unwrap();
-                for e in &page {
-                    seen.push(e.seq);
-                    last = e.seq;
-                }
-                if finished && page.is_empty() {
-                    return seen;
-                }
-            }
-        })
-    };
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        let store = instances[w % instances.len()].clone();
-        writers.push(tokio::spawn(async move {
-            for _ in 0..EACH {
-                let e = Event::LoggedOut {
-                    user_id: Uuid::now_v7(),
-                    session_id: Uuid::now_v7(),
-                };
-                store.append_raw(vec![e], &stamp()).await.unwrap();
-            }
-        }));
-    }
-    for w in writers {
-        w.await.unwrap();
-    }
-    done.store(true, std::sync::atomic::Ordering::Release);
-    let seen = reader.await.unwrap();
+    let seen = appends_seen_by_a_poller(&instances, open(), WRITERS, EACH).await;
     let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
     assert_eq!(seen.len(), expected.len(), "no event skipped or repeated");
     assert_eq!(seen, expected);

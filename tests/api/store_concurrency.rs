@@ -10,7 +10,9 @@ use recall::store::sqlite::SqliteDb;
 use recall::store::Store;
 use uuid::Uuid;
 
-use crate::fixtures::{end_rule, new_session, now_plus, StoreFixture, NOW};
+use crate::fixtures::{
+    appends_seen_by_a_poller, end_rule, new_session, now_plus, StoreFixture, NOW,
+};
 use crate::helpers::{Backend, Kind};
 
 /// G6: 16 appenders x 500 events against a reader polling "after last
@@ -20,48 +22,13 @@ async fn postgres_concurrent_appends_are_never_skipped() {
     const WRITERS: usize = 16;
     const EACH: usize = 500;
     let fx = StoreFixture::new(Kind::Postgres).await;
-    let store = &fx.store;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let store = store.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut last = 0;
-            loop {
-                let finished = done.load(std::sync::atomic::Ordering::Acquire);
-                let page = store.read_after(last, 1000).await.unwrap();
-                for e in &page {
-                    seen.push(e.seq);
-                    last = e.seq;
-                }
-                if finished && page.is_empty() {
-                    return seen;
-                }
-            }
-        })
-    };
-    let mut writers = Vec::new();
-    for _ in 0..WRITERS {
-        let store = store.clone();
-        writers.push(tokio::spawn(async move {
-            for _ in 0..EACH {
-                let e = Event::LoggedOut {
-                    user_id: Uuid::now_v7(),
-                    session_id: Uuid::now_v7(),
-                };
-                store
-                    .append_raw(vec![e], &Stamp::new(&Meta::system(), NOW))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for w in writers {
-        w.await.unwrap();
-    }
-    done.store(true, std::sync::atomic::Ordering::Release);
-    let seen = reader.await.unwrap();
+    let seen = appends_seen_by_a_poller(
+        std::slice::from_ref(&fx.store),
+        fx.store.clone(),
+        WRITERS,
+        EACH,
+    )
+    .await;
     let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
     assert_eq!(seen.len(), expected.len(), "no event skipped or repeated");
     assert_eq!(seen, expected);
