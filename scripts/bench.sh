@@ -203,6 +203,8 @@ measure "13. scale: 3/10/30 instances, 10k/100k/1M window, 1/8/32 writers, refre
   suite scale scale
 measure "17. writes: appends at 1/8/32 writers, refresh per core, refresh and login p99 (group commit)" \
   suite writes writes
+measure "19. the log as evidence: verify and prune 1,000,000 events (PostgreSQL, SQLite)" \
+  suite evidence evidence
 # A synchronous standby promoted under load on a 3-instance fleet; the
 # seconds from promotion until every instance writes again.
 measure "18. PostgreSQL failover: promotion until the fleet writes again" \

@@ -125,6 +125,18 @@ pub enum AdminCommand {
         /// "session_max_secs":2592000,"binding":"network","on_mismatch":"revoke"}'.
         policy: String,
     },
+    /// Verify the log's hash chain (from the first event kept, or --from):
+    /// prints `{ok, verified_through, first_bad_seq?}`; exits 1 if broken.
+    VerifyLog {
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+    },
+    /// Print the latest signed checkpoint of the log (JSON); --export signs
+    /// a fresh one first, for an outside party to pin the log with.
+    Checkpoint {
+        #[arg(long)]
+        export: bool,
+    },
     /// Print the audit log as JSON lines; --follow keeps printing new events.
     Events {
         #[arg(long, default_value_t = 0)]
@@ -307,6 +319,22 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
             print(serde_json::json!({
                 "client_type": client_type, "policy": view.policy, "seq": view.seq,
             }));
+        }
+        AdminCommand::VerifyLog { from } => {
+            let verdict = recall.admin().verify_log(from).await?;
+            print(verdict);
+            if !verdict.ok {
+                anyhow::bail!(
+                    "the log's hash chain is broken at seq {}",
+                    verdict.first_bad_seq.unwrap_or_default()
+                );
+            }
+        }
+        AdminCommand::Checkpoint { export } => {
+            match recall.admin().checkpoint(export, &meta).await? {
+                Some(cp) => print(cp),
+                None => anyhow::bail!("no checkpoint: the log is empty"),
+            }
         }
         AdminCommand::Events {
             after,

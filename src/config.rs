@@ -115,6 +115,10 @@ global_flags! {
         /// an instance of the fleet issued within the last minute or two.
         #[arg(env = "RECALL_DPOP_NONCE", default_value_t = false, action = clap::ArgAction::Set)]
         pub dpop_nonce: bool,
+        /// Delete events older than this many days (never those inside the
+        /// revocation window); unset keeps everything.
+        #[arg(env = "RECALL_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        pub retention_days: Option<u32>,
     }
 }
 
@@ -248,6 +252,8 @@ pub struct Settings {
     pub rate_limit_per_min: u32,
     /// DPoP server nonces required (RECALL_DPOP_NONCE).
     pub dpop_nonce: bool,
+    /// RECALL_RETENTION_DAYS: how long the log keeps events (None: forever).
+    pub retention_days: Option<u32>,
     /// Notices waiting to be published; past it the oldest is dropped (G4
     /// covers the loss: the log has it).
     pub publish_queue: usize,
@@ -370,6 +376,7 @@ impl Config {
             cors_origins,
             rate_limit_per_min: self.rate_limit_per_min,
             dpop_nonce: self.dpop_nonce,
+            retention_days: self.retention_days,
             publish_queue: 4096,
             lockout: LockoutPolicy::default(),
             hash_workers: cores,
@@ -418,6 +425,12 @@ impl Settings {
             .into_iter()
             .filter(|i| *i != self.issuer)
             .collect()
+    }
+
+    /// How long the log keeps events (RECALL_RETENTION_DAYS; None: forever).
+    pub fn log_retention(&self) -> Option<std::time::Duration> {
+        self.retention_days
+            .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400))
     }
 
     /// How long a revocation must be remembered: the longest access-token

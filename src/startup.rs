@@ -91,7 +91,11 @@ pub async fn start_with(
         settings.max_staleness_ms,
         started,
     ));
-    let mut tasks = sync.start(notices, Duration::from_millis(settings.poll_interval_ms));
+    let mut tasks = sync.start(
+        notices,
+        Duration::from_millis(settings.poll_interval_ms),
+        settings.log_retention(),
+    );
     let recall = Recall::new(settings, store, sync, metrics, bus);
     let spawn = |job: fn(Arc<Recall>) -> futures_util::future::BoxFuture<'static, ()>| {
         tokio::spawn(job(recall.clone()))

@@ -15,6 +15,8 @@
 //!   refresh throughput per core (`scripts/plot_scale.py` plots it);
 //! - `writes`: appends against 1, 8 and 32 writers, refresh per core,
 //!   refresh and login latency on PostgreSQL (group commit);
+//! - `evidence`: verifying the log's hash chain of 1,000,000 events, and
+//!   pruning them, on PostgreSQL and SQLite;
 //! - `report`: reads every result, prints the table, writes
 //!   `bench/results.json` and `bench/RESULTS.md`.
 //!
@@ -22,6 +24,7 @@
 //! with other examples (`examples/common`).
 
 mod bound;
+mod evidence;
 mod fleet;
 mod flood;
 mod login;
@@ -156,6 +159,11 @@ enum Cmd {
         /// Seconds of each throughput run.
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+    },
+    /// The log as evidence: verify and prune a million events, both stores.
+    Evidence {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
     },
     /// One point of the window curve, in a fresh process (`scale` runs it),
     /// so memory left behind by an earlier point does not hide this one's.
@@ -394,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scale::scale(&cli, &curves).await?
         }
         Cmd::Writes { writers, secs } => writes::writes(&cli, writers, *secs).await?,
+        Cmd::Evidence { events } => evidence::evidence(&cli, *events).await?,
         Cmd::Window { revoked } => scale::window(&cli, *revoked).await?,
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,

@@ -5,6 +5,7 @@
 
 use super::*;
 
+mod evidence;
 mod propagation;
 mod request_path;
 mod service;
@@ -138,6 +139,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
     let propagation = propagation::rows(&mut rows, results, out);
     let service = service::rows(&mut rows, results);
     let writes = writes::rows(&mut rows, results, out);
+    let evidence = evidence::rows(&mut rows, results);
 
     // Print and write.
     let mut table =
@@ -219,6 +221,7 @@ pub(super) fn report(results: &Path, criterion: &Path, out: &Path) -> anyhow::Re
         "append_ratio_32_to_1": writes.writes["append_ratio_32_to_1"],
         "refresh_per_core_pg": writes.writes["refresh_per_core_pg"],
         "failover": writes.failover,
+        "evidence": evidence,
         "table": rows.iter().map(|r| json!({
             "measure": r.measure, "value": r.value, "goal": r.goal,
             "result": r.verdict, "notes": r.note,

@@ -146,6 +146,23 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<String>,
     },
+    /// Retention deleted the events up to `through_seq` (`count` of them);
+    /// `anchor` is the hash of the last one deleted, which the first event
+    /// kept links to, so the chain verifies across the cut.
+    LogPruned {
+        through_seq: i64,
+        count: i64,
+        anchor: String,
+    },
+    /// A signed checkpoint of the chain: the events up to `through_seq`
+    /// hash to `head`. `jws` signs both with the active key (`kid`), so an
+    /// outside party can pin the log with the JWKS.
+    LogCheckpoint {
+        through_seq: i64,
+        head: String,
+        kid: String,
+        jws: String,
+    },
 }
 
 /// Every event type name (`Event::kind`), in declaration order.
@@ -168,6 +185,8 @@ pub const KINDS: &[&str] = &[
     "service_created",
     "service_revoked",
     "stream_verification",
+    "log_pruned",
+    "log_checkpoint",
 ];
 
 impl Event {
@@ -192,6 +211,8 @@ impl Event {
             Event::ServiceCreated { .. } => "service_created",
             Event::ServiceRevoked { .. } => "service_revoked",
             Event::StreamVerification { .. } => "stream_verification",
+            Event::LogPruned { .. } => "log_pruned",
+            Event::LogCheckpoint { .. } => "log_checkpoint",
         }
     }
 
@@ -215,7 +236,9 @@ impl Event {
             | Event::PolicyChanged { .. }
             | Event::ServiceCreated { .. }
             | Event::ServiceRevoked { .. }
-            | Event::StreamVerification { .. } => None,
+            | Event::StreamVerification { .. }
+            | Event::LogPruned { .. }
+            | Event::LogCheckpoint { .. } => None,
         }
     }
 
@@ -237,6 +260,7 @@ impl Event {
         match self {
             Event::KeyRotated { .. } | Event::KeyRetired { .. } => "keys".to_owned(),
             Event::IssuerChanged { .. } => "fleet".to_owned(),
+            Event::LogPruned { .. } | Event::LogCheckpoint { .. } => "log".to_owned(),
             Event::PolicyChanged { client_type, .. } => format!("policy:{client_type}"),
             Event::ServiceCreated { service_id, .. } | Event::ServiceRevoked { service_id } => {
                 format!("service:{service_id}")

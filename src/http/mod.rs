@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod body;
 pub mod errors;
+mod evidence;
 pub mod extract;
 pub mod feed;
 pub mod oauth;
@@ -166,6 +167,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/admin/users/{user_id}/sessions", admin::user_sessions))
         .service(get("/v1/admin/events", admin::events))
         .service(get("/v1/admin/events/stream", admin::stream))
+        .service(get("/v1/admin/log/verify", evidence::verify))
+        .service(resource("/v1/admin/log/checkpoint", "GET, POST")
+            .route(web::get().to(evidence::latest_checkpoint))
+            .route(web::post().to(evidence::new_checkpoint)))
         .service(resource("/v1/admin/services", "GET, POST")
             .route(web::post().to(feed::create_service))
             .route(web::get().to(feed::services)))

@@ -209,8 +209,39 @@ pub fn admin() -> Markup {
                     button #unlock type="button" { "Unlock" }
                     button #revoke .danger type="button" { "Revoke all sessions" }
                     button #watch-user type="button" { "Show only this user's events" }
+                    button #erase .danger type="button" { "Erase user…" }
+                }
+                div #confirm-erase .confirm hidden {
+                    p { strong { "Erasing ends every session of this user now and makes their personal data in the log unreadable for good." }
+                        " The username becomes free; ids stay in the audit trail. This cannot be undone." }
+                    label { "Type the username to confirm" input #erase-name autocomplete="off"; }
+                    button #confirm-erase-go .danger type="button" { "Erase for good" }
+                    button #cancel-erase type="button" { "Cancel" }
                 }
             }
+        }
+        section.card #validity {
+            h2 { "Was this token valid at …?" }
+            p.hint { "Replays the log up to that moment: would the token (or any token of the session) have been accepted, and which events decide it." }
+            form #validity-form {
+                label { "Access token or session id" textarea #validity-subject rows="3" required {} }
+                label { "At (your local time)" input #validity-at type="datetime-local" step="1" required; }
+                button type="submit" { "Check" }
+            }
+            div #validity-answer hidden {
+                p { strong #validity-verdict {} " " span #validity-reason .hint {} }
+                ol #validity-events {}
+            }
+        }
+        section.card #integrity {
+            h2 { "Log integrity" }
+            p.hint { "Every event carries the hash of the one before it; signed checkpoints pin the chain for outside parties (verify them with the JWKS)." }
+            div.actions {
+                button #verify-log type="button" { "Verify the whole log" }
+                button #sign-checkpoint type="button" { "Sign a checkpoint now" }
+            }
+            p #verify-result {}
+            p #checkpoint-result .hint {}
         }
         section.card {
             h2 { "Signing keys" }

@@ -28,7 +28,8 @@ use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::sql::{Deliver, Later, Row, Tx, Val, Work, WriteBatches};
+use super::chain::{self, Hash};
+use super::sql::{Deliver, Later, Links, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
 /// The most units one transaction carries. PostgreSQL keeps up to 64
@@ -104,43 +105,44 @@ pub(super) struct Outcome {
     pub handed: usize,
 }
 
-/// A batch's connection (inside its transaction) and its seq counter: the
-/// counter row is locked when the batch begins, its value read then, seqs
-/// are counted here as units append, and the row is written once before
-/// the commit.
+/// A batch's connection (inside its transaction), its seq counter and the
+/// chain's head: the counter row is locked when the batch begins, its
+/// values read then, seqs and the head are kept here as units append, and
+/// the row is written once before the commit.
 pub(super) struct Batch<S> {
     pub conn: S,
-    start: i64,
-    last: Mutex<i64>,
+    start: Links,
+    end: Mutex<Links>,
     /// Committed units' held-back statements, not yet sent: they go out
     /// ahead of the next unit's `SAVEPOINT`, or with the `COMMIT`.
     pending: Mutex<Vec<Ahead>>,
 }
 
 impl<S: Statements> Batch<S> {
-    pub fn new(conn: S, last: i64) -> Arc<Self> {
+    pub fn new(conn: S, end: Links) -> Arc<Self> {
         Arc::new(Batch {
             conn,
-            start: last,
-            last: Mutex::new(last),
+            start: end,
+            end: Mutex::new(end),
             pending: Mutex::new(Vec::new()),
         })
     }
 
-    /// The last seq taken so far.
-    pub fn last(&self) -> i64 {
-        *self.last.lock()
+    /// The last seq taken so far, and the chain's head.
+    pub fn end(&self) -> Links {
+        *self.end.lock()
     }
 
-    /// Gives back the seqs a rolled-back unit took.
-    pub fn reset(&self, to: i64) {
-        *self.last.lock() = to;
+    /// Gives back the seqs (and the head) a rolled-back unit took.
+    pub fn reset(&self, to: Links) {
+        *self.end.lock() = to;
     }
 
-    /// The counter's new value, if the batch took any seq.
-    pub fn moved(&self) -> Option<i64> {
-        let last = self.last();
-        (last != self.start).then_some(last)
+    /// The counter row's new values, if the batch took any seq or moved
+    /// the head.
+    pub fn moved(&self) -> Option<Links> {
+        let end = self.end();
+        (end != self.start).then_some(end)
     }
 
     /// Ends the batch: the statements still held back, the counter's
@@ -150,7 +152,11 @@ impl<S: Statements> Batch<S> {
     pub async fn commit(&self) -> Result<(), StoreError> {
         let mut ahead = std::mem::take(&mut *self.pending.lock());
         ahead.push(Ahead::Simple(match self.moved() {
-            Some(last) => format!("UPDATE recall_seq SET last = {last} WHERE id = 1; COMMIT"),
+            Some(end) => format!(
+                "UPDATE recall_seq SET last = {}, head = '{}' WHERE id = 1; COMMIT",
+                end.last,
+                chain::hex(&end.prev)
+            ),
             None => "COMMIT".to_owned(),
         }));
         self.conn.send(ahead, &[]).await.map(|_| ())
@@ -285,10 +291,15 @@ impl<S: Statements> Tx for UnitTx<S> {
         Ok(())
     }
 
-    async fn take_seqs(&mut self, n: i64) -> Result<i64, StoreError> {
-        let mut last = self.batch.last.lock();
-        *last += n;
-        Ok(*last)
+    async fn take_seqs(&mut self, n: i64) -> Result<Links, StoreError> {
+        let mut end = self.batch.end.lock();
+        end.last += n;
+        Ok(*end)
+    }
+
+    async fn set_head(&mut self, head: Hash) -> Result<(), StoreError> {
+        self.batch.end.lock().prev = head;
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -326,7 +337,7 @@ pub(super) async fn run_units<S: Statements + 'static>(
     let mut finished = Vec::with_capacity(units.len());
     let mut units = units.into_iter().enumerate();
     while let Some((index, unit)) = units.next() {
-        let before = batch.last();
+        let before = batch.end();
         let (tx, handle) = UnitTx::new(batch.clone(), index);
         let answered = AssertUnwindSafe((unit.work)(Box::new(tx)))
             .catch_unwind()

@@ -8,6 +8,8 @@
 //! The layers: docs/DESIGN.md, "Parts".
 
 mod batch;
+pub mod chain;
+pub mod evidence;
 mod fleet;
 mod keys;
 mod pg_url;
@@ -113,7 +115,8 @@ impl Store {
 
     /// Runs the migrations (safe to race).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.db.migrate().await
+        self.db.migrate().await?;
+        self.chain_unlinked().await.map(|_| ())
     }
 
     /// The last committed sequence number.

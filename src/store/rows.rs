@@ -5,6 +5,7 @@
 
 use uuid::Uuid;
 
+use super::chain;
 use super::sql::{Later, Row, Tx, Val};
 use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::clock::Timestamp;
@@ -69,28 +70,34 @@ pub(super) async fn append_after(
 ) -> Result<Vec<Envelope>, StoreError> {
     let (meta, at) = (&stamp.meta, stamp.at);
     let n = events.len() as i64;
-    let last = tx.take_seqs(n).await?;
+    let links = tx.take_seqs(n).await?;
+    let mut prev = links.prev;
     let mut statements = writes;
     let mut out = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
+        let seq = links.last - n + 1 + i as i64;
         let data = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let stream = event.stream();
+        // The order of `chain::HASHED_COLS`, then the event's own hash.
+        let mut cols: Vec<Val> = vec![
+            seq.into(),
+            stream.as_str().into(),
+            event.kind().into(),
+            EVENT_VERSION.into(),
+            at.into(),
+            meta.actor.clone().into(),
+            meta.ip.clone().into(),
+            event.user_id().into(),
+            event.session_id().into(),
+            data.into(),
+            prev.to_vec().into(),
+        ];
+        prev = chain::digest(&cols);
+        cols.push(prev.to_vec().into());
         statements.push((
-            "INSERT INTO events (seq, stream, type, version, at, actor, ip, user_id, session_id, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            vec![
-                seq.into(),
-                stream.as_str().into(),
-                event.kind().into(),
-                EVENT_VERSION.into(),
-                at.into(),
-                meta.actor.clone().into(),
-                meta.ip.clone().into(),
-                event.user_id().into(),
-                event.session_id().into(),
-                data.into(),
-            ],
+            "INSERT INTO events (seq, stream, type, version, at, actor, ip, user_id, session_id, data, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            cols,
         ));
         out.push(Envelope {
             seq,
@@ -103,6 +110,9 @@ pub(super) async fn append_after(
         });
     }
     tx.exec_later(statements).await?;
+    if n > 0 {
+        tx.set_head(prev).await?;
+    }
     Ok(out)
 }
 

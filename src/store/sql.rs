@@ -157,16 +157,29 @@ pub trait Tx: Send {
         }
         Ok(())
     }
-    /// Reserves the next `n` seqs for this transaction's events and returns
-    /// the last of them. In a write batch the counter row is locked at the
-    /// batch's start and counted in memory (written once, before the
-    /// commit); elsewhere, one `UPDATE` that holds the row until commit.
-    async fn take_seqs(&mut self, n: i64) -> Result<i64, StoreError> {
-        let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last";
+    /// Reserves the next `n` seqs for this transaction's events: the last
+    /// of them, and the chain's head before them (the hash of the event
+    /// before the first, `chain`). In a write batch the counter row is
+    /// locked at the batch's start and counted in memory (written once,
+    /// before the commit); elsewhere, one `UPDATE` that holds the row until
+    /// commit. `n = 0` reads the chain's end under the same lock.
+    async fn take_seqs(&mut self, n: i64) -> Result<Links, StoreError> {
+        let sql = "UPDATE recall_seq SET last = last + $1 WHERE id = 1 RETURNING last, head";
         let rows = self.query(sql, &[n.into()]).await?;
-        rows.first()
-            .ok_or_else(|| StoreError::Corrupt("no counter row".into()))?
-            .int(0)
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
+        Ok(Links {
+            last: row.int(0)?,
+            prev: super::chain::head_of(row.opt_text(1)?)?,
+        })
+    }
+    /// Sets the chain's head: the hash of the last event this transaction
+    /// appended (after `take_seqs`).
+    async fn set_head(&mut self, head: super::chain::Hash) -> Result<(), StoreError> {
+        let sql = "UPDATE recall_seq SET head = $1 WHERE id = 1";
+        self.exec_later(vec![(sql, vec![super::chain::hex(&head).into()])])
+            .await
     }
     /// Commits. In a write batch this only marks the unit committed: its
     /// writes are durable when the batch's commit is, and the unit's caller
@@ -198,6 +211,14 @@ pub type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub struct WriteBatches {
     pub batches: u64,
     pub units: u64,
+}
+
+/// What `Tx::take_seqs` reserved: the last seq, and the hash before the
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Links {
+    pub last: i64,
+    pub prev: super::chain::Hash,
 }
 
 /// A statement for `Tx::exec_later`.

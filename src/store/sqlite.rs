@@ -29,7 +29,8 @@ use super::batch::{
     refuse, run_units, settle, Ahead, Answer, Batch, BatchStats, Last, Queued, Statements,
     MAX_UNITS,
 };
-use super::sql::{Db, Mode, Row, Tx, Val, Work, WriteBatches};
+use super::chain;
+use super::sql::{Db, Links, Mode, Row, Tx, Val, Work, WriteBatches};
 use super::StoreError;
 
 mod embedded {
@@ -173,15 +174,22 @@ fn run_batch(conn: &Conn, units: Vec<Queued>) {
     let begun = {
         let c = conn.lock();
         c.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
-            let sql = "SELECT last FROM recall_seq WHERE id = 1";
-            c.query_row(sql, [], |row| row.get::<_, i64>(0))
+            let sql = "SELECT last, head FROM recall_seq WHERE id = 1";
+            c.query_row(sql, [], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?))
+            })
         })
     };
-    let batch = match begun {
-        Ok(last) => Batch::new(SqliteStatements(conn.clone()), last),
+    let batch = match begun.map_err(sqlite_err).and_then(|(last, head)| {
+        Ok(Links {
+            last,
+            prev: chain::head_of(head)?,
+        })
+    }) {
+        Ok(end) => Batch::new(SqliteStatements(conn.clone()), end),
         Err(e) => {
             ensure_clean(conn, "after a write batch that did not begin");
-            return refuse(units, &sqlite_err(e));
+            return refuse(units, &e);
         }
     };
     // The units' statements run here, so the batch is done in one poll;

@@ -7,15 +7,29 @@ use super::*;
 use crate::clock::Timestamp;
 use crate::events::Stamp;
 
+/// How often the log's upkeep (checkpoints, retention) runs.
+const EVIDENCE_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs maintenance every `every` (retirement is checked that often).
-pub(super) fn run(sync: Arc<StateSync>, every: Duration) -> JoinHandle<()> {
+/// and writes checkpoints and prunes the log (`evidence`) at most every
+/// `EVIDENCE_EVERY`.
+pub(super) fn run(
+    sync: Arc<StateSync>,
+    every: Duration,
+    log_retention: Option<Duration>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = std::time::Instant::now();
+        let mut last_upkeep: Option<std::time::Instant> = None;
         loop {
             tick.tick().await;
             sync.housekeeping().await;
+            if last_upkeep.is_none_or(|t| t.elapsed() >= EVIDENCE_EVERY) {
+                last_upkeep = Some(std::time::Instant::now());
+                sync.log_upkeep(log_retention).await;
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = std::time::Instant::now();
                 match sync

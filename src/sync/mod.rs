@@ -6,11 +6,13 @@
 //!
 //! Split by job: this module is the handle the request path reads (state,
 //! keyring, freshness; no I/O); `follower` keeps it current from notices and
-//! the log; `maintenance` prunes and retires keys.
+//! the log; `maintenance` prunes and retires keys; `evidence` signs
+//! checkpoints of the log and applies its retention.
 //!
 //! May import: store, bus, state, tokens, keys, metrics, events, clock. The
 //! layers: docs/DESIGN.md, "Parts".
 
+pub mod evidence;
 mod follower;
 mod maintenance;
 pub mod rebuild;
@@ -176,16 +178,18 @@ impl StateSync {
     }
 
     /// Starts the follower (notices and the log poll) and the maintenance
-    /// task (pruning, key retirement); they stop when aborted.
+    /// task (pruning, key retirement, checkpoints, the log's retention:
+    /// `log_retention`, none to keep everything); they stop when aborted.
     pub fn start(
         self: &Arc<Self>,
         notices: mpsc::Receiver<BusMessage>,
         poll: Duration,
+        log_retention: Option<Duration>,
     ) -> Vec<JoinHandle<()>> {
         vec![
             follower::listen(self.clone(), notices),
             follower::poll(self.clone(), poll),
-            maintenance::run(self.clone(), poll),
+            maintenance::run(self.clone(), poll, log_retention),
         ]
     }
 }

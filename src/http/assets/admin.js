@@ -1,6 +1,7 @@
-// /admin: find a user and see their sessions; lock, unlock, revoke; rotate
-// the signing key; the keys table; each client type's policy; and the live
-// event stream, filtered by user and type. Every action says what it did.
+// /admin: find a user and see their sessions; lock, unlock, revoke, erase;
+// rotate the signing key; the keys table; each client type's policy; was a
+// token valid at a past moment; the log's integrity; and the live event
+// stream, filtered by user and type. Every action says what it did.
 'use strict';
 
 (async () => {
@@ -156,6 +157,103 @@
     confirmBox.hidden = true;
     act(() => rotate(true));
   });
+
+  // --- erasure ----------------------------------------------------------------
+  // Asks for the username typed again before anything is sent.
+  const eraseBox = document.getElementById('confirm-erase');
+  const eraseName = document.getElementById('erase-name');
+  document.getElementById('erase').addEventListener('click', () => {
+    eraseName.value = '';
+    eraseBox.hidden = false;
+    eraseName.focus();
+  });
+  document.getElementById('cancel-erase').addEventListener('click', () => {
+    eraseBox.hidden = true;
+  });
+  document.getElementById('confirm-erase-go').addEventListener('click', () =>
+    act(async () => {
+      if (eraseName.value.trim().toLowerCase() !== user.username) {
+        fail(`Type ${user.username} to confirm.`);
+        return;
+      }
+      eraseBox.hidden = true;
+      const r = await api('DELETE', `/v1/admin/users/${user.user_id}`);
+      say(`Erased ${user.username} (seq ${r.seq}): every session ended; their personal data is gone.`);
+      document.getElementById('user').hidden = true;
+      user = null;
+    }),
+  );
+
+  // --- validity at a past moment ----------------------------------------------
+  document.getElementById('validity-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    act(async () => {
+      const subject = document.getElementById('validity-subject').value.trim();
+      const local = document.getElementById('validity-at').value;
+      const at = new Date(local);
+      if (Number.isNaN(at.getTime())) {
+        fail('Pick a time.');
+        return;
+      }
+      const isSession = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(subject);
+      const body = isSession ? { session_id: subject } : { token: subject };
+      body.at = at.toISOString();
+      const r = await api('POST', '/v1/admin/forensics/validity', body);
+      document.getElementById('validity-answer').hidden = false;
+      const verdict = document.getElementById('validity-verdict');
+      verdict.textContent = r.valid ? 'Valid' : 'Not valid';
+      verdict.className = r.valid ? 'status-active' : 'status-revoked';
+      document.getElementById('validity-reason').textContent =
+        `${r.reason} at ${when(body.at)}` + (r.session_id ? ` · session ${r.session_id}` : '');
+      document.getElementById('validity-events').replaceChildren(
+        ...r.decided_by.map((e) =>
+          el(
+            'li',
+            { class: 'event', 'data-type': e.type },
+            el('span', { class: 'type' }, e.type),
+            ` #${e.seq} ${when(e.at)}`,
+            e.actor ? ` by ${e.actor}` : '',
+          ),
+        ),
+      );
+      say(`Replayed the log to ${when(body.at)}: ${r.valid ? 'valid' : r.reason}.`);
+    });
+  });
+
+  // --- log integrity ----------------------------------------------------------
+  const verifyResult = document.getElementById('verify-result');
+  const checkpointResult = document.getElementById('checkpoint-result');
+
+  function showCheckpoint(cp) {
+    checkpointResult.textContent =
+      `Latest checkpoint: seq ${cp.seq} (${when(cp.at)}) pins events 1..${cp.through_seq} ` +
+      `to ${cp.head.slice(0, 16)}…, signed by ${cp.kid}.`;
+  }
+
+  document.getElementById('verify-log').addEventListener('click', () =>
+    act(async () => {
+      verifyResult.textContent = 'Verifying…';
+      const r = await api('GET', '/v1/admin/log/verify');
+      verifyResult.className = r.ok ? 'status-active' : 'status-revoked';
+      verifyResult.textContent = r.ok
+        ? `Intact: every event through seq ${r.verified_through} hashes and links.`
+        : `Broken at seq ${r.first_bad_seq}: events through ${r.verified_through} verify; ` +
+          'that one was edited, deleted or cut.';
+      say(r.ok ? 'The log verifies.' : `The log is broken at seq ${r.first_bad_seq}.`);
+    }),
+  );
+  document.getElementById('sign-checkpoint').addEventListener('click', () =>
+    act(async () => {
+      const cp = await api('POST', '/v1/admin/log/checkpoint');
+      showCheckpoint(cp);
+      say(`Signed checkpoint through seq ${cp.through_seq}.`);
+    }),
+  );
+  api('GET', '/v1/admin/log/checkpoint')
+    .then(showCheckpoint)
+    .catch(() => {
+      checkpointResult.textContent = 'No checkpoint yet.';
+    });
 
   // --- client policies -------------------------------------------------------
   // One form per client type (pages.rs). A saved policy applies to sessions

@@ -19,13 +19,15 @@ use crate::store::batch::{
     refuse, run_units, settle, Ahead, Answer, Batch, BatchStats, Last, Queued, Statements,
     MAX_UNITS,
 };
+use crate::store::chain;
+use crate::store::sql::Links;
 use crate::store::StoreError;
 
 /// Opens every write batch: the counter row is locked and read before any
 /// unit runs (one round trip with the `BEGIN`), so batches on different
 /// instances queue on it instead of deadlocking on the rows their units
 /// touch, and the batch counts its seqs from there.
-const BATCH_BEGIN: &str = "BEGIN; SELECT last FROM recall_seq WHERE id = 1 FOR UPDATE";
+const BATCH_BEGIN: &str = "BEGIN; SELECT last, head FROM recall_seq WHERE id = 1 FOR UPDATE";
 
 /// Takes every write unit waiting (up to `MAX_UNITS`) into one batch, one
 /// batch at a time: while one commits, the next fills up.
@@ -52,15 +54,19 @@ pub(super) async fn batch_loop(
 }
 
 /// Begins a batch's transaction; the counter's value, read under its lock.
-async fn begin_batch(pool: &Pool) -> Result<(PgTx, i64), StoreError> {
+async fn begin_batch(pool: &Pool) -> Result<(PgTx, Links), StoreError> {
     let tx = PgTx::on(object(pool).await?);
     let answered = tx.client()?.simple_query(BATCH_BEGIN).await;
-    let last = tx.seen(answered)?.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
+    let row = tx.seen(answered)?.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => {
+            let last = row.get(0).and_then(|v| v.parse::<i64>().ok())?;
+            Some((last, row.get(1).map(str::to_owned)))
+        }
         _ => None,
     });
-    let last = last.ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
-    Ok((tx, last))
+    let (last, head) = row.ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
+    let prev = chain::head_of(head)?;
+    Ok((tx, Links { last, prev }))
 }
 
 /// Runs one batch to its end (module `batch`).
