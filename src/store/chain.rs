@@ -11,14 +11,8 @@
 
 use sha2::{Digest, Sha256};
 
+pub use super::head::{from_hex, head_of, hex, Hash, GENESIS};
 use super::sql::{Row, Val};
-use super::StoreError;
-
-/// A chain hash.
-pub type Hash = [u8; 32];
-
-/// The hash before the first event.
-pub const GENESIS: Hash = [0; 32];
 
 /// The stored columns an event's hash covers, in this order; the same
 /// order as the insert's parameters (`rows::append_after`).
@@ -55,35 +49,12 @@ pub fn digest(cols: &[Val]) -> Hash {
     h.finalize().into()
 }
 
-/// Lowercase hex, as the counter row and checkpoints carry a hash.
-pub fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads a hash written by `hex`.
-pub fn from_hex(s: &str) -> Result<Hash, StoreError> {
-    let bad = || StoreError::Corrupt(format!("not a chain hash: {s:?}"));
-    if s.len() != 64 || !s.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
-}
-
 /// A stored hash column: 32 bytes, or `None` when null or another length.
 pub fn stored(v: &Val) -> Option<Hash> {
     match v {
         Val::Blob(b) => b.as_slice().try_into().ok(),
         _ => None,
     }
-}
-
-/// The counter row's `head` column (null before the chain existed).
-pub fn head_of(v: Option<String>) -> Result<Hash, StoreError> {
-    v.map_or(Ok(GENESIS), |s| from_hex(&s))
 }
 
 /// What verification found.

@@ -171,14 +171,14 @@ pub trait Tx: Send {
             .ok_or_else(|| StoreError::Corrupt("no counter row".into()))?;
         Ok(Links {
             last: row.int(0)?,
-            prev: super::chain::head_of(row.opt_text(1)?)?,
+            prev: super::head::head_of(row.opt_text(1)?)?,
         })
     }
     /// Sets the chain's head: the hash of the last event this transaction
     /// appended (after `take_seqs`).
-    async fn set_head(&mut self, head: super::chain::Hash) -> Result<(), StoreError> {
+    async fn set_head(&mut self, head: super::head::Hash) -> Result<(), StoreError> {
         let sql = "UPDATE recall_seq SET head = $1 WHERE id = 1";
-        self.exec_later(vec![(sql, vec![super::chain::hex(&head).into()])])
+        self.exec_later(vec![(sql, vec![super::head::hex(&head).into()])])
             .await
     }
     /// Commits. In a write batch this only marks the unit committed: its
@@ -218,7 +218,7 @@ pub struct WriteBatches {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Links {
     pub last: i64,
-    pub prev: super::chain::Hash,
+    pub prev: super::head::Hash,
 }
 
 /// A statement for `Tx::exec_later`.
