@@ -414,3 +414,78 @@ test('the admin binds mobile sessions to their network; /account and /admin show
   assert.equal(elsewhere.status, 401, JSON.stringify(elsewhere.body));
   await rowCount(laptop, 1);
 });
+
+// A local date-time as <input type=datetime-local step=1> takes it (the
+// browser and this script share the machine's time zone).
+function localInput(ms) {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('the admin asks whether a token was valid at a past moment, and checks the log', async () => {
+  const name = `bob${Date.now() % 100000}`;
+  const made = await call('POST', '/v1/users', { body: { username: name, password: 'bob password 1' } });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const login = await call('POST', '/v1/auth/login', { body: { username: name, password: 'bob password 1' } });
+  assert.equal(login.status, 200);
+  await pause(1500);
+  const whileLive = Date.now();
+  await pause(1500);
+  assert.equal((await call('POST', '/v1/auth/logout', { token: login.body.access_token })).status, 204);
+  await pause(1500);
+  const afterLogout = Date.now();
+
+  const ask = async (subject, ms) => {
+    await admin.page.fill('#validity-subject', subject);
+    await admin.page.fill('#validity-at', localInput(ms));
+    await admin.page.click('#validity-form button[type=submit]');
+    await admin.page.locator('#status', { hasText: 'Replayed the log' }).waitFor(SOON);
+    const verdict = await admin.page.locator('#validity-verdict').textContent();
+    const reason = await admin.page.locator('#validity-reason').textContent();
+    const events = await admin.page.locator('#validity-events li').allTextContents();
+    await admin.page.evaluate(() => { document.getElementById('status').textContent = ''; });
+    return { verdict, reason, events };
+  };
+  const before = await ask(login.body.access_token, whileLive);
+  assert.equal(before.verdict, 'Valid', JSON.stringify(before));
+  assert.ok(before.events.some((e) => e.startsWith('login_succeeded')), JSON.stringify(before));
+  const later = await ask(login.body.access_token, afterLogout);
+  assert.equal(later.verdict, 'Not valid', JSON.stringify(later));
+  assert.match(later.reason, /^session_revoked/);
+  assert.ok(later.events.some((e) => e.startsWith('logged_out')), JSON.stringify(later));
+  const bySession = await ask(login.body.session_id, afterLogout);
+  assert.equal(bySession.verdict, 'Not valid');
+
+  await admin.page.click('#verify-log');
+  await admin.page.locator('#verify-result', { hasText: 'Intact' }).waitFor(SOON);
+  await admin.page.click('#sign-checkpoint');
+  await admin.page.locator('#checkpoint-result', { hasText: 'Latest checkpoint' }).waitFor(SOON);
+  await admin.page.locator('#integrity').screenshot({ path: `${SHOTS}/integrity.png` });
+});
+
+test('erasing a user asks for the username first, then ends everything', async () => {
+  const name = `carol${Date.now() % 100000}`;
+  const pass = 'carol password 1';
+  assert.equal((await call('POST', '/v1/users', { body: { username: name, password: pass } })).status, 201);
+  const login = await call('POST', '/v1/auth/login', { body: { username: name, password: pass } });
+  assert.equal(login.status, 200);
+  await admin.page.fill('#find-username', name);
+  await admin.page.click('#find button[type=submit]');
+  await admin.page.locator('#user-name', { hasText: name }).waitFor(SOON);
+  await admin.page.click('#erase');
+  await admin.page.locator('#confirm-erase').waitFor({ state: 'visible', ...SOON });
+  // The wrong name: nothing is sent.
+  await admin.page.fill('#erase-name', name + 'x');
+  await admin.page.click('#confirm-erase-go');
+  await admin.page.locator('#error', { hasText: `Type ${name} to confirm` }).waitFor(SOON);
+  assert.equal((await call('GET', '/v1/me', { token: login.body.access_token })).status, 200);
+  await admin.page.fill('#erase-name', name);
+  await admin.page.click('#confirm-erase-go');
+  await admin.page.locator('#status', { hasText: `Erased ${name}` }).waitFor(SOON);
+  assert.equal((await call('GET', '/v1/me', { token: login.body.access_token })).status, 401);
+  // The username is free again.
+  assert.equal((await call('POST', '/v1/users', { body: { username: name, password: pass } })).status, 201);
+});
