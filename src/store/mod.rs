@@ -9,6 +9,7 @@
 
 mod batch;
 mod fleet;
+mod forensics;
 mod keys;
 mod pg_url;
 mod policies;
