@@ -51,6 +51,7 @@ mod bound;
 pub mod dpop;
 pub mod feed;
 pub mod fleet;
+pub mod forensics;
 mod guess;
 mod inputs;
 mod outbox;
