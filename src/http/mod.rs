@@ -9,6 +9,7 @@ pub mod body;
 pub mod errors;
 pub mod extract;
 pub mod feed;
+pub mod forensics;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
@@ -166,6 +167,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/admin/users/{user_id}/sessions", admin::user_sessions))
         .service(get("/v1/admin/events", admin::events))
         .service(get("/v1/admin/events/stream", admin::stream))
+        .service(post("/v1/admin/forensics/validity", forensics::validity))
         .service(resource("/v1/admin/services", "GET, POST")
             .route(web::post().to(feed::create_service))
             .route(web::get().to(feed::services)))

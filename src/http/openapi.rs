@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, feed, oauth, ops, policies, ssf, users};
+use super::{admin, feed, forensics, oauth, ops, policies, ssf, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,7 @@ use super::{admin, feed, oauth, ops, policies, ssf, users};
         admin::keys,
         admin::events,
         admin::stream,
+        forensics::validity,
         feed::create_service,
         feed::services,
         feed::revoke_service,

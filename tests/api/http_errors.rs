@@ -38,6 +38,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("GET", "/v1/admin/keys"),
         ("GET", "/v1/admin/events"),
         ("GET", "/v1/admin/events/stream"),
+        ("POST", "/v1/admin/forensics/validity"),
         ("GET", "/.well-known/jwks.json"),
         ("GET", "/.well-known/oauth-authorization-server"),
         ("GET", "/.well-known/openid-configuration"),
