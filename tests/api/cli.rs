@@ -35,7 +35,11 @@ fn recall_admin(b: &Backend, args: &[&str]) -> Command {
 }
 
 /// Runs a command to its end; returns (success, stdout lines, stderr).
-async fn run_raw(b: &Backend, args: &[&str], stdin: &str) -> (bool, Vec<String>, String) {
+pub(crate) async fn run_raw(
+    b: &Backend,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, Vec<String>, String) {
     let mut child = recall_admin(b, args).spawn().expect("spawn recall");
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).await.unwrap();
@@ -68,7 +72,7 @@ async fn run(b: &Backend, args: &[&str], stdin: &str) -> Vec<Value> {
 }
 
 /// Runs a command that prints exactly one JSON object.
-async fn run_one(b: &Backend, args: &[&str]) -> Value {
+pub(crate) async fn run_one(b: &Backend, args: &[&str]) -> Value {
     let mut out = run(b, args, "").await;
     assert_eq!(out.len(), 1, "recall admin {args:?}: {out:?}");
     out.remove(0)
@@ -80,7 +84,7 @@ async fn instance(b: &Backend) -> TestApp {
 }
 
 /// A fresh PostgreSQL backend and an instance on its Redis bus.
-async fn cli_app() -> (Backend, TestApp) {
+pub(crate) async fn cli_app() -> (Backend, TestApp) {
     let b = Backend::new(Kind::Postgres).await;
     let app = instance(&b).await;
     (b, app)
