@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::Admin;
+use super::{secs, Admin};
 use crate::clock::{span_ms, Timestamp};
 use crate::error::Error;
 use crate::events::{Envelope, Event};
@@ -232,7 +232,6 @@ impl Admin {
 
     /// A session's lifetimes as its terms and the settings fix them.
     fn lifetimes(&self, row: Option<&SessionRecord>) -> Lifetimes {
-        let secs = |n: i64| Duration::from_secs(n.max(0).unsigned_abs());
         let terms = row.map(|r| r.terms.clone()).unwrap_or_default();
         Lifetimes {
             access_ttl: secs(row.map_or(self.settings.access_ttl_secs, |r| self.access_ttl(r))),
