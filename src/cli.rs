@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, IssuerSource};
 use crate::events::Meta;
 use crate::http::admin::audit_event;
+use crate::http::forensics::validity_answer;
 use crate::server::Application;
+use crate::service::forensics::{parse_instant, Subject};
 use crate::service::{Reason, Recall};
 use crate::store::EventFilter;
 
@@ -136,6 +138,17 @@ pub enum AdminCommand {
     Checkpoint {
         #[arg(long)]
         export: bool,
+    },
+    /// Would this access token (or any token of this session) have been
+    /// accepted at time AT (RFC 3339)? Replays the log up to AT and prints
+    /// what `POST /v1/admin/forensics/validity` answers.
+    Replay {
+        #[arg(long)]
+        at: String,
+        #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+        token: Option<String>,
+        #[arg(long)]
+        session: Option<uuid::Uuid>,
     },
     /// Print the audit log as JSON lines; --follow keeps printing new events.
     Events {
@@ -335,6 +348,12 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
                 Some(cp) => print(cp),
                 None => anyhow::bail!("no checkpoint: the log is empty"),
             }
+        }
+        AdminCommand::Replay { at, token, session } => {
+            let subject = Subject::from_parts(token, session)?;
+            let at = parse_instant(&at)?;
+            let answer = recall.admin().validity(subject, at).await?;
+            print(validity_answer(&answer));
         }
         AdminCommand::Events {
             after,

@@ -140,3 +140,15 @@ impl Keyring {
 
 /// Base64url (no padding) of bytes, as in JWKs (the verifier crate's).
 pub use recall_verifier::token::b64url;
+
+/// Which of `records` signed `token`, whenever it was valid: the header
+/// and signature checks of verification and the claims' shape, but no
+/// clock, issuer or audience (forensics asks about any past moment, and
+/// only this fleet's keys sign). Every key counts, retired ones too.
+pub fn signed_by(records: &[KeyRecord], token: &str) -> Result<(Claims, String), TokenError> {
+    let ring = recall_verifier::Keyring::new(&[], "");
+    for rec in records.iter().filter(|r| r.alg == "EdDSA") {
+        ring.insert(&rec.kid, &rec.public_key);
+    }
+    ring.verify_signature(token)
+}

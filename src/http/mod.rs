@@ -10,6 +10,7 @@ pub mod errors;
 mod evidence;
 pub mod extract;
 pub mod feed;
+pub mod forensics;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
@@ -171,6 +172,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/admin/log/checkpoint", "GET, POST")
             .route(web::get().to(evidence::latest_checkpoint))
             .route(web::post().to(evidence::new_checkpoint)))
+        .service(post("/v1/admin/forensics/validity", forensics::validity))
         .service(resource("/v1/admin/services", "GET, POST")
             .route(web::post().to(feed::create_service))
             .route(web::get().to(feed::services)))

@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, evidence, feed, oauth, ops, policies, ssf, users};
+use super::{admin, evidence, feed, forensics, oauth, ops, policies, ssf, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +48,7 @@ use super::{admin, evidence, feed, oauth, ops, policies, ssf, users};
         evidence::verify,
         evidence::latest_checkpoint,
         evidence::new_checkpoint,
+        forensics::validity,
         feed::create_service,
         feed::services,
         feed::revoke_service,

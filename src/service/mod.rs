@@ -52,6 +52,7 @@ pub mod dpop;
 mod evidence;
 pub mod feed;
 pub mod fleet;
+pub mod forensics;
 mod guess;
 mod inputs;
 mod outbox;

@@ -11,6 +11,7 @@ mod batch;
 pub mod chain;
 pub mod evidence;
 mod fleet;
+mod forensics;
 mod head;
 mod keys;
 mod pg_url;

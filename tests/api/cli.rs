@@ -84,7 +84,7 @@ async fn instance(b: &Backend) -> TestApp {
 }
 
 /// A fresh PostgreSQL backend and an instance on its Redis bus.
-async fn cli_app() -> (Backend, TestApp) {
+pub(crate) async fn cli_app() -> (Backend, TestApp) {
     let b = Backend::new(Kind::Postgres).await;
     let app = instance(&b).await;
     (b, app)

@@ -5,16 +5,35 @@
 
 use crate::helpers::Backend;
 
+/// A connection to the backend's PostgreSQL database with its own driver.
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// Runs statements on the backend's database with its own driver (what
+/// no store call does, such as pruning the log by hand).
+pub async fn exec(b: &Backend, sql: &str) {
+    match &b.db {
+        Some(db) => pg(&db.url).await.batch_execute(sql).await.expect(sql),
+        None => {
+            let conn = rusqlite::Connection::open(b.settings().sqlite_path()).expect("open");
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .expect("busy timeout");
+            conn.execute_batch(sql).expect(sql);
+        }
+    }
+}
+
 /// Integer columns of a query's rows, read with the databases' own
 /// drivers (not through the store under test).
 async fn ints(b: &Backend, sql: &str) -> Vec<Vec<i64>> {
     match &b.db {
         Some(db) => {
-            let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            tokio::spawn(conn);
-            let rows = client.query(sql, &[]).await.expect(sql);
+            let rows = pg(&db.url).await.query(sql, &[]).await.expect(sql);
             rows.iter()
                 .map(|r| (0..r.len()).map(|i| r.get::<_, i64>(i)).collect())
                 .collect()

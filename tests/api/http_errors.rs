@@ -41,6 +41,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("GET", "/v1/admin/log/verify"),
         ("GET", "/v1/admin/log/checkpoint"),
         ("POST", "/v1/admin/log/checkpoint"),
+        ("POST", "/v1/admin/forensics/validity"),
         ("GET", "/.well-known/jwks.json"),
         ("GET", "/.well-known/oauth-authorization-server"),
         ("GET", "/.well-known/openid-configuration"),

@@ -18,6 +18,8 @@ mod feed;
 mod fixtures;
 mod fleet;
 mod fleet_config;
+mod forensics;
+mod forensics_replay;
 mod group_commit;
 mod helpers;
 mod http_errors;

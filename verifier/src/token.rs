@@ -313,6 +313,29 @@ impl Keyring {
 
     /// `verify` with the clock read by the caller (seconds).
     pub fn verify_at(&self, token: &str, now: i64) -> Result<(Claims, String), TokenError> {
+        let (claims, kid) = self.verify_signature(token)?;
+        let leeway = LEEWAY_SECS as i64;
+        // Saturating: a signed token may carry any i64.
+        if claims.exp.saturating_add(leeway) < now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.saturating_sub(leeway) > now {
+            return Err(TokenError::NotYetValid);
+        }
+        if !self.issuers.read().contains(&claims.iss) {
+            return Err(TokenError::BadIssuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenError::BadAudience);
+        }
+        Ok((claims, kid))
+    }
+
+    /// The header and signature checks of `verify` and the claims' shape,
+    /// but no clock, issuer or audience: whether one of these keys signed
+    /// this access token, whenever it was valid (forensics asks about any
+    /// past moment).
+    pub fn verify_signature(&self, token: &str) -> Result<(Claims, String), TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -367,20 +390,6 @@ impl Keyring {
             .map_err(|_| TokenError::Malformed)?;
         // Every claim is required (exp, nbf, iss, aud, sub among them).
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadClaims)?;
-        let leeway = LEEWAY_SECS as i64;
-        // Saturating: a signed token may carry any i64.
-        if claims.exp.saturating_add(leeway) < now {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf.saturating_sub(leeway) > now {
-            return Err(TokenError::NotYetValid);
-        }
-        if !self.issuers.read().contains(&claims.iss) {
-            return Err(TokenError::BadIssuer);
-        }
-        if claims.aud != self.audience {
-            return Err(TokenError::BadAudience);
-        }
         Ok((claims, kid))
     }
 }
