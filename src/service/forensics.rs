@@ -158,6 +158,10 @@ pub struct Case<'a> {
     /// The user's events stamped at or before `at` and every key event,
     /// in seq order (`Store::deciding_events`).
     pub events: &'a [Envelope],
+    /// When retention has pruned the log: the user's lock in force (the
+    /// users row's), whose event may be gone; the log's own lock and
+    /// unlock events, if any are left, decide instead.
+    pub pruned_lock: Option<Timestamp>,
 }
 
 /// Remembers every revocation: nothing folded here is ever forgotten.
@@ -179,7 +183,9 @@ impl Admin {
     /// Would this token (or any token of this session) have been accepted
     /// at `at`? Refused when the log no longer covers `at`.
     pub async fn validity(&self, subject: Subject, at: Timestamp) -> Result<Validity, Error> {
-        if let Some((seq, oldest)) = self.store.oldest_event().await? {
+        let oldest = self.store.oldest_event().await?;
+        let pruned = oldest.is_some_and(|(seq, _)| seq > 1);
+        if let Some((seq, oldest)) = oldest {
             if seq > 1 && at < oldest {
                 let rule = format!(
                     "the log no longer covers that time: its oldest event (seq {seq}) is from {}",
@@ -218,6 +224,14 @@ impl Admin {
             });
         };
         let events = self.store.deciding_events(user, at).await?;
+        let pruned_lock = match pruned {
+            true => self
+                .store
+                .user_by_id(user)
+                .await?
+                .and_then(|u| u.locked_until),
+            false => None,
+        };
         Ok(judge(&Case {
             at,
             user,
@@ -227,6 +241,7 @@ impl Admin {
             row: row.as_ref(),
             keys: &keys,
             events: &events,
+            pruned_lock,
         }))
     }
 
@@ -294,6 +309,14 @@ fn fold<'a>(case: &Case<'a>) -> Folded<'a> {
     let mut state = RevocationState::new(FOREVER);
     for item in standing_keys(case.keys, case.events, case.at) {
         state.apply_item(&item);
+    }
+    // A lock whose event retention pruned: in force since before the cut,
+    // unless the log still says otherwise.
+    let locks_left = case.events.iter().any(|e| {
+        matches!(&e.event, Event::UserLocked { user_id, .. } | Event::UserUnlocked { user_id } if *user_id == case.user)
+    });
+    if let (Some(until), false) = (case.pruned_lock, locks_left) {
+        state.apply_item(&Revocation::user_locked(0, 0, case.user, until.ms()));
     }
     let (mut login, mut issued) = (None, Vec::new());
     for env in case.events.iter().filter(|e| e.at <= case.at) {

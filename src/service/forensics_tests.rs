@@ -119,6 +119,7 @@ impl Given {
             },
             keys: &self.keys,
             events: &events,
+            pruned_lock: None,
         })
     }
 }

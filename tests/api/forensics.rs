@@ -23,6 +23,7 @@ both_stores!(
     a_logout_a_lock_and_a_password_change_decide_from_their_events_on,
     a_compromised_rotation_kills_old_tokens_and_a_refresh_revives_the_session,
     a_pruned_log_answers_only_for_what_it_still_covers,
+    a_lock_whose_event_was_pruned_still_decides,
 );
 
 pub const VALIDITY: &str = "/v1/admin/forensics/validity";
@@ -471,5 +472,32 @@ async fn a_pruned_log_answers_only_for_what_it_still_covers(kind: Kind) {
         token_at(&app, &s.access, at_ms(&oldest)).await["reason"],
         "not_yet_issued"
     );
+    app.stop().await;
+}
+
+/// Retention may prune a lock's event while the lock is still in force
+/// (and the revocations it carried): the users row still has the lock, and
+/// the replay honours it for any time the log covers.
+async fn a_lock_whose_event_was_pruned_still_decides(kind: Kind) {
+    let (b, app) = start(kind).await;
+    let (_, s) = app.signup("fx-pruned-lock").await;
+    let locked = app
+        .admin_user_action(&s.user_id, "lock", json!({ "reason": "forensics" }))
+        .await;
+    assert_eq!(locked.status, 200, "{}", locked.body);
+    let lock_seq = locked.body["seq"].as_i64().unwrap();
+    assert_eq!(
+        token_at(&app, &s.access, moment().await).await["reason"],
+        "user_locked"
+    );
+    // Everything up to the lock is gone, as retention would do it.
+    let (_, other) = app.signup("fx-after").await;
+    exec(&b, &format!("DELETE FROM events WHERE seq <= {lock_seq}")).await;
+    let now = moment().await;
+    assert_eq!(
+        token_at(&app, &s.access, now).await["reason"],
+        "user_locked"
+    );
+    assert_eq!(token_at(&app, &other.access, now).await["reason"], "valid");
     app.stop().await;
 }
