@@ -168,6 +168,11 @@ pub trait Tx: Send {
             .ok_or_else(|| StoreError::Corrupt("no counter row".into()))?
             .int(0)
     }
+    /// The keys that seal and open personal data (`pii`): set on every
+    /// transaction a `Store` hands its units.
+    fn vault(&self) -> Option<std::sync::Arc<super::pii::Vault>> {
+        None
+    }
     /// Commits. In a write batch this only marks the unit committed: its
     /// writes are durable when the batch's commit is, and the unit's caller
     /// is answered only then (G1, `batch`).

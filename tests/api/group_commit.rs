@@ -195,7 +195,14 @@ async fn postgres_three_instances_appending_never_skip() {
     const EACH: usize = 500;
     let fx = StoreFixture::new(Kind::Postgres).await;
     let url = fx.b.db.as_ref().unwrap().url.clone();
-    let open = || Store::open(Some(&url), std::path::Path::new("/nonexistent")).unwrap();
+    let open = || {
+        Store::open(
+            Some(&url),
+            std::path::Path::new("/nonexistent"),
+            &recall::keys::MasterKey::generate(),
+        )
+        .unwrap()
+    };
     let instances = [open(), open(), open()];
     let seen = appends_seen_by_a_poller(&instances, open(), WRITERS, EACH).await;
     let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
