@@ -19,8 +19,7 @@ pub struct Erased {
 }
 
 #[utoipa::path(delete, path = "/v1/admin/users/{user_id}", tag = "admin", params(("user_id" = Uuid, Path, description = "The user")),
-    responses((status = 200, description = "Erased: every session ended, the user's personal data unreadable for good, the username free", body = Erased),
-        (status = 404, description = "No such user, or erased already")), security(("admin" = [])))]
+    responses((status = 200, description = "Erased: every session ended, the user's personal data unreadable for good, the username free", body = Erased)), security(("admin" = [])))]
 /// `DELETE /v1/admin/users/{user_id}`
 pub async fn erase_user(admin: AdminCaller, path: web::Path<String>) -> Reply {
     let user = path_id(&path, "user")?;

@@ -104,18 +104,19 @@ impl Vault {
             .try_into()
             .ok()
     }
+}
 
-    /// A keyed digest of a username: streams group an unknown name's
-    /// failures without storing the name there.
-    fn digest(&self, name: &str) -> String {
-        use hmac::Mac;
-        // HMAC takes keys of any length: this cannot fail.
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.names)
-            .unwrap_or_else(|_| unreachable!());
-        mac.update(name.as_bytes());
-        let tag = mac.finalize().into_bytes();
-        tag.iter().take(16).map(|b| format!("{b:02x}")).collect()
-    }
+/// A keyed digest of a username: failed logins of one name share a
+/// stream without the name in it. Under a known user's data key (useless
+/// once the user is erased), else under a key derived from the master key.
+fn digest(key: &DataKey, name: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!());
+    mac.update(name.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    tag.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 fn wrap_aad(user: Uuid) -> String {
@@ -155,18 +156,35 @@ fn open_bytes(key: &DataKey, aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// The stored form of one personal field.
-fn seal_field(key: &DataKey, user: Uuid, field: &str, plain: &str) -> String {
-    let sealed = seal_bytes(key, &field_aad(user, field), plain.as_bytes());
-    format!("{SEALED}{}", URL_SAFE_NO_PAD.encode(sealed))
+/// The stored form of one personal field: `pii1.` and the ciphertext; with
+/// `named`, the owner's id comes first (`pii1.<user>.`), for events that
+/// name no user (a known user's failed login, whose shape must not differ
+/// from an unknown name's).
+fn seal_field(key: &DataKey, user: Uuid, field: &str, plain: &str, named: bool) -> String {
+    let sealed = URL_SAFE_NO_PAD.encode(seal_bytes(key, &field_aad(user, field), plain.as_bytes()));
+    match named {
+        true => format!("{SEALED}{user}.{sealed}"),
+        false => format!("{SEALED}{sealed}"),
+    }
+}
+
+/// The owner a sealed value names (`seal_field` with `named`), if it
+/// names one: the first sealed value in `text`.
+fn owner_in(text: &str) -> Option<Uuid> {
+    let at = text.find(SEALED)? + SEALED.len();
+    let id = text.get(at..at + 36)?;
+    (text.get(at + 36..at + 37)? == ".")
+        .then(|| Uuid::parse_str(id).ok())
+        .flatten()
 }
 
 /// A stored field as read: plaintext written before sealing stays
 /// readable; a sealed one opens with the user's key, or reads as `None`.
 fn open_field(key: Option<&DataKey>, user: Uuid, field: &str, stored: String) -> Option<String> {
-    let Some(b64) = stored.strip_prefix(SEALED) else {
+    let Some(rest) = stored.strip_prefix(SEALED) else {
         return Some(stored);
     };
+    let b64 = rest.rsplit('.').next()?;
     let sealed = URL_SAFE_NO_PAD.decode(b64).ok()?;
     let plain = open_bytes(key?, &field_aad(user, field), &sealed)?;
     String::from_utf8(plain).ok()
@@ -205,9 +223,9 @@ fn personal(event: &Event) -> bool {
 }
 
 /// The stored form of `event` appended with `meta`: a payload about a
-/// user keeps its personal fields only sealed under the user's key (in
-/// its `pii` member), the address only sealed; a user without a key
-/// (erased) gets neither.
+/// user (or a failed login of a known user's name) keeps its personal
+/// fields only sealed under the user's key (in its `pii` member), the
+/// address only sealed; a user without a key (erased) gets neither.
 pub(super) async fn seal(
     tx: &mut dyn Tx,
     event: &Event,
@@ -215,59 +233,89 @@ pub(super) async fn seal(
 ) -> Result<Sealed, StoreError> {
     let vault = vault_of(tx)?;
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    let stream = match event {
+    let plain = |data: String, ip: Option<String>, stream: String| Sealed { data, ip, stream };
+    let name = match event {
         Event::LoginFailed {
             user_id: None,
             username: Some(name),
             ..
-        } => format!("username:{}", vault.digest(name)),
-        other => other.stream(),
-    };
-    let (Some(user), true) = (event.user_id(), vault.sealing()) else {
-        // About nobody: nothing personal of a user's to seal.
-        let data = serde_json::to_string(event).map_err(corrupt)?;
-        return Ok(Sealed {
-            data,
-            ip: meta.ip.clone(),
-            stream,
-        });
-    };
-    let fields = personal(event);
-    if !fields && meta.ip.is_none() {
-        let data = serde_json::to_string(event).map_err(corrupt)?;
-        return Ok(Sealed {
-            data,
-            ip: None,
-            stream,
-        });
-    }
-    let new_user = matches!(event, Event::UserRegistered { .. });
-    let key = write_key(tx, &vault, user, new_user).await?;
-    let ip = match (&key, &meta.ip) {
-        (Some(key), Some(ip)) => Some(seal_field(key, user, "ip", ip)),
+        } => Some(name.as_str()),
         _ => None,
     };
-    let data = if fields {
-        let mut json = serde_json::to_value(event).map_err(corrupt)?;
-        let map = json
-            .as_object_mut()
-            .ok_or_else(|| StoreError::Corrupt(format!("{} is not an object", event.kind())))?;
-        let mut taken = Map::new();
-        for name in ["username", "device_id"] {
-            if let Some(v) = map.remove(name).filter(|v| !v.is_null()) {
-                taken.insert(name.to_owned(), v);
-            }
-        }
-        if let Some(key) = &key {
-            let plain = Value::Object(taken).to_string();
-            let sealed = seal_field(key, user, "event", &plain);
-            map.insert(MEMBER.to_owned(), Value::String(sealed));
-        }
-        json.to_string()
-    } else {
-        serde_json::to_string(event).map_err(corrupt)?
+    if !vault.sealing() {
+        let data = serde_json::to_string(event).map_err(corrupt)?;
+        return Ok(plain(data, meta.ip.clone(), event.stream()));
+    }
+    // A failed login names no user, known or not (the log must not tell
+    // them apart), but a known user's name is still theirs to erase.
+    let owner = match name {
+        Some(name) => known_user(tx, name).await?,
+        None => None,
     };
-    Ok(Sealed { data, ip, stream })
+    let fields = personal(event) || owner.is_some();
+    let Some(user) = event.user_id().or(owner) else {
+        let data = serde_json::to_string(event).map_err(corrupt)?;
+        let stream = match name {
+            Some(name) => format!("username:{}", digest(&vault.names, name)),
+            None => event.stream(),
+        };
+        return Ok(plain(data, meta.ip.clone(), stream));
+    };
+    let key = match fields || meta.ip.is_some() {
+        true => {
+            write_key(
+                tx,
+                &vault,
+                user,
+                matches!(event, Event::UserRegistered { .. }),
+            )
+            .await?
+        }
+        false => None,
+    };
+    let stream = match name {
+        Some(name) => format!(
+            "username:{}",
+            digest(key.as_ref().unwrap_or(&vault.names), name)
+        ),
+        None => event.stream(),
+    };
+    let named = owner.is_some();
+    let ip = match (&key, &meta.ip) {
+        (Some(key), Some(ip)) => Some(seal_field(key, user, "ip", ip, named)),
+        _ => None,
+    };
+    if !fields {
+        let data = serde_json::to_string(event).map_err(corrupt)?;
+        return Ok(plain(data, ip, stream));
+    }
+    let mut json = serde_json::to_value(event).map_err(corrupt)?;
+    let map = json
+        .as_object_mut()
+        .ok_or_else(|| StoreError::Corrupt(format!("{} is not an object", event.kind())))?;
+    let mut taken = Map::new();
+    for name in ["username", "device_id"] {
+        if let Some(v) = map.remove(name).filter(|v| !v.is_null()) {
+            taken.insert(name.to_owned(), v);
+        }
+    }
+    if let Some(key) = &key {
+        let sealed = seal_field(key, user, "event", &Value::Object(taken).to_string(), named);
+        map.insert(MEMBER.to_owned(), Value::String(sealed));
+    }
+    Ok(plain(json.to_string(), ip, stream))
+}
+
+/// The user a username names, if any (and not erased: an erased user's
+/// name is a tombstone no login can name).
+async fn known_user(tx: &mut dyn Tx, username: &str) -> Result<Option<Uuid>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id FROM users WHERE username = $1",
+            &[username.into()],
+        )
+        .await?;
+    rows.first().map(|r| r.uuid(0)).transpose()
 }
 
 /// A session's device id, address and user agent as stored: sealed under
@@ -287,7 +335,7 @@ pub(super) async fn seal_session(
     let key = write_key(tx, &vault, s.user_id, false).await?;
     let seal = |field: &str, v: &Option<String>| -> Val {
         match (&key, v) {
-            (Some(key), Some(v)) => seal_field(key, s.user_id, field, v).into(),
+            (Some(key), Some(v)) => seal_field(key, s.user_id, field, v, false).into(),
             _ => Val::Null,
         }
     };
@@ -389,9 +437,15 @@ pub(super) async fn open_events(
         .iter()
         .enumerate()
         .filter_map(|(i, env)| {
-            let user = env.event.user_id()?;
             let member = rows[i].0.get(7).is_some_and(has_member);
-            (member || is_sealed(&env.ip)).then_some((i, user))
+            if !member && !is_sealed(&env.ip) {
+                return None;
+            }
+            let named = match rows[i].0.get(7) {
+                Some(Val::Text(data)) if member => owner_in(data),
+                _ => env.ip.as_deref().and_then(owner_in),
+            };
+            Some((i, env.event.user_id().or(named)?))
         })
         .collect();
     if sealed.is_empty() {
@@ -513,7 +567,14 @@ mod tests {
     fn fields_open_only_with_their_key_user_and_field() {
         let (key, other): (DataKey, DataKey) = (crate::random::bytes(), crate::random::bytes());
         let (user, someone) = (Uuid::now_v7(), Uuid::now_v7());
-        let sealed = seal_field(&key, user, "ip", "203.0.113.7");
+        let sealed = seal_field(&key, user, "ip", "203.0.113.7", false);
+        let named = seal_field(&key, user, "ip", "203.0.113.7", true);
+        assert_eq!(owner_in(&named), Some(user));
+        assert_eq!(owner_in(&sealed), None);
+        assert_eq!(
+            open_field(Some(&key), user, "ip", named).as_deref(),
+            Some("203.0.113.7")
+        );
         assert!(!sealed.contains("203.0.113.7"));
         let open = |k: Option<&DataKey>, u, f: &str| open_field(k, u, f, sealed.clone());
         assert_eq!(open(Some(&key), user, "ip").as_deref(), Some("203.0.113.7"));
@@ -541,9 +602,11 @@ mod tests {
             Vault::new(&MasterKey::generate()).unwrap_key(user, &wrapped),
             None
         );
-        assert_eq!(vault.digest("alice"), Vault::new(&master).digest("alice"));
-        assert_ne!(vault.digest("alice"), vault.digest("alicf"));
-        assert!(!vault.digest("alice").contains("alice"));
+        let names = Vault::new(&master).names;
+        assert_eq!(digest(&vault.names, "alice"), digest(&names, "alice"));
+        assert_ne!(digest(&names, "alice"), digest(&names, "alicf"));
+        assert_ne!(digest(&names, "alice"), digest(&key, "alice"));
+        assert!(!digest(&names, "alice").contains("alice"));
     }
 
     #[test]
@@ -554,7 +617,7 @@ mod tests {
             username: Some("mallory".into()),
             roles: vec![],
         };
-        let sealed = seal_field(&key, user, "event", r#"{"username":"mallory"}"#);
+        let sealed = seal_field(&key, user, "event", r#"{"username":"mallory"}"#, false);
         let data = format!(
             r#"{{"type":"user_registered","user_id":"{user}","roles":[],"pii":"{sealed}"}}"#
         );

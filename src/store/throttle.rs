@@ -72,22 +72,10 @@ async fn guess_failed_in(
     }
     Ok(Event::LoginFailed {
         username: Some(username.to_owned()),
-        user_id: known_user(tx, username).await?,
+        user_id: None,
         failures,
         locked_until,
     })
-}
-
-/// The user a username names, if any: a known user's failed login is the
-/// user's event, its name sealed under the user's key (`pii`).
-async fn known_user(tx: &mut dyn Tx, username: &str) -> Result<Option<Uuid>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT id FROM users WHERE username = $1",
-            &[username.into()],
-        )
-        .await?;
-    rows.first().map(|r| r.uuid(0)).transpose()
 }
 
 impl Store {
@@ -173,7 +161,7 @@ impl Store {
             lock_throttle(&mut *tx, username, nth, until).await?;
             let event = Event::LoginFailed {
                 username: Some(username.to_owned()),
-                user_id: known_user(&mut *tx, username).await?,
+                user_id: None,
                 failures,
                 locked_until: Some(until),
             };
