@@ -22,7 +22,11 @@ fn latency(mut samples: Vec<Duration>) -> Value {
 
 /// Runs `callers` tasks, each calling `call` until `secs` have passed; the
 /// calls per second and their latencies.
-async fn drive<F, Fut>(callers: usize, secs: f64, call: F) -> anyhow::Result<(f64, Value)>
+pub(super) async fn drive<F, Fut>(
+    callers: usize,
+    secs: f64,
+    call: F,
+) -> anyhow::Result<(f64, Value)>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
