@@ -71,7 +71,8 @@ impl Fixture {
         ];
         let settings = recall::config::Settings::from_flags(flags).expect("settings");
         let recall = rt.block_on(async {
-            let store = Store::open(None, &settings.sqlite_path()).expect("store");
+            let store =
+                Store::open(None, &settings.sqlite_path(), &settings.master_key).expect("store");
             store.migrate().await.expect("migrate");
             let (recall, _tasks) =
                 recall::startup::start_with(settings, store, Arc::new(LocalBus::default()))

@@ -94,6 +94,9 @@ pub enum AdminCommand {
     },
     /// Lift a lock.
     Unlock { user: String },
+    /// Erase a user (id or username): end every session, destroy the
+    /// personal data (crypto-shredding), free the username.
+    EraseUser { user: String },
     /// Revoke every session of a user.
     RevokeSessions {
         user: String,
@@ -284,6 +287,11 @@ async fn admin(recall: &Arc<Recall>, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Unlock { user } => {
             let u = recall.admin().find_user(&user).await?;
             let env = recall.admin().unlock_user(u.id, &meta).await?;
+            print(audit_event(&env));
+        }
+        AdminCommand::EraseUser { user } => {
+            let u = recall.admin().find_user(&user).await?;
+            let env = recall.admin().erase_user(u.id, &meta).await?;
             print(audit_event(&env));
         }
         AdminCommand::RevokeSessions { user, reason } => {

@@ -452,6 +452,7 @@ impl Settings {
             self.database_url.as_deref(),
             &self.sqlite_path(),
             self.database_ca_file.as_deref(),
+            &self.master_key,
         )
     }
 

@@ -219,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn given_an_erasure_then_its_sessions_are_rejected_and_others_are_not() {
+        let (u, s1, s2, other) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let state = given(vec![Event::UserErased {
+            user_id: u,
+            revoked_session_ids: vec![s1, s2],
+        }]);
+        assert!(state.check("k1", u, s1, 0, 2_000).is_err());
+        assert!(state.check("k1", u, s2, 0, 2_000).is_err());
+        assert_eq!(state.check("k1", other, Uuid::now_v7(), 0, 2_000), Ok(()));
+    }
+
+    #[test]
     fn lock_rejects_until_it_ends_or_is_lifted() {
         let (u, s) = (Uuid::now_v7(), Uuid::now_v7());
         let locked = given(vec![Event::UserLocked {
@@ -290,7 +307,7 @@ mod tests {
             2,
             950,
             Event::LoginFailed {
-                username: "x".into(),
+                username: Some("x".into()),
                 user_id: None,
                 failures: 1,
                 locked_until: None,

@@ -103,7 +103,7 @@ async fn guards(args: Args) -> anyhow::Result<()> {
 
     // (b) Recall core: embedded SQLite, in-process bus.
     let s = settings(&data_dir)?;
-    let store = Store::open(None, &s.sqlite_path())?;
+    let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
     store.migrate().await?;
     let (recall, tasks) =
         recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;

@@ -80,7 +80,7 @@ async fn one(store: &Store, events: usize, what: &str) -> anyhow::Result<Value> 
 
 pub(super) async fn evidence(cli: &Cli, events: usize) -> anyhow::Result<Value> {
     let db = BenchDb::create(&cli.pg).await?;
-    let pg = match Store::open(Some(&db.url), Path::new("unused")) {
+    let pg = match Store::open(Some(&db.url), Path::new("unused"), &MasterKey::generate()) {
         Ok(store) => one(&store, events, "evidence/postgres").await,
         Err(e) => Err(e.into()),
     };
@@ -89,7 +89,7 @@ pub(super) async fn evidence(cli: &Cli, events: usize) -> anyhow::Result<Value> 
         .dir
         .join(format!("evidence-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let sqlite = match Store::open(None, &dir.join("recall.db")) {
+    let sqlite = match Store::open(None, &dir.join("recall.db"), &MasterKey::generate()) {
         Ok(store) => one(&store, events, "evidence/sqlite").await,
         Err(e) => Err(e.into()),
     };

@@ -24,7 +24,7 @@ pub(super) async fn start_nodes(
         let mut s = settings(&cli.dir, Some(db.url.clone()), master.clone())?;
         s.redis_url = Some(cli.redis.clone());
         s.redis_channel = channel.clone();
-        let store = Store::open(Some(&db.url), &s.sqlite_path())?;
+        let store = Store::open(Some(&db.url), &s.sqlite_path(), &s.master_key)?;
         store.migrate().await?;
         let bus: Arc<dyn Bus> =
             Arc::new(RedisBus::new(&cli.redis, &channel, s.notice_auth(), None)?);

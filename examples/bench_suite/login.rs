@@ -83,7 +83,7 @@ pub(super) async fn start_single(
     url: Option<String>,
 ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>)> {
     let s = settings(dir, url.clone(), MasterKey::generate())?;
-    let store = Store::open(url.as_deref(), &s.sqlite_path())?;
+    let store = Store::open(url.as_deref(), &s.sqlite_path(), &s.master_key)?;
     store.migrate().await?;
     recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await
 }

@@ -30,6 +30,7 @@ mod flood;
 mod login;
 #[path = "../common/pg.rs"]
 mod pg;
+mod pii;
 #[path = "../common/product.rs"]
 mod product;
 mod report;
@@ -164,6 +165,14 @@ enum Cmd {
     Evidence {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+    },
+    /// Logins and refreshes per second with the sealing of personal data
+    /// on and off, alternating (issue 25).
+    Pii {
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// One point of the window curve, in a fresh process (`scale` runs it),
     /// so memory left behind by an earlier point does not hide this one's.
@@ -403,6 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Writes { writers, secs } => writes::writes(&cli, writers, *secs).await?,
         Cmd::Evidence { events } => evidence::evidence(&cli, *events).await?,
+        Cmd::Pii { secs, rounds } => pii::pii(&cli, *secs, *rounds).await?,
         Cmd::Window { revoked } => scale::window(&cli, *revoked).await?,
         Cmd::Startup { events, in_window } => startup::startup(&cli, *events, *in_window).await?,
         Cmd::Memory { sessions } => startup::memory(*sessions)?,

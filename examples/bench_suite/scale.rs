@@ -133,7 +133,7 @@ async fn window_in_child(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&dir)?;
     let result = async {
         let s = settings(&dir, None, MasterKey::generate())?;
-        let store = Store::open(None, &s.sqlite_path())?;
+        let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
         store.migrate().await?;
         let mut written = 0;
         while written < revoked {
@@ -166,7 +166,7 @@ pub(super) async fn window(cli: &Cli, revoked: usize) -> anyhow::Result<Value> {
     let s = settings(&cli.dir, None, MasterKey::generate())?;
     let rss0 = startup::rss_bytes();
     let t0 = Instant::now();
-    let store = Store::open(None, &s.sqlite_path())?;
+    let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
     store.migrate().await?;
     let (recall, tasks) =
         recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;

@@ -20,7 +20,7 @@ pub(super) async fn startup_in(
 ) -> anyhow::Result<Value> {
     let s = settings(dir, None, MasterKey::generate())?;
     let retention = s.retention_ms();
-    let store = Store::open(None, &s.sqlite_path())?;
+    let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
     store.migrate().await?;
     // History far outside the window: logins, refreshes and logouts of a
     // month ago, appended in large batches.
@@ -80,7 +80,7 @@ pub(super) async fn startup_in(
     let mut revoked = 0;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let store = Store::open(None, &s.sqlite_path())?;
+        let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
         store.migrate().await?;
         let (recall, tasks) =
             recall::startup::start_with(s.clone(), store, Arc::new(LocalBus::default())).await?;
@@ -93,7 +93,7 @@ pub(super) async fn startup_in(
         stop(&tasks);
     }
     // The part that depends on the log: the window snapshot and the fold.
-    let store = Store::open(None, &s.sqlite_path())?;
+    let store = Store::open(None, &s.sqlite_path(), &s.master_key)?;
     let t0 = Instant::now();
     let now = Timestamp::now();
     let window_start = Timestamp::from_ms(now.ms() - retention);

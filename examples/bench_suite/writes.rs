@@ -22,7 +22,11 @@ fn latency(mut samples: Vec<Duration>) -> Value {
 
 /// Runs `callers` tasks, each calling `call` until `secs` have passed; the
 /// calls per second and their latencies.
-async fn drive<F, Fut>(callers: usize, secs: f64, call: F) -> anyhow::Result<(f64, Value)>
+pub(super) async fn drive<F, Fut>(
+    callers: usize,
+    secs: f64,
+    call: F,
+) -> anyhow::Result<(f64, Value)>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -57,7 +61,11 @@ pub(super) async fn appends(
     writers: &[usize],
     secs: f64,
 ) -> anyhow::Result<Vec<Value>> {
-    let store = Store::open(Some(&db.url), Path::new("unused.db"))?;
+    let store = Store::open(
+        Some(&db.url),
+        Path::new("unused.db"),
+        &recall::keys::MasterKey::generate(),
+    )?;
     store.migrate().await?;
     let mut out = Vec::new();
     for &w in writers {
@@ -93,7 +101,7 @@ async fn recall_with_sessions(
     n: usize,
 ) -> anyhow::Result<(Arc<Recall>, Vec<JoinHandle<()>>, String, Vec<String>)> {
     let s = settings(&cli.dir, Some(db.url.clone()), MasterKey::generate())?;
-    let store = Store::open(Some(&db.url), &s.sqlite_path())?;
+    let store = Store::open(Some(&db.url), &s.sqlite_path(), &s.master_key)?;
     store.migrate().await?;
     let (recall, tasks) =
         recall::startup::start_with(s, store, Arc::new(LocalBus::default())).await?;

@@ -40,7 +40,9 @@ pub enum RevokeCause {
 pub enum Event {
     UserRegistered {
         user_id: Uuid,
-        username: String,
+        /// `None` once the user is erased (its data key is gone).
+        #[serde(default)]
+        username: Option<String>,
         roles: Vec<String>,
     },
     LoginSucceeded {
@@ -51,7 +53,9 @@ pub enum Event {
         device_id: Option<String>,
     },
     LoginFailed {
-        username: String,
+        /// `None` once a known user is erased (its data key is gone).
+        #[serde(default)]
+        username: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<Uuid>,
         failures: i64,
@@ -163,6 +167,12 @@ pub enum Event {
         kid: String,
         jws: String,
     },
+    /// A user was erased: every session ended, the personal data sealed
+    /// under the user's data key unreadable for good (the key destroyed).
+    UserErased {
+        user_id: Uuid,
+        revoked_session_ids: Vec<Uuid>,
+    },
 }
 
 /// Every event type name (`Event::kind`), in declaration order.
@@ -187,6 +197,7 @@ pub const KINDS: &[&str] = &[
     "stream_verification",
     "log_pruned",
     "log_checkpoint",
+    "user_erased",
 ];
 
 impl Event {
@@ -213,6 +224,7 @@ impl Event {
             Event::StreamVerification { .. } => "stream_verification",
             Event::LogPruned { .. } => "log_pruned",
             Event::LogCheckpoint { .. } => "log_checkpoint",
+            Event::UserErased { .. } => "user_erased",
         }
     }
 
@@ -228,7 +240,8 @@ impl Event {
             | Event::UserSessionsRevoked { user_id, .. }
             | Event::PasswordChanged { user_id, .. }
             | Event::UserLocked { user_id, .. }
-            | Event::UserUnlocked { user_id } => Some(*user_id),
+            | Event::UserUnlocked { user_id }
+            | Event::UserErased { user_id, .. } => Some(*user_id),
             Event::LoginFailed { user_id, .. } => *user_id,
             Event::KeyRotated { .. }
             | Event::KeyRetired { .. }
@@ -266,7 +279,13 @@ impl Event {
                 format!("service:{service_id}")
             }
             Event::StreamVerification { stream_id, .. } => format!("ssf:{stream_id}"),
-            Event::LoginFailed { username, .. } => format!("username:{username}"),
+            // A known user's failures are the user's; an unknown name's
+            // stream is a keyed digest of it (`store::pii`), never the name.
+            Event::LoginFailed {
+                user_id: None,
+                username,
+                ..
+            } => format!("username:{}", username.as_deref().unwrap_or_default()),
             other => match other.user_id() {
                 Some(id) => format!("user:{id}"),
                 None => "system".to_owned(),
@@ -286,6 +305,10 @@ impl Event {
                 ..
             }
             | Event::UserLocked {
+                revoked_session_ids,
+                ..
+            }
+            | Event::UserErased {
                 revoked_session_ids,
                 ..
             } => revoked_session_ids.clone(),

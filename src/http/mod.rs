@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod erase;
 pub mod errors;
 mod evidence;
 pub mod extract;
@@ -162,6 +163,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(post("/v1/admin/users/{user_id}/revoke-sessions", admin::revoke_sessions))
         .service(post("/v1/admin/users/{user_id}/lock", admin::lock))
         .service(post("/v1/admin/users/{user_id}/unlock", admin::unlock))
+        .service(delete("/v1/admin/users/{user_id}", erase::erase_user))
         .service(delete("/v1/admin/sessions/{session_id}", admin::delete_session))
         .service(post("/v1/admin/keys/rotate", admin::rotate_key))
         .service(get("/v1/admin/keys", admin::keys))

@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, evidence, feed, forensics, oauth, ops, policies, ssf, users};
+use super::{admin, erase, evidence, feed, forensics, oauth, ops, policies, ssf, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,7 @@ use super::{admin, evidence, feed, forensics, oauth, ops, policies, ssf, users};
         admin::revoke_sessions,
         admin::lock,
         admin::unlock,
+        erase::erase_user,
         admin::user_sessions,
         admin::delete_session,
         admin::rotate_key,

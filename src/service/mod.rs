@@ -49,6 +49,7 @@ pub mod admin;
 mod auth;
 mod bound;
 pub mod dpop;
+pub mod erase;
 mod evidence;
 pub mod feed;
 pub mod fleet;

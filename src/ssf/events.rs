@@ -176,6 +176,13 @@ pub fn security_events(env: &Envelope) -> Vec<SecurityEvent> {
             out.push((VERIFICATION, subject, claims));
             stream = Some(*stream_id);
         }
+        Event::UserErased {
+            user_id,
+            revoked_session_ids,
+        } => {
+            let claims = caep(at, "admin", Some("user erased"));
+            ended(*user_id, revoked_session_ids, claims, &mut out);
+        }
         _ => {}
     }
     out.into_iter()
@@ -285,6 +292,14 @@ mod tests {
                     (SESSION_REVOKED, Some(s[0])),
                     (SESSION_REVOKED, Some(s[1])),
                 ],
+            ),
+            (
+                "erasure",
+                Event::UserErased {
+                    user_id: u,
+                    revoked_session_ids: vec![s[0], s[1]],
+                },
+                two.clone(),
             ),
             (
                 "lock",

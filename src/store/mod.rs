@@ -9,12 +9,14 @@
 
 mod batch;
 pub mod chain;
+mod erase;
 pub mod evidence;
 mod fleet;
 mod forensics;
 mod head;
 mod keys;
 mod pg_url;
+mod pii;
 mod policies;
 pub mod postgres;
 mod records;
@@ -35,6 +37,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::domain::{RefreshFacts, RefreshRefusal, SessionFacts};
 use crate::events::{Envelope, Event, Stamp};
+use crate::keys::MasterKey;
 use rows::{
     append, commit_one, commit_one_after, envelope, first, insert_refresh_statement, locked_until,
     revoke_all_rows, revoke_session_rows, spend_refresh, update_user, user, Spend,
@@ -42,6 +45,7 @@ use rows::{
 use sql::{Db, Val};
 use work::first_of;
 
+pub use pii::Vault;
 pub use records::{
     EndRule, EventFilter, Guess, GuessRules, Login, LoginRule, RefreshRefused, RefreshRules,
     Refreshed, SessionRecord, Throttle, UserRecord,
@@ -75,21 +79,47 @@ const SESSION_COLS: &str =
     "id, user_id, client_type, device_id, ip, user_agent, created_at, refresh_expires_at, revoked_at, terms";
 const KEY_COLS: &str = "kid, alg, public_key, private_key_enc, status, created_at, retire_after";
 
+/// The query of `Store::events` and its parameters.
+fn events_query(filter: &EventFilter) -> (String, Vec<Val>) {
+    let sql = format!(
+        "SELECT {EVENT_COLS} FROM events WHERE seq > $1 \
+         AND ($2 = '' OR user_id = $2) AND ($3 = '' OR type = $3) ORDER BY seq LIMIT $4"
+    );
+    let user = filter.user_id.map(|u| u.to_string()).unwrap_or_default();
+    let kind = filter.kind.clone().unwrap_or_default();
+    let params = vec![
+        filter.after.into(),
+        user.into(),
+        kind.into(),
+        filter.limit.into(),
+    ];
+    (sql, params)
+}
+
 /// The event store: domain reads and writes over either adapter.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<dyn Db>,
+    /// The keys of users' personal data (`pii`), from the master key.
+    vault: Arc<Vault>,
 }
 
 impl Store {
-    /// Wraps an adapter.
-    pub fn new(db: Arc<dyn Db>) -> Self {
-        Store { db }
+    /// Wraps an adapter; `master` gives the keys of personal data.
+    pub fn new(db: Arc<dyn Db>, master: &MasterKey) -> Self {
+        Store {
+            db,
+            vault: Arc::new(Vault::new(master)),
+        }
     }
 
     /// Opens PostgreSQL when `url` is set, else SQLite at `sqlite_path`.
-    pub fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<Self, StoreError> {
-        Store::open_tls(url, sqlite_path, None)
+    pub fn open(
+        url: Option<&str>,
+        sqlite_path: &std::path::Path,
+        master: &MasterKey,
+    ) -> Result<Self, StoreError> {
+        Store::open_tls(url, sqlite_path, None, master)
     }
 
     /// `open`, trusting `ca_file` (`RECALL_DATABASE_CA_FILE`) for PostgreSQL TLS.
@@ -97,12 +127,13 @@ impl Store {
         url: Option<&str>,
         sqlite_path: &std::path::Path,
         ca_file: Option<&std::path::Path>,
+        master: &MasterKey,
     ) -> Result<Self, StoreError> {
         let db: Arc<dyn Db> = match url {
             Some(url) => Arc::new(postgres::PgDb::connect_tls(url, 16, ca_file)?),
             None => Arc::new(sqlite::SqliteDb::open(sqlite_path)?),
         };
-        Ok(Store::new(db))
+        Ok(Store::new(db, master))
     }
 
     /// "postgres" or "sqlite".
@@ -134,7 +165,7 @@ impl Store {
 
     /// Up to `limit` events after `after`, oldest first.
     pub async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Envelope>, StoreError> {
-        self.events(&EventFilter {
+        self.events_sealed(&EventFilter {
             after,
             limit,
             ..EventFilter::default()
@@ -142,20 +173,21 @@ impl Store {
         .await
     }
 
-    /// The audit listing: events after a cursor, optionally of one user or type.
+    /// The audit listing: events after a cursor, optionally of one user or
+    /// type, their personal fields opened (`None` for an erased user).
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Envelope>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLS} FROM events WHERE seq > $1 \
-             AND ($2 = '' OR user_id = $2) AND ($3 = '' OR type = $3) ORDER BY seq LIMIT $4"
-        );
-        let user = filter.user_id.map(|u| u.to_string()).unwrap_or_default();
-        let kind = filter.kind.clone().unwrap_or_default();
-        let params = vec![
-            filter.after.into(),
-            user.into(),
-            kind.into(),
-            filter.limit.into(),
-        ];
+        let (sql, params) = events_query(filter);
+        self.read(move |mut tx| async move {
+            let rows = tx.query(&sql, &params).await?;
+            pii::open_events(&mut *tx, rows).await
+        })
+        .await
+    }
+
+    /// The log as the fold and the feeds read it: ids and kinds, personal
+    /// fields left sealed (they read as `None`; no key is read).
+    async fn events_sealed(&self, filter: &EventFilter) -> Result<Vec<Envelope>, StoreError> {
+        let (sql, params) = events_query(filter);
         self.rows(sql, params, envelope).await
     }
 
@@ -191,7 +223,7 @@ impl Store {
         ];
         let event = Event::UserRegistered {
             user_id,
-            username: username.to_owned(),
+            username: Some(username.to_owned()),
             roles: roles.to_vec(),
         };
         self.exec_and_append(
@@ -239,6 +271,8 @@ impl Store {
         static INSERT_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)")
         });
+        // What is personal in it is stored sealed under the user's key.
+        let [device_id, ip, user_agent] = pii::seal_session(&mut *tx, &s).await?;
         // The session, its first refresh token and the event go out
         // together (no round trip of their own in a batch).
         let writes = vec![
@@ -248,9 +282,9 @@ impl Store {
                     s.id.into(),
                     s.user_id.into(),
                     s.client_type.as_str().into(),
-                    s.device_id.clone().into(),
-                    s.ip.clone().into(),
-                    s.user_agent.clone().into(),
+                    device_id,
+                    ip,
+                    user_agent,
                     s.created_at.into(),
                     s.refresh_expires_at.into(),
                     rows::terms_json(&s.terms)?.into(),

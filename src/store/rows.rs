@@ -6,6 +6,7 @@
 use uuid::Uuid;
 
 use super::chain;
+use super::pii::{self, Sealed};
 use super::sql::{Later, Row, Tx, Val};
 use super::{SessionRecord, StoreError, UserRecord, KEY_COLS, SESSION_COLS};
 use crate::clock::Timestamp;
@@ -76,8 +77,7 @@ pub(super) async fn append_after(
     let mut out = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         let seq = links.last - n + 1 + i as i64;
-        let data = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let stream = event.stream();
+        let Sealed { data, ip, stream } = pii::seal(tx, &event, meta).await?;
         // The order of `chain::HASHED_COLS`, then the event's own hash.
         let mut cols: Vec<Val> = vec![
             seq.into(),
@@ -86,7 +86,7 @@ pub(super) async fn append_after(
             EVENT_VERSION.into(),
             at.into(),
             meta.actor.clone().into(),
-            meta.ip.clone().into(),
+            ip.into(),
             event.user_id().into(),
             event.session_id().into(),
             data.into(),

@@ -5,6 +5,7 @@
 
 use uuid::Uuid;
 
+use super::pii;
 use super::rows::{commit_one, require_user, revoke_all_rows, session, session_in};
 use super::{EndRule, SessionRecord};
 use super::{Store, StoreError, SESSION_COLS};
@@ -36,8 +37,8 @@ impl Store {
             .await
     }
 
-    /// The user's sessions that are neither revoked nor past their refresh lifetime.
-    /// Each with when it was last used: its newest refresh token's issue time.
+    /// The user's sessions that are neither revoked nor past their refresh
+    /// lifetime, their personal fields opened. Each with when it was last used: its newest refresh token's issue time.
     pub async fn live_sessions(
         &self,
         user_id: Uuid,
@@ -51,13 +52,17 @@ impl Store {
         );
         self.read(move |mut tx| async move {
             let rows = tx.query(&sql, &[user_id.into(), now.into()]).await?;
-            rows.iter()
+            let mut live = rows
+                .iter()
                 .map(|r| {
                     let s = session(r)?;
                     let used = r.opt_ts(10)?.unwrap_or(s.created_at);
                     Ok((s, used))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut records: Vec<_> = live.iter_mut().map(|(s, _)| s).collect();
+            pii::open_sessions(&mut *tx, &mut records).await?;
+            Ok(live)
         })
         .await
     }

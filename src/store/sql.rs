@@ -181,6 +181,11 @@ pub trait Tx: Send {
         self.exec_later(vec![(sql, vec![super::head::hex(&head).into()])])
             .await
     }
+    /// The keys that seal and open personal data (`pii`): set on every
+    /// transaction a `Store` hands its units.
+    fn vault(&self) -> Option<std::sync::Arc<super::pii::Vault>> {
+        None
+    }
     /// Commits. In a write batch this only marks the unit committed: its
     /// writes are durable when the batch's commit is, and the unit's caller
     /// is answered only then (G1, `batch`).

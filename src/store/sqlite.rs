@@ -248,9 +248,13 @@ pub struct SqliteDb {
 
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err)?;
-    // FULL sync so an acknowledged commit survives a crash (G1).
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-        .map_err(sqlite_err)?;
+    // FULL sync so an acknowledged commit survives a crash (G1); deleted
+    // and overwritten rows zeroed, so an erased user's name and the data
+    // key destroyed with it leave no bytes behind in free pages.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
+    )
+    .map_err(sqlite_err)?;
     Ok(conn)
 }
 

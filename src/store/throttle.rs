@@ -71,7 +71,7 @@ async fn guess_failed_in(
         locked_until = Some(until);
     }
     Ok(Event::LoginFailed {
-        username: username.to_owned(),
+        username: Some(username.to_owned()),
         user_id: None,
         failures,
         locked_until,
@@ -160,7 +160,7 @@ impl Store {
             };
             lock_throttle(&mut *tx, username, nth, until).await?;
             let event = Event::LoginFailed {
-                username: username.to_owned(),
+                username: Some(username.to_owned()),
                 user_id: None,
                 failures,
                 locked_until: Some(until),

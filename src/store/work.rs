@@ -10,6 +10,7 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
+use super::pii::WithVault;
 use super::rows::commit_one;
 use super::sql::{Deliver, Mode, Row, Tx, Val, Work};
 use super::{Store, StoreError};
@@ -117,9 +118,10 @@ impl Store {
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
-        let work: Work = Box::new(move |tx| {
+        let vault = self.vault.clone();
+        let work: Work = Box::new(move |inner| {
             Box::pin(async move {
-                let result = f(tx).await;
+                let result = f(Box::new(WithVault { inner, vault })).await;
                 // Answered once the transaction holding the writes has
                 // ended: a commit that failed overrides a success.
                 Box::new(move |held: Result<(), StoreError>| {

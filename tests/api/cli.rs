@@ -528,3 +528,39 @@ async fn a_reason_over_1000_characters_is_refused_by_the_cli_as_by_the_api() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_erase_user_by_username() {
+    let (b, app) = cli_app().await;
+    let (name, s1) = app.signup("clierase").await;
+    let s2 = app.login(&name).await;
+    let e = run_one(&b, &["erase-user", &name]).await;
+    assert_cli_event(&e, "user_erased", &s1.user_id);
+    assert_eq!(
+        sorted_strings(&e["data"]["revoked_session_ids"]),
+        sorted_session_ids(&[&s1, &s2])
+    );
+    // The running instance feels it at once; the name is free again.
+    for s in [&s1, &s2] {
+        let (status, body) = until_rejected(&app, &s.access).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(app.refresh(&s.refresh).await.status, 401);
+    }
+    let registered = events(
+        &app,
+        &format!("user_id={}&type=user_registered", s1.user_id),
+    )
+    .await;
+    assert_eq!(registered[0]["data"]["username"], Value::Null);
+    login_answers(&app, &name, 401).await;
+    app.register(&name).await;
+    login_answers(&app, &name, 200).await;
+    // Twice: nobody of that id or name is left to erase.
+    let (ok, _, stderr) = run_raw(&b, &["erase-user", &s1.user_id], "").await;
+    assert!(!ok, "a second erasure succeeded");
+    assert!(
+        stderr.contains("not found") || stderr.contains("no such"),
+        "{stderr}"
+    );
+    app.stop().await;
+}

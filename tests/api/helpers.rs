@@ -94,7 +94,8 @@ impl Backend {
     /// A store handle on this backend.
     pub async fn store(&self) -> Store {
         let s = self.settings();
-        let store = Store::open(s.database_url.as_deref(), &s.sqlite_path()).unwrap();
+        let store =
+            Store::open(s.database_url.as_deref(), &s.sqlite_path(), &s.master_key).unwrap();
         store.migrate().await.unwrap();
         store
     }

@@ -50,6 +50,7 @@ async fn undeclared_methods_get_405_with_allow() {
         ("POST", "/v1/admin/services"),
         ("GET", "/v1/admin/services"),
         ("DELETE", "/v1/admin/services/{service_id}"),
+        ("DELETE", "/v1/admin/users/{user_id}"),
         ("GET", "/v1/revocations"),
         ("POST", "/v1/revocations/mismatch"),
         ("GET", "/v1/admin/policies"),

@@ -12,6 +12,7 @@ mod cli;
 mod consistency;
 mod crash;
 mod data_dir;
+mod erasure;
 mod evidence;
 mod fastcgi;
 mod feed;

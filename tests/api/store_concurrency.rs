@@ -43,7 +43,12 @@ async fn postgres_concurrent_migrations_are_safe() {
     for _ in 0..6 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let store = Store::open(Some(&url), std::path::Path::new("/nonexistent")).unwrap();
+            let store = Store::open(
+                Some(&url),
+                std::path::Path::new("/nonexistent"),
+                &recall::keys::MasterKey::generate(),
+            )
+            .unwrap();
             store.migrate().await
         }));
     }
@@ -59,7 +64,7 @@ async fn postgres_concurrent_migrations_are_safe() {
 async fn sqlite_readers_do_not_wait_for_the_writer() {
     let b = Backend::new(Kind::Sqlite).await;
     let db: Arc<dyn Db> = Arc::new(SqliteDb::open(&b.settings().sqlite_path()).unwrap());
-    let store = Store::new(db.clone());
+    let store = Store::new(db.clone(), &recall::keys::MasterKey::generate());
     store.migrate().await.unwrap();
     let head = store.head().await.unwrap();
     // A writer holds its transaction (and SQLite's write lock) open: its

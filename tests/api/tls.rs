@@ -112,6 +112,7 @@ async fn a_wrong_ca_is_refused_naming_the_setting() {
             Some(&format!("{}?sslmode={mode}", db.url)),
             std::path::Path::new("/nonexistent"),
             Some(&wrong),
+            &recall::keys::MasterKey::generate(),
         )
         .unwrap();
         let err = store

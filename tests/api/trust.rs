@@ -128,7 +128,7 @@ async fn forged_notices_change_nothing() {
     let stranger = NoticeAuth::new(&MasterKey::generate(), &b.channel);
     let same_key_other_channel = NoticeAuth::new(&b.master, "recall:another-channel");
     let login_failed = |n: i64| Event::LoginFailed {
-        username: "nobody".into(),
+        username: Some("nobody".into()),
         user_id: None,
         failures: n,
         locked_until: None,
