@@ -181,9 +181,10 @@ pub trait Tx: Send {
         self.exec_later(vec![(sql, vec![super::head::hex(&head).into()])])
             .await
     }
-    /// The keys that seal and open personal data (`pii`): set on every
-    /// transaction a `Store` hands its units.
-    fn vault(&self) -> Option<std::sync::Arc<super::pii::Vault>> {
+    /// The keys that seal and open personal data (`pii::Vault`, which
+    /// reads it back by its type): set on every transaction a `Store`
+    /// hands its units. Untyped here so this surface need not know `pii`.
+    fn vault(&self) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
         None
     }
     /// Commits. In a write batch this only marks the unit committed: its

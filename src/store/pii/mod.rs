@@ -394,6 +394,7 @@ async fn write_key(
 
 fn vault_of(tx: &dyn Tx) -> Result<Arc<Vault>, StoreError> {
     tx.vault()
+        .and_then(|any| any.downcast::<Vault>().ok())
         .ok_or_else(|| StoreError::Config("a transaction without the store's keys".into()))
 }
 
@@ -429,7 +430,7 @@ impl Tx for WithVault {
     async fn set_head(&mut self, head: Hash) -> Result<(), StoreError> {
         self.inner.set_head(head).await
     }
-    fn vault(&self) -> Option<Arc<Vault>> {
+    fn vault(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         Some(self.vault.clone())
     }
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
