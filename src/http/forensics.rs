@@ -26,6 +26,40 @@ pub struct ValidityQuestion {
     at: String,
 }
 
+/// The question about a token, as the OpenAPI document gives it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TokenQuestion {
+    /// An access token of this fleet (any age, any key it ever had).
+    token: String,
+    /// The moment asked about, RFC 3339.
+    #[schema(format = DateTime)]
+    at: String,
+}
+
+/// The question about a session, as the OpenAPI document gives it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SessionQuestion {
+    /// A session: would any token of it have been accepted?
+    session_id: Uuid,
+    /// The moment asked about, RFC 3339.
+    #[schema(format = DateTime)]
+    at: String,
+}
+
+/// Exactly one of the two (the document's `oneOf`; `ValidityQuestion`
+/// reads either and names the field when a body has both or neither).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ValidityQuestionSchema {
+    Token(TokenQuestion),
+    Session(SessionQuestion),
+}
+
 /// An event that decides the answer.
 #[derive(Serialize, ToSchema)]
 pub struct DecidingEvent {
@@ -71,7 +105,7 @@ pub fn validity_answer(v: &Validity) -> ValidityAnswer {
 }
 
 #[utoipa::path(post, path = "/v1/admin/forensics/validity", tag = "admin",
-    request_body = ValidityQuestion,
+    request_body = ValidityQuestionSchema,
     responses((status = 200, description = "Whether it would have been accepted then, and why", body = ValidityAnswer)),
     security(("admin" = [])))]
 /// `POST /v1/admin/forensics/validity`
